@@ -1,0 +1,39 @@
+//! callhook's domain: scenarios' settings, calls, call statuses, the exact
+//! webhook payload bytes, `{placeholder}` expansion, the persistent retry
+//! schedule and Standard Webhooks signing.
+//!
+//! This crate does no IO of any kind (no database, no network, no clock
+//! reads it is not handed), so everything here is a pure function whose tests
+//! run in milliseconds. Types only hold valid values: parse at the edge with
+//! the `parse`/`from_*` constructors and pass the typed value on.
+
+pub mod call;
+pub mod custom_fields;
+pub mod error;
+pub mod payload;
+pub mod phone;
+pub mod schedule;
+pub mod signing;
+pub mod timezone;
+pub mod webhook_url;
+
+pub use call::{Call, CallEnd, CallStatus, DeliveryKind, Visit};
+pub use custom_fields::{CustomField, CustomFields};
+pub use error::FieldError;
+pub use payload::build_payload;
+pub use phone::PhoneNumber;
+pub use schedule::RetrySchedule;
+pub use signing::SigningSecret;
+pub use timezone::Timezone;
+pub use webhook_url::WebhookUrl;
+
+/// A stable fingerprint (SHA-256, hex) of a value's JSON form: two ingest
+/// events with the same meaning have the same fingerprint.
+pub fn fingerprint<T: serde::Serialize>(value: &T) -> String {
+    use sha2::Digest;
+    let bytes = serde_json::to_vec(value).expect("fingerprinted values serialise");
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
