@@ -1,0 +1,477 @@
+//! Ingesting call events: a call row and its delivery rows, in one transaction.
+
+use callhook_core::{
+    build_payload, fingerprint, Call, CallEnd, CallStatus, DeliveryKind, FieldError, PhoneNumber,
+    Visit,
+};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::scenarios::{self, Scenario};
+use crate::StoreError;
+
+/// Why an ingest event was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A field's value is wrong (unknown number, unknown scenario, bad date…).
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// The same call id was reported before with other data.
+    #[error("{0}")]
+    Conflict(String),
+    /// An end event for a call never started, without `caller` and `callee`.
+    #[error("{0}")]
+    CallNotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for IngestError {
+    fn from(e: sqlx::Error) -> Self {
+        IngestError::Store(e.into())
+    }
+}
+
+/// The start event, parsed (the date stays text until the scenario's zone is known).
+#[derive(Debug, Clone, Serialize)]
+pub struct StartCall {
+    pub id: String,
+    pub caller: PhoneNumber,
+    pub callee: PhoneNumber,
+    /// RFC 3339, or wall-clock time in the scenario's zone; `None` = now.
+    pub date: Option<String>,
+    pub scenario_id: Option<Uuid>,
+    pub visit: Visit,
+}
+
+/// The end event, parsed.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndCall {
+    pub status: CallStatus,
+    pub duration: i64,
+    pub file_id: Option<String>,
+    pub link: Option<String>,
+    /// `None` = now.
+    pub ended_at: Option<String>,
+    /// Only for a call never started: who called which number, and when.
+    pub caller: Option<PhoneNumber>,
+    pub callee: Option<PhoneNumber>,
+    pub date: Option<String>,
+    pub scenario_id: Option<Uuid>,
+}
+
+/// A delivery as the ingest API reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryRef {
+    pub id: Uuid,
+    pub kind: String,
+    pub state: String,
+}
+
+/// What an ingest event did.
+#[derive(Debug)]
+pub enum Ingested {
+    /// Stored now, with the deliveries it queued.
+    Created(Vec<DeliveryRef>),
+    /// The same event was stored before; these are its deliveries.
+    Repeated(Vec<DeliveryRef>),
+}
+
+/// Stores a call's start and queues its during-call webhook, if the scenario has one.
+pub async fn start(pool: &PgPool, input: &StartCall) -> Result<Ingested, IngestError> {
+    let mut tx = pool.begin().await?;
+    let scenario = resolve_scenario(&mut tx, input.scenario_id, &input.callee).await?;
+    let tz = scenario.tz();
+    let date = match &input.date {
+        Some(d) => tz.parse_date(d, "date")?,
+        None => Utc::now(),
+    };
+    let hash = fingerprint(input);
+    let v = &input.visit;
+    let inserted = sqlx::query_scalar!(
+        "insert into calls (id, scenario_id, caller, callee, started_at, visit_id, marker, order_id,
+                            google_client_id, landing_page, domain, city, country, ip, first_visit, referrer,
+                            utm_source, utm_medium, utm_campaign, utm_term, utm_content,
+                            roistat_param_1, roistat_param_2, roistat_param_3, roistat_param_4, roistat_param_5,
+                            metrika_client_id, source_level_1, source_level_2, start_hash)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+                 $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)
+         on conflict (id) do nothing
+         returning id",
+        input.id,
+        scenario.id,
+        input.caller.as_str(),
+        input.callee.as_str(),
+        date,
+        v.visit_id,
+        v.marker,
+        v.order_id,
+        v.google_client_id,
+        v.landing_page,
+        v.domain,
+        v.city,
+        v.country,
+        v.ip,
+        v.first_visit,
+        v.referrer,
+        v.utm_source,
+        v.utm_medium,
+        v.utm_campaign,
+        v.utm_term,
+        v.utm_content,
+        v.roistat_param_1,
+        v.roistat_param_2,
+        v.roistat_param_3,
+        v.roistat_param_4,
+        v.roistat_param_5,
+        v.metrika_client_id,
+        v.source_level_1,
+        v.source_level_2,
+        hash,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+
+    if inserted.is_none() {
+        // Reported before (perhaps a moment ago by a concurrent request: the
+        // insert waited for it to commit).
+        let existing = sqlx::query_scalar!("select start_hash from calls where id = $1", input.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        return match existing {
+            Some(h) if h == hash => Ok(Ingested::Repeated(
+                deliveries_of(&mut *tx, &input.id, DeliveryKind::DuringCall).await?,
+            )),
+            Some(_) => Err(IngestError::Conflict(format!(
+                "call {} was already reported with other data; a call id must be unique",
+                input.id
+            ))),
+            None => Err(IngestError::Conflict(format!(
+                "call {} was already ended without a start; its start can no longer be recorded",
+                input.id
+            ))),
+        };
+    }
+
+    let mut created = Vec::new();
+    if scenario.during_call_url.is_some() {
+        let call = Call {
+            id: input.id.clone(),
+            caller: input.caller.clone(),
+            callee: input.callee.clone(),
+            date,
+            visit: input.visit.clone(),
+            end: None,
+        };
+        let payload = build_payload(&call, DeliveryKind::DuringCall, &scenario.fields(), tz);
+        created.push(
+            insert_delivery(
+                &mut tx,
+                &call.id,
+                scenario.id,
+                DeliveryKind::DuringCall,
+                payload,
+            )
+            .await?,
+        );
+    }
+    notify_if_any(&mut tx, &created).await?;
+    tx.commit().await?;
+    Ok(Ingested::Created(created))
+}
+
+/// Records a call's end and queues its after-call webhook, if the scenario has one.
+pub async fn end(pool: &PgPool, call_id: &str, input: &EndCall) -> Result<Ingested, IngestError> {
+    let mut tx = pool.begin().await?;
+    let hash = fingerprint(input);
+    let mut row = lock_call(&mut tx, call_id).await?;
+    if row.is_none() {
+        let (Some(caller), Some(callee)) = (&input.caller, &input.callee) else {
+            return Err(IngestError::CallNotFound(format!(
+                "call {call_id} was never started; to end it anyway, send caller and callee with the end event"
+            )));
+        };
+        let scenario = resolve_scenario(&mut tx, input.scenario_id, callee).await?;
+        let tz = scenario.tz();
+        let ended_at = match &input.ended_at {
+            Some(d) => tz.parse_date(d, "ended_at")?,
+            None => Utc::now(),
+        };
+        let started_at = match &input.date {
+            Some(d) => tz.parse_date(d, "date")?,
+            None => ended_at - chrono::Duration::seconds(input.duration),
+        };
+        sqlx::query!(
+            "insert into calls (id, scenario_id, caller, callee, started_at) values ($1, $2, $3, $4, $5)
+             on conflict (id) do nothing",
+            call_id,
+            scenario.id,
+            caller.as_str(),
+            callee.as_str(),
+            started_at
+        )
+        .execute(&mut *tx)
+        .await?;
+        row = lock_call(&mut tx, call_id).await?;
+    }
+    let row = row.ok_or_else(|| IngestError::Store(StoreError::NotFound))?;
+
+    if let Some(h) = &row.end_hash {
+        return if *h == hash {
+            Ok(Ingested::Repeated(
+                deliveries_of(&mut *tx, call_id, DeliveryKind::AfterCall).await?,
+            ))
+        } else {
+            Err(IngestError::Conflict(format!(
+                "call {call_id} was already ended with other data"
+            )))
+        };
+    }
+
+    let scenario = match row.scenario_id {
+        Some(id) => Some(scenarios::get(&mut *tx, id).await?),
+        None => None,
+    };
+    let tz = scenario.as_ref().map(Scenario::tz).unwrap_or_default();
+    let ended_at = match &input.ended_at {
+        Some(d) => tz.parse_date(d, "ended_at")?,
+        None => Utc::now(),
+    };
+    let end = CallEnd {
+        status: input.status,
+        duration: input.duration,
+        file_id: input.file_id.clone(),
+        link: input.link.clone(),
+        ended_at,
+    };
+    sqlx::query!(
+        "update calls set status = $2, duration = $3, file_id = $4, link = $5, ended_at = $6,
+                          end_hash = $7, updated_at = now()
+          where id = $1",
+        call_id,
+        end.status.as_str(),
+        i32::try_from(end.duration).unwrap_or(i32::MAX),
+        end.file_id,
+        end.link,
+        end.ended_at,
+        hash
+    )
+    .execute(&mut *tx)
+    .await?;
+
+    let mut created = Vec::new();
+    if let Some(scenario) = scenario.filter(|s| s.after_call_url.is_some()) {
+        let mut call = row.into_call();
+        call.end = Some(end);
+        let payload = build_payload(&call, DeliveryKind::AfterCall, &scenario.fields(), tz);
+        created.push(
+            insert_delivery(
+                &mut tx,
+                call_id,
+                scenario.id,
+                DeliveryKind::AfterCall,
+                payload,
+            )
+            .await?,
+        );
+    }
+    notify_if_any(&mut tx, &created).await?;
+    tx.commit().await?;
+    Ok(Ingested::Created(created))
+}
+
+/// The scenario named by id, or else the one owning `callee`.
+async fn resolve_scenario(
+    tx: &mut PgConnection,
+    scenario_id: Option<Uuid>,
+    callee: &PhoneNumber,
+) -> Result<Scenario, IngestError> {
+    let id =
+        match scenario_id {
+            Some(id) => id,
+            None => scenarios::find_by_number(&mut *tx, callee.as_str())
+                .await?
+                .ok_or_else(|| {
+                    FieldError::new(
+                "callee",
+                "unknown_number",
+                format!("number {callee} belongs to no scenario; add it to a scenario's numbers"),
+            )
+                })?,
+        };
+    match scenarios::get(&mut *tx, id).await {
+        Ok(s) => Ok(s),
+        Err(StoreError::NotFound) => Err(FieldError::new(
+            "scenario_id",
+            "unknown_scenario",
+            format!("scenario {id} does not exist"),
+        )
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn insert_delivery(
+    tx: &mut PgConnection,
+    call_id: &str,
+    scenario_id: Uuid,
+    kind: DeliveryKind,
+    payload: Vec<u8>,
+) -> Result<DeliveryRef, StoreError> {
+    let payload = String::from_utf8(payload).expect("serde_json writes UTF-8");
+    let row = sqlx::query_as!(
+        DeliveryRef,
+        "insert into deliveries (id, call_id, scenario_id, kind, payload, next_attempt_at)
+         values ($1, $2, $3, $4, $5, now())
+         returning id, kind, state",
+        Uuid::now_v7(),
+        call_id,
+        scenario_id,
+        kind.as_str(),
+        payload
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(row)
+}
+
+/// Wakes the dispatchers once this transaction commits (Postgres sends
+/// notifications on commit, and folds identical ones of one transaction).
+async fn notify_if_any(tx: &mut PgConnection, created: &[DeliveryRef]) -> Result<(), StoreError> {
+    if !created.is_empty() {
+        sqlx::query!("select pg_notify($1, '')", crate::NOTIFY_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn deliveries_of(
+    e: impl PgExecutor<'_>,
+    call_id: &str,
+    kind: DeliveryKind,
+) -> Result<Vec<DeliveryRef>, StoreError> {
+    Ok(sqlx::query_as!(
+        DeliveryRef,
+        "select id, kind, state from deliveries where call_id = $1 and kind = $2 order by id",
+        call_id,
+        kind.as_str()
+    )
+    .fetch_all(e)
+    .await?)
+}
+
+/// A call row with what the payload needs.
+#[derive(Debug)]
+pub struct CallRow {
+    pub id: String,
+    pub scenario_id: Option<Uuid>,
+    pub caller: String,
+    pub callee: String,
+    pub started_at: DateTime<Utc>,
+    pub visit_id: Option<String>,
+    pub marker: Option<String>,
+    pub order_id: Option<i64>,
+    pub google_client_id: Option<String>,
+    pub landing_page: Option<String>,
+    pub domain: Option<String>,
+    pub city: Option<String>,
+    pub country: Option<String>,
+    pub ip: Option<String>,
+    pub first_visit: Option<String>,
+    pub referrer: Option<String>,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+    pub utm_term: Option<String>,
+    pub utm_content: Option<String>,
+    pub roistat_param_1: Option<String>,
+    pub roistat_param_2: Option<String>,
+    pub roistat_param_3: Option<String>,
+    pub roistat_param_4: Option<String>,
+    pub roistat_param_5: Option<String>,
+    pub metrika_client_id: Option<String>,
+    pub source_level_1: Option<String>,
+    pub source_level_2: Option<String>,
+    pub status: Option<String>,
+    pub duration: Option<i32>,
+    pub file_id: Option<String>,
+    pub link: Option<String>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub end_hash: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl CallRow {
+    /// The call as the payload builder sees it (without its end).
+    pub fn into_call(self) -> Call {
+        Call {
+            id: self.id,
+            caller: PhoneNumber::from_trusted(self.caller),
+            callee: PhoneNumber::from_trusted(self.callee),
+            date: self.started_at,
+            visit: Visit {
+                visit_id: self.visit_id,
+                marker: self.marker,
+                google_client_id: self.google_client_id,
+                landing_page: self.landing_page,
+                domain: self.domain,
+                city: self.city,
+                country: self.country,
+                ip: self.ip,
+                first_visit: self.first_visit,
+                referrer: self.referrer,
+                utm_source: self.utm_source,
+                utm_medium: self.utm_medium,
+                utm_campaign: self.utm_campaign,
+                utm_term: self.utm_term,
+                utm_content: self.utm_content,
+                roistat_param_1: self.roistat_param_1,
+                roistat_param_2: self.roistat_param_2,
+                roistat_param_3: self.roistat_param_3,
+                roistat_param_4: self.roistat_param_4,
+                roistat_param_5: self.roistat_param_5,
+                metrika_client_id: self.metrika_client_id,
+                source_level_1: self.source_level_1,
+                source_level_2: self.source_level_2,
+                order_id: self.order_id,
+            },
+            end: None,
+        }
+    }
+}
+
+/// Locks the call's row for this transaction, then reads it.
+async fn lock_call(tx: &mut PgConnection, id: &str) -> Result<Option<CallRow>, StoreError> {
+    let exists = sqlx::query_scalar!(
+        "select 1 as \"one!\" from calls where id = $1 for update",
+        id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    match exists {
+        Some(_) => get(&mut *tx, id).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A call by id, for operators.
+pub async fn get(e: impl PgExecutor<'_>, id: &str) -> Result<CallRow, StoreError> {
+    sqlx::query_as!(
+        CallRow,
+        "select id, scenario_id, caller, callee, started_at, visit_id, marker, order_id,
+                google_client_id, landing_page, domain, city, country, ip, first_visit, referrer,
+                utm_source, utm_medium, utm_campaign, utm_term, utm_content,
+                roistat_param_1, roistat_param_2, roistat_param_3, roistat_param_4, roistat_param_5,
+                metrika_client_id, source_level_1, source_level_2, status, duration, file_id, link,
+                ended_at, end_hash, created_at, updated_at
+           from calls where id = $1",
+        id
+    )
+    .fetch_optional(e)
+    .await?
+    .ok_or(StoreError::NotFound)
+}

@@ -1,0 +1,34 @@
+//! Every SQL statement of callhook, the migrations ([`MIGRATOR`]) and the
+//! delivery queue (claim, complete, reschedule).
+//!
+//! Functions take an executor or a `&mut PgConnection` so the caller owns the
+//! transaction's scope; flows that must be atomic (ingesting a call with its
+//! deliveries) open their own transaction here. No HTTP in this crate.
+
+pub mod calls;
+pub mod error;
+pub mod queue;
+pub mod scenarios;
+
+pub use error::StoreError;
+
+/// The schema's migrations, embedded at build time from `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// The channel a committed new delivery is announced on, so dispatchers wake
+/// at once instead of at their next poll.
+pub const NOTIFY_CHANNEL: &str = "callhook_deliveries";
+
+/// Applies pending migrations. Safe to run from several processes at once:
+/// sqlx serialises them with an advisory lock.
+pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// Checks the database answers (for `/readyz`).
+pub async fn ping(pool: &sqlx::PgPool) -> Result<(), StoreError> {
+    sqlx::query_scalar!("select 1 as \"one!\"")
+        .fetch_one(pool)
+        .await?;
+    Ok(())
+}
