@@ -1,0 +1,12 @@
+//! Outbound delivery: the worker pool that claims due deliveries from the
+//! store, sends each webhook over one shared HTTP connection pool through the
+//! destination guard, and records every attempt with the delivery's new state.
+//!
+//! No axum here; the API's test-send goes through [`Sender`] like any webhook.
+
+pub mod guard;
+pub mod sender;
+pub mod worker;
+
+pub use sender::{AttemptError, AttemptResult, Sender, SenderConfig, Webhook};
+pub use worker::{run, DispatchConfig};

@@ -1,0 +1,257 @@
+//! One webhook request: build it, send it through the guard, read at most
+//! 4 KiB of the answer, and say what happened.
+
+use std::error::Error as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use callhook_core::SigningSecret;
+use chrono::{DateTime, Utc};
+use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use reqwest::StatusCode;
+
+use crate::guard::{self, BlockedDestination, DnsFailure, GuardedResolver};
+
+/// How much of a receiver's answer is kept.
+pub const MAX_RESPONSE_BODY: usize = 4096;
+
+/// Outbound HTTP settings.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub connect_timeout: Duration,
+    /// The whole request, from connect to the last byte read.
+    pub request_timeout: Duration,
+    /// Let webhooks reach loopback and private addresses (local receivers, tests).
+    pub allow_private: bool,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            allow_private: false,
+        }
+    }
+}
+
+/// Why an attempt got no HTTP answer. The names are what `delivery_attempts.error` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptError {
+    /// No complete answer within the request timeout (or connect timeout).
+    Timeout,
+    /// The connection was refused, reset or otherwise failed.
+    Connect,
+    /// The receiver's host name did not resolve.
+    Dns,
+    /// TLS handshake or certificate failure.
+    Tls,
+    /// The destination is internal and private destinations are not allowed; nothing was sent.
+    BlockedDestination,
+    /// The connection broke after the request was sent (no status read).
+    Request,
+}
+
+impl AttemptError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Dns => "dns",
+            Self::Tls => "tls",
+            Self::BlockedDestination => "blocked_destination",
+            Self::Request => "request",
+        }
+    }
+}
+
+/// What one attempt did, for the attempt row and the retry decision.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    pub started_at: DateTime<Utc>,
+    pub duration: Duration,
+    pub status: Option<u16>,
+    /// The first 4 KiB of the answer, as text (invalid UTF-8 and NULs replaced).
+    pub body: Option<String>,
+    pub error: Option<AttemptError>,
+    /// A 429/503's `Retry-After`, in seconds form.
+    pub retry_after: Option<Duration>,
+}
+
+impl AttemptResult {
+    pub fn is_success(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+
+    /// The attempt row's `error`: null when a response came back.
+    pub fn error_text(&self) -> Option<&'static str> {
+        self.error.map(AttemptError::as_str)
+    }
+}
+
+/// The webhook to send.
+#[derive(Debug, Clone, Copy)]
+pub struct Webhook<'a> {
+    pub url: &'a str,
+    /// The delivery id: `webhook-id`, the same on every retry.
+    pub id: &'a str,
+    pub payload: &'a [u8],
+    pub secrets: &'a [SigningSecret],
+}
+
+/// Sends webhooks over one shared connection pool.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    allow_private: bool,
+}
+
+impl Sender {
+    pub fn new(config: &SenderConfig) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow_private: config.allow_private,
+            }))
+            .user_agent(concat!("callhook/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(64)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self {
+            client,
+            allow_private: config.allow_private,
+        })
+    }
+
+    /// Sends one webhook now. Never fails: every failure is a result.
+    pub async fn send(&self, hook: Webhook<'_>) -> AttemptResult {
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let done = |status, body, error, retry_after| AttemptResult {
+            started_at,
+            duration: clock.elapsed(),
+            status,
+            body,
+            error,
+            retry_after,
+        };
+        // Names go through the guarded resolver; an IP literal never reaches
+        // a resolver, so it is checked here.
+        if !self.allow_private && literal_host_is_internal(hook.url) {
+            return done(None, None, Some(AttemptError::BlockedDestination), None);
+        }
+        let timestamp = started_at.timestamp();
+        let signature = hook
+            .secrets
+            .iter()
+            .map(|s| s.sign(hook.id, timestamp, hook.payload))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let request = self
+            .client
+            .post(hook.url)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(USER_AGENT, concat!("callhook/", env!("CARGO_PKG_VERSION")))
+            .header("webhook-id", hook.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(hook.payload.to_vec());
+        let mut response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return done(None, None, Some(classify(&e)), None),
+        };
+        let status = response.status();
+        let retry_after = if matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(parse_retry_after)
+        } else {
+            None
+        };
+        // Read at most 4 KiB; a body that breaks off or times out after the
+        // status line still counts as that status.
+        let mut body = Vec::new();
+        while body.len() < MAX_RESPONSE_BODY {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        body.truncate(MAX_RESPONSE_BODY);
+        done(
+            Some(status.as_u16()),
+            Some(safe_text(&body)),
+            None,
+            retry_after,
+        )
+    }
+}
+
+/// Text safe to store in Postgres: lossy UTF-8, NUL replaced.
+pub fn safe_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}")
+}
+
+fn literal_host_is_internal(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => guard::is_internal(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => guard::is_internal(IpAddr::V6(ip)),
+        _ => false,
+    }
+}
+
+/// `Retry-After` as delay-seconds (the HTTP-date form is rare from webhooks
+/// receivers and treated as absent).
+fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
+    v.to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+fn classify(e: &reqwest::Error) -> AttemptError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(s) = source {
+        if s.is::<BlockedDestination>() {
+            return AttemptError::BlockedDestination;
+        }
+        if s.is::<DnsFailure>() {
+            return AttemptError::Dns;
+        }
+        if s.is::<rustls::Error>() {
+            return AttemptError::Tls;
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return AttemptError::Timeout;
+            }
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+            {
+                return AttemptError::Tls;
+            }
+        }
+        source = s.source();
+    }
+    if e.is_timeout() {
+        AttemptError::Timeout
+    } else if e.is_connect() {
+        AttemptError::Connect
+    } else {
+        AttemptError::Request
+    }
+}
