@@ -1,0 +1,135 @@
+//! One error type for every API answer that is not a success, with a stable
+//! JSON body: `{"error": {"code", "message", "field"}}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use callhook_core::FieldError;
+use callhook_store::calls::IngestError;
+use callhook_store::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_url`.
+    pub code: String,
+    /// What is wrong and what to do, for a human.
+    pub message: String,
+    /// The JSON name of the offending input, when there is one.
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    pub fn unprocessable(
+        field: impl Into<String>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_field(field)
+    }
+
+    pub fn internal(e: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %e, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server's log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let unavailable = self.status == StatusCode::SERVICE_UNAVAILABLE;
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                field: self.field,
+            },
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if unavailable {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        Self::unprocessable(e.field, e.code, e.message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::not_found("not found"),
+            StoreError::NumberTaken { number, scenario_id } => Self::new(
+                StatusCode::CONFLICT,
+                "number_taken",
+                format!("number {number} already belongs to scenario {scenario_id}; remove it there first"),
+            )
+            .with_field("numbers"),
+            StoreError::Unavailable(ref inner) => {
+                tracing::warn!(error = %inner, "database unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the database is unavailable; nothing was stored, retry shortly",
+                )
+            }
+            StoreError::Db(ref inner) => Self::internal(inner),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Field(f) => f.into(),
+            IngestError::Conflict(m) => {
+                Self::new(StatusCode::CONFLICT, "conflict", m).with_field("id")
+            }
+            IngestError::CallNotFound(m) => {
+                Self::new(StatusCode::NOT_FOUND, "call_not_found", m).with_field("id")
+            }
+            IngestError::Store(s) => s.into(),
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{calls, scenarios, service};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "callhook", description = "Call-tracking webhook dispatcher: scenarios, call ingest, delivery log."),
+    paths(
+        scenarios::create, scenarios::list, scenarios::get, scenarios::save, scenarios::delete,
+        calls::start, calls::end,
+        service::healthz, service::readyz, service::metrics, service::openapi,
+    ),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
+    modifiers(&Security),
+    tags((name = "scenarios", description = "Admin API (admin token)"),
+         (name = "ingest", description = "Call events (ingest token)"),
+         (name = "service", description = "Probes and metrics (no token)"))
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for name in ["admin_token", "ingest_token"] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

@@ -1,0 +1,195 @@
+//! Ingest API: call events from the telephony side.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use callhook_core::call::{check_text, parse_call_id, MAX_FIELD_LEN};
+use callhook_core::{CallStatus, FieldError, PhoneNumber, Visit};
+use callhook_store::calls::{self, DeliveryRef, EndCall, Ingested, StartCall};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::ErrorBody;
+use crate::json::{JsonObject, PathParam};
+use crate::{ApiError, AppState};
+
+/// The call's start. Visit fields (`visit_id`, `marker`, `order_id`,
+/// `google_client_id`, `landing_page`, `domain`, `city`, `country`, `ip`,
+/// `first_visit`, `referrer`, `utm_*`, `roistat_param_1..5`,
+/// `metrika_client_id`, `source_level_1`, `source_level_2`) may be given too.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct StartCallBody {
+    /// The call's unique number on the telephony side, e.g. `"313"`.
+    pub id: String,
+    /// Who called, e.g. `79990009911`.
+    pub caller: String,
+    /// The tracking number dialled, e.g. `78005552233`.
+    pub callee: String,
+    /// RFC 3339, or `YYYY-MM-DD HH:MM:SS` in the scenario's zone; default now.
+    #[serde(default)]
+    pub date: Option<String>,
+    /// Otherwise the scenario is found from `callee`.
+    #[serde(default)]
+    pub scenario_id: Option<Uuid>,
+}
+
+const START_FIELDS: &[&str] = &["id", "caller", "callee", "date", "scenario_id"];
+
+/// The call is over.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndCallBody {
+    /// ANSWER, BUSY, NOANSWER, CANCEL, CONGESTION, CHANUNAVAIL, DONTCALL,
+    /// TORTURE or ACTIVE (ACRIVE accepted).
+    pub status: String,
+    /// Seconds, a whole number ≥ 0.
+    pub duration: i64,
+    #[serde(default)]
+    pub file_id: Option<String>,
+    /// The recording's address.
+    #[serde(default)]
+    pub link: Option<String>,
+    /// Default now.
+    #[serde(default)]
+    pub ended_at: Option<String>,
+    /// Only for a call never started.
+    #[serde(default)]
+    pub caller: Option<String>,
+    /// Only for a call never started.
+    #[serde(default)]
+    pub callee: Option<String>,
+    /// Only for a call never started: when it began.
+    #[serde(default)]
+    pub date: Option<String>,
+    #[serde(default)]
+    pub scenario_id: Option<Uuid>,
+}
+
+/// What an ingest request stored.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct IngestResponse {
+    pub call_id: String,
+    pub deliveries: Vec<DeliveryRefView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryRefView {
+    pub id: Uuid,
+    /// `during_call` or `after_call`.
+    pub kind: String,
+    /// `pending`, `delivered`, `failed` or `cancelled`.
+    pub state: String,
+}
+
+impl From<DeliveryRef> for DeliveryRefView {
+    fn from(d: DeliveryRef) -> Self {
+        Self {
+            id: d.id,
+            kind: d.kind,
+            state: d.state,
+        }
+    }
+}
+
+fn respond(call_id: String, ingested: Ingested) -> (StatusCode, Json<IngestResponse>) {
+    let (status, deliveries) = match ingested {
+        Ingested::Created(d) => (StatusCode::ACCEPTED, d),
+        Ingested::Repeated(d) => (StatusCode::OK, d),
+    };
+    (
+        status,
+        Json(IngestResponse {
+            call_id,
+            deliveries: deliveries.into_iter().map(Into::into).collect(),
+        }),
+    )
+}
+
+fn opt_text(field: &str, v: Option<String>) -> Result<Option<String>, FieldError> {
+    v.map(|s| check_text(field, &s, MAX_FIELD_LEN).map(str::to_owned))
+        .transpose()
+}
+
+/// Report a call's start: stores the call and queues its during-call webhook.
+#[utoipa::path(post, path = "/api/v1/calls", tag = "ingest", request_body = StartCallBody,
+    security(("ingest_token" = [])),
+    responses((status = 202, body = IngestResponse, description = "stored, webhooks queued"),
+              (status = 200, body = IngestResponse, description = "the same event again; nothing new"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "the id was reported with other data"),
+              (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 503, body = ErrorBody, description = "database unavailable; retry")))]
+pub async fn start(
+    State(state): State<AppState>,
+    body: JsonObject,
+) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
+    body.only(|k| START_FIELDS.contains(&k) || Visit::is_field(k))?;
+    let visit = Visit::from_json(&body.0)?;
+    let mut core_only = body.0.clone();
+    core_only.retain(|k, _| START_FIELDS.contains(&k.as_str()));
+    let b: StartCallBody = JsonObject(core_only).parse()?;
+    let input = StartCall {
+        id: parse_call_id(&b.id, "id")?,
+        caller: PhoneNumber::parse(&b.caller, "caller")?,
+        callee: PhoneNumber::parse(&b.callee, "callee")?,
+        date: opt_text("date", b.date)?,
+        scenario_id: b.scenario_id,
+        visit,
+    };
+    let ingested = calls::start(&state.pool, &input).await?;
+    if let Ingested::Created(d) = &ingested {
+        metrics::counter!("callhook_calls_ingested_total", "event" => "start").increment(1);
+        tracing::info!(call_id = %input.id, deliveries = d.len(), "call started");
+    }
+    Ok(respond(input.id, ingested))
+}
+
+/// Report a call's end: records status, duration and recording, and queues
+/// the after-call webhook.
+#[utoipa::path(post, path = "/api/v1/calls/{id}/end", tag = "ingest", request_body = EndCallBody,
+    security(("ingest_token" = [])), params(("id" = String, Path, description = "the call's id")),
+    responses((status = 202, body = IngestResponse), (status = 200, body = IngestResponse),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "never started and no caller/callee given"),
+              (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub async fn end(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+    body: JsonObject,
+) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
+    let id = parse_call_id(&id, "id")?;
+    let b: EndCallBody = body.parse()?;
+    if b.duration < 0 || b.duration > i64::from(i32::MAX) {
+        return Err(FieldError::new(
+            "duration",
+            "out_of_range",
+            "duration must be a whole number of seconds ≥ 0",
+        )
+        .into());
+    }
+    let input = EndCall {
+        status: CallStatus::parse(&b.status, "status")?,
+        duration: b.duration,
+        file_id: opt_text("file_id", b.file_id)?,
+        link: opt_text("link", b.link)?,
+        ended_at: opt_text("ended_at", b.ended_at)?,
+        caller: b
+            .caller
+            .map(|c| PhoneNumber::parse(&c, "caller"))
+            .transpose()?,
+        callee: b
+            .callee
+            .map(|c| PhoneNumber::parse(&c, "callee"))
+            .transpose()?,
+        date: opt_text("date", b.date)?,
+        scenario_id: b.scenario_id,
+    };
+    let ingested = calls::end(&state.pool, &id, &input).await?;
+    if let Ingested::Created(d) = &ingested {
+        metrics::counter!("callhook_calls_ingested_total", "event" => "end").increment(1);
+        tracing::info!(call_id = %id, deliveries = d.len(), "call ended");
+    }
+    Ok(respond(id, ingested))
+}

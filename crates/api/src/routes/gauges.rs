@@ -1,0 +1,15 @@
+//! Gauges computed at scrape time from the database.
+
+use sqlx::PgPool;
+
+/// Pending deliveries and the age of the oldest, from the partial index of
+/// pending rows (its size follows the backlog, not the history).
+pub async fn refresh(pool: &PgPool) {
+    match callhook_store::queue::backlog(pool).await {
+        Ok(b) => {
+            metrics::gauge!("callhook_pending_deliveries").set(b.pending as f64);
+            metrics::gauge!("callhook_oldest_pending_age_seconds").set(b.oldest_age_seconds);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read the backlog for /metrics"),
+    }
+}

@@ -1,0 +1,218 @@
+//! Admin API: scenarios.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use callhook_core::{CustomField, CustomFields, FieldError, PhoneNumber, Timezone, WebhookUrl};
+use callhook_store::scenarios::{self, Scenario, ScenarioSettings};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::ErrorBody;
+use crate::json::{JsonObject, PathParam};
+use crate::{ApiError, AppState};
+
+/// A scenario as the API shows it. `PUT` accepts this very shape back.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ScenarioView {
+    pub id: Uuid,
+    pub name: String,
+    /// Where the during-call webhook goes; null = off.
+    pub during_call_url: Option<String>,
+    /// Where the after-call webhook goes; null = off.
+    pub after_call_url: Option<String>,
+    #[schema(value_type = Vec<CustomFieldSchema>)]
+    pub custom_fields: Vec<CustomField>,
+    /// Tracking numbers, digits only.
+    pub numbers: Vec<String>,
+    /// IANA time zone of the payload's `date`.
+    pub timezone: String,
+    /// `whsec_…`: the key receivers verify `webhook-signature` with.
+    pub signing_secret: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One custom field: `value` may hold `{placeholders}` naming payload fields.
+#[derive(ToSchema)]
+#[allow(dead_code)] // schema only
+pub struct CustomFieldSchema {
+    name: String,
+    value: String,
+}
+
+impl From<Scenario> for ScenarioView {
+    fn from(s: Scenario) -> Self {
+        Self {
+            id: s.id,
+            name: s.name,
+            during_call_url: s.during_call_url,
+            after_call_url: s.after_call_url,
+            custom_fields: s.custom_fields.0,
+            numbers: s.numbers,
+            timezone: s.timezone,
+            signing_secret: s.signing_secret,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// A scenario's settings. Only `name` is required; the rest default to no
+/// URLs, no custom fields, no numbers and `Europe/Moscow`. Read-only fields
+/// (`id`, `signing_secret`, timestamps) are accepted and ignored, so what
+/// `GET` returns can be sent back as is.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioInput {
+    pub name: String,
+    /// Empty string or null = no during-call webhook.
+    #[serde(default)]
+    pub during_call_url: Option<String>,
+    /// Empty string or null = no after-call webhook.
+    #[serde(default)]
+    pub after_call_url: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<CustomFieldSchema>>)]
+    pub custom_fields: Option<Vec<CustomField>>,
+    /// Written any way people write them (`+7 (800) 555-22-33`); stored as digits.
+    #[serde(default)]
+    pub numbers: Option<Vec<String>>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub id: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub signing_secret: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub created_at: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub updated_at: Option<serde_json::Value>,
+}
+
+impl ScenarioInput {
+    fn into_settings(self) -> Result<ScenarioSettings, FieldError> {
+        let name = self.name.trim().to_owned();
+        if name.is_empty() {
+            return Err(FieldError::new(
+                "name",
+                "required",
+                "name must not be empty",
+            ));
+        }
+        callhook_core::call::check_text("name", &name, 255)?;
+        let url = |v: Option<String>, field| match v {
+            Some(s) => WebhookUrl::parse_optional(&s, field),
+            None => Ok(None),
+        };
+        let numbers = self
+            .numbers
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(i, n)| PhoneNumber::parse(n, &format!("numbers[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ScenarioSettings {
+            name,
+            during_call_url: url(self.during_call_url, "during_call_url")?,
+            after_call_url: url(self.after_call_url, "after_call_url")?,
+            custom_fields: CustomFields::parse(self.custom_fields.unwrap_or_default())?,
+            numbers,
+            timezone: match self.timezone {
+                Some(tz) => Timezone::parse(&tz, "timezone")?,
+                None => Timezone::default(),
+            },
+        })
+    }
+}
+
+fn scenario_not_found(id: Uuid) -> impl FnOnce(ApiError) -> ApiError {
+    move |e| {
+        if e.status == StatusCode::NOT_FOUND {
+            ApiError::not_found(format!("scenario {id} does not exist"))
+        } else {
+            e
+        }
+    }
+}
+
+/// Create a scenario.
+#[utoipa::path(post, path = "/api/v1/scenarios", tag = "scenarios", request_body = ScenarioInput,
+    security(("admin_token" = [])),
+    responses((status = 201, body = ScenarioView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "a number belongs to another scenario"),
+              (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    body: JsonObject,
+) -> Result<(StatusCode, Json<ScenarioView>), ApiError> {
+    let settings = body.parse::<ScenarioInput>()?.into_settings()?;
+    let scenario = scenarios::create(&state.pool, &settings).await?;
+    tracing::info!(scenario_id = %scenario.id, "scenario created");
+    Ok((StatusCode::CREATED, Json(scenario.into())))
+}
+
+/// List scenarios, oldest first.
+#[utoipa::path(get, path = "/api/v1/scenarios", tag = "scenarios", security(("admin_token" = [])),
+    responses((status = 200, body = Vec<ScenarioView>), (status = 401, body = ErrorBody)))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ScenarioView>>, ApiError> {
+    let all = scenarios::list(&state.pool).await?;
+    Ok(Json(all.into_iter().map(Into::into).collect()))
+}
+
+/// Get one scenario.
+#[utoipa::path(get, path = "/api/v1/scenarios/{id}", tag = "scenarios", security(("admin_token" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = ScenarioView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<Uuid>,
+) -> Result<Json<ScenarioView>, ApiError> {
+    let s = scenarios::get(&state.pool, id)
+        .await
+        .map_err(ApiError::from)
+        .map_err(scenario_not_found(id))?;
+    Ok(Json(s.into()))
+}
+
+/// Save a scenario: the whole settings at once. Pending retries use the new
+/// URLs; a removed URL cancels them.
+#[utoipa::path(put, path = "/api/v1/scenarios/{id}", tag = "scenarios", request_body = ScenarioInput,
+    security(("admin_token" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = ScenarioView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn save(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<Uuid>,
+    body: JsonObject,
+) -> Result<Json<ScenarioView>, ApiError> {
+    let settings = body.parse::<ScenarioInput>()?.into_settings()?;
+    let s = scenarios::update(&state.pool, id, &settings)
+        .await
+        .map_err(ApiError::from)
+        .map_err(scenario_not_found(id))?;
+    tracing::info!(scenario_id = %id, "scenario saved");
+    Ok(Json(s.into()))
+}
+
+/// Delete a scenario; its pending deliveries are cancelled, history stays.
+#[utoipa::path(delete, path = "/api/v1/scenarios/{id}", tag = "scenarios", security(("admin_token" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    scenarios::delete(&state.pool, id)
+        .await
+        .map_err(ApiError::from)
+        .map_err(scenario_not_found(id))?;
+    tracing::info!(scenario_id = %id, "scenario deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

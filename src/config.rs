@@ -1,0 +1,168 @@
+//! One typed configuration, from flags and environment variables, validated
+//! before anything starts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use callhook_core::RetrySchedule;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+
+#[derive(Debug, Parser)]
+#[command(name = "callhook", version, about = "Call-tracking webhook dispatcher")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the APIs and/or dispatch webhooks (applies pending migrations first).
+    Serve(Box<ServeConfig>),
+    /// Apply pending database migrations and exit.
+    Migrate(DbConfig),
+}
+
+/// Which parts of callhook this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Admin and ingest APIs (plus health and metrics), no dispatching.
+    Api,
+    /// Dispatching only (health and metrics are still served).
+    Dispatcher,
+    /// Both.
+    All,
+}
+
+impl Role {
+    pub fn serves_api(self) -> bool {
+        matches!(self, Role::Api | Role::All)
+    }
+
+    pub fn dispatches(self) -> bool {
+        matches!(self, Role::Dispatcher | Role::All)
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbConfig {
+    /// Postgres connection URL, e.g. postgres://postgres@127.0.0.1:5432/callhook.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+    /// How long to keep retrying an unreachable database at start-up.
+    #[arg(long, env = "CALLHOOK_DB_WAIT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub db_wait: Duration,
+    /// Most connections this process opens to Postgres.
+    #[arg(long, env = "CALLHOOK_DB_MAX_CONNECTIONS", default_value_t = 20)]
+    pub db_max_connections: u32,
+    /// Log format: text or json.
+    #[arg(long, env = "CALLHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    #[command(flatten)]
+    pub db: DbConfig,
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "CALLHOOK_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Bearer token of the admin API (required when serving the API).
+    #[arg(long, env = "CALLHOOK_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<SecretString>,
+    /// Bearer token of the ingest API (required when serving the API).
+    #[arg(long, env = "CALLHOOK_INGEST_TOKEN", hide_env_values = true)]
+    pub ingest_token: Option<SecretString>,
+    /// Delays before each retry, comma-separated; the first attempt is immediate.
+    #[arg(long, env = "CALLHOOK_RETRY_SCHEDULE", default_value = RetrySchedule::DEFAULT)]
+    pub retry_schedule: RetrySchedule,
+    /// Whole-request timeout of a webhook (connect to last byte).
+    #[arg(long, env = "CALLHOOK_REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Connect timeout of a webhook.
+    #[arg(long, env = "CALLHOOK_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+    /// Webhooks in flight at once in this process.
+    #[arg(long, env = "CALLHOOK_CONCURRENCY", default_value_t = 64)]
+    pub concurrency: usize,
+    /// Webhooks in flight at once to one receiver host.
+    #[arg(long, env = "CALLHOOK_PER_HOST_CONCURRENCY", default_value_t = 16)]
+    pub per_host_concurrency: usize,
+    /// Allow webhooks to loopback, private and other internal addresses.
+    #[arg(long, env = "CALLHOOK_ALLOW_PRIVATE_DESTINATIONS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_private_destinations: bool,
+    /// How long a claimed delivery is held before another process may take it
+    /// over; must exceed the request timeout.
+    #[arg(long, env = "CALLHOOK_LEASE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lease: Duration,
+    /// Longest a dispatcher sleeps without a notification.
+    #[arg(long, env = "CALLHOOK_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+    /// At shutdown, how long in-flight webhooks may take to finish.
+    #[arg(long, env = "CALLHOOK_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// What this process runs: api, dispatcher or all.
+    #[arg(long, env = "CALLHOOK_ROLE", value_enum, default_value_t = Role::All)]
+    pub role: Role,
+    /// Do not apply pending migrations at start.
+    #[arg(long, env = "CALLHOOK_NO_MIGRATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub no_migrate: bool,
+}
+
+impl ServeConfig {
+    /// The settings tests and embedders start from: everything at its
+    /// default, tokens given.
+    pub fn for_tests(admin: &str, ingest: &str) -> Self {
+        let cli = Cli::try_parse_from([
+            "callhook",
+            "serve",
+            "--admin-token",
+            admin,
+            "--ingest-token",
+            ingest,
+        ])
+        .expect("static arguments parse");
+        match cli.command {
+            Command::Serve(c) => *c,
+            Command::Migrate(_) => unreachable!("parsed serve"),
+        }
+    }
+
+    /// Checks what clap cannot: one line saying what to set.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.db.database_url.is_none() {
+            return Err("DATABASE_URL is not set: set it to the Postgres URL, e.g. postgres://postgres@127.0.0.1:5432/callhook".into());
+        }
+        if self.role.serves_api() {
+            for (name, v) in [
+                ("CALLHOOK_ADMIN_TOKEN", &self.admin_token),
+                ("CALLHOOK_INGEST_TOKEN", &self.ingest_token),
+            ] {
+                if v.as_ref()
+                    .is_none_or(|t| secrecy::ExposeSecret::expose_secret(t).trim().is_empty())
+                {
+                    return Err(format!("{name} is not set: set it to a long random string (e.g. `openssl rand -hex 32`)"));
+                }
+            }
+        }
+        if self.lease <= self.request_timeout {
+            return Err(format!(
+                "CALLHOOK_LEASE ({:?}) must be longer than CALLHOOK_REQUEST_TIMEOUT ({:?}), or slow requests would be sent twice",
+                self.lease, self.request_timeout
+            ));
+        }
+        if self.concurrency == 0 || self.per_host_concurrency == 0 {
+            return Err(
+                "CALLHOOK_CONCURRENCY and CALLHOOK_PER_HOST_CONCURRENCY must be at least 1".into(),
+            );
+        }
+        Ok(())
+    }
+}

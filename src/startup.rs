@@ -1,0 +1,108 @@
+//! Wiring: database, dispatcher, HTTP server, graceful shutdown.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use backon::{ExponentialBuilder, Retryable};
+use callhook_api::{AppState, Tokens};
+use callhook_dispatch::{DispatchConfig, Sender, SenderConfig};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{DbConfig, ServeConfig};
+
+/// Connects to Postgres, retrying with backoff for `db_wait`, then failing
+/// with what to check.
+pub async fn connect_db(db: &DbConfig) -> anyhow::Result<PgPool> {
+    let url = db
+        .database_url
+        .as_ref()
+        .context("DATABASE_URL is not set: set it to the Postgres URL")?;
+    let options: PgConnectOptions = url
+        .expose_secret()
+        .parse()
+        .context("DATABASE_URL is not a valid Postgres URL")?;
+    let pool_options = PgPoolOptions::new()
+        .max_connections(db.db_max_connections)
+        .acquire_timeout(Duration::from_secs(5));
+    let deadline = tokio::time::Instant::now() + db.db_wait;
+    let connect = || pool_options.clone().connect_with(options.clone());
+    connect
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(5))
+                .without_max_times(),
+        )
+        .when(|e| callhook_store::error::is_unavailable(e) && tokio::time::Instant::now() < deadline)
+        .notify(|e, after| tracing::warn!(error = %e, retry_in = ?after, "database not reachable yet"))
+        .await
+        .with_context(|| {
+            format!(
+                "could not connect to the database within {:?}: check that Postgres is running and DATABASE_URL is right",
+                db.db_wait
+            )
+        })
+}
+
+/// Runs callhook on `listener` until `shutdown` is cancelled: the APIs and/or
+/// the dispatcher, as `config.role` says. Migrations are the caller's job.
+pub async fn run(
+    config: ServeConfig,
+    listener: TcpListener,
+    pool: PgPool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let sender = Sender::new(&SenderConfig {
+        connect_timeout: config.connect_timeout,
+        request_timeout: config.request_timeout,
+        allow_private: config.allow_private_destinations,
+    })
+    .context("building the HTTP client")?;
+
+    let dispatcher = config.role.dispatches().then(|| {
+        let dispatch = DispatchConfig {
+            concurrency: config.concurrency,
+            per_host: config.per_host_concurrency,
+            lease: config.lease,
+            poll_interval: config.poll_interval,
+            schedule: config.retry_schedule.clone(),
+            shutdown_grace: config.shutdown_grace,
+        };
+        tokio::spawn(callhook_dispatch::run(
+            pool.clone(),
+            sender.clone(),
+            dispatch,
+            shutdown.clone(),
+        ))
+    });
+
+    let secret = |t: &Option<SecretString>| t.clone().unwrap_or_else(|| SecretString::from(""));
+    let state = AppState::new(
+        pool,
+        sender,
+        Tokens {
+            admin: secret(&config.admin_token),
+            ingest: secret(&config.ingest_token),
+        },
+    );
+    let app = if config.role.serves_api() {
+        callhook_api::router(state)
+    } else {
+        callhook_api::routes::service_router(state)
+    };
+    tracing::info!(addr = %listener.local_addr()?, role = ?config.role, "callhook listening");
+    let server_shutdown = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+        .await
+        .context("HTTP server failed")?;
+    if let Some(d) = dispatcher {
+        d.await.context("dispatcher panicked")?;
+    }
+    Ok(())
+}
