@@ -1,0 +1,221 @@
+//! Crash safety: SIGKILL, several dispatchers, Postgres restarted mid-load.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::helpers::*;
+use crate::process::*;
+
+const CALLS: usize = 500;
+
+async fn create_scenario(http: &reqwest::Client, server: &ServerProcess, hook: &str) {
+    let r = http
+        .post(server.url("/api/v1/scenarios"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "crash", "numbers": ["78005552233"], "during_call_url": hook}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+/// Sends calls `range` until each is acknowledged with a 2xx (a 503 or a
+/// refused connection is retried, as a telephony client would), returning
+/// how many answers were 503.
+async fn ingest(http: &reqwest::Client, base: &str, range: std::ops::Range<usize>) -> usize {
+    use futures::StreamExt;
+    let unavailable = std::sync::atomic::AtomicUsize::new(0);
+    futures::stream::iter(range)
+        .for_each_concurrent(16, |i| {
+            let unavailable = &unavailable;
+            async move {
+                let body = json!({"id": format!("c{i}"), "caller": "79990009911", "callee": "78005552233"});
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                loop {
+                    match http.post(format!("{base}/api/v1/calls")).bearer_auth(INGEST).json(&body).send().await {
+                        Ok(r) if r.status().is_success() => break,
+                        Ok(r) if r.status() == 503 => {
+                            unavailable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Ok(r) => panic!("call c{i}: unexpected {}", r.status()),
+                        Err(_) => {}
+                    }
+                    assert!(std::time::Instant::now() < deadline, "call c{i} never acknowledged");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        })
+        .await;
+    unavailable.into_inner()
+}
+
+async fn wait_all_delivered(pool: &PgPool, tally: &Tally, n: usize) {
+    eventually(
+        Duration::from_secs(90),
+        &format!("{n} distinct calls at the receiver"),
+        || async { (tally.distinct() >= n).then_some(()) },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "every delivery recorded as delivered",
+        || async {
+            let left: i64 =
+                sqlx::query_scalar("select count(*) from deliveries where state <> 'delivered'")
+                    .fetch_one(pool)
+                    .await
+                    .ok()?;
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn sigkill_mid_delivery_loses_nothing(pool: PgPool) {
+    let db = database_url_of(&pool);
+    let (hook, tally) = counting_receiver(Duration::from_millis(20)).await;
+    let http = reqwest::Client::new();
+    let env = [
+        ("CALLHOOK_CONCURRENCY", "16"),
+        ("CALLHOOK_NO_MIGRATE", "true"),
+    ];
+    let server = ServerProcess::start(&db, &env).await;
+    create_scenario(&http, &server, &hook).await;
+    ingest(&http, &server.url(""), 0..CALLS).await;
+    eventually(
+        Duration::from_secs(30),
+        "a third of the calls delivered",
+        || async { (tally.total() >= CALLS / 3).then_some(()) },
+    )
+    .await;
+    server.kill().await;
+    let at_kill = tally.total();
+    assert!(
+        at_kill < CALLS,
+        "the kill came while work was left ({at_kill} of {CALLS})"
+    );
+
+    let _server = ServerProcess::start(&db, &env).await;
+    wait_all_delivered(&pool, &tally, CALLS).await;
+    let (dup_calls, extra) = tally.duplicates();
+    assert!(extra <= 16, "duplicates ({extra} over {dup_calls} calls) exceed the requests in flight at the kill (≤ 16)");
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn two_dispatchers_share_the_work_without_duplicates(pool: PgPool) {
+    let db = database_url_of(&pool);
+    let (hook, tally) = counting_receiver(Duration::from_millis(5)).await;
+    let http = reqwest::Client::new();
+    let env = [
+        ("CALLHOOK_CONCURRENCY", "16"),
+        ("CALLHOOK_NO_MIGRATE", "true"),
+    ];
+    let a = ServerProcess::start(&db, &env).await;
+    let _b = ServerProcess::start(
+        &db,
+        &[
+            ("CALLHOOK_CONCURRENCY", "16"),
+            ("CALLHOOK_ROLE", "dispatcher"),
+        ],
+    )
+    .await;
+    create_scenario(&http, &a, &hook).await;
+    ingest(&http, &a.url(""), 0..CALLS).await;
+    wait_all_delivered(&pool, &tally, CALLS).await;
+    assert_eq!(
+        tally.duplicates(),
+        (0, 0),
+        "no delivery sent twice in normal operation"
+    );
+    assert_eq!(tally.total(), CALLS);
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn sigkill_one_of_two_dispatchers_loses_nothing(pool: PgPool) {
+    let db = database_url_of(&pool);
+    let (hook, tally) = counting_receiver(Duration::from_millis(20)).await;
+    let http = reqwest::Client::new();
+    let env = [
+        ("CALLHOOK_CONCURRENCY", "8"),
+        ("CALLHOOK_NO_MIGRATE", "true"),
+    ];
+    let a = ServerProcess::start(&db, &env).await;
+    let b = ServerProcess::start(
+        &db,
+        &[
+            ("CALLHOOK_CONCURRENCY", "8"),
+            ("CALLHOOK_ROLE", "dispatcher"),
+        ],
+    )
+    .await;
+    create_scenario(&http, &a, &hook).await;
+    ingest(&http, &a.url(""), 0..CALLS).await;
+    eventually(
+        Duration::from_secs(30),
+        "a third of the calls delivered",
+        || async { (tally.total() >= CALLS / 3).then_some(()) },
+    )
+    .await;
+    b.kill().await;
+    let _b = ServerProcess::start(
+        &db,
+        &[
+            ("CALLHOOK_CONCURRENCY", "8"),
+            ("CALLHOOK_ROLE", "dispatcher"),
+        ],
+    )
+    .await;
+    wait_all_delivered(&pool, &tally, CALLS).await;
+    let (_, extra) = tally.duplicates();
+    assert!(
+        extra <= 8,
+        "duplicates ({extra}) exceed the requests in flight at the kill (≤ 8)"
+    );
+    drop(a);
+}
+
+#[tokio::test]
+async fn postgres_restart_mid_load_loses_nothing_acknowledged() {
+    init_logs();
+    let cluster = TempCluster::start();
+    let (hook, tally) = counting_receiver(Duration::from_millis(5)).await;
+    let http = reqwest::Client::new();
+    let server = ServerProcess::start(&cluster.url(), &[("CALLHOOK_CONCURRENCY", "16")]).await;
+    create_scenario(&http, &server, &hook).await;
+
+    ingest(&http, &server.url(""), 0..200).await;
+    cluster.stop();
+    // While the database is down, ingest answers 503 with Retry-After (not 500).
+    let r = http
+        .post(server.url("/api/v1/calls"))
+        .bearer_auth(INGEST)
+        .json(&json!({"id": "down", "caller": "79990009911", "callee": "78005552233"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let (readyz, _) = (
+        http.get(server.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        (),
+    );
+    assert_eq!(readyz, 503);
+    cluster.start_again();
+    ingest(&http, &server.url(""), 200..400).await;
+
+    let pool = sqlx::PgPool::connect(&cluster.url()).await.unwrap();
+    wait_all_delivered(&pool, &tally, 400).await;
+    let (_, extra) = tally.duplicates();
+    assert!(
+        extra <= 16,
+        "duplicates ({extra}) exceed the requests in flight at the restart"
+    );
+    assert_eq!(server.terminate().await.code(), Some(0), "SIGTERM exits 0");
+}

@@ -1,0 +1,396 @@
+//! Test harness: the real server on a random port against a fresh database,
+//! real HTTP receivers on 127.0.0.1, and waits with deadlines.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use callhook::ServeConfig;
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub const ADMIN: &str = "test-admin-token";
+pub const INGEST: &str = "test-ingest-token";
+
+/// Logs only when `TEST_LOG` is set.
+pub fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(
+                    std::env::var("TEST_LOG").unwrap_or_else(|_| "debug".into()),
+                ))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Settings for tests: fast retries, loopback receivers allowed, short timeouts.
+pub fn test_config() -> ServeConfig {
+    let mut c = ServeConfig::for_tests(ADMIN, INGEST);
+    c.retry_schedule = "1s,1s,1s".parse().unwrap();
+    c.allow_private_destinations = true;
+    c.request_timeout = Duration::from_secs(2);
+    c.connect_timeout = Duration::from_secs(1);
+    c.lease = Duration::from_secs(5);
+    c.poll_interval = Duration::from_millis(200);
+    c.shutdown_grace = Duration::from_secs(3);
+    c
+}
+
+/// Starts the app (API and dispatcher) with [`test_config`].
+pub async fn spawn_app(pool: PgPool) -> TestApp {
+    spawn_app_with(pool, |_| {}).await
+}
+
+/// Starts the app with [`test_config`] changed by `adjust`.
+pub async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    init_logs();
+    let mut config = test_config();
+    adjust(&mut config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(callhook::run(config, listener, pool, shutdown.clone()));
+    TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        shutdown,
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("request reaches the app");
+        let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+        let bytes = resp.bytes().await.unwrap();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, value)
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, path, Some(ADMIN), None)
+            .await
+    }
+
+    pub async fn admin_post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, Some(ADMIN), Some(body))
+            .await
+    }
+
+    pub async fn admin_put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::PUT, path, Some(ADMIN), Some(body))
+            .await
+    }
+
+    pub async fn admin_delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::DELETE, path, Some(ADMIN), None)
+            .await
+    }
+
+    pub async fn ingest_post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, Some(INGEST), Some(body))
+            .await
+    }
+
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        self.send(method, path, token, body).await
+    }
+
+    /// Creates a scenario; panics unless the API says 201.
+    pub async fn create_scenario(&self, body: Value) -> Value {
+        let (status, v) = self.admin_post("/api/v1/scenarios", &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        v
+    }
+
+    /// Stops the app gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics after `deadline`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("webhook body is JSON")
+    }
+}
+
+/// How a receiver answers one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Status(u16),
+    /// Answer after this long (longer than the client's timeout = a hang).
+    Slow(Duration, u16),
+    /// 429/503 with `Retry-After: secs`.
+    RetryAfter(u16, u64),
+}
+
+/// A webhook receiver on 127.0.0.1 that forwards every request into a
+/// channel and answers from a script (then with the default).
+pub struct Receiver {
+    pub addr: SocketAddr,
+    rx: mpsc::UnboundedReceiver<Received>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+#[derive(Clone)]
+struct ReceiverState {
+    tx: mpsc::UnboundedSender<Received>,
+    script: Arc<Mutex<VecDeque<Reply>>>,
+    default: Reply,
+}
+
+impl Receiver {
+    /// Answers 200 to everything.
+    pub async fn ok() -> Self {
+        Self::scripted(vec![], Reply::Status(200)).await
+    }
+
+    pub async fn scripted(script: Vec<Reply>, default: Reply) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = ReceiverState {
+            tx,
+            script: Arc::new(Mutex::new(script.into())),
+            default,
+        };
+        let app = axum::Router::new().fallback(receive).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            addr,
+            rx,
+            _shutdown: stop_tx,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The next request, or a panic after `deadline`.
+    pub async fn next(&mut self, deadline: Duration) -> Received {
+        tokio::time::timeout(deadline, self.rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no webhook arrived within {deadline:?}"))
+            .expect("receiver running")
+    }
+
+    /// Requests that arrived so far, without waiting.
+    pub fn drain(&mut self) -> Vec<Received> {
+        let mut out = Vec::new();
+        while let Ok(r) = self.rx.try_recv() {
+            out.push(r);
+        }
+        out
+    }
+}
+
+async fn receive(
+    axum::extract::State(state): axum::extract::State<ReceiverState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let reply = state
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or_else(|| state.default.clone());
+    let _ = state.tx.send(Received {
+        path: uri.path().to_owned(),
+        headers,
+        body,
+        at: Instant::now(),
+    });
+    match reply {
+        Reply::Status(s) => (StatusCode::from_u16(s).unwrap(), "ok").into_response(),
+        Reply::Slow(d, s) => {
+            tokio::time::sleep(d).await;
+            (StatusCode::from_u16(s).unwrap(), "slow").into_response()
+        }
+        Reply::RetryAfter(s, secs) => (
+            StatusCode::from_u16(s).unwrap(),
+            [("retry-after", secs.to_string())],
+            "later",
+        )
+            .into_response(),
+    }
+}
+
+/// A delivery row as the tests read it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: uuid::Uuid,
+    pub call_id: String,
+    pub kind: String,
+    pub payload: String,
+    pub state: String,
+    pub attempt_count: i32,
+    pub last_error: Option<String>,
+}
+
+pub async fn deliveries(pool: &PgPool) -> Vec<DeliveryRow> {
+    sqlx::query_as("select id, call_id, kind, payload, state, attempt_count, last_error from deliveries order by id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// An attempt row as the tests read it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub attempt: i32,
+    pub url: String,
+    pub response_status: Option<i32>,
+    pub error: Option<String>,
+}
+
+pub async fn attempts(pool: &PgPool, delivery_id: uuid::Uuid) -> Vec<AttemptRow> {
+    sqlx::query_as(
+        "select attempt, url, response_status, error from delivery_attempts where delivery_id = $1 order by attempt",
+    )
+    .bind(delivery_id)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// Waits until the delivery reaches `state`.
+pub async fn wait_state(pool: &PgPool, id: uuid::Uuid, state: &str, deadline: Duration) {
+    eventually(
+        deadline,
+        &format!("delivery {id} to be {state}"),
+        || async {
+            let s: String = sqlx::query_scalar("select state from deliveries where id = $1")
+                .bind(id)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            (s == state).then_some(())
+        },
+    )
+    .await
+}
+
+/// The page's example call start.
+pub fn page_call(id: &str) -> Value {
+    serde_json::json!({
+        "id": id,
+        "caller": "79990009911",
+        "callee": "78005552233",
+        "date": "2019-02-19 00:00:00",
+        "visit_id": "123456",
+        "marker": "vk_new",
+        "order_id": 123456789,
+        "google_client_id": "111111111.1111111111",
+        "landing_page": "test.com/new",
+        "domain": "test.com",
+        "city": "Москва",
+        "country": "Россия",
+        "ip": "100.100.1.1",
+        "first_visit": "1001",
+        "referrer": "vk.com",
+        "source_level_1": "vk",
+        "source_level_2": "new"
+    })
+}

@@ -1,0 +1,422 @@
+use axum::http::StatusCode;
+use callhook::Role;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::helpers::*;
+
+/// The API alone: deliveries stay pending, so their rows can be inspected.
+async fn api_only(pool: PgPool) -> TestApp {
+    spawn_app_with(pool, |c| c.role = Role::Api).await
+}
+
+fn golden_bytes(name: &str) -> String {
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/golden/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let value: Value = serde_json::from_str(&text).unwrap();
+    serde_json::to_string(&value).unwrap()
+}
+
+async fn counts(pool: &PgPool) -> (i64, i64) {
+    let calls: i64 = sqlx::query_scalar("select count(*) from calls")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let deliveries: i64 = sqlx::query_scalar("select count(*) from deliveries")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    (calls, deliveries)
+}
+
+async fn scenario(app: &TestApp, during: bool, after: bool) -> Value {
+    app.create_scenario(json!({
+        "name": "Main",
+        "numbers": ["78005552233"],
+        "during_call_url": if during { "https://crm.example.com/during" } else { "" },
+        "after_call_url": if after { "https://crm.example.com/after" } else { "" },
+    }))
+    .await
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn start_and_end_store_the_page_payloads_byte_for_byte(pool: PgPool) {
+    let app = api_only(pool.clone()).await;
+    scenario(&app, true, true).await;
+
+    let (status, started) = app.ingest_post("/api/v1/calls", &page_call("313")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    assert_eq!(started["call_id"], "313");
+    assert_eq!(started["deliveries"][0]["kind"], "during_call");
+    assert_eq!(started["deliveries"][0]["state"], "pending");
+
+    let (status, ended) = app
+        .ingest_post(
+            "/api/v1/calls/313/end",
+            &json!({"status": "ANSWER", "duration": 20, "link": ""}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{ended}");
+    assert_eq!(ended["deliveries"][0]["kind"], "after_call");
+
+    let rows = deliveries(&pool).await;
+    assert_eq!(rows.len(), 2);
+    assert!(rows
+        .iter()
+        .all(|d| d.state == "pending" && d.call_id == "313"));
+    let during = rows.iter().find(|d| d.kind == "during_call").unwrap();
+    let after = rows.iter().find(|d| d.kind == "after_call").unwrap();
+    assert_eq!(during.payload, golden_bytes("page_during_call.json"));
+    assert_eq!(after.payload, golden_bytes("page_after_call.json"));
+    assert_eq!(
+        during.id.to_string(),
+        started["deliveries"][0]["id"].as_str().unwrap()
+    );
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn one_url_queues_one_delivery_and_none_queues_none(pool: PgPool) {
+    let app = api_only(pool.clone()).await;
+    let s = scenario(&app, false, true).await;
+    let (status, started) = app.ingest_post("/api/v1/calls", &page_call("1")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(started["deliveries"], json!([]));
+    let (_, ended) = app
+        .ingest_post(
+            "/api/v1/calls/1/end",
+            &json!({"status": "BUSY", "duration": 0}),
+        )
+        .await;
+    assert_eq!(ended["deliveries"].as_array().unwrap().len(), 1);
+    assert_eq!(counts(&pool).await, (1, 1));
+
+    let id = s["id"].as_str().unwrap();
+    app.admin_put(
+        &format!("/api/v1/scenarios/{id}"),
+        &json!({"name": "off", "numbers": ["78005552233"]}),
+    )
+    .await;
+    let (status, started) = app.ingest_post("/api/v1/calls", &page_call("2")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(started["deliveries"], json!([]));
+    let (status, ended) = app
+        .ingest_post(
+            "/api/v1/calls/2/end",
+            &json!({"status": "BUSY", "duration": 0}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(ended["deliveries"], json!([]));
+    assert_eq!(counts(&pool).await, (2, 1));
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn twenty_parallel_identical_starts_make_one_call_and_one_delivery(pool: PgPool) {
+    let app = api_only(pool.clone()).await;
+    scenario(&app, true, true).await;
+    let body = page_call("777");
+    let results =
+        futures::future::join_all((0..20).map(|_| app.ingest_post("/api/v1/calls", &body))).await;
+    let created = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::ACCEPTED)
+        .count();
+    let repeated = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert_eq!((created, repeated), (1, 19), "{results:?}");
+    let first_ids: Vec<_> = results
+        .iter()
+        .map(|(_, b)| b["deliveries"].clone())
+        .collect();
+    assert!(
+        first_ids.windows(2).all(|w| w[0] == w[1]),
+        "every answer names the same delivery"
+    );
+    assert_eq!(counts(&pool).await, (1, 1));
+
+    let end = json!({"status": "ANSWER", "duration": 5});
+    let results =
+        futures::future::join_all((0..20).map(|_| app.ingest_post("/api/v1/calls/777/end", &end)))
+            .await;
+    assert_eq!(
+        results
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::ACCEPTED)
+            .count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(
+        results.iter().filter(|(s, _)| *s == StatusCode::OK).count(),
+        19
+    );
+    assert_eq!(counts(&pool).await, (1, 2));
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_conflicting_repeat_is_409_and_changes_nothing(pool: PgPool) {
+    let app = api_only(pool.clone()).await;
+    scenario(&app, true, true).await;
+    app.ingest_post("/api/v1/calls", &page_call("9")).await;
+    let mut other = page_call("9");
+    other["caller"] = json!("79990000000");
+    let (status, err) = app.ingest_post("/api/v1/calls", &other).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    assert_eq!(err["error"]["field"], "id");
+    let caller: String = sqlx::query_scalar("select caller from calls where id = '9'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(caller, "79990009911");
+
+    app.ingest_post(
+        "/api/v1/calls/9/end",
+        &json!({"status": "ANSWER", "duration": 5}),
+    )
+    .await;
+    let (status, _) = app
+        .ingest_post(
+            "/api/v1/calls/9/end",
+            &json!({"status": "ANSWER", "duration": 6}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let duration: i32 = sqlx::query_scalar("select duration from calls where id = '9'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(duration, 5);
+    assert_eq!(counts(&pool).await, (1, 2));
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn bad_start_events_are_rejected_naming_the_field_and_write_nothing(pool: PgPool) {
+    let app = api_only(pool.clone()).await;
+    scenario(&app, true, true).await;
+    let with = |k: &str, v: Value| {
+        let mut b = page_call("42");
+        if v.is_null() {
+            b.as_object_mut().unwrap().remove(k);
+        } else {
+            b[k] = v;
+        }
+        b
+    };
+    let cases = vec![
+        (with("id", Value::Null), 422, "id"),
+        (with("id", json!("")), 422, "id"),
+        (with("id", json!(42)), 422, "id"),
+        (with("caller", Value::Null), 422, "caller"),
+        (with("caller", json!("123")), 422, "caller"),
+        (with("callee", json!("+7 (800) 555-22-3x")), 422, "callee"),
+        (with("callee", json!("78005550000")), 422, "callee"),
+        (
+            with("scenario_id", json!("0194f9a0-0000-7000-8000-000000000000")),
+            422,
+            "scenario_id",
+        ),
+        (with("scenario_id", json!("nope")), 422, "scenario_id"),
+        (with("date", json!("19.02.2019")), 422, "date"),
+        (with("order_id", json!("123")), 422, "order_id"),
+        (with("order_id", json!(1.5)), 422, "order_id"),
+        (with("ip", json!("999.0.0.1")), 422, "ip"),
+        (with("visit_id", json!(123456)), 422, "visit_id"),
+        (
+            with("landing_page", json!("x".repeat(2049))),
+            422,
+            "landing_page",
+        ),
+        (with("colour", json!("red")), 422, "colour"),
+    ];
+    for (body, status, field) in cases {
+        let (got, err) = app.ingest_post("/api/v1/calls", &body).await;
+        assert_eq!(got.as_u16(), status, "{body} -> {err}");
+        assert_eq!(err["error"]["field"], field, "{body} -> {err}");
+    }
+    let (_, err) = app
+        .ingest_post("/api/v1/calls", &with("callee", json!("78005550000")))
+        .await;
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("78005550000"),
+        "{err}"
+    );
+    assert_eq!(counts(&pool).await, (0, 0), "nothing written");
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn bad_end_events_are_rejected_naming_the_field(pool: PgPool) {
+    let app = api_only(pool.clone()).await;
+    scenario(&app, true, true).await;
+    app.ingest_post("/api/v1/calls", &page_call("5")).await;
+    let cases = vec![
+        (json!({"duration": 1}), 422, "status"),
+        (json!({"status": "ANSWERED", "duration": 1}), 422, "status"),
+        (json!({"status": "ANSWER"}), 422, "duration"),
+        (json!({"status": "ANSWER", "duration": -1}), 422, "duration"),
+        (
+            json!({"status": "ANSWER", "duration": 1.5}),
+            422,
+            "duration",
+        ),
+        (
+            json!({"status": "ANSWER", "duration": "20"}),
+            422,
+            "duration",
+        ),
+        (
+            json!({"status": "ANSWER", "duration": 1, "ended_at": "yesterday"}),
+            422,
+            "ended_at",
+        ),
+        (
+            json!({"status": "ANSWER", "duration": 1, "extra": true}),
+            422,
+            "extra",
+        ),
+    ];
+    for (body, status, field) in cases {
+        let (got, err) = app.ingest_post("/api/v1/calls/5/end", &body).await;
+        assert_eq!(got.as_u16(), status, "{body} -> {err}");
+        assert_eq!(err["error"]["field"], field, "{body} -> {err}");
+    }
+    assert_eq!(
+        counts(&pool).await,
+        (1, 1),
+        "no after-call delivery written"
+    );
+    let status: Option<String> = sqlx::query_scalar("select status from calls")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, None);
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn acrive_is_accepted_as_active(pool: PgPool) {
+    let app = api_only(pool.clone()).await;
+    scenario(&app, false, true).await;
+    app.ingest_post("/api/v1/calls", &page_call("8")).await;
+    let (status, _) = app
+        .ingest_post(
+            "/api/v1/calls/8/end",
+            &json!({"status": "ACRIVE", "duration": 3}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let payload: String = sqlx::query_scalar("select payload from deliveries")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(payload.contains(r#""status":"ACTIVE""#), "{payload}");
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn ending_an_unknown_call_needs_caller_and_callee(pool: PgPool) {
+    let app = api_only(pool.clone()).await;
+    scenario(&app, true, true).await;
+    let (status, err) = app
+        .ingest_post(
+            "/api/v1/calls/404/end",
+            &json!({"status": "BUSY", "duration": 0}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("caller and callee"));
+
+    let (status, ended) = app
+        .ingest_post(
+            "/api/v1/calls/404/end",
+            &json!({"status": "BUSY", "duration": 0, "caller": "79990009911", "callee": "78005552233"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{ended}");
+    let rows = deliveries(&pool).await;
+    assert_eq!(
+        rows.len(),
+        1,
+        "no during-call webhook for a call never started"
+    );
+    assert_eq!(rows[0].kind, "after_call");
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn bodies_over_64_kib_are_413_and_malformed_json_400(pool: PgPool) {
+    let app = api_only(pool.clone()).await;
+    scenario(&app, true, true).await;
+    let mut big = page_call("big");
+    big["referrer"] = json!("x".repeat(70 * 1024));
+    let (status, err) = app.ingest_post("/api/v1/calls", &big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{err}");
+    assert_eq!(err["error"]["code"], "body_too_large");
+
+    let resp = app
+        .http
+        .post(app.url("/api/v1/calls"))
+        .bearer_auth(INGEST)
+        .body("{\"id\": \"1\",")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(counts(&pool).await, (0, 0));
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn ingest_and_admin_tokens_do_not_cross(pool: PgPool) {
+    let app = api_only(pool.clone()).await;
+    let (status, _) = app
+        .raw(
+            reqwest::Method::POST,
+            "/api/v1/calls",
+            Some(ADMIN),
+            Some(&page_call("1")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = app
+        .raw(
+            reqwest::Method::GET,
+            "/api/v1/scenarios",
+            Some(INGEST),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn custom_fields_and_timezone_shape_the_payload(pool: PgPool) {
+    let app = api_only(pool.clone()).await;
+    app.create_scenario(json!({
+        "name": "Main",
+        "numbers": ["78005552233"],
+        "during_call_url": "https://crm.example.com/during",
+        "timezone": "Asia/Yekaterinburg",
+        "custom_fields": [{"name": "Источник", "value": "{utm_source}/{marker}"}, {"name": "x", "value": "{utm_medium}"}],
+    }))
+    .await;
+    let mut call = page_call("tz");
+    call["date"] = json!("2019-02-19T00:00:00+03:00");
+    call["utm_source"] = json!("yandex");
+    app.ingest_post("/api/v1/calls", &call).await;
+    let payload: String = sqlx::query_scalar("select payload from deliveries")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        payload.contains(r#""date":"2019-02-19 02:00:00""#),
+        "{payload}"
+    );
+    assert!(
+        payload.contains(r#""custom_fields":{"Источник":"yandex/vk_new","x":""}"#),
+        "{payload}"
+    );
+}

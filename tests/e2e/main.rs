@@ -1,0 +1,10 @@
+//! End-to-end tests: the real server against a real Postgres (a fresh
+//! database per test, made by `#[sqlx::test]`) and real receivers on 127.0.0.1.
+//! One test binary keeps link time down.
+
+mod crash;
+mod dispatch;
+mod helpers;
+mod ingest;
+mod process;
+mod scenarios;

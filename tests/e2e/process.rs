@@ -1,0 +1,312 @@
+//! The real `callhook` binary as a child process, and a throwaway Postgres
+//! cluster, for crash and restart tests.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::helpers::{eventually, ADMIN, INGEST};
+
+/// The Postgres URL of the database behind `pool` (a `#[sqlx::test]` database).
+pub fn database_url_of(pool: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+    let mut url = url::Url::parse(&base).expect("DATABASE_URL is a URL");
+    url.set_path(
+        pool.connect_options()
+            .get_database()
+            .expect("test database has a name"),
+    );
+    url.to_string()
+}
+
+/// A free port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct ServerProcess {
+    child: tokio::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts `callhook serve` and waits until `/healthz` answers.
+    pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_callhook"));
+        cmd.arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("CALLHOOK_LISTEN", addr.to_string())
+            .env("CALLHOOK_ADMIN_TOKEN", ADMIN)
+            .env("CALLHOOK_INGEST_TOKEN", INGEST)
+            .env("CALLHOOK_ALLOW_PRIVATE_DESTINATIONS", "true")
+            .env("CALLHOOK_RETRY_SCHEDULE", "200ms,500ms,1s,1s,1s,1s")
+            .env("CALLHOOK_REQUEST_TIMEOUT", "2s")
+            .env("CALLHOOK_LEASE", "3s")
+            .env("CALLHOOK_POLL_INTERVAL", "200ms")
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(if std::env::var_os("TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("the callhook binary starts");
+        let http = reqwest::Client::new();
+        eventually(
+            Duration::from_secs(30),
+            "callhook to answer /healthz",
+            || {
+                let http = http.clone();
+                async move {
+                    let r = http
+                        .get(format!("http://{addr}/healthz"))
+                        .send()
+                        .await
+                        .ok()?;
+                    r.status().is_success().then_some(())
+                }
+            },
+        )
+        .await;
+        Self { child, addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub async fn kill(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+
+    /// SIGTERM, then the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running") as i32;
+        std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .unwrap()
+    }
+}
+
+/// Every webhook a counting receiver got: call id → webhook-ids seen.
+#[derive(Clone, Default)]
+pub struct Tally(pub Arc<Mutex<HashMap<String, Vec<String>>>>);
+
+impl Tally {
+    pub fn distinct(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    pub fn total(&self) -> usize {
+        self.0.lock().unwrap().values().map(Vec::len).sum()
+    }
+
+    /// (call ids received more than once, extra requests); panics if a
+    /// duplicate carries another webhook-id.
+    pub fn duplicates(&self) -> (usize, usize) {
+        let map = self.0.lock().unwrap();
+        let mut calls = 0;
+        let mut extra = 0;
+        for (call, ids) in map.iter() {
+            if ids.len() > 1 {
+                assert!(
+                    ids.iter().all(|i| i == &ids[0]),
+                    "call {call} duplicates carry different webhook-ids: {ids:?}"
+                );
+                calls += 1;
+                extra += ids.len() - 1;
+            }
+        }
+        (calls, extra)
+    }
+}
+
+/// A receiver that answers 200 after `delay` and tallies call ids.
+pub async fn counting_receiver(delay: Duration) -> (String, Tally) {
+    let tally = Tally::default();
+    let t = tally.clone();
+    let app = axum::Router::new().fallback(
+        move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let t = t.clone();
+            async move {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let call = v["id"].as_str().unwrap().to_owned();
+                let id = headers
+                    .get("webhook-id")
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                t.0.lock().unwrap().entry(call).or_default().push(id);
+                tokio::time::sleep(delay).await;
+                "ok"
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/hook"), tally)
+}
+
+/// A Postgres cluster of the test's own, on a free port, so it can be
+/// restarted without disturbing other tests. Needs PostgreSQL's server
+/// binaries (Debian's `postgresql` package); run as root it uses the
+/// `postgres` user for them.
+pub struct TempCluster {
+    dir: PathBuf,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+impl TempCluster {
+    pub fn start() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| d.filter_map(Result::ok).map(|e| e.path().join("bin")).find(|p| p.join("initdb").exists()))
+            .expect("PostgreSQL server binaries under /usr/lib/postgresql/*/bin (apt-get install postgresql)");
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("callhook-pg-{port}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cluster = Self { dir, bin, port };
+        if is_root() {
+            let ok = std::process::Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&cluster.dir)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "chown the cluster directory to postgres");
+        }
+        cluster.pg(
+            "initdb",
+            &[
+                "-D",
+                cluster.data(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        cluster.ctl_start();
+        cluster
+    }
+
+    fn data(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn pg(&self, tool: &str, args: &[&str]) {
+        let path = self.bin.join(tool);
+        let out = if is_root() {
+            std::process::Command::new("runuser")
+                .arg("-u")
+                .arg("postgres")
+                .arg("--")
+                .arg(&path)
+                .args(args)
+                .output()
+        } else {
+            std::process::Command::new(&path).args(args).output()
+        }
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn ctl_start(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.data()
+        );
+        let log = format!("{}/log", self.data());
+        self.pg(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data(),
+                "-o",
+                &opts,
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        );
+    }
+
+    pub fn stop(&self) {
+        self.pg("pg_ctl", &["-D", self.data(), "-m", "fast", "-w", "stop"]);
+    }
+
+    pub fn start_again(&self) {
+        self.ctl_start();
+    }
+}
+
+impl Drop for TempCluster {
+    fn drop(&mut self) {
+        let path = self.bin.join("pg_ctl");
+        let args = ["-D", self.data(), "-m", "immediate", "stop"];
+        let _ = if is_root() {
+            std::process::Command::new("runuser")
+                .arg("-u")
+                .arg("postgres")
+                .arg("--")
+                .arg(&path)
+                .args(args)
+                .output()
+        } else {
+            std::process::Command::new(&path).args(args).output()
+        };
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
