@@ -108,6 +108,10 @@ pub struct ServeConfig {
     /// At shutdown, how long in-flight webhooks may take to finish.
     #[arg(long, env = "CALLHOOK_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// How long a visit's tracking number stays reserved after its last
+    /// heartbeat (`POST /api/v1/visits`).
+    #[arg(long, env = "CALLHOOK_RESERVATION_HOLD", default_value = "150s", value_parser = humantime::parse_duration)]
+    pub reservation_hold: Duration,
     /// What this process runs: api, dispatcher or all.
     #[arg(long, env = "CALLHOOK_ROLE", value_enum, default_value_t = Role::All)]
     pub role: Role,
@@ -157,6 +161,9 @@ impl ServeConfig {
                 "CALLHOOK_LEASE ({:?}) must be longer than CALLHOOK_REQUEST_TIMEOUT ({:?}), or slow requests would be sent twice",
                 self.lease, self.request_timeout
             ));
+        }
+        if self.reservation_hold.is_zero() {
+            return Err("CALLHOOK_RESERVATION_HOLD must be longer than 0s, e.g. 150s".into());
         }
         if self.concurrency == 0 || self.per_host_concurrency == 0 {
             return Err(

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use backon::{ExponentialBuilder, Retryable};
-use callhook_api::{AppState, Tokens};
+use callhook_api::{AppState, IngestSettings, Tokens};
 use callhook_dispatch::{DispatchConfig, Sender, SenderConfig};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -89,7 +89,10 @@ pub async fn run(
             admin: secret(&config.admin_token),
             ingest: secret(&config.ingest_token),
         },
-    );
+    )
+    .with_ingest(IngestSettings {
+        reservation_hold: config.reservation_hold,
+    });
     let app = if config.role.serves_api() {
         callhook_api::router(state)
     } else {

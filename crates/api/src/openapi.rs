@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{calls, scenarios, service};
+use crate::routes::{calls, scenarios, service, visits};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -11,6 +11,7 @@ use crate::routes::{calls, scenarios, service};
     paths(
         scenarios::create, scenarios::list, scenarios::get, scenarios::save, scenarios::delete,
         calls::start, calls::end,
+        visits::reserve, visits::pool,
         service::healthz, service::readyz, service::metrics, service::openapi,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),

@@ -1,4 +1,5 @@
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use callhook_dispatch::Sender;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -12,6 +13,21 @@ pub struct Tokens {
     pub ingest: SecretString,
 }
 
+/// Settings of the ingest API.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// How long a visit's number stays reserved after its last heartbeat.
+    pub reservation_hold: Duration,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            reservation_hold: Duration::from_secs(150),
+        }
+    }
+}
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -20,6 +36,7 @@ pub struct AppState {
     pub sender: Sender,
     pub tokens: Arc<Tokens>,
     pub metrics: PrometheusHandle,
+    pub ingest: Arc<IngestSettings>,
 }
 
 impl AppState {
@@ -29,7 +46,14 @@ impl AppState {
             sender,
             tokens: Arc::new(tokens),
             metrics: metrics_handle(),
+            ingest: Arc::new(IngestSettings::default()),
         }
+    }
+
+    /// The same state with these ingest settings.
+    pub fn with_ingest(mut self, ingest: IngestSettings) -> Self {
+        self.ingest = Arc::new(ingest);
+        self
     }
 }
 

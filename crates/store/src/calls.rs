@@ -89,7 +89,9 @@ pub async fn start(pool: &PgPool, input: &StartCall) -> Result<Ingested, IngestE
         None => Utc::now(),
     };
     let hash = fingerprint(input);
-    let v = &input.visit;
+    let (visit, unattributed) =
+        attributed_visit(&mut tx, scenario.id, &input.callee, date, &input.visit).await?;
+    let v = &visit;
     let inserted = sqlx::query_scalar!(
         "insert into calls (id, scenario_id, caller, callee, started_at, visit_id, marker, order_id,
                             google_client_id, landing_page, domain, city, country, ip, first_visit, referrer,
@@ -162,7 +164,7 @@ pub async fn start(pool: &PgPool, input: &StartCall) -> Result<Ingested, IngestE
             caller: input.caller.clone(),
             callee: input.callee.clone(),
             date,
-            visit: input.visit.clone(),
+            visit,
             end: None,
         };
         let payload = build_payload(&call, DeliveryKind::DuringCall, &scenario.fields(), tz);
@@ -179,7 +181,37 @@ pub async fn start(pool: &PgPool, input: &StartCall) -> Result<Ingested, IngestE
     }
     notify_if_any(&mut tx, &created).await?;
     tx.commit().await?;
+    if unattributed {
+        count_unattributed(scenario.id);
+    }
     Ok(Ingested::Created(created))
+}
+
+/// The visit fields a call is stored and sent with. An event that names its
+/// visit (`visit_id`) is taken as is; otherwise the call is attributed from
+/// the number's reservation (or static fields) at the call's time, the
+/// event's own fields winning. `true` when nothing covered the number then.
+async fn attributed_visit(
+    tx: &mut PgConnection,
+    scenario_id: Uuid,
+    callee: &PhoneNumber,
+    date: DateTime<Utc>,
+    given: &Visit,
+) -> Result<(Visit, bool), StoreError> {
+    if given.visit_id.is_some() {
+        return Ok((given.clone(), false));
+    }
+    Ok(
+        match crate::pool::attribute(tx, scenario_id, callee, date).await? {
+            Some(found) => (given.clone().or(found), false),
+            None => (given.clone(), true),
+        },
+    )
+}
+
+fn count_unattributed(scenario_id: Uuid) {
+    metrics::counter!("callhook_calls_unattributed_total", "scenario_id" => scenario_id.to_string())
+        .increment(1);
 }
 
 /// Records a call's end and queues its after-call webhook, if the scenario has one.
@@ -187,6 +219,8 @@ pub async fn end(pool: &PgPool, call_id: &str, input: &EndCall) -> Result<Ingest
     let mut tx = pool.begin().await?;
     let hash = fingerprint(input);
     let mut row = lock_call(&mut tx, call_id).await?;
+    // Set when this end event creates the call and nothing covered its number.
+    let mut unattributed = None;
     if row.is_none() {
         let (Some(caller), Some(callee)) = (&input.caller, &input.callee) else {
             return Err(IngestError::CallNotFound(format!(
@@ -203,14 +237,47 @@ pub async fn end(pool: &PgPool, call_id: &str, input: &EndCall) -> Result<Ingest
             Some(d) => tz.parse_date(d, "date")?,
             None => ended_at - chrono::Duration::seconds(input.duration),
         };
+        let (v, no_visit) =
+            attributed_visit(&mut tx, scenario.id, callee, started_at, &Visit::default()).await?;
+        unattributed = no_visit.then_some(scenario.id);
         sqlx::query!(
-            "insert into calls (id, scenario_id, caller, callee, started_at) values ($1, $2, $3, $4, $5)
+            "insert into calls (id, scenario_id, caller, callee, started_at, visit_id, marker, order_id,
+                                google_client_id, landing_page, domain, city, country, ip, first_visit, referrer,
+                                utm_source, utm_medium, utm_campaign, utm_term, utm_content,
+                                roistat_param_1, roistat_param_2, roistat_param_3, roistat_param_4, roistat_param_5,
+                                metrika_client_id, source_level_1, source_level_2)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+                     $21, $22, $23, $24, $25, $26, $27, $28, $29)
              on conflict (id) do nothing",
             call_id,
             scenario.id,
             caller.as_str(),
             callee.as_str(),
-            started_at
+            started_at,
+            v.visit_id,
+            v.marker,
+            v.order_id,
+            v.google_client_id,
+            v.landing_page,
+            v.domain,
+            v.city,
+            v.country,
+            v.ip,
+            v.first_visit,
+            v.referrer,
+            v.utm_source,
+            v.utm_medium,
+            v.utm_campaign,
+            v.utm_term,
+            v.utm_content,
+            v.roistat_param_1,
+            v.roistat_param_2,
+            v.roistat_param_3,
+            v.roistat_param_4,
+            v.roistat_param_5,
+            v.metrika_client_id,
+            v.source_level_1,
+            v.source_level_2,
         )
         .execute(&mut *tx)
         .await?;
@@ -279,6 +346,9 @@ pub async fn end(pool: &PgPool, call_id: &str, input: &EndCall) -> Result<Ingest
     }
     notify_if_any(&mut tx, &created).await?;
     tx.commit().await?;
+    if let Some(id) = unattributed {
+        count_unattributed(id);
+    }
     Ok(Ingested::Created(created))
 }
 

@@ -18,9 +18,22 @@ pub struct Scenario {
     pub custom_fields: Json<Vec<CustomField>>,
     pub timezone: String,
     pub signing_secret: String,
+    /// The pool's numbers (static ones are in `static_numbers`).
     pub numbers: Vec<String>,
+    pub static_numbers: Json<Vec<StaticNumber>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A number never reserved for visits: calls to it carry these fixed fields
+/// (offline ads).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StaticNumber {
+    /// Digits only.
+    pub number: String,
+    pub marker: Option<String>,
+    pub source_level_1: Option<String>,
+    pub source_level_2: Option<String>,
 }
 
 impl Scenario {
@@ -49,6 +62,8 @@ pub struct ScenarioSettings {
     pub after_call_url: Option<WebhookUrl>,
     pub custom_fields: CustomFields,
     pub numbers: Vec<PhoneNumber>,
+    /// Numbers outside the pool, with fixed fields; none of them is in `numbers`.
+    pub static_numbers: Vec<StaticNumber>,
     pub timezone: Timezone,
 }
 
@@ -70,7 +85,7 @@ pub async fn create(pool: &PgPool, settings: &ScenarioSettings) -> Result<Scenar
     )
     .execute(&mut *tx)
     .await?;
-    set_numbers(&mut tx, id, &settings.numbers).await?;
+    set_numbers(&mut tx, id, &settings.numbers, &settings.static_numbers).await?;
     let scenario = get(&mut *tx, id).await?;
     tx.commit().await?;
     Ok(scenario)
@@ -101,7 +116,7 @@ pub async fn update(
     if updated.rows_affected() == 0 {
         return Err(StoreError::NotFound);
     }
-    set_numbers(&mut tx, id, &settings.numbers).await?;
+    set_numbers(&mut tx, id, &settings.numbers, &settings.static_numbers).await?;
     let scenario = get(&mut *tx, id).await?;
     tx.commit().await?;
     Ok(scenario)
@@ -136,7 +151,10 @@ pub async fn get(e: impl PgExecutor<'_>, id: Uuid) -> Result<Scenario, StoreErro
         r#"select s.id, s.name, s.during_call_url, s.after_call_url,
                   s.custom_fields as "custom_fields: Json<Vec<CustomField>>",
                   s.timezone, s.signing_secret, s.created_at, s.updated_at,
-                  array(select n.number from scenario_numbers n where n.scenario_id = s.id order by n.number) as "numbers!"
+                  array(select n.number from scenario_numbers n where n.scenario_id = s.id and not n.is_static order by n.number) as "numbers!",
+                  coalesce((select jsonb_agg(jsonb_build_object('number', n.number, 'marker', n.marker,
+                                    'source_level_1', n.source_level_1, 'source_level_2', n.source_level_2) order by n.number)
+                              from scenario_numbers n where n.scenario_id = s.id and n.is_static), '[]') as "static_numbers!: Json<Vec<StaticNumber>>"
              from scenarios s
             where s.id = $1"#,
         id
@@ -153,7 +171,10 @@ pub async fn list(e: impl PgExecutor<'_>) -> Result<Vec<Scenario>, StoreError> {
         r#"select s.id, s.name, s.during_call_url, s.after_call_url,
                   s.custom_fields as "custom_fields: Json<Vec<CustomField>>",
                   s.timezone, s.signing_secret, s.created_at, s.updated_at,
-                  array(select n.number from scenario_numbers n where n.scenario_id = s.id order by n.number) as "numbers!"
+                  array(select n.number from scenario_numbers n where n.scenario_id = s.id and not n.is_static order by n.number) as "numbers!",
+                  coalesce((select jsonb_agg(jsonb_build_object('number', n.number, 'marker', n.marker,
+                                    'source_level_1', n.source_level_1, 'source_level_2', n.source_level_2) order by n.number)
+                              from scenario_numbers n where n.scenario_id = s.id and n.is_static), '[]') as "static_numbers!: Json<Vec<StaticNumber>>"
              from scenarios s
             order by s.id"#
     )
@@ -174,39 +195,61 @@ pub async fn find_by_number(
     .await?)
 }
 
-/// Makes `numbers` exactly the scenario's numbers. A number that belongs to
-/// another scenario is refused, naming it.
+/// Makes `numbers` (the pool) and `static_numbers` exactly the scenario's
+/// numbers. A number that belongs to another scenario is refused, naming it.
+/// A number's reservation history (`released_at`) survives a save.
 async fn set_numbers(
     tx: &mut PgConnection,
     id: Uuid,
     numbers: &[PhoneNumber],
+    static_numbers: &[StaticNumber],
 ) -> Result<(), StoreError> {
-    let mut numbers: Vec<String> = numbers.iter().map(|n| n.as_str().to_owned()).collect();
-    numbers.sort();
-    numbers.dedup();
+    let mut pooled: Vec<String> = numbers.iter().map(|n| n.as_str().to_owned()).collect();
+    pooled.sort();
+    pooled.dedup();
+    let fixed: Vec<String> = static_numbers.iter().map(|n| n.number.clone()).collect();
+    let markers: Vec<Option<String>> = static_numbers.iter().map(|n| n.marker.clone()).collect();
+    let level_1: Vec<Option<String>> = static_numbers
+        .iter()
+        .map(|n| n.source_level_1.clone())
+        .collect();
+    let level_2: Vec<Option<String>> = static_numbers
+        .iter()
+        .map(|n| n.source_level_2.clone())
+        .collect();
+    let all: Vec<String> = pooled.iter().chain(&fixed).cloned().collect();
     sqlx::query!(
         "delete from scenario_numbers where scenario_id = $1 and number <> all($2)",
         id,
-        &numbers
+        &all
     )
     .execute(&mut *tx)
     .await?;
     sqlx::query!(
-        "insert into scenario_numbers (number, scenario_id)
-         select n, $2 from unnest($1::text[]) as n
-         on conflict (number) do nothing",
-        &numbers,
-        id
+        "insert into scenario_numbers (number, scenario_id, is_static, marker, source_level_1, source_level_2)
+         select n, $2::uuid, false, null::text, null::text, null::text from unnest($1::text[]) as n
+         union all
+         select f, $2::uuid, true, m, l1, l2 from unnest($3::text[], $4::text[], $5::text[], $6::text[]) as t (f, m, l1, l2)
+         on conflict (number) do update
+            set is_static = excluded.is_static, marker = excluded.marker,
+                source_level_1 = excluded.source_level_1, source_level_2 = excluded.source_level_2
+          where scenario_numbers.scenario_id = excluded.scenario_id",
+        &pooled,
+        id,
+        &fixed,
+        &markers as &[Option<String>],
+        &level_1 as &[Option<String>],
+        &level_2 as &[Option<String>],
     )
     .execute(&mut *tx)
     .await?;
     // A number another scenario owns (or is saving right now: the insert
-    // waited for it) was skipped by "do nothing"; name it.
+    // waited for it) was skipped by the conflict clause; name it.
     let taken = sqlx::query!(
         "select number, scenario_id from scenario_numbers
           where number = any($1) and scenario_id <> $2
           order by number limit 1",
-        &numbers,
+        &all,
         id
     )
     .fetch_optional(&mut *tx)

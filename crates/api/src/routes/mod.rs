@@ -17,6 +17,7 @@ pub mod calls;
 pub mod gauges;
 pub mod scenarios;
 pub mod service;
+pub mod visits;
 
 /// The whole HTTP app. Separate from serving so tests can drive it.
 pub fn router(state: AppState) -> Router {
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
                 .put(scenarios::save)
                 .delete(scenarios::delete),
         )
+        .route("/api/v1/scenarios/{id}/pool", get(visits::pool))
         .route_layer(from_fn_with_state(
             RequiredToken(state.tokens.admin.clone()),
             require_bearer,
@@ -39,6 +41,7 @@ pub fn router(state: AppState) -> Router {
     let ingest = Router::new()
         .route("/api/v1/calls", post(calls::start))
         .route("/api/v1/calls/{id}/end", post(calls::end))
+        .route("/api/v1/visits", post(visits::reserve))
         .route_layer(from_fn_with_state(
             RequiredToken(state.tokens.ingest.clone()),
             require_bearer,

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use callhook_core::{CustomField, CustomFields, FieldError, PhoneNumber, Timezone, WebhookUrl};
-use callhook_store::scenarios::{self, Scenario, ScenarioSettings};
+use callhook_store::scenarios::{self, Scenario, ScenarioSettings, StaticNumber};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -25,14 +25,31 @@ pub struct ScenarioView {
     pub after_call_url: Option<String>,
     #[schema(value_type = Vec<CustomFieldSchema>)]
     pub custom_fields: Vec<CustomField>,
-    /// Tracking numbers, digits only.
+    /// Tracking numbers, digits only: the pool reserved for website visits.
     pub numbers: Vec<String>,
+    /// Numbers never reserved for visits; calls to them carry these fixed fields.
+    pub static_numbers: Vec<StaticNumberView>,
     /// IANA time zone of the payload's `date`.
     pub timezone: String,
     /// `whsec_…`: the key receivers verify `webhook-signature` with.
     pub signing_secret: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A static number (offline ads): never reserved; calls to it carry its
+/// `marker`, `source_level_1` and `source_level_2`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticNumberView {
+    /// Written any way people write them; stored as digits.
+    pub number: String,
+    #[serde(default)]
+    pub marker: Option<String>,
+    #[serde(default)]
+    pub source_level_1: Option<String>,
+    #[serde(default)]
+    pub source_level_2: Option<String>,
 }
 
 /// One custom field: `value` may hold `{placeholders}` naming payload fields.
@@ -52,6 +69,17 @@ impl From<Scenario> for ScenarioView {
             after_call_url: s.after_call_url,
             custom_fields: s.custom_fields.0,
             numbers: s.numbers,
+            static_numbers: s
+                .static_numbers
+                .0
+                .into_iter()
+                .map(|n| StaticNumberView {
+                    number: n.number,
+                    marker: n.marker,
+                    source_level_1: n.source_level_1,
+                    source_level_2: n.source_level_2,
+                })
+                .collect(),
             timezone: s.timezone,
             signing_secret: s.signing_secret,
             created_at: s.created_at,
@@ -80,6 +108,10 @@ pub struct ScenarioInput {
     /// Written any way people write them (`+7 (800) 555-22-33`); stored as digits.
     #[serde(default)]
     pub numbers: Option<Vec<String>>,
+    /// Numbers outside the pool with fixed fields; a number is in `numbers`
+    /// or here, not both.
+    #[serde(default)]
+    pub static_numbers: Option<Vec<StaticNumberView>>,
     #[serde(default)]
     pub timezone: Option<String>,
     #[serde(default)]
@@ -118,7 +150,35 @@ impl ScenarioInput {
             .enumerate()
             .map(|(i, n)| PhoneNumber::parse(n, &format!("numbers[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut seen: std::collections::HashSet<String> =
+            numbers.iter().map(|n| n.as_str().to_owned()).collect();
+        let mut static_numbers = Vec::new();
+        for (i, n) in self.static_numbers.unwrap_or_default().into_iter().enumerate() {
+            let field = |name: &str| format!("static_numbers[{i}].{name}");
+            let number = PhoneNumber::parse(&n.number, &field("number"))?;
+            if !seen.insert(number.as_str().to_owned()) {
+                return Err(FieldError::new(
+                    field("number"),
+                    "duplicate_number",
+                    format!("number {number} is listed twice; a number is either in numbers or in static_numbers, once"),
+                ));
+            }
+            let text = |v: Option<String>, name: &str| {
+                v.map(|t| {
+                    callhook_core::call::check_text(&field(name), &t, callhook_core::call::MAX_FIELD_LEN)
+                        .map(str::to_owned)
+                })
+                .transpose()
+            };
+            static_numbers.push(StaticNumber {
+                number: number.as_str().to_owned(),
+                marker: text(n.marker, "marker")?,
+                source_level_1: text(n.source_level_1, "source_level_1")?,
+                source_level_2: text(n.source_level_2, "source_level_2")?,
+            });
+        }
         Ok(ScenarioSettings {
+            static_numbers,
             name,
             during_call_url: url(self.during_call_url, "during_call_url")?,
             after_call_url: url(self.after_call_url, "after_call_url")?,
