@@ -37,10 +37,10 @@ create table number_reservations (
     updated_at     timestamptz not null default now()
 );
 
--- "The reservation covering number N at time T" (the latest started wins):
--- a backward scan of N's history from T.
+-- "The reservation covering number N at time T" (the latest started wins;
+-- within one second, the one made last): a backward scan of N's history from T.
 create index number_reservations_number_idx
-    on number_reservations (number, reserved_from desc) include (reserved_until, scenario_id);
+    on number_reservations (number, reserved_from desc, created_at desc) include (reserved_until, scenario_id);
 
 -- A visit's heartbeat finds its live reservation.
 create index number_reservations_visit_idx

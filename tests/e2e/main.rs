@@ -8,3 +8,4 @@ mod helpers;
 mod ingest;
 mod process;
 mod scenarios;
+mod visits;

@@ -250,7 +250,7 @@ pub async fn covering(
     Ok(sqlx::query_scalar!(
         r#"select visit as "visit: Json<Visit>" from number_reservations
             where number = $1 and reserved_from <= $3 and reserved_until >= $3 and scenario_id = $2
-            order by reserved_from desc
+            order by reserved_from desc, created_at desc
             limit 1"#,
         number,
         scenario_id,
@@ -308,7 +308,7 @@ pub async fn status(pool: &PgPool, scenario_id: Uuid) -> Result<PoolStatus, Stor
                    select visit_id, reserved_until, shared from number_reservations
                     where number = n.number and scenario_id = n.scenario_id
                       and reserved_from <= now() and reserved_until > now()
-                    order by reserved_from desc limit 1) r on not n.is_static
+                    order by reserved_from desc, created_at desc limit 1) r on not n.is_static
             where n.scenario_id = $1
             order by n.number"#,
         scenario_id

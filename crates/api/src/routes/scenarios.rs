@@ -153,7 +153,12 @@ impl ScenarioInput {
         let mut seen: std::collections::HashSet<String> =
             numbers.iter().map(|n| n.as_str().to_owned()).collect();
         let mut static_numbers = Vec::new();
-        for (i, n) in self.static_numbers.unwrap_or_default().into_iter().enumerate() {
+        for (i, n) in self
+            .static_numbers
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
             let field = |name: &str| format!("static_numbers[{i}].{name}");
             let number = PhoneNumber::parse(&n.number, &field("number"))?;
             if !seen.insert(number.as_str().to_owned()) {
@@ -165,8 +170,12 @@ impl ScenarioInput {
             }
             let text = |v: Option<String>, name: &str| {
                 v.map(|t| {
-                    callhook_core::call::check_text(&field(name), &t, callhook_core::call::MAX_FIELD_LEN)
-                        .map(str::to_owned)
+                    callhook_core::call::check_text(
+                        &field(name),
+                        &t,
+                        callhook_core::call::MAX_FIELD_LEN,
+                    )
+                    .map(str::to_owned)
                 })
                 .transpose()
             };
