@@ -237,7 +237,7 @@ pub async fn attribute(
             ..Visit::default()
         }));
     }
-    Ok(covering(&mut *tx, scenario_id, number.as_str(), at).await?)
+    covering(&mut *tx, scenario_id, number.as_str(), at).await
 }
 
 /// The fields of the visit whose reservation covered `number` at `at`.
