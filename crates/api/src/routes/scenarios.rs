@@ -37,7 +37,10 @@ pub struct ScenarioView {
 
 /// One custom field: `value` may hold `{placeholders}` naming payload fields.
 #[derive(ToSchema)]
-#[expect(dead_code, reason = "only describes the JSON shape in the OpenAPI document")]
+#[expect(
+    dead_code,
+    reason = "only describes the JSON shape in the OpenAPI document"
+)]
 pub struct CustomFieldSchema {
     name: String,
     value: String,
