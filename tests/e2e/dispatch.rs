@@ -307,3 +307,45 @@ async fn graceful_shutdown_finishes_in_flight_and_records_it(pool: PgPool) {
         (id, "delivered", 1)
     );
 }
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_hanging_receiver_does_not_starve_the_others(pool: PgPool) {
+    let slow = Receiver::scripted(vec![], Reply::Slow(Duration::from_secs(30), 200)).await;
+    let mut fast = Receiver::ok().await;
+    let app = spawn_app_with(pool.clone(), |c| {
+        c.concurrency = 4;
+        c.per_host_concurrency = 2;
+        c.request_timeout = Duration::from_secs(5);
+        c.lease = Duration::from_secs(10);
+    })
+    .await;
+    app.create_scenario(
+        json!({"name": "slow", "numbers": ["78005552233"], "during_call_url": slow.url("/hang")}),
+    )
+    .await;
+    app.create_scenario(
+        json!({"name": "fast", "numbers": ["78005552244"], "during_call_url": fast.url("/ok")}),
+    )
+    .await;
+    for i in 0..12 {
+        start_call(&app, &format!("slow-{i}")).await;
+    }
+    let started = std::time::Instant::now();
+    for i in 0..10 {
+        let mut call = page_call(&format!("fast-{i}"));
+        call["callee"] = json!("78005552244");
+        let (status, _) = app.ingest_post("/api/v1/calls", &call).await;
+        assert_eq!(status.as_u16(), 202);
+    }
+    for _ in 0..10 {
+        fast.next(WAIT).await;
+    }
+    // With 12 hanging requests ahead of them and only 4 workers, the fast
+    // receiver's webhooks would wait 15 s without the per-host limit.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "fast receiver waited {:?}",
+        started.elapsed()
+    );
+    drop(slow);
+}

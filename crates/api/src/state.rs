@@ -2,6 +2,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use callhook_dispatch::Sender;
+use callhook_store::queue::Notifier;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use secrecy::SecretString;
 use sqlx::PgPool;
@@ -36,12 +37,15 @@ pub struct AppState {
     pub sender: Sender,
     pub tokens: Arc<Tokens>,
     pub metrics: PrometheusHandle,
+    /// Wakes dispatchers after an ingest queued deliveries.
+    pub notifier: Notifier,
     pub ingest: Arc<IngestSettings>,
 }
 
 impl AppState {
     pub fn new(pool: PgPool, sender: Sender, tokens: Tokens) -> Self {
         Self {
+            notifier: Notifier::spawn(pool.clone()),
             pool,
             sender,
             tokens: Arc::new(tokens),

@@ -207,8 +207,9 @@ async fn process(ctx: &Ctx, row: Claimed) -> Completion {
         metrics::counter!("callhook_deliveries_total", "kind" => row.kind.clone(), "outcome" => "cancelled").increment(1);
         return completion(Outcome::Cancelled(reason), None);
     };
-    let Some(_host_slot) = ctx.hosts.try_acquire(url) else {
-        // The host has its share of workers busy; come back shortly.
+    let Some(_host_slot) = ctx.hosts.acquire(url).await else {
+        // The host has had its share of workers busy for a while (a slow or
+        // hanging receiver): hand the delivery back and serve other hosts.
         return completion(Outcome::Deferred(Duration::from_millis(500)), None);
     };
     let secrets: Vec<SigningSecret> = row
@@ -406,7 +407,9 @@ impl HostLimits {
         }
     }
 
-    fn try_acquire(&self, url: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    /// A slot for `url`'s host, waiting briefly for one: a fast receiver frees
+    /// slots within milliseconds, a hanging one does not.
+    async fn acquire(&self, url: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let host = reqwest::Url::parse(url)
             .ok()
             .map(|u| {
@@ -428,6 +431,9 @@ impl HostLimits {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
                 .clone()
         };
-        sem.try_acquire_owned().ok()
+        tokio::time::timeout(Duration::from_millis(100), sem.acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
 }

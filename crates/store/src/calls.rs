@@ -179,7 +179,6 @@ pub async fn start(pool: &PgPool, input: &StartCall) -> Result<Ingested, IngestE
             .await?,
         );
     }
-    notify_if_any(&mut tx, &created).await?;
     tx.commit().await?;
     if unattributed {
         count_unattributed(scenario.id);
@@ -344,7 +343,6 @@ pub async fn end(pool: &PgPool, call_id: &str, input: &EndCall) -> Result<Ingest
             .await?,
         );
     }
-    notify_if_any(&mut tx, &created).await?;
     tx.commit().await?;
     if let Some(id) = unattributed {
         count_unattributed(id);
@@ -405,17 +403,6 @@ async fn insert_delivery(
     .fetch_one(&mut *tx)
     .await?;
     Ok(row)
-}
-
-/// Wakes the dispatchers once this transaction commits (Postgres sends
-/// notifications on commit, and folds identical ones of one transaction).
-async fn notify_if_any(tx: &mut PgConnection, created: &[DeliveryRef]) -> Result<(), StoreError> {
-    if !created.is_empty() {
-        sqlx::query!("select pg_notify($1, '')", crate::NOTIFY_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
 }
 
 async fn deliveries_of(

@@ -37,6 +37,13 @@ pub struct Claimed {
 /// overtakes it.
 pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Claimed>, StoreError> {
     let token = Uuid::now_v7();
+    let mut tx = pool.begin().await?;
+    // A claim only stamps a lease. Should a crash lose it, the row is still
+    // pending and due, and is claimed again: nothing acknowledged depends on
+    // this commit being flushed, so it need not wait for the WAL flush.
+    sqlx::query!("set local synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
     let rows = sqlx::query_as!(
         Claimed,
         r#"with due as (
@@ -70,8 +77,9 @@ pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Cla
         token,
         lease.as_secs_f64(),
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(rows)
 }
 
@@ -256,4 +264,42 @@ pub async fn backlog(e: impl PgExecutor<'_>) -> Result<Backlog, StoreError> {
         pending: row.pending,
         oldest_age_seconds: row.oldest,
     })
+}
+
+/// Wakes dispatchers (through `NOTIFY`) after deliveries were queued.
+///
+/// The `NOTIFY` is sent after the ingest transaction committed, from one
+/// task, and signals that arrive while one is in flight fold into the next:
+/// a `NOTIFY` inside the ingest transaction would make Postgres serialise
+/// those commits on its notification queue lock, which caps ingest at one
+/// WAL flush at a time.
+#[derive(Clone, Debug)]
+pub struct Notifier {
+    signal: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Notifier {
+    /// Starts the notifying task (it lives as long as the runtime).
+    pub fn spawn(pool: PgPool) -> Self {
+        let signal = std::sync::Arc::new(tokio::sync::Notify::new());
+        let waiting = signal.clone();
+        tokio::spawn(async move {
+            loop {
+                waiting.notified().await;
+                if let Err(e) = sqlx::query!("select pg_notify($1, '')", crate::NOTIFY_CHANNEL)
+                    .execute(&pool)
+                    .await
+                {
+                    // Dispatchers poll as a fallback; nothing is lost.
+                    tracing::debug!(error = %e, "could not notify dispatchers");
+                }
+            }
+        });
+        Self { signal }
+    }
+
+    /// Asks for a `NOTIFY` soon; cheap, never blocks.
+    pub fn wake(&self) {
+        self.signal.notify_one();
+    }
 }

@@ -92,9 +92,18 @@ impl From<DeliveryRef> for DeliveryRefView {
     }
 }
 
-fn respond(call_id: String, ingested: Ingested) -> (StatusCode, Json<IngestResponse>) {
+fn respond(
+    state: &AppState,
+    call_id: String,
+    ingested: Ingested,
+) -> (StatusCode, Json<IngestResponse>) {
     let (status, deliveries) = match ingested {
-        Ingested::Created(d) => (StatusCode::ACCEPTED, d),
+        Ingested::Created(d) => {
+            if !d.is_empty() {
+                state.notifier.wake();
+            }
+            (StatusCode::ACCEPTED, d)
+        }
         Ingested::Repeated(d) => (StatusCode::OK, d),
     };
     (
@@ -142,7 +151,7 @@ pub async fn start(
         metrics::counter!("callhook_calls_ingested_total", "event" => "start").increment(1);
         tracing::info!(call_id = %input.id, deliveries = d.len(), "call started");
     }
-    Ok(respond(input.id, ingested))
+    Ok(respond(&state, input.id, ingested))
 }
 
 /// Report a call's end: records status, duration and recording, and queues
@@ -191,5 +200,5 @@ pub async fn end(
         metrics::counter!("callhook_calls_ingested_total", "event" => "end").increment(1);
         tracing::info!(call_id = %id, deliveries = d.len(), "call ended");
     }
-    Ok(respond(id, ingested))
+    Ok(respond(&state, id, ingested))
 }

@@ -54,7 +54,10 @@ pub struct StaticNumberView {
 
 /// One custom field: `value` may hold `{placeholders}` naming payload fields.
 #[derive(ToSchema)]
-#[allow(dead_code)] // schema only
+#[expect(
+    dead_code,
+    reason = "only describes the JSON shape in the OpenAPI document"
+)]
 pub struct CustomFieldSchema {
     name: String,
     value: String,
