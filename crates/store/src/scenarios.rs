@@ -225,15 +225,34 @@ async fn set_numbers(
     )
     .execute(&mut *tx)
     .await?;
+    // Rows are only written (and so locked) where something changes: a
+    // locked pool number is skipped by concurrent reservations.
     sqlx::query!(
         "insert into scenario_numbers (number, scenario_id, is_static, marker, source_level_1, source_level_2)
          select n, $2::uuid, false, null::text, null::text, null::text from unnest($1::text[]) as n
          union all
          select f, $2::uuid, true, m, l1, l2 from unnest($3::text[], $4::text[], $5::text[], $6::text[]) as t (f, m, l1, l2)
-         on conflict (number) do update
-            set is_static = excluded.is_static, marker = excluded.marker,
-                source_level_1 = excluded.source_level_1, source_level_2 = excluded.source_level_2
-          where scenario_numbers.scenario_id = excluded.scenario_id",
+         on conflict (number) do nothing",
+        &pooled,
+        id,
+        &fixed,
+        &markers as &[Option<String>],
+        &level_1 as &[Option<String>],
+        &level_2 as &[Option<String>],
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "update scenario_numbers n
+            set is_static = d.is_static, marker = d.marker,
+                source_level_1 = d.l1, source_level_2 = d.l2
+           from (select p as number, false as is_static, null::text as marker, null::text as l1, null::text as l2
+                   from unnest($1::text[]) as p
+                 union all
+                 select f, true, m, l1, l2 from unnest($3::text[], $4::text[], $5::text[], $6::text[]) as t (f, m, l1, l2)) d
+          where n.number = d.number and n.scenario_id = $2
+            and (n.is_static, n.marker, n.source_level_1, n.source_level_2)
+                is distinct from (d.is_static, d.marker, d.l1, d.l2)",
         &pooled,
         id,
         &fixed,
@@ -244,7 +263,7 @@ async fn set_numbers(
     .execute(&mut *tx)
     .await?;
     // A number another scenario owns (or is saving right now: the insert
-    // waited for it) was skipped by the conflict clause; name it.
+    // waited for it) was skipped by "do nothing"; name it.
     let taken = sqlx::query!(
         "select number, scenario_id from scenario_numbers
           where number = any($1) and scenario_id <> $2
