@@ -6,5 +6,6 @@ mod crash;
 mod dispatch;
 mod helpers;
 mod ingest;
+mod operator;
 mod process;
 mod scenarios;
