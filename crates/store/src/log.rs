@@ -99,7 +99,8 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, f: &DeliveryFilter) {
     }
 }
 
-const DELIVERY_COLUMNS: &str = "id, call_id, scenario_id, kind, state, attempt_count, next_attempt_at, \
+const DELIVERY_COLUMNS: &str =
+    "id, call_id, scenario_id, kind, state, attempt_count, next_attempt_at, \
      last_status, last_error, created_at, delivered_at, payload";
 
 /// A page of deliveries matching `filter`, newest first, strictly older than
@@ -134,7 +135,10 @@ pub async fn get(e: impl PgExecutor<'_>, id: Uuid) -> Result<DeliveryRow, StoreE
 }
 
 /// A call's deliveries, during-call first.
-pub async fn of_call(e: impl PgExecutor<'_>, call_id: &str) -> Result<Vec<DeliveryRow>, StoreError> {
+pub async fn of_call(
+    e: impl PgExecutor<'_>,
+    call_id: &str,
+) -> Result<Vec<DeliveryRow>, StoreError> {
     Ok(sqlx::query_as!(
         DeliveryRow,
         "select id, call_id, scenario_id, kind, state, attempt_count, next_attempt_at,
@@ -222,7 +226,10 @@ pub async fn retry(pool: &sqlx::PgPool, id: Uuid) -> Result<Retried, StoreError>
 
 /// Requeues every final delivery matching `filter` (pending ones are left as
 /// they are); returns how many. Wakes dispatchers.
-pub async fn retry_matching(pool: &sqlx::PgPool, filter: &DeliveryFilter) -> Result<u64, StoreError> {
+pub async fn retry_matching(
+    pool: &sqlx::PgPool,
+    filter: &DeliveryFilter,
+) -> Result<u64, StoreError> {
     let mut tx = pool.begin().await?;
     let mut qb = QueryBuilder::new(
         "update deliveries
