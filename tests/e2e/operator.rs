@@ -510,7 +510,21 @@ async fn test_send_to_a_200_receiver_sends_a_signed_sample_and_records_a_test_at
     let got = rx.next(WAIT).await;
     assert_eq!(got.path, "/after");
     assert!(got.header("webhook-id").starts_with("test_"));
-    assert!(got.header("webhook-signature").starts_with("v1,"));
+    let secret: String = sqlx::query_scalar("select signing_secret from scenarios where id = $1")
+        .bind(s)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let expected = callhook_core::SigningSecret::parse(&secret).unwrap().sign(
+        got.header("webhook-id"),
+        got.header("webhook-timestamp").parse().unwrap(),
+        &got.body,
+    );
+    assert_eq!(
+        got.header("webhook-signature"),
+        expected,
+        "signed with the scenario's secret"
+    );
     let body = got.json();
     assert_eq!(body["id"], "313");
     assert_eq!(body["date"], "2019-02-19 00:00:00");
@@ -592,6 +606,9 @@ async fn test_send_refuses_bad_input_naming_the_field(pool: PgPool) {
     assert_eq!(status, 404);
 }
 
+/// call_id, scenario_name, kind, url, attempt, response_status, is_test
+type LogRow = (String, String, String, String, i32, Option<i32>, bool);
+
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn delivery_log_view_has_one_row_per_attempt_and_is_read_only(pool: PgPool) {
     let rx = Receiver::scripted(vec![Reply::Status(500)], Reply::Status(200)).await;
@@ -612,7 +629,7 @@ async fn delivery_log_view_has_one_row_per_attempt_and_is_read_only(pool: PgPool
     })
     .await;
 
-    let rows: Vec<(String, String, String, String, i32, Option<i32>, bool)> = sqlx::query_as(
+    let rows: Vec<LogRow> = sqlx::query_as(
         "select call_id, scenario_name, kind, url, attempt, response_status, is_test
            from delivery_log where call_id = '313' order by attempt",
     )

@@ -193,7 +193,7 @@ pub async fn call_json(
 #[derive(Debug, Clone)]
 pub enum Retried {
     /// Back to pending, due now.
-    Requeued(DeliveryRow),
+    Requeued(Box<DeliveryRow>),
     /// It was pending already: nothing changed.
     AlreadyPending,
 }
@@ -221,7 +221,7 @@ pub async fn retry(pool: &sqlx::PgPool, id: Uuid) -> Result<Retried, StoreError>
     };
     notify(&mut *tx).await?;
     tx.commit().await?;
-    Ok(Retried::Requeued(row))
+    Ok(Retried::Requeued(Box::new(row)))
 }
 
 /// Requeues every final delivery matching `filter` (pending ones are left as

@@ -366,7 +366,7 @@ pub async fn retry(
     {
         Retried::Requeued(row) => {
             tracing::info!(delivery_id = %id, "delivery requeued");
-            Ok(Json(row.into()))
+            Ok(Json((*row).into()))
         }
         Retried::AlreadyPending => Err(ApiError::new(
             StatusCode::CONFLICT,
