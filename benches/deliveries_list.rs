@@ -10,6 +10,7 @@
 //! `cargo bench --bench deliveries_list` (the Postgres server comes from
 //! `DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`;
 //! `BENCH_ROWS` changes the row count, `BENCH_REQUESTS` the requests per filter).
+//! Without `--bench` (test runners listing targets) it does nothing.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,11 @@ const PAYLOAD: &str = r#"{"id":"313","caller":"79990009911","callee":"7800555223
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` and nextest
+    // run this binary too (nextest with `--list`): list no tests, seed nothing.
+    if !std::env::args().any(|a| a == "--bench") {
+        return Ok(());
+    }
     let server = env_or(
         "DATABASE_URL",
         "postgres://postgres@127.0.0.1:5432/postgres",
