@@ -8,7 +8,7 @@ use callhook_store::log;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-/// Rows per delete statement.
+/// Rows per delete statement (rows walked, for deliveries).
 const BATCH: i64 = 1000;
 /// Pause between two full batches, so other work gets the database.
 const PAUSE: Duration = Duration::from_millis(200);
@@ -46,23 +46,46 @@ async fn pass(
     cutoff: chrono::DateTime<chrono::Utc>,
     shutdown: &CancellationToken,
 ) -> Result<Option<(u64, u64, u64)>, callhook_store::StoreError> {
-    let mut totals = [0u64; 3];
-    for (i, total) in totals.iter_mut().enumerate() {
-        loop {
-            let n = match i {
-                0 => log::purge_attempts(pool, cutoff, BATCH).await?,
-                1 => log::purge_deliveries(pool, cutoff, BATCH).await?,
-                _ => log::purge_calls(pool, cutoff, BATCH).await?,
-            };
-            *total += n;
-            if n < BATCH as u64 {
-                break;
-            }
-            tokio::select! {
-                () = tokio::time::sleep(PAUSE) => {}
-                () = shutdown.cancelled() => return Ok(None),
-            }
+    let pause = || async {
+        tokio::select! {
+            () = tokio::time::sleep(PAUSE) => true,
+            () = shutdown.cancelled() => false,
+        }
+    };
+    let mut attempts = 0;
+    loop {
+        let n = log::purge_attempts(pool, cutoff, BATCH).await?;
+        attempts += n;
+        if n < BATCH as u64 {
+            break;
+        }
+        if !pause().await {
+            return Ok(None);
         }
     }
-    Ok(Some((totals[0], totals[1], totals[2])))
+    let (mut deliveries, mut after) = (0, None);
+    loop {
+        let (n, last) = log::purge_deliveries(pool, cutoff, after, BATCH).await?;
+        deliveries += n;
+        match last {
+            Some(id) => after = Some(id),
+            None => break,
+        }
+        // Walking kept (pending, failed) rows costs little; pause after deletes.
+        if n > 0 && !pause().await {
+            return Ok(None);
+        }
+    }
+    let mut calls = 0;
+    loop {
+        let n = log::purge_calls(pool, cutoff, BATCH).await?;
+        calls += n;
+        if n < BATCH as u64 {
+            break;
+        }
+        if !pause().await {
+            return Ok(None);
+        }
+    }
+    Ok(Some((attempts, deliveries, calls)))
 }
