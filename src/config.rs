@@ -115,6 +115,10 @@ pub struct ServeConfig {
     /// What this process runs: api, dispatcher or all.
     #[arg(long, env = "CALLHOOK_ROLE", value_enum, default_value_t = Role::All)]
     pub role: Role,
+    /// Days of history kept: older attempts, delivered and cancelled
+    /// deliveries and calls without deliveries are deleted (0 = keep all).
+    #[arg(long, env = "CALLHOOK_RETENTION_DAYS", default_value_t = 30)]
+    pub retention_days: u32,
     /// Do not apply pending migrations at start.
     #[arg(long, env = "CALLHOOK_NO_MIGRATE", default_value_t = false, action = clap::ArgAction::Set)]
     pub no_migrate: bool,

@@ -3,6 +3,7 @@
 //! connects them.
 
 pub mod config;
+pub mod retention;
 pub mod startup;
 pub mod telemetry;
 

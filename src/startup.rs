@@ -81,6 +81,14 @@ pub async fn run(
         ))
     });
 
+    let retention = config.role.dispatches().then(|| {
+        tokio::spawn(crate::retention::run(
+            pool.clone(),
+            config.retention_days,
+            shutdown.clone(),
+        ))
+    });
+
     let secret = |t: &Option<SecretString>| t.clone().unwrap_or_else(|| SecretString::from(""));
     let state = AppState::new(
         pool,
@@ -106,6 +114,9 @@ pub async fn run(
         .context("HTTP server failed")?;
     if let Some(d) = dispatcher {
         d.await.context("dispatcher panicked")?;
+    }
+    if let Some(r) = retention {
+        r.await.context("retention task panicked")?;
     }
     Ok(())
 }

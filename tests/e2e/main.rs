@@ -6,6 +6,7 @@ mod crash;
 mod dispatch;
 mod helpers;
 mod ingest;
+mod operator;
 mod process;
 mod scenarios;
 mod visits;

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{calls, scenarios, service, visits};
+use crate::routes::{calls, deliveries, scenarios, service, test_send, visits};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,11 +12,14 @@ use crate::routes::{calls, scenarios, service, visits};
         scenarios::create, scenarios::list, scenarios::get, scenarios::save, scenarios::delete,
         calls::start, calls::end,
         visits::reserve, visits::pool,
+        test_send::test_send,
+        deliveries::get_call, deliveries::list, deliveries::get, deliveries::retry, deliveries::retry_matching,
         service::healthz, service::readyz, service::metrics, service::openapi,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security),
     tags((name = "scenarios", description = "Admin API (admin token)"),
+         (name = "deliveries", description = "Delivery log, replay (admin token)"),
          (name = "ingest", description = "Call events (ingest token)"),
          (name = "service", description = "Probes and metrics (no token)"))
 )]

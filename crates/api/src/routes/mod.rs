@@ -14,9 +14,11 @@ use crate::auth::{require_bearer, RequiredToken};
 use crate::{ApiError, AppState};
 
 pub mod calls;
+pub mod deliveries;
 pub mod gauges;
 pub mod scenarios;
 pub mod service;
+pub mod test_send;
 pub mod visits;
 
 /// The whole HTTP app. Separate from serving so tests can drive it.
@@ -33,6 +35,12 @@ pub fn router(state: AppState) -> Router {
                 .delete(scenarios::delete),
         )
         .route("/api/v1/scenarios/{id}/pool", get(visits::pool))
+        .route("/api/v1/scenarios/{id}/test", post(test_send::test_send))
+        .route("/api/v1/calls/{id}", get(deliveries::get_call))
+        .route("/api/v1/deliveries", get(deliveries::list))
+        .route("/api/v1/deliveries/retry", post(deliveries::retry_matching))
+        .route("/api/v1/deliveries/{id}", get(deliveries::get))
+        .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry))
         .route_layer(from_fn_with_state(
             RequiredToken(state.tokens.admin.clone()),
             require_bearer,

@@ -1,0 +1,415 @@
+//! Admin API: the delivery log. A call with its deliveries, the filtered list
+//! of deliveries (newest first, keyset pagination), one delivery with its
+//! attempts, and requeuing (one, or every match of the list's filters).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use callhook_store::log::{self, AttemptRow, DeliveryFilter, DeliveryRow, Retried};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::ErrorBody;
+use crate::json::{PathParam, QueryParams};
+use crate::{ApiError, AppState};
+
+/// Default page size of the list.
+pub const DEFAULT_LIMIT: u32 = 50;
+/// Largest page size of the list.
+pub const MAX_LIMIT: u32 = 500;
+
+/// A delivery: the `deliveries` table's columns (but the internal lease).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryView {
+    /// UUIDv7: the `webhook-id` header, the same on every attempt.
+    pub id: Uuid,
+    pub call_id: String,
+    /// Null once the scenario is deleted.
+    pub scenario_id: Option<Uuid>,
+    /// `during_call` or `after_call`.
+    pub kind: String,
+    /// `pending`, `delivered`, `failed` or `cancelled`.
+    pub state: String,
+    /// Attempts made so far.
+    pub attempt_count: i32,
+    /// When a pending delivery is due (or its claim runs out).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The last attempt's HTTP status (null when no response came back).
+    pub last_status: Option<i32>,
+    /// The last attempt's error (`timeout`, `connect`, …) or why it was cancelled.
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// The exact body sent, as text.
+    pub payload: String,
+}
+
+impl From<DeliveryRow> for DeliveryView {
+    fn from(d: DeliveryRow) -> Self {
+        Self {
+            id: d.id,
+            call_id: d.call_id,
+            scenario_id: d.scenario_id,
+            kind: d.kind,
+            state: d.state,
+            attempt_count: d.attempt_count,
+            next_attempt_at: d.next_attempt_at,
+            last_status: d.last_status,
+            last_error: d.last_error,
+            created_at: d.created_at,
+            delivered_at: d.delivered_at,
+            payload: d.payload,
+        }
+    }
+}
+
+/// One HTTP attempt.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AttemptView {
+    pub id: i64,
+    /// 1, 2, … per delivery.
+    pub attempt: i32,
+    /// The URL actually used.
+    pub url: String,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    /// Null when no response came back.
+    pub response_status: Option<i32>,
+    /// The first 4 KiB of the answer.
+    pub response_body: Option<String>,
+    /// Null on a response; otherwise `timeout`, `connect`, `dns`, `tls`,
+    /// `blocked_destination` or `request`.
+    pub error: Option<String>,
+}
+
+impl From<AttemptRow> for AttemptView {
+    fn from(a: AttemptRow) -> Self {
+        Self {
+            id: a.id,
+            attempt: a.attempt,
+            url: a.url,
+            started_at: a.started_at,
+            duration_ms: a.duration_ms,
+            response_status: a.response_status,
+            response_body: a.response_body,
+            error: a.error,
+        }
+    }
+}
+
+/// A delivery with its attempts in order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryDetail {
+    #[serde(flatten)]
+    pub delivery: DeliveryView,
+    pub attempts: Vec<AttemptView>,
+}
+
+/// A page of the list.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryPage {
+    pub items: Vec<DeliveryView>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next: Option<String>,
+}
+
+/// A call: every column of `calls` (the payload's fields, `status`,
+/// `duration`, `file_id`, `link`, `started_at`, `ended_at`, timestamps…) plus
+/// its deliveries with their attempts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallDetail {
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub call: serde_json::Value,
+    pub deliveries: Vec<DeliveryDetail>,
+}
+
+/// How many deliveries a bulk retry requeued.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Requeued {
+    pub requeued: u64,
+}
+
+/// A delivery's state.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StateParam {
+    Pending,
+    Delivered,
+    Failed,
+    Cancelled,
+}
+
+impl StateParam {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The list's filters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FilterQuery {
+    pub scenario_id: Option<Uuid>,
+    pub call_id: Option<String>,
+    #[param(value_type = Option<String>, example = "failed")]
+    pub state: Option<StateParam>,
+    #[param(value_type = Option<String>, example = "after_call")]
+    pub kind: Option<callhook_core::DeliveryKind>,
+    /// RFC 3339; `created_at >= since`.
+    pub since: Option<String>,
+    /// RFC 3339; `created_at < until`.
+    pub until: Option<String>,
+}
+
+/// The list's filters and paging.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    pub scenario_id: Option<Uuid>,
+    pub call_id: Option<String>,
+    /// `pending`, `delivered`, `failed` or `cancelled`.
+    #[param(value_type = Option<String>, example = "failed")]
+    pub state: Option<StateParam>,
+    /// `during_call` or `after_call`.
+    #[param(value_type = Option<String>, example = "after_call")]
+    pub kind: Option<callhook_core::DeliveryKind>,
+    /// RFC 3339; `created_at >= since`.
+    pub since: Option<String>,
+    /// RFC 3339; `created_at < until`.
+    pub until: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// The previous page's `next`.
+    pub after: Option<String>,
+}
+
+/// RFC 3339; a `+` turned into a space by form decoding is put back.
+fn parse_time(v: Option<&str>, field: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(v) = v else { return Ok(None) };
+    DateTime::parse_from_rfc3339(&v.replace(' ', "+"))
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|e| {
+            ApiError::unprocessable(
+                field,
+                "invalid_time",
+                format!("{field} must be an RFC 3339 time such as 2026-11-25T10:00:00Z: {e}"),
+            )
+        })
+}
+
+fn filter(
+    scenario_id: Option<Uuid>,
+    call_id: Option<String>,
+    state: Option<StateParam>,
+    kind: Option<callhook_core::DeliveryKind>,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<DeliveryFilter, ApiError> {
+    Ok(DeliveryFilter {
+        scenario_id,
+        call_id,
+        state: state.map(|s| s.as_str().to_owned()),
+        kind: kind.map(|k| k.as_str().to_owned()),
+        since: parse_time(since, "since")?,
+        until: parse_time(until, "until")?,
+    })
+}
+
+fn encode_cursor(id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
+fn decode_cursor(s: &str) -> Result<Uuid, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
+        .and_then(|b| Uuid::from_slice(&b).ok())
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "after",
+                "invalid_cursor",
+                "after must be a `next` value from a previous page",
+            )
+        })
+}
+
+/// Attaches each delivery's attempts.
+async fn with_attempts(
+    state: &AppState,
+    rows: Vec<DeliveryRow>,
+) -> Result<Vec<DeliveryDetail>, ApiError> {
+    let ids: Vec<Uuid> = rows.iter().map(|d| d.id).collect();
+    let mut by_delivery: std::collections::HashMap<Uuid, Vec<AttemptView>> =
+        std::collections::HashMap::new();
+    for a in log::attempts(&state.pool, &ids).await? {
+        if let Some(d) = a.delivery_id {
+            by_delivery.entry(d).or_default().push(a.into());
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|d| DeliveryDetail {
+            attempts: by_delivery.remove(&d.id).unwrap_or_default(),
+            delivery: d.into(),
+        })
+        .collect())
+}
+
+/// A call with its deliveries and their attempts.
+#[utoipa::path(get, path = "/api/v1/calls/{id}", tag = "deliveries", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "the call's id from the telephony side")),
+    responses((status = 200, body = CallDetail), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_call(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<CallDetail>, ApiError> {
+    let call = log::call_json(&state.pool, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("call {id} does not exist")).with_field("id"))?;
+    let rows = log::of_call(&state.pool, &id).await?;
+    Ok(Json(CallDetail {
+        call,
+        deliveries: with_attempts(&state, rows).await?,
+    }))
+}
+
+/// Deliveries, newest first, filtered; keyset pagination (`next` → `after`).
+#[utoipa::path(get, path = "/api/v1/deliveries", tag = "deliveries", security(("admin_token" = [])),
+    params(ListQuery),
+    responses((status = 200, body = DeliveryPage), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Json<DeliveryPage>, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::unprocessable(
+            "limit",
+            "invalid_limit",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let after = q.after.as_deref().map(decode_cursor).transpose()?;
+    let f = filter(
+        q.scenario_id,
+        q.call_id,
+        q.state,
+        q.kind,
+        q.since.as_deref(),
+        q.until.as_deref(),
+    )?;
+    let mut rows = log::list(&state.pool, &f, after, i64::from(limit) + 1).await?;
+    let next = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|d| encode_cursor(d.id))
+    } else {
+        None
+    };
+    Ok(Json(DeliveryPage {
+        items: rows.into_iter().map(Into::into).collect(),
+        next,
+    }))
+}
+
+/// One delivery with its attempts in order.
+#[utoipa::path(get, path = "/api/v1/deliveries/{id}", tag = "deliveries", security(("admin_token" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = DeliveryDetail), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<Uuid>,
+) -> Result<Json<DeliveryDetail>, ApiError> {
+    let row = log::get(&state.pool, id)
+        .await
+        .map_err(|e| delivery_not_found(id, e))?;
+    let mut all = with_attempts(&state, vec![row]).await?;
+    Ok(Json(all.remove(0)))
+}
+
+fn delivery_not_found(id: Uuid, e: callhook_store::StoreError) -> ApiError {
+    match e {
+        callhook_store::StoreError::NotFound => {
+            ApiError::not_found(format!("delivery {id} does not exist")).with_field("id")
+        }
+        e => e.into(),
+    }
+}
+
+/// Send a delivery again: a `failed`, `cancelled` or `delivered` one goes
+/// back to `pending`, due now, with the same `webhook-id`; its attempt
+/// numbering continues. It gets one more attempt and then whatever retries
+/// the schedule has left (none once it is exhausted). A delivery that is
+/// already `pending` is left alone: `409`.
+#[utoipa::path(post, path = "/api/v1/deliveries/{id}/retry", tag = "deliveries", security(("admin_token" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = DeliveryView, description = "requeued"), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "already pending")))]
+pub async fn retry(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<Uuid>,
+) -> Result<Json<DeliveryView>, ApiError> {
+    match log::retry(&state.pool, id)
+        .await
+        .map_err(|e| delivery_not_found(id, e))?
+    {
+        Retried::Requeued(row) => {
+            tracing::info!(delivery_id = %id, "delivery requeued");
+            Ok(Json((*row).into()))
+        }
+        Retried::AlreadyPending => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_pending",
+            format!("delivery {id} is pending already; it will be sent when due"),
+        )
+        .with_field("id")),
+    }
+}
+
+/// Send again every `failed`, `cancelled` or `delivered` delivery matching
+/// the list's filters (pending ones are left as they are), e.g.
+/// `?scenario_id=…&state=failed&since=2026-11-25T10:00:00Z`. At least one
+/// filter is required, so an empty query cannot resend the whole history.
+#[utoipa::path(post, path = "/api/v1/deliveries/retry", tag = "deliveries", security(("admin_token" = [])),
+    params(FilterQuery),
+    responses((status = 200, body = Requeued), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn retry_matching(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<FilterQuery>,
+) -> Result<Json<Requeued>, ApiError> {
+    let f = filter(
+        q.scenario_id,
+        q.call_id,
+        q.state,
+        q.kind,
+        q.since.as_deref(),
+        q.until.as_deref(),
+    )?;
+    if f.scenario_id.is_none()
+        && f.call_id.is_none()
+        && f.state.is_none()
+        && f.kind.is_none()
+        && f.since.is_none()
+        && f.until.is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "filter_required",
+            "give at least one filter (scenario_id, call_id, state, kind, since, until)",
+        ));
+    }
+    let n = log::retry_matching(&state.pool, &f).await?;
+    tracing::info!(requeued = n, filter = ?f, "deliveries requeued");
+    Ok(Json(Requeued { requeued: n }))
+}

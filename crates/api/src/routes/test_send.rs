@@ -1,0 +1,166 @@
+//! Admin API: send a scenario's webhook with a sample payload now, through
+//! the dispatcher's own [`callhook_dispatch::Sender`] (signing, destination
+//! guard, timeouts), and answer with what happened. The attempt is recorded
+//! in `delivery_attempts` marked `is_test`.
+
+use axum::extract::State;
+use axum::Json;
+use callhook_core::{
+    build_payload, Call, CallEnd, CallStatus, DeliveryKind, PhoneNumber, SigningSecret, Timezone,
+    Visit, WebhookUrl,
+};
+use callhook_dispatch::Webhook;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::ErrorBody;
+use crate::json::{JsonObject, PathParam};
+use crate::{ApiError, AppState};
+
+/// What to test.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestSendInput {
+    /// `during_call` or `after_call`: which payload, and which of the
+    /// scenario's URLs when `url` is not given.
+    #[schema(value_type = String, example = "after_call")]
+    pub kind: DeliveryKind,
+    /// Send here instead of the scenario's URL (absolute http/https).
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// The test attempt's outcome.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TestSendResult {
+    /// The receiver's HTTP status; null when no response came back.
+    pub status: Option<u16>,
+    pub duration_ms: i32,
+    /// Null on a response; otherwise `timeout`, `connect`, `dns`, `tls`,
+    /// `blocked_destination` or `request`.
+    pub error: Option<String>,
+    /// The first 4 KiB of the answer.
+    pub response_body: Option<String>,
+    /// The URL used.
+    pub url: String,
+    /// The `webhook-id` sent (`test_…`).
+    pub webhook_id: String,
+    /// The recorded attempt's id (`delivery_attempts.id`, `is_test`).
+    pub attempt_id: i64,
+    pub started_at: DateTime<Utc>,
+}
+
+/// The product page's example call, dated in the scenario's zone; after-call
+/// adds the page's `ANSWER`, 20 s and an empty link.
+fn sample_call(kind: DeliveryKind, tz: Timezone) -> Call {
+    Call {
+        id: "313".into(),
+        caller: PhoneNumber::from_trusted("79990009911".into()),
+        callee: PhoneNumber::from_trusted("78005552233".into()),
+        date: tz
+            .parse_date("2019-02-19 00:00:00", "date")
+            .unwrap_or_else(|_| Utc::now()),
+        visit: Visit {
+            visit_id: Some("123456".into()),
+            marker: Some("vk_new".into()),
+            order_id: Some(123_456_789),
+            google_client_id: Some("111111111.1111111111".into()),
+            landing_page: Some("test.com/new".into()),
+            domain: Some("test.com".into()),
+            city: Some("Москва".into()),
+            country: Some("Россия".into()),
+            ip: Some("100.100.1.1".into()),
+            first_visit: Some("1001".into()),
+            referrer: Some("vk.com".into()),
+            source_level_1: Some("vk".into()),
+            source_level_2: Some("new".into()),
+            ..Visit::default()
+        },
+        end: (kind == DeliveryKind::AfterCall).then(|| CallEnd {
+            status: CallStatus::Answer,
+            duration: 20,
+            file_id: None,
+            link: Some(String::new()),
+            ended_at: Utc::now(),
+        }),
+    }
+}
+
+/// Send a sample webhook now and answer with the outcome (a receiver's 500
+/// or an unreachable URL is still a `200` here: the outcome is the answer).
+/// Signed with the scenario's secret, through the destination guard and
+/// timeouts of real deliveries; recorded as a test attempt.
+#[utoipa::path(post, path = "/api/v1/scenarios/{id}/test", tag = "scenarios", request_body = TestSendInput,
+    security(("admin_token" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = TestSendResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "bad kind or url, or the scenario has no URL for that kind")))]
+pub async fn test_send(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<Uuid>,
+    body: JsonObject,
+) -> Result<Json<TestSendResult>, ApiError> {
+    let input = body.parse::<TestSendInput>()?;
+    let scenario = callhook_store::scenarios::get(&state.pool, id)
+        .await
+        .map_err(|e| match e {
+            callhook_store::StoreError::NotFound => {
+                ApiError::not_found(format!("scenario {id} does not exist")).with_field("id")
+            }
+            e => e.into(),
+        })?;
+    let url = match input.url.as_deref() {
+        Some(u) => WebhookUrl::parse(u, "url")?.into_string(),
+        None => scenario
+            .url_for(input.kind)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                ApiError::unprocessable(
+                    "url",
+                    "no_url",
+                    format!(
+                        "the scenario has no {} URL: set one or give url",
+                        input.kind
+                    ),
+                )
+            })?,
+    };
+    let payload = build_payload(
+        &sample_call(input.kind, scenario.tz()),
+        input.kind,
+        &scenario.fields(),
+        scenario.tz(),
+    );
+    let secrets: Vec<SigningSecret> = SigningSecret::parse(&scenario.signing_secret)
+        .ok()
+        .into_iter()
+        .collect();
+    let webhook_id = format!("test_{}", Uuid::now_v7());
+    let result = state
+        .sender
+        .send(Webhook {
+            url: &url,
+            id: &webhook_id,
+            payload: &payload,
+            secrets: &secrets,
+        })
+        .await;
+    let record = callhook_dispatch::worker::attempt_record(&url, &result);
+    let attempt_id =
+        callhook_store::log::record_test_attempt(&state.pool, id, input.kind.as_str(), &record)
+            .await?;
+    tracing::info!(scenario_id = %id, kind = %input.kind, status = ?result.status,
+        error = ?result.error_text(), "test send");
+    Ok(Json(TestSendResult {
+        status: result.status,
+        duration_ms: record.duration_ms,
+        error: record.error,
+        response_body: record.response_body,
+        url,
+        webhook_id,
+        attempt_id,
+        started_at: record.started_at,
+    }))
+}
