@@ -18,6 +18,7 @@ mod procfs;
 mod receiver;
 mod stats;
 
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,13 +45,28 @@ struct Cli {
 #[derive(Debug, Args)]
 struct Common {
     /// Base URL of the running server.
-    #[arg(long, env = "CALLHOOK_BENCH_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "CALLHOOK_BENCH_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     server: String,
     /// The server's admin token (creates the bench's scenario).
-    #[arg(long, env = "CALLHOOK_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "CALLHOOK_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     admin_token: Option<String>,
     /// The server's ingest token.
-    #[arg(long, env = "CALLHOOK_INGEST_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "CALLHOOK_INGEST_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     ingest_token: Option<String>,
     /// The server's database: needed by `backlog` (preload) and the Postgres
     /// commit-rate probe (skipped without it).
@@ -123,14 +139,35 @@ struct BacklogArgs {
     rows: i64,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("callhook-bench: error: starting the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Errors are printed as their chain of causes, without a backtrace: they
+    // say what to fix (a missing token, a server that is not running...).
+    match runtime.block_on(bench(&cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("callhook-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench(cli: &Cli) -> anyhow::Result<()> {
     let bench = Bench::connect(&cli.common).await?;
-    let result = run(&cli, &bench).await;
+    let result = run(cli, &bench).await;
     if !cli.common.keep {
         if let Err(e) = bench.delete_scenario().await {
-            eprintln!("warning: could not delete the bench's scenario {}: {e:#}", bench.scenario_id);
+            eprintln!(
+                "warning: could not delete the bench's scenario {}: {e:#}",
+                bench.scenario_id
+            );
         }
     }
     result
@@ -161,7 +198,7 @@ async fn run(cli: &Cli, bench: &Bench) -> anyhow::Result<()> {
             let empty = bench.burst("empty", &a.burst).await?;
             print_phase("empty-table burst", &empty);
             let pool = pg::connect(url, 2).await?;
-            let prefix = format!("bench-{}-backlog-", bench.run);
+            let prefix = format!("bench-{}-preload-", bench.run);
             eprintln!("preloading {} pending deliveries (due in a day)…", a.rows);
             let t = Instant::now();
             pg::preload(&pool, bench.scenario_id, &bench.callee, &prefix, a.rows).await?;
@@ -185,7 +222,9 @@ async fn run(cli: &Cli, bench: &Bench) -> anyhow::Result<()> {
         eprintln!("measuring the machine's limits ({:?} each)…", c.probe_time);
         report.receiver_per_s = Some(bench.receiver_limit(c.probe_time).await?);
         if let Some(url) = &c.database_url {
-            report.pg = Some(pg::commit_rates(url, usize::from(c.concurrency), c.probe_time, &bench.run).await?);
+            report.pg = Some(
+                pg::commit_rates(url, usize::from(c.concurrency), c.probe_time, &bench.run).await?,
+            );
         }
     }
     report.print();
@@ -209,7 +248,9 @@ struct ServerProc {
 impl ServerProc {
     fn find(c: &Common) -> Self {
         let pid = c.server_pid.or_else(|| {
-            let port = reqwest::Url::parse(&c.server).ok()?.port_or_known_default()?;
+            let port = reqwest::Url::parse(&c.server)
+                .ok()?
+                .port_or_known_default()?;
             match procfs::pid_listening_on(port) {
                 Ok(pid) => Some(pid),
                 Err(e) => {
@@ -252,7 +293,10 @@ impl Watch {
             None => None,
         };
         ServerUse {
-            cpu_s: self.cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a) as f64 / self.ticks),
+            cpu_s: self
+                .cpu0
+                .zip(cpu1)
+                .map(|(a, b)| b.saturating_sub(a) as f64 / self.ticks),
             peak_rss,
             vm_hwm: procfs::status_kb(pid, "VmHWM").ok(),
         }
@@ -302,14 +346,12 @@ impl Bench {
     /// Starts the receiver and creates the run's scenario (a fresh callee number
     /// per run, so runs never collide), then checks one webhook gets through.
     async fn connect(c: &Common) -> anyhow::Result<Self> {
-        let admin = c
-            .admin_token
-            .as_deref()
-            .context("the admin token is missing: pass --admin-token or set CALLHOOK_ADMIN_TOKEN")?;
-        let ingest = c
-            .ingest_token
-            .as_deref()
-            .context("the ingest token is missing: pass --ingest-token or set CALLHOOK_INGEST_TOKEN")?;
+        let admin = c.admin_token.as_deref().context(
+            "the admin token is missing: pass --admin-token or set CALLHOOK_ADMIN_TOKEN",
+        )?;
+        let ingest = c.ingest_token.as_deref().context(
+            "the ingest token is missing: pass --ingest-token or set CALLHOOK_INGEST_TOKEN",
+        )?;
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .pool_max_idle_per_host(usize::from(c.concurrency) * 2)
@@ -321,7 +363,9 @@ impl Bench {
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .with_context(|| format!("is callhook running at {server}? (`make run`, or `callhook serve`)"))?;
+            .with_context(|| {
+                format!("is callhook running at {server}? (`make run`, or `callhook serve`)")
+            })?;
 
         let (receiver, arrivals) = receiver::start().await?;
         let nonce = Uuid::new_v4().as_u128();
@@ -345,11 +389,15 @@ impl Bench {
             .await
             .context("creating the bench's scenario")?;
         let status = created.status();
-        let body = created.text().await.context("reading the scenario answer")?;
+        let body = created
+            .text()
+            .await
+            .context("reading the scenario answer")?;
         if !status.is_success() {
             bail!("creating the bench's scenario: {status}: {body}");
         }
-        let scenario: Value = serde_json::from_str(&body).context("the scenario answer is not JSON")?;
+        let scenario: Value =
+            serde_json::from_str(&body).context("the scenario answer is not JSON")?;
         let scenario_id = scenario["id"]
             .as_str()
             .and_then(|s| s.parse().ok())
@@ -381,7 +429,10 @@ impl Bench {
         let id = format!("bench-{}-check", self.run);
         let sent = self.send_one(id.clone()).await;
         if sent.acked.is_none() {
-            bail!("the server refused a start event: {}", self.take_error().unwrap_or_default());
+            bail!(
+                "the server refused a start event: {}",
+                self.take_error().unwrap_or_default()
+            );
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -406,7 +457,10 @@ impl Bench {
 
     async fn delete_scenario(&self) -> anyhow::Result<()> {
         self.http
-            .delete(format!("{}/api/v1/scenarios/{}", self.server, self.scenario_id))
+            .delete(format!(
+                "{}/api/v1/scenarios/{}",
+                self.server, self.scenario_id
+            ))
             .header("authorization", &self.admin_auth)
             .send()
             .await?
@@ -424,7 +478,10 @@ impl Bench {
     }
 
     fn take_error(&self) -> Option<String> {
-        self.first_error.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.first_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// `POST /api/v1/calls` with one start event.
@@ -527,15 +584,25 @@ impl Bench {
     /// N calls from C connections (or C concurrent batch requests).
     async fn burst(self: &Bench, phase: &str, a: &BurstArgs) -> anyhow::Result<Measured> {
         let n = a.calls as usize;
-        let ids: Vec<String> = (0..n).map(|i| format!("bench-{}-{phase}-{i}", self.run)).collect();
-        let unit = if a.batch { usize::from(a.batch_size) } else { 1 };
+        let ids: Vec<String> = (0..n)
+            .map(|i| format!("bench-{}-{phase}-{i}", self.run))
+            .collect();
+        let unit = if a.batch {
+            usize::from(a.batch_size)
+        } else {
+            1
+        };
         let chunks: Vec<Vec<String>> = ids.chunks(unit).map(<[String]>::to_vec).collect();
         let next = &AtomicUsize::new(0);
         let chunks = &chunks;
         eprintln!(
             "{phase}: {n} calls, {} connections{}…",
             self.concurrency,
-            if a.batch { format!(", batches of {unit}") } else { String::new() }
+            if a.batch {
+                format!(", batches of {unit}")
+            } else {
+                String::new()
+            }
         );
         let worker = move || async move {
             let mut mine = Vec::new();
@@ -562,7 +629,10 @@ impl Bench {
     /// R calls/s for T, each its own request, paced by a tokio interval.
     async fn steady(self: &Bench, a: &SteadyArgs) -> anyhow::Result<Measured> {
         let total = (f64::from(a.rate) * a.duration.as_secs_f64()).round() as usize;
-        eprintln!("steady: {} calls/s for {:?} ({total} calls)…", a.rate, a.duration);
+        eprintln!(
+            "steady: {} calls/s for {:?} ({total} calls)…",
+            a.rate, a.duration
+        );
         let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(a.rate)));
         // The requests run concurrently with the pacing, on this task.
         let mut in_flight = FuturesUnordered::new();
@@ -591,7 +661,11 @@ impl Bench {
         if let Some(e) = self.take_error() {
             eprintln!("warning: {ingest_errors} calls not acknowledged; the first error: {e}");
         }
-        let first_send = sent.iter().map(|s| s.sent).min().context("nothing was sent")?;
+        let first_send = sent
+            .iter()
+            .map(|s| s.sent)
+            .min()
+            .context("nothing was sent")?;
         let last_ack = acked.iter().filter_map(|s| s.acked).max();
         self.wait_for(&acked).await;
 
@@ -637,13 +711,18 @@ impl Bench {
             }
             if total != checked_total {
                 checked_total = total;
-                let arrived = self.arrivals.count_arrived(acked.iter().map(|s| s.id.as_str()));
+                let arrived = self
+                    .arrivals
+                    .count_arrived(acked.iter().map(|s| s.id.as_str()));
                 if arrived >= acked.len() {
                     return;
                 }
             }
             if progress.elapsed() >= self.idle_timeout || start.elapsed() >= self.max_wait {
-                eprintln!("stopped waiting for webhooks after {:.1} s", start.elapsed().as_secs_f64());
+                eprintln!(
+                    "stopped waiting for webhooks after {:.1} s",
+                    start.elapsed().as_secs_f64()
+                );
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -654,7 +733,9 @@ impl Bench {
     /// posting a webhook-sized body straight to it for `time`.
     async fn receiver_limit(&self, time: Duration) -> anyhow::Result<f64> {
         let url = format!("http://{}/hook", self.receiver);
-        let body = bytes::Bytes::from(json!({"id": format!("bench-{}-probe", self.run), "pad": "x".repeat(600)}).to_string());
+        let body = bytes::Bytes::from(
+            json!({"id": format!("bench-{}-probe", self.run), "pad": "x".repeat(600)}).to_string(),
+        );
         let (url, body) = (&url, &body);
         let started = Instant::now();
         let deadline = started + time;
@@ -712,7 +793,9 @@ fn item_failures(answer: &str, n: usize) -> Vec<Option<String>> {
 }
 
 /// Polls all futures concurrently on this task; results in order.
-async fn futures_join_all<F: std::future::Future>(fs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+async fn futures_join_all<F: std::future::Future>(
+    fs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
     futures::future::join_all(fs).await
 }
 
@@ -760,23 +843,48 @@ impl Report {
         let Some(m) = &self.main else { return };
         println!();
         print_phase(self.mode, m);
-        let mb = |b: Option<u64>| b.map_or("n/a".to_owned(), |b| format!("{:.1} MB", b as f64 / 1048576.0));
+        let mb = |b: Option<u64>| {
+            b.map_or("n/a".to_owned(), |b| {
+                format!("{:.1} MB", b as f64 / 1048576.0)
+            })
+        };
         if let (Some(rows), Some(ratio)) = (self.backlog_rows, self.ratio()) {
             println!("  {:<34} {rows}", "preloaded pending deliveries");
             println!("  {:<34} {ratio:.2}", "backlog / empty deliveries/s");
         }
-        let cpu = self.server.cpu_s.map_or("n/a".to_owned(), |s| format!("{s:.2} s"));
+        let cpu = self
+            .server
+            .cpu_s
+            .map_or("n/a".to_owned(), |s| format!("{s:.2} s"));
         println!("  {:<34} {cpu}", "server CPU (utime+stime)");
-        println!("  {:<34} {}", "server peak RSS (VmRSS, sampled)", mb(self.server.peak_rss));
-        println!("  {:<34} {}", "server VmHWM (since its start)", mb(self.server.vm_hwm));
+        println!(
+            "  {:<34} {}",
+            "server peak RSS (VmRSS, sampled)",
+            mb(self.server.peak_rss)
+        );
+        println!(
+            "  {:<34} {}",
+            "server VmHWM (since its start)",
+            mb(self.server.vm_hwm)
+        );
         if let Some(r) = self.receiver_per_s {
             println!("machine limits");
             println!("  {:<34} {r:.0} req/s", "receiver under a plain load gen");
         }
         if let Some(p) = &self.pg {
-            println!("  {:<34} {:.0} tx/s", "postgres ingest-like commits", p.ingest_per_s);
-            println!("  {:<34} {:.0} tx/s", "postgres completion-like commits", p.complete_per_s);
-            println!("  {:<34} {:.0} /s", "postgres deliveries (both)", p.per_delivery());
+            println!(
+                "  {:<34} {:.0} tx/s",
+                "postgres ingest-like commits", p.ingest_per_s
+            );
+            println!(
+                "  {:<34} {:.0} tx/s",
+                "postgres completion-like commits", p.complete_per_s
+            );
+            println!(
+                "  {:<34} {:.0} /s",
+                "postgres deliveries (both)",
+                p.per_delivery()
+            );
         }
         println!("{}", self.json());
     }
@@ -817,9 +925,15 @@ impl Report {
 
 fn print_phase(name: &str, m: &Measured) {
     println!("{name}");
-    println!("  {:<34} {} ({} acknowledged, {} refused)", "calls", m.calls, m.acked, m.ingest_errors);
+    println!(
+        "  {:<34} {} ({} acknowledged, {} refused)",
+        "calls", m.calls, m.acked, m.ingest_errors
+    );
     println!("  {:<34} {:.0} calls/s", "ingest", m.ingest_per_s);
-    println!("  {:<34} {:.0} /s", "end-to-end deliveries", m.deliveries_per_s);
+    println!(
+        "  {:<34} {:.0} /s",
+        "end-to-end deliveries", m.deliveries_per_s
+    );
     println!("  {:<34} {}", "lost (acknowledged, never arrived)", m.lost);
     println!("  {:<34} {}", "duplicates", m.duplicates);
     if let Some(l) = m.latency {
@@ -839,28 +953,52 @@ mod tests {
         let cli = Cli::try_parse_from(["callhook-bench", "burst"]).unwrap();
         assert_eq!(cli.common.concurrency, 32);
         assert_eq!(cli.common.server, "http://127.0.0.1:8080");
-        let Mode::Burst(a) = cli.mode else { panic!("not burst") };
+        let Mode::Burst(a) = cli.mode else {
+            panic!("not burst")
+        };
         assert_eq!((a.calls, a.batch, a.batch_size), (20_000, false, 1000));
     }
 
     #[test]
     fn common_flags_may_follow_the_mode() {
         let cli = Cli::try_parse_from([
-            "callhook-bench", "steady", "-r", "2000", "-t", "5s", "--server", "http://127.0.0.1:18181", "-c", "8",
+            "callhook-bench",
+            "steady",
+            "-r",
+            "2000",
+            "-t",
+            "5s",
+            "--server",
+            "http://127.0.0.1:18181",
+            "-c",
+            "8",
         ])
         .unwrap();
         assert_eq!(cli.common.server, "http://127.0.0.1:18181");
         assert_eq!(cli.common.concurrency, 8);
-        let Mode::Steady(a) = cli.mode else { panic!("not steady") };
+        let Mode::Steady(a) = cli.mode else {
+            panic!("not steady")
+        };
         assert_eq!((a.rate, a.duration), (2000, Duration::from_secs(5)));
     }
 
     #[test]
     fn backlog_takes_rows_and_burst_flags() {
-        let cli = Cli::try_parse_from(["callhook-bench", "backlog", "--rows", "1000", "-n", "500", "--batch", "--keep"])
-            .unwrap();
+        let cli = Cli::try_parse_from([
+            "callhook-bench",
+            "backlog",
+            "--rows",
+            "1000",
+            "-n",
+            "500",
+            "--batch",
+            "--keep",
+        ])
+        .unwrap();
         assert!(cli.common.keep);
-        let Mode::Backlog(a) = cli.mode else { panic!("not backlog") };
+        let Mode::Backlog(a) = cli.mode else {
+            panic!("not backlog")
+        };
         assert_eq!((a.rows, a.burst.calls, a.burst.batch), (1000, 500, true));
     }
 

@@ -26,7 +26,13 @@ pub async fn connect(url: &str, max: u32) -> anyhow::Result<PgPool> {
 /// day, in two set-based statements, then `ANALYZE`s both tables (as
 /// autovacuum would soon after such a load), so the server plans against the
 /// table's real size. Call ids start with `prefix`.
-pub async fn preload(pool: &PgPool, scenario_id: Uuid, callee: &str, prefix: &str, rows: i64) -> anyhow::Result<()> {
+pub async fn preload(
+    pool: &PgPool,
+    scenario_id: Uuid,
+    callee: &str,
+    prefix: &str,
+    rows: i64,
+) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query(
         "insert into calls (id, scenario_id, caller, callee, started_at, start_hash)
@@ -63,7 +69,13 @@ pub async fn preload(pool: &PgPool, scenario_id: Uuid, callee: &str, prefix: &st
 
 /// Removes what [`preload`] inserted (deliveries first: no cascade to check).
 pub async fn delete_preload(pool: &PgPool, prefix: &str) -> anyhow::Result<u64> {
-    let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let pattern = format!(
+        "{}%",
+        prefix
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
     let mut tx = pool.begin().await?;
     sqlx::query("delete from deliveries where call_id like $1")
         .bind(&pattern)
@@ -102,7 +114,12 @@ impl CommitRates {
 /// Runs each transaction from `conns` connections for `secs` against copies of
 /// `calls`, `deliveries` and `delivery_attempts` (indexes, defaults and checks
 /// included) in a scratch schema, dropped afterwards.
-pub async fn commit_rates(url: &str, conns: usize, secs: Duration, run: &str) -> anyhow::Result<CommitRates> {
+pub async fn commit_rates(
+    url: &str,
+    conns: usize,
+    secs: Duration,
+    run: &str,
+) -> anyhow::Result<CommitRates> {
     let pool = connect(url, conns as u32 + 1).await?;
     let schema = format!("callhook_bench_{run}");
     let setup = format!(
@@ -114,16 +131,26 @@ pub async fn commit_rates(url: &str, conns: usize, secs: Duration, run: &str) ->
              foreign key (delivery_id) references {s}.deliveries (id) on delete cascade);",
         s = schema
     );
-    sqlx::raw_sql(&setup).execute(&pool).await.context("creating the probe's scratch tables")?;
+    sqlx::raw_sql(&setup)
+        .execute(&pool)
+        .await
+        .context("creating the probe's scratch tables")?;
     let result = probe(&pool, &schema, conns, secs).await;
-    let drop = sqlx::raw_sql(&format!("drop schema {schema} cascade")).execute(&pool).await;
+    let drop = sqlx::raw_sql(&format!("drop schema {schema} cascade"))
+        .execute(&pool)
+        .await;
     pool.close().await;
     let rates = result?;
     drop.with_context(|| format!("dropping the probe's schema {schema}"))?;
     Ok(rates)
 }
 
-async fn probe(pool: &PgPool, schema: &str, conns: usize, secs: Duration) -> anyhow::Result<CommitRates> {
+async fn probe(
+    pool: &PgPool,
+    schema: &str,
+    conns: usize,
+    secs: Duration,
+) -> anyhow::Result<CommitRates> {
     let insert_call = format!(
         "insert into {schema}.calls (id, caller, callee, started_at, start_hash)
          values ($1, '79990000000', '78005552233', now(), 'probe')"
@@ -150,13 +177,19 @@ async fn probe(pool: &PgPool, schema: &str, conns: usize, secs: Duration) -> any
         let pool = pool.clone();
         move |w, i| {
             let pool = pool.clone();
-            let (insert_call, insert_delivery, payload) =
-                (insert_call.clone(), insert_delivery.clone(), payload.clone());
+            let (insert_call, insert_delivery, payload) = (
+                insert_call.clone(),
+                insert_delivery.clone(),
+                payload.clone(),
+            );
             async move {
                 let call_id = format!("p{w}-{i}");
                 let id = Uuid::now_v7();
                 let mut tx = pool.begin().await?;
-                sqlx::query(&insert_call).bind(&call_id).execute(&mut *tx).await?;
+                sqlx::query(&insert_call)
+                    .bind(&call_id)
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(&insert_delivery)
                     .bind(id)
                     .bind(&call_id)
@@ -201,7 +234,11 @@ async fn probe(pool: &PgPool, schema: &str, conns: usize, secs: Duration) -> any
 
 /// Runs `op(worker, iteration)` in a loop on `conns` tasks until `secs` pass;
 /// the results of every completed call, and the time it took.
-async fn for_a_while<F, Fut>(conns: usize, secs: Duration, op: F) -> anyhow::Result<(Vec<Uuid>, Duration)>
+async fn for_a_while<F, Fut>(
+    conns: usize,
+    secs: Duration,
+    op: F,
+) -> anyhow::Result<(Vec<Uuid>, Duration)>
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<Uuid>> + Send + 'static,

@@ -23,8 +23,15 @@ pub fn pid_listening_on(port: u16) -> anyhow::Result<u32> {
         bail!("no socket listens on port {port} (per /proc/net/tcp)");
     }
     let targets: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
-    for entry in std::fs::read_dir("/proc").context("reading /proc")?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+    for entry in std::fs::read_dir("/proc")
+        .context("reading /proc")?
+        .flatten()
+    {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
@@ -38,7 +45,9 @@ pub fn pid_listening_on(port: u16) -> anyhow::Result<u32> {
             }
         }
     }
-    bail!("a socket listens on port {port}, but no process of this user holds it; pass --server-pid")
+    bail!(
+        "a socket listens on port {port}, but no process of this user holds it; pass --server-pid"
+    )
 }
 
 /// Inodes of sockets in state LISTEN (`0A`) on `port` in one `/proc/net/tcp*` table.
@@ -83,11 +92,22 @@ pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 /// name (field 2) is in parentheses and may hold spaces, so fields are counted
 /// from the last `)`.
 pub fn parse_cpu_ticks(stat: &str) -> anyhow::Result<u64> {
-    let rest = stat.rsplit_once(')').context("no ')' after the command name")?.1;
+    let rest = stat
+        .rsplit_once(')')
+        .context("no ')' after the command name")?
+        .1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // fields[0] is field 3 (state), so field n is fields[n - 3].
-    let utime: u64 = fields.get(11).context("no utime")?.parse().context("utime")?;
-    let stime: u64 = fields.get(12).context("no stime")?.parse().context("stime")?;
+    let utime: u64 = fields
+        .get(11)
+        .context("no utime")?
+        .parse()
+        .context("utime")?;
+    let stime: u64 = fields
+        .get(12)
+        .context("no stime")?
+        .parse()
+        .context("stime")?;
     Ok(utime + stime)
 }
 

@@ -93,7 +93,10 @@ pub async fn start() -> anyhow::Result<(SocketAddr, Arc<Arrivals>)> {
     Ok((addr, arrivals))
 }
 
-async fn handle(req: Request<Incoming>, arrivals: Arc<Arrivals>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    arrivals: Arc<Arrivals>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),

@@ -67,7 +67,15 @@ mod tests {
     fn percentiles_of_one_to_a_hundred_are_their_ranks() {
         let mut s = ms_samples((1..=100).rev());
         let p = percentiles(&mut s).unwrap();
-        assert_eq!(p, Percentiles { p50: 50.0, p95: 95.0, p99: 99.0, max: 100.0 });
+        assert_eq!(
+            p,
+            Percentiles {
+                p50: 50.0,
+                p95: 95.0,
+                p99: 99.0,
+                max: 100.0
+            }
+        );
     }
 
     #[test]
