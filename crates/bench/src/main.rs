@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
+use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt as _};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -421,11 +422,13 @@ impl Bench {
             "run {}: scenario {} (callee {}), receiver http://{}",
             bench.run, bench.scenario_id, bench.callee, bench.receiver
         );
-        bench.check_one_gets_through().await?;
+        bench
+            .check_one_gets_through(c.database_url.as_deref())
+            .await?;
         Ok(bench)
     }
 
-    async fn check_one_gets_through(&self) -> anyhow::Result<()> {
+    async fn check_one_gets_through(&self, database_url: Option<&str>) -> anyhow::Result<()> {
         let id = format!("bench-{}-check", self.run);
         let sent = self.send_one(id.clone()).await;
         if sent.acked.is_none() {
@@ -441,17 +444,17 @@ impl Bench {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let call = self
-            .http
-            .get(format!("{}/api/v1/calls/{id}", self.server))
-            .header("authorization", &self.admin_auth)
-            .send()
-            .await?
-            .text()
-            .await?;
+        let seen = match database_url {
+            Some(url) => match pg::delivery_outcome(url, &id).await {
+                Ok(Some(o)) => format!(" The delivery in the database: {o}."),
+                Ok(None) => " The database holds no delivery for it.".to_owned(),
+                Err(e) => format!(" (Reading its delivery failed: {e:#}.)"),
+            },
+            None => String::new(),
+        };
         bail!(
             "the first webhook did not reach the bench's receiver within 10 s. Is the server running with \
-             CALLHOOK_ALLOW_PRIVATE_DESTINATIONS=true (the receiver is on 127.0.0.1)? The call: {call}"
+             CALLHOOK_ALLOW_PRIVATE_DESTINATIONS=true (the receiver is on 127.0.0.1)?{seen}"
         )
     }
 
@@ -521,8 +524,8 @@ impl Bench {
         Sent { id, sent, acked }
     }
 
-    /// `POST /api/v1/calls/batch` with these start events; `None` when the
-    /// server has no such endpoint.
+    /// `POST /api/v1/calls/batch` with these start events; an error when the
+    /// server has no such endpoint (404), so the run stops there.
     async fn send_batch(&self, ids: Vec<String>) -> anyhow::Result<Vec<Sent>> {
         let calls: Vec<Value> = ids.iter().map(|id| self.start_body(id)).collect();
         let body = json!({ "calls": calls }).to_string();
@@ -582,7 +585,7 @@ impl Bench {
     }
 
     /// N calls from C connections (or C concurrent batch requests).
-    async fn burst(self: &Bench, phase: &str, a: &BurstArgs) -> anyhow::Result<Measured> {
+    async fn burst(&self, phase: &str, a: &BurstArgs) -> anyhow::Result<Measured> {
         let n = a.calls as usize;
         let ids: Vec<String> = (0..n)
             .map(|i| format!("bench-{}-{phase}-{i}", self.run))
@@ -618,7 +621,7 @@ impl Bench {
                 }
             }
         };
-        let results = futures_join_all((0..self.concurrency).map(|_| worker())).await;
+        let results = join_all((0..self.concurrency).map(|_| worker())).await;
         let mut sent = Vec::with_capacity(n);
         for r in results {
             sent.extend(r?);
@@ -627,7 +630,7 @@ impl Bench {
     }
 
     /// R calls/s for T, each its own request, paced by a tokio interval.
-    async fn steady(self: &Bench, a: &SteadyArgs) -> anyhow::Result<Measured> {
+    async fn steady(&self, a: &SteadyArgs) -> anyhow::Result<Measured> {
         let total = (f64::from(a.rate) * a.duration.as_secs_f64()).round() as usize;
         eprintln!(
             "steady: {} calls/s for {:?} ({total} calls)…",
@@ -757,7 +760,7 @@ impl Bench {
             anyhow::Ok(n)
         };
         let mut total = 0;
-        for r in futures_join_all((0..self.concurrency).map(|_| worker())).await {
+        for r in join_all((0..self.concurrency).map(|_| worker())).await {
             total += r?;
         }
         Ok(rate(total, started.elapsed()))
@@ -790,13 +793,6 @@ fn item_failures(answer: &str, n: usize) -> Vec<Option<String>> {
             }
         })
         .collect()
-}
-
-/// Polls all futures concurrently on this task; results in order.
-async fn futures_join_all<F: std::future::Future>(
-    fs: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
-    futures::future::join_all(fs).await
 }
 
 /// Everything one invocation prints.

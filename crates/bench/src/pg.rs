@@ -91,6 +91,27 @@ pub async fn delete_preload(pool: &PgPool, prefix: &str) -> anyhow::Result<u64> 
     Ok(calls.rows_affected())
 }
 
+/// State, attempts and last error of a call's delivery, for a hint when the
+/// first webhook does not arrive (`last_error` = `blocked_destination` says
+/// loopback receivers are not allowed).
+pub async fn delivery_outcome(url: &str, call_id: &str) -> anyhow::Result<Option<String>> {
+    let pool = connect(url, 1).await?;
+    let row: Option<(String, i32, Option<String>)> = sqlx::query_as(
+        "select state, attempt_count, last_error from deliveries where call_id = $1",
+    )
+    .bind(call_id)
+    .fetch_optional(&pool)
+    .await
+    .context("reading the delivery")?;
+    pool.close().await;
+    Ok(row.map(|(state, attempts, error)| {
+        format!(
+            "state {state}, {attempts} attempt(s), last error {}",
+            error.as_deref().unwrap_or("none")
+        )
+    }))
+}
+
 /// Commits per second of the two transactions each delivery costs.
 #[derive(Debug, Clone, Copy)]
 pub struct CommitRates {
