@@ -1,0 +1,288 @@
+//! The bench's own SQL: the backlog preload into the server's tables, and the
+//! Postgres commit-rate probe on scratch tables in a schema of its own.
+//!
+//! This is the one place outside `crates/store` with SQL, on purpose: it is a
+//! measuring tool, not the service, and the probe's tables exist only while it
+//! runs, so these are runtime-checked `sqlx::query` calls, not the macros.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub async fn connect(url: &str, max: u32) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(url)
+        .await
+        .context("connecting to --database-url (the server's database)")
+}
+
+/// Inserts `rows` calls, each with one `pending` during-call delivery due in a
+/// day, in two set-based statements, then `ANALYZE`s both tables (as
+/// autovacuum would soon after such a load), so the server plans against the
+/// table's real size. Call ids start with `prefix`.
+pub async fn preload(
+    pool: &PgPool,
+    scenario_id: Uuid,
+    callee: &str,
+    prefix: &str,
+    rows: i64,
+) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "insert into calls (id, scenario_id, caller, callee, started_at, start_hash)
+         select $1 || g, $2, '79990000000', $3, now(), 'bench'
+           from generate_series(1, $4::bigint) g",
+    )
+    .bind(prefix)
+    .bind(scenario_id)
+    .bind(callee)
+    .bind(rows)
+    .execute(&mut *tx)
+    .await
+    .context("preloading calls")?;
+    // About the size of a real during-call payload, so the table is as large
+    // on disk as a real backlog of this many rows.
+    sqlx::query(
+        "insert into deliveries (id, call_id, scenario_id, kind, payload, state, next_attempt_at)
+         select gen_random_uuid(), $1 || g, $2, 'during_call',
+                '{\"id\":\"' || $1 || g || '\",\"pad\":\"' || repeat('x', 600) || '\"}',
+                'pending', now() + interval '1 day'
+           from generate_series(1, $3::bigint) g",
+    )
+    .bind(prefix)
+    .bind(scenario_id)
+    .bind(rows)
+    .execute(&mut *tx)
+    .await
+    .context("preloading deliveries")?;
+    tx.commit().await.context("committing the preload")?;
+    sqlx::query("analyze calls").execute(pool).await?;
+    sqlx::query("analyze deliveries").execute(pool).await?;
+    Ok(())
+}
+
+/// Removes what [`preload`] inserted (deliveries first: no cascade to check).
+pub async fn delete_preload(pool: &PgPool, prefix: &str) -> anyhow::Result<u64> {
+    let pattern = format!(
+        "{}%",
+        prefix
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let mut tx = pool.begin().await?;
+    sqlx::query("delete from deliveries where call_id like $1")
+        .bind(&pattern)
+        .execute(&mut *tx)
+        .await
+        .context("deleting preloaded deliveries")?;
+    let calls = sqlx::query("delete from calls where id like $1")
+        .bind(&pattern)
+        .execute(&mut *tx)
+        .await
+        .context("deleting preloaded calls")?;
+    tx.commit().await?;
+    Ok(calls.rows_affected())
+}
+
+/// State, attempts and last error of a call's delivery, for a hint when the
+/// first webhook does not arrive (`last_error` = `blocked_destination` says
+/// loopback receivers are not allowed).
+pub async fn delivery_outcome(url: &str, call_id: &str) -> anyhow::Result<Option<String>> {
+    let pool = connect(url, 1).await?;
+    let row: Option<(String, i32, Option<String>)> = sqlx::query_as(
+        "select state, attempt_count, last_error from deliveries where call_id = $1",
+    )
+    .bind(call_id)
+    .fetch_optional(&pool)
+    .await
+    .context("reading the delivery")?;
+    pool.close().await;
+    Ok(row.map(|(state, attempts, error)| {
+        format!(
+            "state {state}, {attempts} attempt(s), last error {}",
+            error.as_deref().unwrap_or("none")
+        )
+    }))
+}
+
+/// Commits per second of the two transactions each delivery costs.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitRates {
+    /// Insert one call + one delivery + `pg_notify`, one transaction.
+    pub ingest_per_s: f64,
+    /// Update one delivery + insert its attempt row, one statement.
+    pub complete_per_s: f64,
+}
+
+impl CommitRates {
+    /// Deliveries per second if Postgres did nothing else: each needs one of each.
+    pub fn per_delivery(&self) -> f64 {
+        if self.ingest_per_s > 0.0 && self.complete_per_s > 0.0 {
+            1.0 / (1.0 / self.ingest_per_s + 1.0 / self.complete_per_s)
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Runs each transaction from `conns` connections for `secs` against copies of
+/// `calls`, `deliveries` and `delivery_attempts` (indexes, defaults and checks
+/// included) in a scratch schema, dropped afterwards.
+pub async fn commit_rates(
+    url: &str,
+    conns: usize,
+    secs: Duration,
+    run: &str,
+) -> anyhow::Result<CommitRates> {
+    let pool = connect(url, conns as u32 + 1).await?;
+    let schema = format!("callhook_bench_{run}");
+    let setup = format!(
+        "create schema {s};
+         create table {s}.calls (like public.calls including all);
+         create table {s}.deliveries (like public.deliveries including all,
+             foreign key (call_id) references {s}.calls (id) on delete cascade);
+         create table {s}.delivery_attempts (like public.delivery_attempts including all,
+             foreign key (delivery_id) references {s}.deliveries (id) on delete cascade);",
+        s = schema
+    );
+    sqlx::raw_sql(&setup)
+        .execute(&pool)
+        .await
+        .context("creating the probe's scratch tables")?;
+    let result = probe(&pool, &schema, conns, secs).await;
+    let drop = sqlx::raw_sql(&format!("drop schema {schema} cascade"))
+        .execute(&pool)
+        .await;
+    pool.close().await;
+    let rates = result?;
+    drop.with_context(|| format!("dropping the probe's schema {schema}"))?;
+    Ok(rates)
+}
+
+async fn probe(
+    pool: &PgPool,
+    schema: &str,
+    conns: usize,
+    secs: Duration,
+) -> anyhow::Result<CommitRates> {
+    let insert_call = format!(
+        "insert into {schema}.calls (id, caller, callee, started_at, start_hash)
+         values ($1, '79990000000', '78005552233', now(), 'probe')"
+    );
+    let insert_delivery = format!(
+        "insert into {schema}.deliveries (id, call_id, kind, payload, next_attempt_at)
+         values ($1, $2, 'during_call', $3, now())"
+    );
+    let complete = format!(
+        "with d as (
+             update {schema}.deliveries
+                set state = 'delivered', attempt_count = attempt_count + 1, next_attempt_at = null,
+                    last_status = 200, delivered_at = now(), updated_at = now()
+              where id = $1
+          returning id, attempt_count)
+         insert into {schema}.delivery_attempts
+                (delivery_id, attempt, url, started_at, duration_ms, response_status, response_body)
+         select id, attempt_count, 'http://127.0.0.1/hook', now(), 1, 200, 'ok' from d"
+    );
+    let payload = format!("{{\"id\":\"probe\",\"pad\":\"{}\"}}", "x".repeat(600));
+
+    // Ingest-like: every worker keeps the delivery ids it made, for the second probe.
+    let (ids, ingest_took) = for_a_while(conns, secs, {
+        let pool = pool.clone();
+        move |w, i| {
+            let pool = pool.clone();
+            let (insert_call, insert_delivery, payload) = (
+                insert_call.clone(),
+                insert_delivery.clone(),
+                payload.clone(),
+            );
+            async move {
+                let call_id = format!("p{w}-{i}");
+                let id = Uuid::now_v7();
+                let mut tx = pool.begin().await?;
+                sqlx::query(&insert_call)
+                    .bind(&call_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(&insert_delivery)
+                    .bind(id)
+                    .bind(&call_id)
+                    .bind(&payload)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("select pg_notify('callhook_bench_probe', '')")
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(id)
+            }
+        }
+    })
+    .await
+    .context("ingest-like commit probe")?;
+    anyhow::ensure!(!ids.is_empty(), "the ingest-like probe committed nothing");
+    let ingest_per_s = ids.len() as f64 / ingest_took.as_secs_f64();
+
+    // Completion-like: cycles over the ingested deliveries (a repeat adds attempt n+1).
+    let ids = Arc::new(ids);
+    let (completed, complete_took) = for_a_while(conns, secs, {
+        let pool = pool.clone();
+        move |w, i| {
+            let pool = pool.clone();
+            let (ids, complete) = (ids.clone(), complete.clone());
+            async move {
+                let id = ids[(w + i * conns) % ids.len()];
+                sqlx::query(&complete).bind(id).execute(&pool).await?;
+                Ok(id)
+            }
+        }
+    })
+    .await
+    .context("completion-like commit probe")?;
+
+    Ok(CommitRates {
+        ingest_per_s,
+        complete_per_s: completed.len() as f64 / complete_took.as_secs_f64(),
+    })
+}
+
+/// Runs `op(worker, iteration)` in a loop on `conns` tasks until `secs` pass;
+/// the results of every completed call, and the time it took.
+async fn for_a_while<F, Fut>(
+    conns: usize,
+    secs: Duration,
+    op: F,
+) -> anyhow::Result<(Vec<Uuid>, Duration)>
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<Uuid>> + Send + 'static,
+{
+    let op = Arc::new(op);
+    let started = Instant::now();
+    let deadline = started + secs;
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..conns {
+        let op = op.clone();
+        workers.spawn(async move {
+            let mut done = Vec::new();
+            let mut i = 0;
+            while Instant::now() < deadline {
+                done.push(op(w, i).await?);
+                i += 1;
+            }
+            anyhow::Ok(done)
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(joined) = workers.join_next().await {
+        all.extend(joined.context("probe worker panicked")??);
+    }
+    Ok((all, started.elapsed()))
+}
