@@ -98,10 +98,12 @@ async fn sigkill_mid_delivery_loses_nothing(pool: PgPool) {
         "the kill came while work was left ({at_kill} of {CALLS})"
     );
 
-    let _server = ServerProcess::start(&db, &env).await;
+    let server = ServerProcess::start(&db, &env).await;
     wait_all_delivered(&pool, &tally, CALLS).await;
     let (dup_calls, extra) = tally.duplicates();
     assert!(extra <= 16, "duplicates ({extra} over {dup_calls} calls) exceed the requests in flight at the kill (≤ 16)");
+    // Stop the children before the test database is dropped.
+    server.kill().await;
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
@@ -114,7 +116,7 @@ async fn two_dispatchers_share_the_work_without_duplicates(pool: PgPool) {
         ("CALLHOOK_NO_MIGRATE", "true"),
     ];
     let a = ServerProcess::start(&db, &env).await;
-    let _b = ServerProcess::start(
+    let b = ServerProcess::start(
         &db,
         &[
             ("CALLHOOK_CONCURRENCY", "16"),
@@ -131,6 +133,8 @@ async fn two_dispatchers_share_the_work_without_duplicates(pool: PgPool) {
         "no delivery sent twice in normal operation"
     );
     assert_eq!(tally.total(), CALLS);
+    a.kill().await;
+    b.kill().await;
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
@@ -160,7 +164,7 @@ async fn sigkill_one_of_two_dispatchers_loses_nothing(pool: PgPool) {
     )
     .await;
     b.kill().await;
-    let _b = ServerProcess::start(
+    let b = ServerProcess::start(
         &db,
         &[
             ("CALLHOOK_CONCURRENCY", "8"),
@@ -174,7 +178,8 @@ async fn sigkill_one_of_two_dispatchers_loses_nothing(pool: PgPool) {
         extra <= 8,
         "duplicates ({extra}) exceed the requests in flight at the kill (≤ 8)"
     );
-    drop(a);
+    a.kill().await;
+    b.kill().await;
 }
 
 #[tokio::test]

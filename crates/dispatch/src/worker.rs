@@ -65,7 +65,7 @@ pub async fn run(
 ) {
     let wake = Arc::new(Notify::new());
     let in_flight: InFlight = Arc::default();
-    let (done_tx, done_rx) = mpsc::channel::<Completion>(config.concurrency * 2 + 16);
+    let (done_tx, done_rx) = mpsc::channel::<Done>(config.concurrency + 16);
 
     let listener = tokio::spawn(listen(pool.clone(), wake.clone(), shutdown.clone()));
     let writer = tokio::spawn(write_completions(
@@ -108,11 +108,17 @@ pub async fn run(
     tracing::info!("dispatcher stopped");
 }
 
+/// A result on its way to the database, holding its worker's slot.
+struct Done {
+    completion: Completion,
+    slot: tokio::sync::OwnedSemaphorePermit,
+}
+
 struct Ctx {
     sender: Sender,
     schedule: RetrySchedule,
     hosts: HostLimits,
-    done: mpsc::Sender<Completion>,
+    done: mpsc::Sender<Done>,
 }
 
 async fn claim_loop(
@@ -170,8 +176,16 @@ async fn claim_loop(
             workers.spawn(async move {
                 let completion = process(&ctx, row).await;
                 // The writer only stops after every worker has finished.
-                let _ = ctx.done.send(completion).await;
-                drop(permit);
+                // The worker's slot is freed once the result is recorded, so
+                // at most `concurrency` deliveries are ever claimed and not
+                // yet recorded: what a crash can make us send twice.
+                let _ = ctx
+                    .done
+                    .send(Done {
+                        completion,
+                        slot: permit,
+                    })
+                    .await;
             });
         }
         if full {
@@ -291,13 +305,15 @@ fn record_metrics(row: &Claimed, result: &AttemptResult, outcome: &Outcome) {
 /// the lease the deliveries would be sent again anyway, so it gives up then.
 async fn write_completions(
     pool: PgPool,
-    mut rx: mpsc::Receiver<Completion>,
+    mut rx: mpsc::Receiver<Done>,
     in_flight: InFlight,
     wake: Arc<Notify>,
 ) {
     const MAX_BATCH: usize = 512;
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let mut received = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut received, MAX_BATCH).await > 0 {
+        let (batch, slots): (Vec<Completion>, Vec<_>) =
+            received.drain(..).map(|d| (d.completion, d.slot)).unzip();
         let mut backoff = db_backoff();
         let mut tries = 0;
         loop {
@@ -329,8 +345,8 @@ async fn write_completions(
                 map.remove(&c.id);
             }
         }
-        batch.clear();
-        // A finished during-call delivery may unblock its after-call one.
+        drop(slots); // frees the workers' slots
+                     // A finished during-call delivery may unblock its after-call one.
         wake.notify_one();
     }
 }
