@@ -1,4 +1,10 @@
-//! Ingesting call events: a call row and its delivery rows, in one transaction.
+//! Ingesting call events: a call row and its delivery rows, atomically.
+//!
+//! A start is one write statement (the call and its delivery in one
+//! `INSERT … RETURNING` chain), so it commits on its own without a
+//! transaction's extra round trips; a batch of starts shares one
+//! transaction, so it costs one commit. An end locks its call row, so it runs
+//! in a transaction.
 
 use callhook_core::{
     build_payload, fingerprint, Call, CallEnd, CallStatus, DeliveryKind, FieldError, PhoneNumber,
@@ -9,7 +15,9 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::scenarios::{self, Scenario};
+use callhook_core::{CustomField, CustomFields, Timezone};
+use sqlx::types::Json;
+
 use crate::StoreError;
 
 /// Why an ingest event was not stored.
@@ -81,8 +89,34 @@ pub enum Ingested {
 
 /// Stores a call's start and queues its during-call webhook, if the scenario has one.
 pub async fn start(pool: &PgPool, input: &StartCall) -> Result<Ingested, IngestError> {
+    let mut conn = pool.acquire().await?;
+    start_on(&mut conn, input).await
+}
+
+/// Stores many starts in one transaction (one commit). Each item has its own
+/// result: one that is refused (a bad field, a conflicting repeat) writes
+/// nothing and leaves the others be. A database error fails the whole batch.
+pub async fn start_batch(
+    pool: &PgPool,
+    inputs: &[StartCall],
+) -> Result<Vec<Result<Ingested, IngestError>>, StoreError> {
     let mut tx = pool.begin().await?;
-    let scenario = resolve_scenario(&mut tx, input.scenario_id, &input.callee).await?;
+    let mut results = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        match start_on(&mut tx, input).await {
+            Err(IngestError::Store(e)) => return Err(e),
+            other => results.push(other),
+        }
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// A start on one connection: reads (scenario, attribution), then one write
+/// statement. Nothing is written before every check has passed, so a refused
+/// event leaves a surrounding transaction usable.
+async fn start_on(conn: &mut PgConnection, input: &StartCall) -> Result<Ingested, IngestError> {
+    let scenario = resolve_scenario(conn, input.scenario_id, Some(&input.callee)).await?;
     let tz = scenario.tz();
     let date = match &input.date {
         Some(d) => tz.parse_date(d, "date")?,
@@ -90,61 +124,29 @@ pub async fn start(pool: &PgPool, input: &StartCall) -> Result<Ingested, IngestE
     };
     let hash = fingerprint(input);
     let (visit, unattributed) =
-        attributed_visit(&mut tx, scenario.id, &input.callee, date, &input.visit).await?;
-    let v = &visit;
-    let inserted = sqlx::query_scalar!(
-        "insert into calls (id, scenario_id, caller, callee, started_at, visit_id, marker, order_id,
-                            google_client_id, landing_page, domain, city, country, ip, first_visit, referrer,
-                            utm_source, utm_medium, utm_campaign, utm_term, utm_content,
-                            roistat_param_1, roistat_param_2, roistat_param_3, roistat_param_4, roistat_param_5,
-                            metrika_client_id, source_level_1, source_level_2, start_hash)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-                 $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)
-         on conflict (id) do nothing
-         returning id",
-        input.id,
-        scenario.id,
-        input.caller.as_str(),
-        input.callee.as_str(),
+        attributed_visit(conn, scenario.id, &input.callee, date, &input.visit).await?;
+    let call = Call {
+        id: input.id.clone(),
+        caller: input.caller.clone(),
+        callee: input.callee.clone(),
         date,
-        v.visit_id,
-        v.marker,
-        v.order_id,
-        v.google_client_id,
-        v.landing_page,
-        v.domain,
-        v.city,
-        v.country,
-        v.ip,
-        v.first_visit,
-        v.referrer,
-        v.utm_source,
-        v.utm_medium,
-        v.utm_campaign,
-        v.utm_term,
-        v.utm_content,
-        v.roistat_param_1,
-        v.roistat_param_2,
-        v.roistat_param_3,
-        v.roistat_param_4,
-        v.roistat_param_5,
-        v.metrika_client_id,
-        v.source_level_1,
-        v.source_level_2,
-        hash,
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
-
-    if inserted.is_none() {
+        visit,
+        end: None,
+    };
+    let payload = scenario
+        .during_call_url
+        .is_some()
+        .then(|| build_payload(&call, DeliveryKind::DuringCall, &scenario.fields(), tz));
+    let inserted = insert_call(conn, &call, scenario.id, Some(&hash), payload).await?;
+    let Some(created) = inserted else {
         // Reported before (perhaps a moment ago by a concurrent request: the
         // insert waited for it to commit).
         let existing = sqlx::query_scalar!("select start_hash from calls where id = $1", input.id)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut *conn)
             .await?;
         return match existing {
             Some(h) if h == hash => Ok(Ingested::Repeated(
-                deliveries_of(&mut *tx, &input.id, DeliveryKind::DuringCall).await?,
+                deliveries_of(&mut *conn, &input.id, DeliveryKind::DuringCall).await?,
             )),
             Some(_) => Err(IngestError::Conflict(format!(
                 "call {} was already reported with other data; a call id must be unique",
@@ -155,35 +157,11 @@ pub async fn start(pool: &PgPool, input: &StartCall) -> Result<Ingested, IngestE
                 input.id
             ))),
         };
-    }
-
-    let mut created = Vec::new();
-    if scenario.during_call_url.is_some() {
-        let call = Call {
-            id: input.id.clone(),
-            caller: input.caller.clone(),
-            callee: input.callee.clone(),
-            date,
-            visit,
-            end: None,
-        };
-        let payload = build_payload(&call, DeliveryKind::DuringCall, &scenario.fields(), tz);
-        created.push(
-            insert_delivery(
-                &mut tx,
-                &call.id,
-                scenario.id,
-                DeliveryKind::DuringCall,
-                payload,
-            )
-            .await?,
-        );
-    }
-    tx.commit().await?;
+    };
     if unattributed {
         count_unattributed(scenario.id);
     }
-    Ok(Ingested::Created(created))
+    Ok(Ingested::Created(created.into_iter().collect()))
 }
 
 /// The visit fields a call is stored and sent with. An event that names its
@@ -226,7 +204,7 @@ pub async fn end(pool: &PgPool, call_id: &str, input: &EndCall) -> Result<Ingest
                 "call {call_id} was never started; to end it anyway, send caller and callee with the end event"
             )));
         };
-        let scenario = resolve_scenario(&mut tx, input.scenario_id, callee).await?;
+        let scenario = resolve_scenario(&mut tx, input.scenario_id, Some(callee)).await?;
         let tz = scenario.tz();
         let ended_at = match &input.ended_at {
             Some(d) => tz.parse_date(d, "ended_at")?,
@@ -236,50 +214,19 @@ pub async fn end(pool: &PgPool, call_id: &str, input: &EndCall) -> Result<Ingest
             Some(d) => tz.parse_date(d, "date")?,
             None => ended_at - chrono::Duration::seconds(input.duration),
         };
-        let (v, no_visit) =
+        let (visit, no_visit) =
             attributed_visit(&mut tx, scenario.id, callee, started_at, &Visit::default()).await?;
         unattributed = no_visit.then_some(scenario.id);
-        sqlx::query!(
-            "insert into calls (id, scenario_id, caller, callee, started_at, visit_id, marker, order_id,
-                                google_client_id, landing_page, domain, city, country, ip, first_visit, referrer,
-                                utm_source, utm_medium, utm_campaign, utm_term, utm_content,
-                                roistat_param_1, roistat_param_2, roistat_param_3, roistat_param_4, roistat_param_5,
-                                metrika_client_id, source_level_1, source_level_2)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-                     $21, $22, $23, $24, $25, $26, $27, $28, $29)
-             on conflict (id) do nothing",
-            call_id,
-            scenario.id,
-            caller.as_str(),
-            callee.as_str(),
-            started_at,
-            v.visit_id,
-            v.marker,
-            v.order_id,
-            v.google_client_id,
-            v.landing_page,
-            v.domain,
-            v.city,
-            v.country,
-            v.ip,
-            v.first_visit,
-            v.referrer,
-            v.utm_source,
-            v.utm_medium,
-            v.utm_campaign,
-            v.utm_term,
-            v.utm_content,
-            v.roistat_param_1,
-            v.roistat_param_2,
-            v.roistat_param_3,
-            v.roistat_param_4,
-            v.roistat_param_5,
-            v.metrika_client_id,
-            v.source_level_1,
-            v.source_level_2,
-        )
-        .execute(&mut *tx)
-        .await?;
+        let call = Call {
+            id: call_id.to_owned(),
+            caller: caller.clone(),
+            callee: callee.clone(),
+            date: started_at,
+            visit,
+            end: None,
+        };
+        // No start hash: the call was never started; no during-call webhook.
+        insert_call(&mut tx, &call, scenario.id, None, None).await?;
         row = lock_call(&mut tx, call_id).await?;
     }
     let row = row.ok_or_else(|| IngestError::Store(StoreError::NotFound))?;
@@ -296,11 +243,15 @@ pub async fn end(pool: &PgPool, call_id: &str, input: &EndCall) -> Result<Ingest
         };
     }
 
+    // A deleted scenario (null id) sends nothing.
     let scenario = match row.scenario_id {
-        Some(id) => Some(scenarios::get(&mut *tx, id).await?),
+        Some(id) => Some(resolve_scenario(&mut tx, Some(id), None).await?),
         None => None,
     };
-    let tz = scenario.as_ref().map(Scenario::tz).unwrap_or_default();
+    let tz = scenario
+        .as_ref()
+        .map(IngestScenario::tz)
+        .unwrap_or_default();
     let ended_at = match &input.ended_at {
         Some(d) => tz.parse_date(d, "ended_at")?,
         None => Utc::now(),
@@ -350,35 +301,136 @@ pub async fn end(pool: &PgPool, call_id: &str, input: &EndCall) -> Result<Ingest
     Ok(Ingested::Created(created))
 }
 
-/// The scenario named by id, or else the one owning `callee`.
+/// What ingest needs of a scenario.
+struct IngestScenario {
+    id: Uuid,
+    during_call_url: Option<String>,
+    after_call_url: Option<String>,
+    custom_fields: Json<Vec<CustomField>>,
+    timezone: String,
+}
+
+impl IngestScenario {
+    fn tz(&self) -> Timezone {
+        Timezone::parse(&self.timezone, "timezone").unwrap_or_default()
+    }
+
+    fn fields(&self) -> CustomFields {
+        CustomFields::from_trusted(self.custom_fields.0.clone())
+    }
+}
+
+/// The scenario named by id, or else the one owning `callee`: one query.
 async fn resolve_scenario(
-    tx: &mut PgConnection,
+    conn: &mut PgConnection,
     scenario_id: Option<Uuid>,
-    callee: &PhoneNumber,
-) -> Result<Scenario, IngestError> {
-    let id =
-        match scenario_id {
-            Some(id) => id,
-            None => scenarios::find_by_number(&mut *tx, callee.as_str())
-                .await?
-                .ok_or_else(|| {
-                    FieldError::new(
-                "callee",
-                "unknown_number",
-                format!("number {callee} belongs to no scenario; add it to a scenario's numbers"),
-            )
-                })?,
-        };
-    match scenarios::get(&mut *tx, id).await {
-        Ok(s) => Ok(s),
-        Err(StoreError::NotFound) => Err(FieldError::new(
+    callee: Option<&PhoneNumber>,
+) -> Result<IngestScenario, IngestError> {
+    let found = sqlx::query_as!(
+        IngestScenario,
+        r#"select s.id, s.during_call_url, s.after_call_url,
+                  s.custom_fields as "custom_fields: Json<Vec<CustomField>>", s.timezone
+             from scenarios s
+            where s.id = coalesce($1, (select n.scenario_id from scenario_numbers n where n.number = $2))"#,
+        scenario_id,
+        callee.map(PhoneNumber::as_str),
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    found.ok_or_else(|| match (scenario_id, callee) {
+        (Some(id), _) => FieldError::new(
             "scenario_id",
             "unknown_scenario",
             format!("scenario {id} does not exist"),
         )
-        .into()),
-        Err(e) => Err(e.into()),
+        .into(),
+        (None, Some(callee)) => FieldError::new(
+            "callee",
+            "unknown_number",
+            format!("number {callee} belongs to no scenario; add it to a scenario's numbers"),
+        )
+        .into(),
+        (None, None) => IngestError::Store(StoreError::NotFound),
+    })
+}
+
+/// Inserts a call (unless its id exists) and, with it, its during-call
+/// delivery when `payload` is given: one statement. `None` when the call
+/// existed and nothing was written; otherwise the delivery created, if any.
+async fn insert_call(
+    conn: &mut PgConnection,
+    call: &Call,
+    scenario_id: Uuid,
+    start_hash: Option<&str>,
+    payload: Option<Vec<u8>>,
+) -> Result<Option<Option<DeliveryRef>>, StoreError> {
+    let v = &call.visit;
+    let payload = payload.map(|p| String::from_utf8(p).expect("serde_json writes UTF-8"));
+    let row = sqlx::query!(
+        r#"with new_call as (
+               insert into calls (id, scenario_id, caller, callee, started_at, visit_id, marker, order_id,
+                                  google_client_id, landing_page, domain, city, country, ip, first_visit, referrer,
+                                  utm_source, utm_medium, utm_campaign, utm_term, utm_content,
+                                  roistat_param_1, roistat_param_2, roistat_param_3, roistat_param_4,
+                                  roistat_param_5, metrika_client_id, source_level_1, source_level_2, start_hash)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+                       $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)
+               on conflict (id) do nothing
+               returning id
+           ), new_delivery as (
+               insert into deliveries (id, call_id, scenario_id, kind, payload, next_attempt_at)
+               select $31, new_call.id, $2, 'during_call', $32, now()
+                 from new_call
+                where $32::text is not null
+               returning id, kind, state
+           )
+           select exists (select 1 from new_call) as "inserted!",
+                  d.id as "delivery_id?", d.kind as "delivery_kind?", d.state as "delivery_state?"
+             from (select 1) as one
+             left join new_delivery d on true"#,
+        call.id,
+        scenario_id,
+        call.caller.as_str(),
+        call.callee.as_str(),
+        call.date,
+        v.visit_id,
+        v.marker,
+        v.order_id,
+        v.google_client_id,
+        v.landing_page,
+        v.domain,
+        v.city,
+        v.country,
+        v.ip,
+        v.first_visit,
+        v.referrer,
+        v.utm_source,
+        v.utm_medium,
+        v.utm_campaign,
+        v.utm_term,
+        v.utm_content,
+        v.roistat_param_1,
+        v.roistat_param_2,
+        v.roistat_param_3,
+        v.roistat_param_4,
+        v.roistat_param_5,
+        v.metrika_client_id,
+        v.source_level_1,
+        v.source_level_2,
+        start_hash,
+        Uuid::now_v7(),
+        payload,
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if !row.inserted {
+        return Ok(None);
     }
+    let delivery = match (row.delivery_id, row.delivery_kind, row.delivery_state) {
+        (Some(id), Some(kind), Some(state)) => Some(DeliveryRef { id, kind, state }),
+        _ => None,
+    };
+    Ok(Some(delivery))
 }
 
 async fn insert_delivery(
