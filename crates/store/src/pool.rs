@@ -14,7 +14,7 @@ use callhook_core::{FieldError, PhoneNumber, Visit};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::types::PgInterval;
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgExecutor, PgPool};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::calls::IngestError;
@@ -221,44 +221,32 @@ pub async fn attribute(
     number: &PhoneNumber,
     at: DateTime<Utc>,
 ) -> Result<Option<Visit>, StoreError> {
-    let fixed = sqlx::query!(
-        "select marker, source_level_1, source_level_2 from scenario_numbers
-          where number = $1 and scenario_id = $2 and is_static",
+    // One round trip on the ingest path: the number's static fields and the
+    // covering reservation together.
+    let row = sqlx::query!(
+        r#"select coalesce(n.is_static, false) as "is_static!", n.marker, n.source_level_1, n.source_level_2,
+                  (select r.visit from number_reservations r
+                    where r.number = $1 and r.reserved_from <= $3 and r.reserved_until >= $3
+                      and r.scenario_id = $2
+                    order by r.reserved_from desc, r.created_at desc
+                    limit 1) as "visit: Json<Visit>"
+             from (select 1) as one
+             left join scenario_numbers n on n.number = $1 and n.scenario_id = $2"#,
         number.as_str(),
-        scenario_id
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(s) = fixed {
-        return Ok(Some(Visit {
-            marker: s.marker,
-            source_level_1: s.source_level_1,
-            source_level_2: s.source_level_2,
-            ..Visit::default()
-        }));
-    }
-    covering(&mut *tx, scenario_id, number.as_str(), at).await
-}
-
-/// The fields of the visit whose reservation covered `number` at `at`.
-pub async fn covering(
-    e: impl PgExecutor<'_>,
-    scenario_id: Uuid,
-    number: &str,
-    at: DateTime<Utc>,
-) -> Result<Option<Visit>, StoreError> {
-    Ok(sqlx::query_scalar!(
-        r#"select visit as "visit: Json<Visit>" from number_reservations
-            where number = $1 and reserved_from <= $3 and reserved_until >= $3 and scenario_id = $2
-            order by reserved_from desc, created_at desc
-            limit 1"#,
-        number,
         scenario_id,
         at
     )
-    .fetch_optional(e)
-    .await?
-    .map(|j| j.0))
+    .fetch_one(&mut *tx)
+    .await?;
+    if row.is_static {
+        return Ok(Some(Visit {
+            marker: row.marker,
+            source_level_1: row.source_level_1,
+            source_level_2: row.source_level_2,
+            ..Visit::default()
+        }));
+    }
+    Ok(row.visit.map(|j| j.0))
 }
 
 /// One number of a pool, as operators see it.
