@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,6 +41,15 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `callhook serve` and waits until `/healthz` answers.
     pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with(database_url, env, None).await
+    }
+
+    /// Starts `callhook serve` with its output (the log) appended to `log`.
+    pub async fn start_logging(database_url: &str, env: &[(&str, &str)], log: &Path) -> Self {
+        Self::start_with(database_url, env, Some(log)).await
+    }
+
+    async fn start_with(database_url: &str, env: &[(&str, &str)], log: Option<&Path>) -> Self {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_callhook"));
         cmd.arg("serve")
@@ -58,11 +67,14 @@ impl ServerProcess {
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()),
             )
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(if std::env::var_os("TEST_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
+            .stdout(match log {
+                Some(path) => Stdio::from(open_log(path)),
+                None => Stdio::null(),
+            })
+            .stderr(match log {
+                Some(path) => Stdio::from(open_log(path)),
+                None if std::env::var_os("TEST_LOG").is_some() => Stdio::inherit(),
+                None => Stdio::null(),
             })
             .kill_on_drop(true);
         for (k, v) in env {
@@ -112,6 +124,14 @@ impl ServerProcess {
             .expect("exits after SIGTERM")
             .unwrap()
     }
+}
+
+fn open_log(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("the log file opens")
 }
 
 /// Every webhook a counting receiver got: call id → webhook-ids seen.

@@ -1,4 +1,5 @@
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use callhook_dispatch::Sender;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -20,6 +21,28 @@ pub struct AppState {
     pub sender: Sender,
     pub tokens: Arc<Tokens>,
     pub metrics: PrometheusHandle,
+    pub settings: ApiSettings,
+}
+
+/// The API's own limits and policies (set from the binary's config).
+#[derive(Debug, Clone, Copy)]
+pub struct ApiSettings {
+    /// Longest one request may take, reading its body included (`408` after).
+    pub request_timeout: Duration,
+    /// Ingest requests handled at once; more are shed with `503 overloaded`.
+    pub max_inflight_requests: usize,
+    /// How long the old signing secret keeps signing after a rotation.
+    pub secret_rotation_overlap: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            max_inflight_requests: 512,
+            secret_rotation_overlap: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 impl AppState {
@@ -29,7 +52,14 @@ impl AppState {
             sender,
             tokens: Arc::new(tokens),
             metrics: metrics_handle(),
+            settings: ApiSettings::default(),
         }
+    }
+
+    /// The same state with other limits.
+    pub fn with_settings(mut self, settings: ApiSettings) -> Self {
+        self.settings = settings;
+        self
     }
 }
 

@@ -31,6 +31,9 @@ pub struct ScenarioView {
     pub timezone: String,
     /// `whsec_…`: the key receivers verify `webhook-signature` with.
     pub signing_secret: String,
+    /// After a rotation: until then webhooks also carry a signature made
+    /// with the previous secret. Null when no overlap is running.
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -54,6 +57,7 @@ impl From<Scenario> for ScenarioView {
             numbers: s.numbers,
             timezone: s.timezone,
             signing_secret: s.signing_secret,
+            previous_secret_expires_at: s.previous_secret_expires_at,
             created_at: s.created_at,
             updated_at: s.updated_at,
         }
@@ -88,6 +92,9 @@ pub struct ScenarioInput {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub signing_secret: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub previous_secret_expires_at: Option<serde_json::Value>,
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub created_at: Option<serde_json::Value>,
@@ -215,4 +222,23 @@ pub async fn delete(
         .map_err(scenario_not_found(id))?;
     tracing::info!(scenario_id = %id, "scenario deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Rotate the scenario's signing secret. The answer shows the new secret;
+/// for `CALLHOOK_SECRET_ROTATION_OVERLAP` (24 h by default) webhooks carry
+/// two signatures, one per secret, space-separated, so receivers can switch
+/// keys without rejecting a webhook.
+#[utoipa::path(post, path = "/api/v1/scenarios/{id}/secret/rotate", tag = "scenarios",
+    security(("admin_token" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = ScenarioView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<Uuid>,
+) -> Result<Json<ScenarioView>, ApiError> {
+    let s = scenarios::rotate_secret(&state.pool, id, state.settings.secret_rotation_overlap)
+        .await
+        .map_err(ApiError::from)
+        .map_err(scenario_not_found(id))?;
+    tracing::info!(scenario_id = %id, overlap_until = ?s.previous_secret_expires_at, "signing secret rotated");
+    Ok(Json(s.into()))
 }
