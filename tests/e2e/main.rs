@@ -9,3 +9,4 @@ mod helpers;
 mod ingest;
 mod process;
 mod scenarios;
+mod soak;
