@@ -436,6 +436,13 @@ async fn soak_loses_nothing_under_kills_restarts_and_misbehaving_receivers() {
     .into_iter()
     .map(|(c, k, s)| ((c, k), s))
     .collect();
+    let mut first_time: Vec<f64> = sqlx::query_scalar(
+        "select extract(epoch from delivered_at - created_at)::float8 from deliveries
+          where state = 'delivered' and attempt_count = 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     let seen = seen.lock().unwrap();
     let mut delivered = 0;
     let mut failed = 0;
@@ -491,13 +498,6 @@ async fn soak_loses_nothing_under_kills_restarts_and_misbehaving_receivers() {
     let in_flight_at_kills: i64 = kills.iter().map(|(_, n)| n).sum();
     let in_flight_at_restart = pg_restart.map_or(0, |(_, n)| n);
 
-    let mut first_time: Vec<f64> = sqlx::query_scalar(
-        "select extract(epoch from delivered_at - created_at)::float8 from deliveries
-          where state = 'delivered' and attempt_count = 1",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
     first_time.sort_by(f64::total_cmp);
     let db_delivered = states.values().filter(|s| *s == "delivered").count();
 
