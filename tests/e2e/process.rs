@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::helpers::{eventually, ADMIN, INGEST};
+use crate::helpers::{ADMIN, INGEST};
 
 /// The Postgres URL of the database behind `pool` (a `#[sqlx::test]` database).
 pub fn database_url_of(pool: &PgPool) -> String {
@@ -41,15 +41,33 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `callhook serve` and waits until `/healthz` answers.
     pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
-        Self::start_with(database_url, env, None).await
+        Self::start_with(database_url, env, None)
+            .await
+            .expect("callhook answers /healthz within 30 s")
     }
 
     /// Starts `callhook serve` with its output (the log) appended to `log`.
     pub async fn start_logging(database_url: &str, env: &[(&str, &str)], log: &Path) -> Self {
+        Self::start_with(database_url, env, Some(log))
+            .await
+            .expect("callhook answers /healthz within 30 s")
+    }
+
+    /// Like [`Self::start_logging`], but `None` when the process exits or
+    /// does not answer within 30 s (e.g. its port was taken meanwhile).
+    pub async fn try_start_logging(
+        database_url: &str,
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Option<Self> {
         Self::start_with(database_url, env, Some(log)).await
     }
 
-    async fn start_with(database_url: &str, env: &[(&str, &str)], log: Option<&Path>) -> Self {
+    async fn start_with(
+        database_url: &str,
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Option<Self> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_callhook"));
         cmd.arg("serve")
@@ -80,25 +98,26 @@ impl ServerProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("the callhook binary starts");
+        let mut child = cmd.spawn().expect("the callhook binary starts");
         let http = reqwest::Client::new();
-        eventually(
-            Duration::from_secs(30),
-            "callhook to answer /healthz",
-            || {
-                let http = http.clone();
-                async move {
-                    let r = http
-                        .get(format!("http://{addr}/healthz"))
-                        .send()
-                        .await
-                        .ok()?;
-                    r.status().is_success().then_some(())
-                }
-            },
-        )
-        .await;
-        Self { child, addr }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                eprintln!("callhook exited at start-up: {status}");
+                return None;
+            }
+            let up = http
+                .get(format!("http://{addr}/healthz"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                return Some(Self { child, addr });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -299,9 +299,23 @@ async fn soak_loses_nothing_under_kills_restarts_and_misbehaving_receivers() {
         // Well past the 2 s request timeout, so a busy machine recording
         // results late does not look like a crash.
         ("CALLHOOK_LEASE", "10s"),
-        ("RUST_LOG", "error"),
+        ("RUST_LOG", "warn"),
     ];
-    let mut server = Some(ServerProcess::start(&cluster.url(), &env).await);
+    // The servers' warnings and errors, for when something goes wrong.
+    let log = std::env::temp_dir().join(format!("callhook-soak-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let start = || async {
+        for _ in 0..3 {
+            if let Some(s) = ServerProcess::try_start_logging(&cluster.url(), &env, &log).await {
+                return s;
+            }
+        }
+        panic!(
+            "callhook did not start three times running; see {}",
+            log.display()
+        );
+    };
+    let mut server = Some(start().await);
     let base = Arc::new(Mutex::new(server.as_ref().unwrap().url("")));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -385,7 +399,7 @@ async fn soak_loses_nothing_under_kills_restarts_and_misbehaving_receivers() {
             // The process is gone: its unrecorded claims are exactly what
             // may be sent twice.
             kills.push((Instant::now(), claimed_unrecorded(&pool).await));
-            let s = ServerProcess::start(&cluster.url(), &env).await;
+            let s = start().await;
             *base.lock().unwrap() = s.url("");
             server = Some(s);
         }
@@ -554,6 +568,7 @@ async fn soak_loses_nothing_under_kills_restarts_and_misbehaving_receivers() {
         table.push_str(&format!("| {k} | {v} |\n"));
     }
     println!("{table}");
+    println!("server log: {}", log.display());
     if !dup_examples.is_empty() {
         println!("duplicate examples: {dup_examples:?}");
     }
