@@ -23,8 +23,10 @@ pub struct StartCallBody {
     /// The call's unique number on the telephony side, e.g. `"313"`.
     pub id: String,
     /// Who called, e.g. `79990009911`.
+    #[schema(pattern = r"^[ +.()\-]*(?:[0-9][ +.()\-]*){10,15}$")]
     pub caller: String,
     /// The tracking number dialled, e.g. `78005552233`.
+    #[schema(pattern = r"^[ +.()\-]*(?:[0-9][ +.()\-]*){10,15}$")]
     pub callee: String,
     /// RFC 3339, or `YYYY-MM-DD HH:MM:SS` in the scenario's zone; default now.
     #[serde(default)]
@@ -42,8 +44,10 @@ const START_FIELDS: &[&str] = &["id", "caller", "callee", "date", "scenario_id"]
 pub struct EndCallBody {
     /// ANSWER, BUSY, NOANSWER, CANCEL, CONGESTION, CHANUNAVAIL, DONTCALL,
     /// TORTURE or ACTIVE (ACRIVE accepted).
+    #[schema(pattern = "^(ACTIVE|ACRIVE|ANSWER|BUSY|NOANSWER|CANCEL|CONGESTION|CHANUNAVAIL|DONTCALL|TORTURE)$")]
     pub status: String,
     /// Seconds, a whole number ≥ 0.
+    #[schema(minimum = 0, maximum = 2147483647)]
     pub duration: i64,
     #[serde(default)]
     pub file_id: Option<String>,
@@ -55,9 +59,11 @@ pub struct EndCallBody {
     pub ended_at: Option<String>,
     /// Only for a call never started.
     #[serde(default)]
+    #[schema(pattern = r"^[ +.()\-]*(?:[0-9][ +.()\-]*){10,15}$")]
     pub caller: Option<String>,
     /// Only for a call never started.
     #[serde(default)]
+    #[schema(pattern = r"^[ +.()\-]*(?:[0-9][ +.()\-]*){10,15}$")]
     pub callee: Option<String>,
     /// Only for a call never started: when it began.
     #[serde(default)]

@@ -71,6 +71,8 @@ impl From<Scenario> for ScenarioView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioInput {
+    /// Not blank, at most 255 characters.
+    #[schema(min_length = 1)]
     pub name: String,
     /// Empty string or null = no during-call webhook.
     #[serde(default)]
@@ -86,20 +88,25 @@ pub struct ScenarioInput {
     pub numbers: Option<Vec<String>>,
     #[serde(default)]
     pub timezone: Option<String>,
+    /// Read-only: accepted whatever it holds, and ignored.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Value>)]
     pub id: Option<serde_json::Value>,
+    /// Read-only: accepted whatever it holds, and ignored.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Value>)]
     pub signing_secret: Option<serde_json::Value>,
+    /// Read-only: accepted whatever it holds, and ignored.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Value>)]
     pub previous_secret_expires_at: Option<serde_json::Value>,
+    /// Read-only: accepted whatever it holds, and ignored.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Value>)]
     pub created_at: Option<serde_json::Value>,
+    /// Read-only: accepted whatever it holds, and ignored.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Value>)]
     pub updated_at: Option<serde_json::Value>,
 }
 
