@@ -44,7 +44,9 @@ const START_FIELDS: &[&str] = &["id", "caller", "callee", "date", "scenario_id"]
 pub struct EndCallBody {
     /// ANSWER, BUSY, NOANSWER, CANCEL, CONGESTION, CHANUNAVAIL, DONTCALL,
     /// TORTURE or ACTIVE (ACRIVE accepted).
-    #[schema(pattern = "^(ACTIVE|ACRIVE|ANSWER|BUSY|NOANSWER|CANCEL|CONGESTION|CHANUNAVAIL|DONTCALL|TORTURE)$")]
+    #[schema(
+        pattern = "^(ACTIVE|ACRIVE|ANSWER|BUSY|NOANSWER|CANCEL|CONGESTION|CHANUNAVAIL|DONTCALL|TORTURE)$"
+    )]
     pub status: String,
     /// Seconds, a whole number ≥ 0.
     #[schema(minimum = 0, maximum = 2147483647)]
