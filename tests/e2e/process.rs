@@ -69,7 +69,7 @@ impl ServerProcess {
         log: Option<&Path>,
     ) -> Option<Self> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_callhook"));
+        let mut cmd = tokio::process::Command::new(binary());
         cmd.arg("serve")
             .env("DATABASE_URL", database_url)
             .env("CALLHOOK_LISTEN", addr.to_string())
@@ -143,6 +143,18 @@ impl ServerProcess {
             .expect("exits after SIGTERM")
             .unwrap()
     }
+}
+
+/// A private copy of the `callhook` binary, made at first use: the build
+/// directory is shared (other checkouts may rebuild `callhook` there while a
+/// long test restarts it), and a restart must run the same code.
+fn binary() -> &'static Path {
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let copy = std::env::temp_dir().join(format!("callhook-e2e-bin-{}", std::process::id()));
+        std::fs::copy(env!("CARGO_BIN_EXE_callhook"), &copy).expect("copy the callhook binary");
+        copy
+    })
 }
 
 fn open_log(path: &Path) -> std::fs::File {
