@@ -151,8 +151,24 @@ impl ServerProcess {
 fn binary() -> &'static Path {
     static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     COPY.get_or_init(|| {
-        let copy = std::env::temp_dir().join(format!("callhook-e2e-bin-{}", std::process::id()));
-        std::fs::copy(env!("CARGO_BIN_EXE_callhook"), &copy).expect("copy the callhook binary");
+        let tmp = std::env::temp_dir();
+        // Links left by test processes that have ended.
+        for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("callhook-e2e-bin-") {
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        let copy = tmp.join(format!("callhook-e2e-bin-{}", std::process::id()));
+        // A hard link keeps this build's file even when the shared build
+        // directory gets a new one; a copy where linking is impossible.
+        let _ = std::fs::remove_file(&copy);
+        if std::fs::hard_link(env!("CARGO_BIN_EXE_callhook"), &copy).is_err() {
+            std::fs::copy(env!("CARGO_BIN_EXE_callhook"), &copy)
+                .expect("copy the callhook binary");
+        }
         copy
     })
 }
