@@ -166,8 +166,7 @@ fn binary() -> &'static Path {
         // directory gets a new one; a copy where linking is impossible.
         let _ = std::fs::remove_file(&copy);
         if std::fs::hard_link(env!("CARGO_BIN_EXE_callhook"), &copy).is_err() {
-            std::fs::copy(env!("CARGO_BIN_EXE_callhook"), &copy)
-                .expect("copy the callhook binary");
+            std::fs::copy(env!("CARGO_BIN_EXE_callhook"), &copy).expect("copy the callhook binary");
         }
         copy
     })
