@@ -112,6 +112,22 @@ pub struct ServeConfig {
     /// heartbeat (`POST /api/v1/visits`).
     #[arg(long, env = "CALLHOOK_RESERVATION_HOLD", default_value = "150s", value_parser = humantime::parse_duration)]
     pub reservation_hold: Duration,
+    /// Longest a client may take to send a request's headers; the
+    /// connection is closed after it (slow-header clients).
+    #[arg(long, env = "CALLHOOK_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub http_header_timeout: Duration,
+    /// Longest one API request may take, reading a dribbled body included;
+    /// answered `408` after it.
+    #[arg(long, env = "CALLHOOK_HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub http_request_timeout: Duration,
+    /// Ingest requests handled at once; beyond it a request is answered
+    /// `503 overloaded` with `Retry-After` at once rather than queued.
+    #[arg(long, env = "CALLHOOK_MAX_INFLIGHT_REQUESTS", default_value_t = 512)]
+    pub max_inflight_requests: usize,
+    /// How long webhooks keep carrying the old secret's signature too after
+    /// a secret rotation.
+    #[arg(long, env = "CALLHOOK_SECRET_ROTATION_OVERLAP", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub secret_rotation_overlap: Duration,
     /// What this process runs: api, dispatcher or all.
     #[arg(long, env = "CALLHOOK_ROLE", value_enum, default_value_t = Role::All)]
     pub role: Role,
@@ -168,6 +184,15 @@ impl ServeConfig {
         }
         if self.reservation_hold.is_zero() {
             return Err("CALLHOOK_RESERVATION_HOLD must be longer than 0s, e.g. 150s".into());
+        }
+        if self.max_inflight_requests == 0 {
+            return Err("CALLHOOK_MAX_INFLIGHT_REQUESTS must be at least 1".into());
+        }
+        if self.http_header_timeout.is_zero() || self.http_request_timeout.is_zero() {
+            return Err(
+                "CALLHOOK_HTTP_HEADER_TIMEOUT and CALLHOOK_HTTP_REQUEST_TIMEOUT must be above zero"
+                    .into(),
+            );
         }
         if self.concurrency == 0 || self.per_host_concurrency == 0 {
             return Err(

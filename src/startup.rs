@@ -3,14 +3,20 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::extract::Request;
 use backon::{ExponentialBuilder, Retryable};
-use callhook_api::{AppState, IngestSettings, Tokens};
+use callhook_api::{ApiSettings, AppState, IngestSettings, Tokens};
 use callhook_dispatch::{DispatchConfig, Sender, SenderConfig};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
 
 use crate::config::{DbConfig, ServeConfig};
 
@@ -100,6 +106,11 @@ pub async fn run(
     )
     .with_ingest(IngestSettings {
         reservation_hold: config.reservation_hold,
+    })
+    .with_settings(ApiSettings {
+        request_timeout: config.http_request_timeout,
+        max_inflight_requests: config.max_inflight_requests,
+        secret_rotation_overlap: config.secret_rotation_overlap,
     });
     let app = if config.role.serves_api() {
         callhook_api::router(state)
@@ -107,11 +118,14 @@ pub async fn run(
         callhook_api::routes::service_router(state)
     };
     tracing::info!(addr = %listener.local_addr()?, role = ?config.role, "callhook listening");
-    let server_shutdown = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
-        .await
-        .context("HTTP server failed")?;
+    serve(
+        listener,
+        app,
+        config.http_header_timeout,
+        config.http_request_timeout,
+        shutdown.clone(),
+    )
+    .await;
     if let Some(d) = dispatcher {
         d.await.context("dispatcher panicked")?;
     }
@@ -119,4 +133,59 @@ pub async fn run(
         r.await.context("retention task panicked")?;
     }
     Ok(())
+}
+
+/// Serves `app` on `listener` until `shutdown`, then lets open requests
+/// finish (each is bounded by the request timeout).
+///
+/// `axum::serve` has no header-read timeout, so a client that dribbles its
+/// headers would hold a connection forever; hyper's HTTP/1 builder has one.
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    header_timeout: Duration,
+    request_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(
+            app.clone()
+                .map_request(|req: Request<Incoming>| req.map(axum::body::Body::new)),
+        );
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    // Open requests finish within the request timeout; idle keep-alive
+    // connections are closed at once.
+    if tokio::time::timeout(
+        request_timeout + Duration::from_secs(1),
+        graceful.shutdown(),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("some connections were still open at shutdown; closing them");
+    }
 }

@@ -2,6 +2,7 @@
 //! database per test, made by `#[sqlx::test]`) and real receivers on 127.0.0.1.
 //! One test binary keeps link time down.
 
+mod abuse;
 mod crash;
 mod dispatch;
 mod helpers;
@@ -9,4 +10,5 @@ mod ingest;
 mod operator;
 mod process;
 mod scenarios;
+mod soak;
 mod visits;

@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::helpers::{eventually, ADMIN, INGEST};
+use crate::helpers::{ADMIN, INGEST};
 
 /// The Postgres URL of the database behind `pool` (a `#[sqlx::test]` database).
 pub fn database_url_of(pool: &PgPool) -> String {
@@ -41,8 +41,35 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `callhook serve` and waits until `/healthz` answers.
     pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with(database_url, env, None)
+            .await
+            .expect("callhook answers /healthz within 30 s")
+    }
+
+    /// Starts `callhook serve` with its output (the log) appended to `log`.
+    pub async fn start_logging(database_url: &str, env: &[(&str, &str)], log: &Path) -> Self {
+        Self::start_with(database_url, env, Some(log))
+            .await
+            .expect("callhook answers /healthz within 30 s")
+    }
+
+    /// Like [`Self::start_logging`], but `None` when the process exits or
+    /// does not answer within 30 s (e.g. its port was taken meanwhile).
+    pub async fn try_start_logging(
+        database_url: &str,
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Option<Self> {
+        Self::start_with(database_url, env, Some(log)).await
+    }
+
+    async fn start_with(
+        database_url: &str,
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Option<Self> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_callhook"));
+        let mut cmd = tokio::process::Command::new(binary());
         cmd.arg("serve")
             .env("DATABASE_URL", database_url)
             .env("CALLHOOK_LISTEN", addr.to_string())
@@ -58,35 +85,39 @@ impl ServerProcess {
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()),
             )
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(if std::env::var_os("TEST_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
+            .stdout(match log {
+                Some(path) => Stdio::from(open_log(path)),
+                None => Stdio::null(),
+            })
+            .stderr(match log {
+                Some(path) => Stdio::from(open_log(path)),
+                None if std::env::var_os("TEST_LOG").is_some() => Stdio::inherit(),
+                None => Stdio::null(),
             })
             .kill_on_drop(true);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("the callhook binary starts");
+        let mut child = cmd.spawn().expect("the callhook binary starts");
         let http = reqwest::Client::new();
-        eventually(
-            Duration::from_secs(30),
-            "callhook to answer /healthz",
-            || {
-                let http = http.clone();
-                async move {
-                    let r = http
-                        .get(format!("http://{addr}/healthz"))
-                        .send()
-                        .await
-                        .ok()?;
-                    r.status().is_success().then_some(())
-                }
-            },
-        )
-        .await;
-        Self { child, addr }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                eprintln!("callhook exited at start-up: {status}");
+                return None;
+            }
+            let up = http
+                .get(format!("http://{addr}/healthz"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                return Some(Self { child, addr });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -112,6 +143,41 @@ impl ServerProcess {
             .expect("exits after SIGTERM")
             .unwrap()
     }
+}
+
+/// A private copy of the `callhook` binary, made at first use: the build
+/// directory is shared (other checkouts may rebuild `callhook` there while a
+/// long test restarts it), and a restart must run the same code.
+fn binary() -> &'static Path {
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let tmp = std::env::temp_dir();
+        // Links left by test processes that have ended.
+        for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("callhook-e2e-bin-") {
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        let copy = tmp.join(format!("callhook-e2e-bin-{}", std::process::id()));
+        // A hard link keeps this build's file even when the shared build
+        // directory gets a new one; a copy where linking is impossible.
+        let _ = std::fs::remove_file(&copy);
+        if std::fs::hard_link(env!("CARGO_BIN_EXE_callhook"), &copy).is_err() {
+            std::fs::copy(env!("CARGO_BIN_EXE_callhook"), &copy).expect("copy the callhook binary");
+        }
+        copy
+    })
+}
+
+fn open_log(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("the log file opens")
 }
 
 /// Every webhook a counting receiver got: call id → webhook-ids seen.

@@ -15,4 +15,4 @@ pub mod state;
 
 pub use error::ApiError;
 pub use routes::router;
-pub use state::{AppState, IngestSettings, Tokens};
+pub use state::{ApiSettings, AppState, IngestSettings, Tokens};

@@ -10,6 +10,7 @@ use crate::routes::{calls, deliveries, scenarios, service, test_send, visits};
     info(title = "callhook", description = "Call-tracking webhook dispatcher: scenarios, call ingest, delivery log."),
     paths(
         scenarios::create, scenarios::list, scenarios::get, scenarios::save, scenarios::delete,
+        scenarios::rotate_secret,
         calls::start, calls::end,
         visits::reserve, visits::pool,
         test_send::test_send,

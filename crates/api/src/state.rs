@@ -40,6 +40,28 @@ pub struct AppState {
     /// Wakes dispatchers after an ingest queued deliveries.
     pub notifier: Notifier,
     pub ingest: Arc<IngestSettings>,
+    pub settings: ApiSettings,
+}
+
+/// The API's own limits and policies (set from the binary's config).
+#[derive(Debug, Clone, Copy)]
+pub struct ApiSettings {
+    /// Longest one request may take, reading its body included (`408` after).
+    pub request_timeout: Duration,
+    /// Ingest requests handled at once; more are shed with `503 overloaded`.
+    pub max_inflight_requests: usize,
+    /// How long the old signing secret keeps signing after a rotation.
+    pub secret_rotation_overlap: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            max_inflight_requests: 512,
+            secret_rotation_overlap: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 impl AppState {
@@ -51,12 +73,19 @@ impl AppState {
             tokens: Arc::new(tokens),
             metrics: metrics_handle(),
             ingest: Arc::new(IngestSettings::default()),
+            settings: ApiSettings::default(),
         }
     }
 
     /// The same state with these ingest settings.
     pub fn with_ingest(mut self, ingest: IngestSettings) -> Self {
         self.ingest = Arc::new(ingest);
+        self
+    }
+
+    /// The same state with other limits.
+    pub fn with_settings(mut self, settings: ApiSettings) -> Self {
+        self.settings = settings;
         self
     }
 }

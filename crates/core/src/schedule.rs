@@ -133,6 +133,48 @@ mod tests {
         }
 
         #[test]
+        fn retry_after_stays_within_the_schedules_bounds(
+            secs in proptest::collection::vec(1u64..100_000, 1..10),
+            asked in 0u64..10_000_000,
+            attempt in 1u32..10,
+            unit in 0.0f64..1.0,
+        ) {
+            let text = secs.iter().map(|s| format!("{s}s")).collect::<Vec<_>>().join(",");
+            let s = RetrySchedule::parse(&text).unwrap();
+            let (min, max) = (*secs.iter().min().unwrap(), *secs.iter().max().unwrap());
+            match s.next_delay(attempt, unit, Some(Duration::from_secs(asked))) {
+                Some(d) => {
+                    prop_assert!((attempt as usize) <= secs.len());
+                    prop_assert!(d >= Duration::from_secs(min) && d <= Duration::from_secs(max), "{d:?}");
+                }
+                None => prop_assert!((attempt as usize) > secs.len(), "exhausted only past the last delay"),
+            }
+        }
+
+        #[test]
+        fn the_default_schedule_is_monotone_and_bounded_whatever_the_jitter(
+            units in proptest::collection::vec(0.0f64..1.0, 7),
+        ) {
+            let s = RetrySchedule::default();
+            let delays: Vec<Duration> = (1..s.max_attempts())
+                .map(|a| s.next_delay(a, units[(a - 1) as usize], None).unwrap())
+                .collect();
+            // The nominal delays never shrink; where one grows past the jitter
+            // band (all but the equal 10h,10h), the jittered ones cannot cross.
+            let nominal_delays = s.delays();
+            prop_assert!(nominal_delays.windows(2).all(|w| w[0] <= w[1]));
+            for i in 1..delays.len() {
+                if nominal_delays[i].as_secs_f64() >= nominal_delays[i - 1].as_secs_f64() * 1.5 {
+                    prop_assert!(delays[i - 1] <= delays[i], "{delays:?}");
+                }
+            }
+            let total: Duration = delays.iter().sum();
+            let nominal: Duration = s.delays().iter().sum();
+            prop_assert!(total <= nominal.mul_f64(1.0 + JITTER) && total >= nominal.mul_f64(1.0 - JITTER));
+            prop_assert_eq!(s.next_delay(s.max_attempts(), 0.5, None), None);
+        }
+
+        #[test]
         fn jitter_is_monotone_in_unit(base in 1u64..100_000, a in 0.0f64..1.0, b in 0.0f64..1.0) {
             let s = RetrySchedule::parse(&format!("{base}s")).unwrap();
             let (lo, hi) = if a <= b { (a, b) } else { (b, a) };

@@ -226,11 +226,11 @@ async fn process(ctx: &Ctx, row: Claimed) -> Completion {
         // hanging receiver): hand the delivery back and serve other hosts.
         return completion(Outcome::Deferred(Duration::from_millis(500)), None);
     };
-    let secrets: Vec<SigningSecret> = row
-        .signing_secret
-        .as_deref()
-        .and_then(|s| SigningSecret::parse(s).ok())
+    // The current secret, and during a rotation's overlap the previous one:
+    // receivers still holding the old key keep verifying.
+    let secrets: Vec<SigningSecret> = [&row.signing_secret, &row.previous_signing_secret]
         .into_iter()
+        .filter_map(|s| SigningSecret::parse(s.as_deref()?).ok())
         .collect();
     let id = row.id.to_string();
     let result = ctx

@@ -29,6 +29,9 @@ pub struct Claimed {
     pub created_at: DateTime<Utc>,
     pub url: Option<String>,
     pub signing_secret: Option<String>,
+    /// The secret before the last rotation, while its overlap runs: webhooks
+    /// are signed with both.
+    pub previous_signing_secret: Option<String>,
     pub lease_token: Uuid,
 }
 
@@ -70,6 +73,8 @@ pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Cla
                   c.attempt_count as "attempt_count!", c.created_at as "created_at!",
                   case c.kind when 'during_call' then s.during_call_url else s.after_call_url end as url,
                   s.signing_secret as "signing_secret?",
+                  case when s.previous_secret_expires_at > now() then s.previous_signing_secret end
+                    as "previous_signing_secret?",
                   $2::uuid as "lease_token!"
              from claimed c
              left join scenarios s on s.id = c.scenario_id"#,

@@ -18,6 +18,9 @@ pub struct Scenario {
     pub custom_fields: Json<Vec<CustomField>>,
     pub timezone: String,
     pub signing_secret: String,
+    /// Until then, webhooks are also signed with the secret before the last
+    /// rotation (null: no rotation overlap running).
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
     /// The pool's numbers (static ones are in `static_numbers`).
     pub numbers: Vec<String>,
     pub static_numbers: Json<Vec<StaticNumber>>,
@@ -145,12 +148,46 @@ pub async fn delete(pool: &PgPool, id: Uuid) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Gives the scenario a fresh signing secret; the current one keeps signing
+/// alongside it for `overlap` (a rotation during an overlap ends the older
+/// secret's overlap at once).
+pub async fn rotate_secret(
+    pool: &PgPool,
+    id: Uuid,
+    overlap: std::time::Duration,
+) -> Result<Scenario, StoreError> {
+    let mut tx = pool.begin().await?;
+    let secret = SigningSecret::generate().expose();
+    let updated = sqlx::query!(
+        "update scenarios
+            set previous_signing_secret = signing_secret,
+                previous_secret_expires_at = now() + make_interval(secs => $3),
+                signing_secret = $2,
+                updated_at = now()
+          where id = $1",
+        id,
+        secret,
+        overlap.as_secs_f64(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    let scenario = get(&mut *tx, id).await?;
+    tx.commit().await?;
+    Ok(scenario)
+}
+
 pub async fn get(e: impl PgExecutor<'_>, id: Uuid) -> Result<Scenario, StoreError> {
     sqlx::query_as!(
         Scenario,
         r#"select s.id, s.name, s.during_call_url, s.after_call_url,
                   s.custom_fields as "custom_fields: Json<Vec<CustomField>>",
-                  s.timezone, s.signing_secret, s.created_at, s.updated_at,
+                  s.timezone, s.signing_secret,
+                  case when s.previous_secret_expires_at > now() then s.previous_secret_expires_at end
+                    as previous_secret_expires_at,
+                  s.created_at, s.updated_at,
                   array(select n.number from scenario_numbers n where n.scenario_id = s.id and not n.is_static order by n.number) as "numbers!",
                   coalesce((select jsonb_agg(jsonb_build_object('number', n.number, 'marker', n.marker,
                                     'source_level_1', n.source_level_1, 'source_level_2', n.source_level_2) order by n.number)
@@ -170,7 +207,10 @@ pub async fn list(e: impl PgExecutor<'_>) -> Result<Vec<Scenario>, StoreError> {
         Scenario,
         r#"select s.id, s.name, s.during_call_url, s.after_call_url,
                   s.custom_fields as "custom_fields: Json<Vec<CustomField>>",
-                  s.timezone, s.signing_secret, s.created_at, s.updated_at,
+                  s.timezone, s.signing_secret,
+                  case when s.previous_secret_expires_at > now() then s.previous_secret_expires_at end
+                    as previous_secret_expires_at,
+                  s.created_at, s.updated_at,
                   array(select n.number from scenario_numbers n where n.scenario_id = s.id and not n.is_static order by n.number) as "numbers!",
                   coalesce((select jsonb_agg(jsonb_build_object('number', n.number, 'marker', n.marker,
                                     'source_level_1', n.source_level_1, 'source_level_2', n.source_level_2) order by n.number)

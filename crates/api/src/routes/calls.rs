@@ -23,8 +23,10 @@ pub struct StartCallBody {
     /// The call's unique number on the telephony side, e.g. `"313"`.
     pub id: String,
     /// Who called, e.g. `79990009911`.
+    #[schema(pattern = r"^[ +.()\-]*(?:[0-9][ +.()\-]*){10,15}$")]
     pub caller: String,
     /// The tracking number dialled, e.g. `78005552233`.
+    #[schema(pattern = r"^[ +.()\-]*(?:[0-9][ +.()\-]*){10,15}$")]
     pub callee: String,
     /// RFC 3339, or `YYYY-MM-DD HH:MM:SS` in the scenario's zone; default now.
     #[serde(default)]
@@ -42,8 +44,12 @@ const START_FIELDS: &[&str] = &["id", "caller", "callee", "date", "scenario_id"]
 pub struct EndCallBody {
     /// ANSWER, BUSY, NOANSWER, CANCEL, CONGESTION, CHANUNAVAIL, DONTCALL,
     /// TORTURE or ACTIVE (ACRIVE accepted).
+    #[schema(
+        pattern = "^(ACTIVE|ACRIVE|ANSWER|BUSY|NOANSWER|CANCEL|CONGESTION|CHANUNAVAIL|DONTCALL|TORTURE)$"
+    )]
     pub status: String,
     /// Seconds, a whole number ≥ 0.
+    #[schema(minimum = 0, maximum = 2147483647)]
     pub duration: i64,
     #[serde(default)]
     pub file_id: Option<String>,
@@ -55,9 +61,11 @@ pub struct EndCallBody {
     pub ended_at: Option<String>,
     /// Only for a call never started.
     #[serde(default)]
+    #[schema(pattern = r"^[ +.()\-]*(?:[0-9][ +.()\-]*){10,15}$")]
     pub caller: Option<String>,
     /// Only for a call never started.
     #[serde(default)]
+    #[schema(pattern = r"^[ +.()\-]*(?:[0-9][ +.()\-]*){10,15}$")]
     pub callee: Option<String>,
     /// Only for a call never started: when it began.
     #[serde(default)]
@@ -133,19 +141,7 @@ pub async fn start(
     State(state): State<AppState>,
     body: JsonObject,
 ) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
-    body.only(|k| START_FIELDS.contains(&k) || Visit::is_field(k))?;
-    let visit = Visit::from_json(&body.0)?;
-    let mut core_only = body.0.clone();
-    core_only.retain(|k, _| START_FIELDS.contains(&k.as_str()));
-    let b: StartCallBody = JsonObject(core_only).parse()?;
-    let input = StartCall {
-        id: parse_call_id(&b.id, "id")?,
-        caller: PhoneNumber::parse(&b.caller, "caller")?,
-        callee: PhoneNumber::parse(&b.callee, "callee")?,
-        date: opt_text("date", b.date)?,
-        scenario_id: b.scenario_id,
-        visit,
-    };
+    let input = parse_start(&body)?;
     let ingested = calls::start(&state.pool, &input).await?;
     if let Ingested::Created(d) = &ingested {
         metrics::counter!("callhook_calls_ingested_total", "event" => "start").increment(1);
@@ -169,6 +165,35 @@ pub async fn end(
     body: JsonObject,
 ) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
     let id = parse_call_id(&id, "id")?;
+    let input = parse_end(&body)?;
+    let ingested = calls::end(&state.pool, &id, &input).await?;
+    if let Ingested::Created(d) = &ingested {
+        metrics::counter!("callhook_calls_ingested_total", "event" => "end").increment(1);
+        tracing::info!(call_id = %id, deliveries = d.len(), "call ended");
+    }
+    Ok(respond(&state, id, ingested))
+}
+
+/// A start event's body, checked: the ingest parser without IO (what the
+/// handler and the fuzz target run).
+pub fn parse_start(body: &JsonObject) -> Result<StartCall, ApiError> {
+    body.only(|k| START_FIELDS.contains(&k) || Visit::is_field(k))?;
+    let visit = Visit::from_json(&body.0)?;
+    let mut core_only = body.0.clone();
+    core_only.retain(|k, _| START_FIELDS.contains(&k.as_str()));
+    let b: StartCallBody = JsonObject(core_only).parse()?;
+    Ok(StartCall {
+        id: parse_call_id(&b.id, "id")?,
+        caller: PhoneNumber::parse(&b.caller, "caller")?,
+        callee: PhoneNumber::parse(&b.callee, "callee")?,
+        date: opt_text("date", b.date)?,
+        scenario_id: b.scenario_id,
+        visit,
+    })
+}
+
+/// An end event's body, checked, without IO.
+pub fn parse_end(body: &JsonObject) -> Result<EndCall, ApiError> {
     let b: EndCallBody = body.parse()?;
     if b.duration < 0 || b.duration > i64::from(i32::MAX) {
         return Err(FieldError::new(
@@ -178,7 +203,7 @@ pub async fn end(
         )
         .into());
     }
-    let input = EndCall {
+    Ok(EndCall {
         status: CallStatus::parse(&b.status, "status")?,
         duration: b.duration,
         file_id: opt_text("file_id", b.file_id)?,
@@ -194,11 +219,48 @@ pub async fn end(
             .transpose()?,
         date: opt_text("date", b.date)?,
         scenario_id: b.scenario_id,
-    };
-    let ingested = calls::end(&state.pool, &id, &input).await?;
-    if let Ingested::Created(d) = &ingested {
-        metrics::counter!("callhook_calls_ingested_total", "event" => "end").increment(1);
-        tracing::info!(call_id = %id, deliveries = d.len(), "call ended");
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Any bytes: an answer (accepted or a client error with a field), never
+    /// a panic and never a 5xx. The fuzz target `ingest_body` does the same
+    /// with coverage guidance.
+    fn check(bytes: &[u8]) {
+        let Ok(obj) = JsonObject::from_slice(bytes) else {
+            return;
+        };
+        for result in [parse_start(&obj).map(|_| ()), parse_end(&obj).map(|_| ())] {
+            if let Err(e) = result {
+                assert!(e.status.is_client_error(), "{} for {bytes:?}", e.status);
+            }
+        }
     }
-    Ok(respond(&state, id, ingested))
+
+    proptest! {
+        #[test]
+        fn any_bytes_are_a_client_error_or_a_call(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            check(&bytes);
+        }
+
+        #[test]
+        fn any_object_of_known_keys_is_a_client_error_or_a_call(
+            pairs in proptest::collection::vec((
+                prop_oneof![Just("id"), Just("caller"), Just("callee"), Just("date"), Just("scenario_id"),
+                            Just("visit_id"), Just("order_id"), Just("city"), Just("status"), Just("duration"),
+                            Just("link"), Just("utm_source"), Just("roistat_param_5"), Just("x")],
+                prop_oneof![Just("null".to_owned()), Just("1e400".to_owned()), Just("-1".to_owned()),
+                            Just("18446744073709551616".to_owned()), Just("[]".to_owned()), Just("{}".to_owned()),
+                            "\\PC{0,12}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+                            "[0-9+() -]{0,20}".prop_map(|s| serde_json::to_string(&s).unwrap())],
+            ), 0..8),
+        ) {
+            let body = format!("{{{}}}", pairs.iter().map(|(k, v)| format!("{k:?}:{v}")).collect::<Vec<_>>().join(","));
+            check(body.as_bytes());
+        }
+    }
 }

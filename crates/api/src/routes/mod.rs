@@ -1,12 +1,13 @@
 //! The router: which path goes where, behind which token.
 
-use std::time::Duration;
-
+use axum::error_handling::HandleErrorLayer;
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
-use tower_http::timeout::TimeoutLayer;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::error::Overloaded;
+use tower::{BoxError, ServiceBuilder};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -41,11 +42,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/deliveries/retry", post(deliveries::retry_matching))
         .route("/api/v1/deliveries/{id}", get(deliveries::get))
         .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry))
+        .route(
+            "/api/v1/scenarios/{id}/secret/rotate",
+            post(scenarios::rotate_secret),
+        )
         .route_layer(from_fn_with_state(
             RequiredToken(state.tokens.admin.clone()),
             require_bearer,
         ));
 
+    // A burst beyond capacity is answered `503 overloaded` at once (one
+    // semaphore shared by the ingest routes) instead of queueing until the
+    // database pool and memory give out.
     let ingest = Router::new()
         .route("/api/v1/calls", post(calls::start))
         .route("/api/v1/calls/{id}/end", post(calls::end))
@@ -53,7 +61,15 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(
             RequiredToken(state.tokens.ingest.clone()),
             require_bearer,
-        ));
+        ))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overloaded))
+                .load_shed()
+                .layer(GlobalConcurrencyLimitLayer::new(
+                    state.settings.max_inflight_requests.max(1),
+                )),
+        );
 
     finish(
         Router::new()
@@ -79,6 +95,7 @@ fn service_routes() -> Router<AppState> {
 }
 
 fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    let request_timeout = state.settings.request_timeout;
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -89,11 +106,40 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
                 .on_request(())
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-        // A request (reading a dribbled body included) gets 30 s.
-        .layer(TimeoutLayer::with_status_code(
+        // A request (reading a dribbled body included) gets
+        // `CALLHOOK_HTTP_REQUEST_TIMEOUT`; slow headers are cut off by the server.
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(timed_out))
+                .timeout(request_timeout),
+        )
+}
+
+/// The request timeout's answer: `408` with the usual error body.
+async fn timed_out(e: BoxError) -> ApiError {
+    if e.is::<tower::timeout::error::Elapsed>() {
+        ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ))
+            "request_timeout",
+            "the request took too long (a body sent too slowly?)",
+        )
+    } else {
+        ApiError::internal(&*e)
+    }
+}
+
+/// The load shedder's answer: `503` with `Retry-After`.
+async fn overloaded(e: BoxError) -> ApiError {
+    if e.is::<Overloaded>() {
+        metrics::counter!("callhook_requests_shed_total").increment(1);
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many requests in progress; retry shortly",
+        )
+    } else {
+        ApiError::internal(&*e)
+    }
 }
 
 async fn not_found() -> ApiError {

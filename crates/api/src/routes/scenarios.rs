@@ -33,6 +33,9 @@ pub struct ScenarioView {
     pub timezone: String,
     /// `whsec_…`: the key receivers verify `webhook-signature` with.
     pub signing_secret: String,
+    /// After a rotation: until then webhooks also carry a signature made
+    /// with the previous secret. Null when no overlap is running.
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -85,6 +88,7 @@ impl From<Scenario> for ScenarioView {
                 .collect(),
             timezone: s.timezone,
             signing_secret: s.signing_secret,
+            previous_secret_expires_at: s.previous_secret_expires_at,
             created_at: s.created_at,
             updated_at: s.updated_at,
         }
@@ -98,6 +102,8 @@ impl From<Scenario> for ScenarioView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioInput {
+    /// Not blank, at most 255 characters.
+    #[schema(min_length = 1)]
     pub name: String,
     /// Empty string or null = no during-call webhook.
     #[serde(default)]
@@ -117,17 +123,25 @@ pub struct ScenarioInput {
     pub static_numbers: Option<Vec<StaticNumberView>>,
     #[serde(default)]
     pub timezone: Option<String>,
+    /// Read-only: accepted whatever it holds, and ignored.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Value>)]
     pub id: Option<serde_json::Value>,
+    /// Read-only: accepted whatever it holds, and ignored.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Value>)]
     pub signing_secret: Option<serde_json::Value>,
+    /// Read-only: accepted whatever it holds, and ignored.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Value>)]
+    pub previous_secret_expires_at: Option<serde_json::Value>,
+    /// Read-only: accepted whatever it holds, and ignored.
+    #[serde(default)]
+    #[schema(value_type = Option<Value>)]
     pub created_at: Option<serde_json::Value>,
+    /// Read-only: accepted whatever it holds, and ignored.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Value>)]
     pub updated_at: Option<serde_json::Value>,
 }
 
@@ -287,4 +301,23 @@ pub async fn delete(
         .map_err(scenario_not_found(id))?;
     tracing::info!(scenario_id = %id, "scenario deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Rotate the scenario's signing secret. The answer shows the new secret;
+/// for `CALLHOOK_SECRET_ROTATION_OVERLAP` (24 h by default) webhooks carry
+/// two signatures, one per secret, space-separated, so receivers can switch
+/// keys without rejecting a webhook.
+#[utoipa::path(post, path = "/api/v1/scenarios/{id}/secret/rotate", tag = "scenarios",
+    security(("admin_token" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = ScenarioView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<Uuid>,
+) -> Result<Json<ScenarioView>, ApiError> {
+    let s = scenarios::rotate_secret(&state.pool, id, state.settings.secret_rotation_overlap)
+        .await
+        .map_err(ApiError::from)
+        .map_err(scenario_not_found(id))?;
+    tracing::info!(scenario_id = %id, overlap_until = ?s.previous_secret_expires_at, "signing secret rotated");
+    Ok(Json(s.into()))
 }
