@@ -420,3 +420,79 @@ async fn custom_fields_and_timezone_shape_the_payload(pool: PgPool) {
         "{payload}"
     );
 }
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_batch_stores_each_call_as_a_single_start_would(pool: PgPool) {
+    let app = api_only(pool.clone()).await;
+    scenario(&app, true, true).await;
+    app.ingest_post("/api/v1/calls", &page_call("old")).await;
+    let mut conflicting = page_call("old");
+    conflicting["caller"] = json!("79990000000");
+    let mut bad = page_call("bad");
+    bad["caller"] = json!("123");
+    let body = json!({"calls": [page_call("b1"), page_call("old"), conflicting, bad, page_call("b2"), "nope"]});
+    let (status, answer) = app.ingest_post("/api/v1/calls/batch", &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    let statuses: Vec<u64> = results
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, vec![202, 200, 409, 422, 202, 422], "{answer}");
+    assert_eq!(results[0]["call_id"], "b1");
+    assert_eq!(results[0]["deliveries"][0]["kind"], "during_call");
+    assert_eq!(results[3]["error"]["field"], "caller");
+    assert_eq!(results[5]["error"]["field"], "calls");
+    assert_eq!(
+        counts(&pool).await,
+        (3, 3),
+        "old, b1 and b2, each with its during-call delivery"
+    );
+
+    // The stored payload is the same as through the single endpoint.
+    let single: String = sqlx::query_scalar("select payload from deliveries where call_id = 'old'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let batched: String = sqlx::query_scalar("select payload from deliveries where call_id = 'b1'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(batched, single.replace("\"old\"", "\"b1\""));
+
+    // Same batch again: every stored call is a repeat, nothing new.
+    let (_, again) = app.ingest_post("/api/v1/calls/batch", &body).await;
+    let statuses: Vec<u64> = again["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, vec![200, 200, 409, 422, 200, 422]);
+    assert_eq!(counts(&pool).await, (3, 3));
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_batch_must_carry_1_to_1000_calls(pool: PgPool) {
+    let app = api_only(pool.clone()).await;
+    scenario(&app, true, true).await;
+    for body in [
+        json!({}),
+        json!({"calls": []}),
+        json!({"calls": "x"}),
+        json!({"calls": [page_call("1")], "x": 1}),
+    ] {
+        let (status, err) = app.ingest_post("/api/v1/calls/batch", &body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body} -> {err}");
+        assert!(
+            matches!(err["error"]["field"].as_str(), Some("calls" | "x")),
+            "{err}"
+        );
+    }
+    let many: Vec<Value> = (0..1001).map(|i| page_call(&format!("c{i}"))).collect();
+    let (status, err) = app
+        .ingest_post("/api/v1/calls/batch", &json!({"calls": many}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(counts(&pool).await, (0, 0));
+}

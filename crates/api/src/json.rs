@@ -20,39 +20,60 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        let too_large = || {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("request body must be at most {MAX_BODY} bytes"),
-            )
-        };
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY) {
-            return Err(too_large());
-        }
-        let bytes = axum::body::to_bytes(Body::new(req.into_body()), MAX_BODY)
-            .await
-            .map_err(|e| {
-                if std::error::Error::source(&e)
-                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                    || e.to_string().contains("length limit")
-                {
-                    too_large()
-                } else {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "body_unreadable",
-                        format!("could not read the request body: {e}"),
-                    )
-                }
-            })?;
-        JsonObject::from_slice(&bytes)
+        JsonObject::from_slice(&read_body(req, MAX_BODY).await?)
     }
+}
+
+/// Largest batch request body accepted (`POST /api/v1/calls/batch`).
+pub const MAX_BATCH_BODY: usize = 2 * 1024 * 1024;
+
+/// A JSON object body of up to [`MAX_BATCH_BODY`] bytes.
+pub struct LargeJsonObject(pub JsonObject);
+
+impl<S: Send + Sync> FromRequest<S> for LargeJsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        Ok(LargeJsonObject(JsonObject::from_slice(
+            &read_body(req, MAX_BATCH_BODY).await?,
+        )?))
+    }
+}
+
+/// The request body, refused with `413` past `limit` (by its declared length
+/// before anything is read, else as soon as the limit is crossed).
+async fn read_body(req: Request, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body must be at most {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(Body::new(req.into_body()), limit)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit")
+            {
+                too_large()
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "body_unreadable",
+                    format!("could not read the request body: {e}"),
+                )
+            }
+        })
 }
 
 impl JsonObject {

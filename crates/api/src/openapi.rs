@@ -11,7 +11,7 @@ use crate::routes::{calls, deliveries, scenarios, service, test_send, visits};
     paths(
         scenarios::create, scenarios::list, scenarios::get, scenarios::save, scenarios::delete,
         scenarios::rotate_secret,
-        calls::start, calls::end,
+        calls::start, calls::start_batch, calls::end,
         visits::reserve, visits::pool,
         test_send::test_send,
         deliveries::get_call, deliveries::list, deliveries::get, deliveries::retry, deliveries::retry_matching,

@@ -7,11 +7,12 @@ use callhook_core::call::{check_text, parse_call_id, MAX_FIELD_LEN};
 use callhook_core::{CallStatus, FieldError, PhoneNumber, Visit};
 use callhook_store::calls::{self, DeliveryRef, EndCall, Ingested, StartCall};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::error::ErrorBody;
-use crate::json::{JsonObject, PathParam};
+use crate::error::{ErrorBody, ErrorDetail};
+use crate::json::{JsonObject, LargeJsonObject, PathParam};
 use crate::{ApiError, AppState};
 
 /// The call's start. Visit fields (`visit_id`, `marker`, `order_id`,
@@ -172,6 +173,135 @@ pub async fn end(
         tracing::info!(call_id = %id, deliveries = d.len(), "call ended");
     }
     Ok(respond(&state, id, ingested))
+}
+
+/// Most calls one batch may carry.
+pub const MAX_BATCH: usize = 1000;
+
+/// Many start events at once, for telephony that reports in bulk.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BatchBody {
+    /// 1 to 1000 start events, each exactly as `POST /api/v1/calls` takes it.
+    pub calls: Vec<StartCallBody>,
+}
+
+/// One result per call, in the order sent.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchResponse {
+    pub results: Vec<BatchItem>,
+}
+
+/// What `POST /api/v1/calls` would have answered for this call.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchItem {
+    /// The call's id, when the item had a readable one.
+    pub call_id: Option<String>,
+    /// 202 stored, 200 the same event again, 409 conflicting repeat, 422 a bad field.
+    pub status: u16,
+    /// The call's deliveries (202 and 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliveries: Option<Vec<DeliveryRefView>>,
+    /// Why it was refused (409 and 422); `field` names the item's input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+impl BatchItem {
+    fn refused(call_id: Option<String>, e: ApiError) -> Self {
+        Self {
+            call_id,
+            status: e.status.as_u16(),
+            deliveries: None,
+            error: Some(ErrorDetail {
+                code: e.code.to_owned(),
+                message: e.message,
+                field: e.field,
+            }),
+        }
+    }
+}
+
+/// Report many call starts at once: each is stored (or refused) as
+/// `POST /api/v1/calls` would, all in one transaction, one commit.
+#[utoipa::path(post, path = "/api/v1/calls/batch", tag = "ingest", request_body = BatchBody,
+    security(("ingest_token" = [])),
+    responses((status = 200, body = BatchResponse, description = "per-call results, in order"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 413, body = ErrorBody, description = "body over 2 MiB"),
+              (status = 422, body = ErrorBody, description = "`calls` missing, empty or over 1000"),
+              (status = 503, body = ErrorBody, description = "database unavailable; nothing stored, retry")))]
+pub async fn start_batch(
+    State(state): State<AppState>,
+    LargeJsonObject(body): LargeJsonObject,
+) -> Result<Json<BatchResponse>, ApiError> {
+    body.only(|k| k == "calls")?;
+    let items = match body.0.get("calls") {
+        Some(Value::Array(items)) if !items.is_empty() && items.len() <= MAX_BATCH => items,
+        _ => {
+            return Err(ApiError::unprocessable(
+                "calls",
+                "invalid_batch",
+                format!("calls must be an array of 1 to {MAX_BATCH} start events"),
+            ))
+        }
+    };
+    let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(items.len());
+    let mut valid = Vec::with_capacity(items.len());
+    for item in items {
+        let call_id = item.get("id").and_then(Value::as_str).map(str::to_owned);
+        let parsed = match item {
+            Value::Object(map) => parse_start(&JsonObject(map.clone())),
+            _ => Err(ApiError::unprocessable(
+                "calls",
+                "invalid_type",
+                "each call must be a JSON object",
+            )),
+        };
+        match parsed {
+            Ok(input) => {
+                valid.push(input);
+                results.push(None);
+            }
+            Err(e) => results.push(Some(BatchItem::refused(call_id, e))),
+        }
+    }
+    let outcomes = calls::start_batch(&state.pool, &valid).await?;
+    let mut created = 0u64;
+    let mut queued = false;
+    let mut outcomes = valid.into_iter().zip(outcomes);
+    for slot in results.iter_mut().filter(|r| r.is_none()) {
+        let (input, outcome) = outcomes.next().expect("one outcome per valid call");
+        *slot = Some(match outcome {
+            Ok(ingested) => {
+                let (status, deliveries) = match ingested {
+                    Ingested::Created(d) => {
+                        created += 1;
+                        queued |= !d.is_empty();
+                        (StatusCode::ACCEPTED, d)
+                    }
+                    Ingested::Repeated(d) => (StatusCode::OK, d),
+                };
+                BatchItem {
+                    call_id: Some(input.id),
+                    status: status.as_u16(),
+                    deliveries: Some(deliveries.into_iter().map(Into::into).collect()),
+                    error: None,
+                }
+            }
+            Err(e) => BatchItem::refused(Some(input.id), e.into()),
+        });
+    }
+    if queued {
+        state.notifier.wake();
+    }
+    metrics::counter!("callhook_calls_ingested_total", "event" => "start").increment(created);
+    tracing::info!(calls = results.len(), created, "call batch ingested");
+    Ok(Json(BatchResponse {
+        results: results
+            .into_iter()
+            .map(|r| r.expect("every slot filled"))
+            .collect(),
+    }))
 }
 
 /// A start event's body, checked: the ingest parser without IO (what the

@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
     // database pool and memory give out.
     let ingest = Router::new()
         .route("/api/v1/calls", post(calls::start))
+        .route("/api/v1/calls/batch", post(calls::start_batch))
         .route("/api/v1/calls/{id}/end", post(calls::end))
         .route("/api/v1/visits", post(visits::reserve))
         .route_layer(from_fn_with_state(
