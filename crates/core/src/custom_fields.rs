@@ -3,7 +3,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::payload::PLACEHOLDER_FIELDS;
+use crate::payload::placeholder_fields;
 use crate::FieldError;
 
 /// At most this many custom fields per scenario.
@@ -57,13 +57,13 @@ impl CustomFields {
             }
             crate::call::check_text(&at("value"), &f.value, MAX_VALUE_LEN)?;
             for name in placeholders(&f.value) {
-                if !PLACEHOLDER_FIELDS.contains(&name) {
+                if !placeholder_fields().any(|f| f == name) {
                     return Err(FieldError::new(
                         at("value"),
                         "unknown_placeholder",
                         format!(
                             "{{{name}}} is not a payload field; use one of {}",
-                            PLACEHOLDER_FIELDS.join(", ")
+                            placeholder_fields().collect::<Vec<_>>().join(", ")
                         ),
                     ));
                 }

@@ -2,10 +2,7 @@
 //! same keys, same order, same types, same values, and the same bytes once
 //! the example is written compactly.
 
-use callhook_core::{
-    build_payload, Call, CallEnd, CallStatus, CustomFields, DeliveryKind, PhoneNumber, Timezone,
-    Visit,
-};
+use callhook_core::{build_payload, Call, CustomFields, DeliveryKind, Timezone};
 use chrono::Utc;
 use serde_json::Value;
 
@@ -16,30 +13,7 @@ fn golden(name: &str) -> Value {
 }
 
 fn page_call() -> Call {
-    let tz = Timezone::default();
-    Call {
-        id: "313".into(),
-        caller: PhoneNumber::parse("79990009911", "caller").unwrap(),
-        callee: PhoneNumber::parse("78005552233", "callee").unwrap(),
-        date: tz.parse_date("2019-02-19 00:00:00", "date").unwrap(),
-        visit: Visit {
-            visit_id: Some("123456".into()),
-            marker: Some("vk_new".into()),
-            order_id: Some(123456789),
-            google_client_id: Some("111111111.1111111111".into()),
-            landing_page: Some("test.com/new".into()),
-            domain: Some("test.com".into()),
-            city: Some("Москва".into()),
-            country: Some("Россия".into()),
-            ip: Some("100.100.1.1".into()),
-            first_visit: Some("1001".into()),
-            referrer: Some("vk.com".into()),
-            source_level_1: Some("vk".into()),
-            source_level_2: Some("new".into()),
-            ..Visit::default()
-        },
-        end: None,
-    }
+    callhook_core::payload::example_call(Timezone::default(), false, Utc::now())
 }
 
 fn assert_same(body: &[u8], expected: &Value) {
@@ -70,14 +44,7 @@ fn during_call_payload_matches_the_page() {
 
 #[test]
 fn after_call_payload_matches_the_page() {
-    let mut call = page_call();
-    call.end = Some(CallEnd {
-        status: CallStatus::Answer,
-        duration: 20,
-        file_id: None,
-        link: Some(String::new()),
-        ended_at: Utc::now(),
-    });
+    let call = callhook_core::payload::example_call(Timezone::default(), true, Utc::now());
     let body = build_payload(
         &call,
         DeliveryKind::AfterCall,

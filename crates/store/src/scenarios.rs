@@ -180,29 +180,16 @@ pub async fn rotate_secret(
 }
 
 pub async fn get(e: impl PgExecutor<'_>, id: Uuid) -> Result<Scenario, StoreError> {
-    sqlx::query_as!(
-        Scenario,
-        r#"select s.id, s.name, s.during_call_url, s.after_call_url,
-                  s.custom_fields as "custom_fields: Json<Vec<CustomField>>",
-                  s.timezone, s.signing_secret,
-                  case when s.previous_secret_expires_at > now() then s.previous_secret_expires_at end
-                    as previous_secret_expires_at,
-                  s.created_at, s.updated_at,
-                  array(select n.number from scenario_numbers n where n.scenario_id = s.id and not n.is_static order by n.number) as "numbers!",
-                  coalesce((select jsonb_agg(jsonb_build_object('number', n.number, 'marker', n.marker,
-                                    'source_level_1', n.source_level_1, 'source_level_2', n.source_level_2) order by n.number)
-                              from scenario_numbers n where n.scenario_id = s.id and n.is_static), '[]') as "static_numbers!: Json<Vec<StaticNumber>>"
-             from scenarios s
-            where s.id = $1"#,
-        id
-    )
-    .fetch_optional(e)
-    .await?
-    .ok_or(StoreError::NotFound)
+    select(e, Some(id)).await?.pop().ok_or(StoreError::NotFound)
 }
 
 /// All scenarios, oldest first.
 pub async fn list(e: impl PgExecutor<'_>) -> Result<Vec<Scenario>, StoreError> {
+    select(e, None).await
+}
+
+/// The scenario `id`, or every scenario when `None`, oldest first.
+async fn select(e: impl PgExecutor<'_>, id: Option<Uuid>) -> Result<Vec<Scenario>, StoreError> {
     Ok(sqlx::query_as!(
         Scenario,
         r#"select s.id, s.name, s.during_call_url, s.after_call_url,
@@ -216,22 +203,11 @@ pub async fn list(e: impl PgExecutor<'_>) -> Result<Vec<Scenario>, StoreError> {
                                     'source_level_1', n.source_level_1, 'source_level_2', n.source_level_2) order by n.number)
                               from scenario_numbers n where n.scenario_id = s.id and n.is_static), '[]') as "static_numbers!: Json<Vec<StaticNumber>>"
              from scenarios s
-            order by s.id"#
+            where $1::uuid is null or s.id = $1
+            order by s.id"#,
+        id
     )
     .fetch_all(e)
-    .await?)
-}
-
-/// The scenario a tracking number belongs to.
-pub async fn find_by_number(
-    e: impl PgExecutor<'_>,
-    number: &str,
-) -> Result<Option<Uuid>, StoreError> {
-    Ok(sqlx::query_scalar!(
-        "select scenario_id from scenario_numbers where number = $1",
-        number
-    )
-    .fetch_optional(e)
     .await?)
 }
 

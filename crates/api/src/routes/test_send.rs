@@ -5,10 +5,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use callhook_core::{
-    build_payload, Call, CallEnd, CallStatus, DeliveryKind, PhoneNumber, SigningSecret, Timezone,
-    Visit, WebhookUrl,
-};
+use callhook_core::{build_payload, DeliveryKind, SigningSecret, WebhookUrl};
 use callhook_dispatch::Webhook;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -52,42 +49,6 @@ pub struct TestSendResult {
     pub started_at: DateTime<Utc>,
 }
 
-/// The product page's example call, dated in the scenario's zone; after-call
-/// adds the page's `ANSWER`, 20 s and an empty link.
-fn sample_call(kind: DeliveryKind, tz: Timezone) -> Call {
-    Call {
-        id: "313".into(),
-        caller: PhoneNumber::from_trusted("79990009911".into()),
-        callee: PhoneNumber::from_trusted("78005552233".into()),
-        date: tz
-            .parse_date("2019-02-19 00:00:00", "date")
-            .unwrap_or_else(|_| Utc::now()),
-        visit: Visit {
-            visit_id: Some("123456".into()),
-            marker: Some("vk_new".into()),
-            order_id: Some(123_456_789),
-            google_client_id: Some("111111111.1111111111".into()),
-            landing_page: Some("test.com/new".into()),
-            domain: Some("test.com".into()),
-            city: Some("Москва".into()),
-            country: Some("Россия".into()),
-            ip: Some("100.100.1.1".into()),
-            first_visit: Some("1001".into()),
-            referrer: Some("vk.com".into()),
-            source_level_1: Some("vk".into()),
-            source_level_2: Some("new".into()),
-            ..Visit::default()
-        },
-        end: (kind == DeliveryKind::AfterCall).then(|| CallEnd {
-            status: CallStatus::Answer,
-            duration: 20,
-            file_id: None,
-            link: Some(String::new()),
-            ended_at: Utc::now(),
-        }),
-    }
-}
-
 /// Send a sample webhook now and answer with the outcome (a receiver's 500
 /// or an unreachable URL is still a `200` here: the outcome is the answer).
 /// Signed with the scenario's secret, through the destination guard and
@@ -128,7 +89,11 @@ pub async fn test_send(
             })?,
     };
     let payload = build_payload(
-        &sample_call(input.kind, scenario.tz()),
+        &callhook_core::payload::example_call(
+            scenario.tz(),
+            input.kind == DeliveryKind::AfterCall,
+            Utc::now(),
+        ),
         input.kind,
         &scenario.fields(),
         scenario.tz(),
