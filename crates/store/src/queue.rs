@@ -44,9 +44,19 @@ pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Cla
     // A claim only stamps a lease. Should a crash lose it, the row is still
     // pending and due, and is claimed again: nothing acknowledged depends on
     // this commit being flushed, so it need not wait for the WAL flush.
-    sqlx::query!("set local synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
+    //
+    // And the claim must walk the due index in order and stop at `limit`.
+    // When a burst leaves thousands of rows due, a planner that misjudges
+    // the range (fresh statistics) picks a bitmap scan that reads and sorts
+    // every due row on every claim; these settings rule that plan out for
+    // this transaction only.
+    sqlx::query!(
+        r#"select set_config('synchronous_commit', 'off', true) as "a",
+                  set_config('enable_bitmapscan', 'off', true) as "b",
+                  set_config('enable_seqscan', 'off', true) as "c""#
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let rows = sqlx::query_as!(
         Claimed,
         r#"with due as (
