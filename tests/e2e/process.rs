@@ -296,20 +296,21 @@ impl TempCluster {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    fn pg(&self, tool: &str, args: &[&str]) {
+    /// A Postgres server tool, run as the `postgres` user when we are root
+    /// (initdb and the server refuse to run as root).
+    fn tool(&self, tool: &str) -> std::process::Command {
         let path = self.bin.join(tool);
-        let out = if is_root() {
-            std::process::Command::new("runuser")
-                .arg("-u")
-                .arg("postgres")
-                .arg("--")
-                .arg(&path)
-                .args(args)
-                .output()
+        if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.arg("-u").arg("postgres").arg("--").arg(path);
+            c
         } else {
-            std::process::Command::new(&path).args(args).output()
+            std::process::Command::new(path)
         }
-        .unwrap();
+    }
+
+    fn pg(&self, tool: &str, args: &[&str]) {
+        let out = self.tool(tool).args(args).output().unwrap();
         assert!(
             out.status.success(),
             "{tool} {args:?} failed: {}",
@@ -352,19 +353,10 @@ impl TempCluster {
 
 impl Drop for TempCluster {
     fn drop(&mut self) {
-        let path = self.bin.join("pg_ctl");
-        let args = ["-D", self.data(), "-m", "immediate", "stop"];
-        let _ = if is_root() {
-            std::process::Command::new("runuser")
-                .arg("-u")
-                .arg("postgres")
-                .arg("--")
-                .arg(&path)
-                .args(args)
-                .output()
-        } else {
-            std::process::Command::new(&path).args(args).output()
-        };
+        let _ = self
+            .tool("pg_ctl")
+            .args(["-D", self.data(), "-m", "immediate", "stop"])
+            .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
