@@ -21,16 +21,6 @@ async fn scenario_to(app: &TestApp, during: &str, after: &str) -> serde_json::Va
     .await
 }
 
-async fn start_call(app: &TestApp, id: &str) -> uuid::Uuid {
-    let (status, body) = app.ingest_post("/api/v1/calls", &page_call(id)).await;
-    assert_eq!(status.as_u16(), 202, "{body}");
-    body["deliveries"][0]["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 /// A port nothing listens on.
 async fn closed_port_url() -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

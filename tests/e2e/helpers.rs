@@ -394,3 +394,15 @@ pub fn page_call(id: &str) -> Value {
         "source_level_2": "new"
     })
 }
+
+/// Reports the page's example call as `id` (expecting `202`) and returns its
+/// during-call delivery's id.
+pub async fn start_call(app: &TestApp, id: &str) -> uuid::Uuid {
+    let (status, body) = app.ingest_post("/api/v1/calls", &page_call(id)).await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+    body["deliveries"][0]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}

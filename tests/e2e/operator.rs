@@ -319,12 +319,7 @@ async fn delivery_detail_lists_its_attempts_in_order(pool: PgPool) {
     })
     .await;
     scenario(&app, "A", "78005552233", &rx.url("/d"), "").await;
-    let (_, body) = app.ingest_post("/api/v1/calls", &page_call("313")).await;
-    let id: Uuid = body["deliveries"][0]["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let id: Uuid = start_call(&app, "313").await;
     wait_state(&pool, id, "delivered", WAIT).await;
 
     let (s, d) = app.admin_get(&format!("/api/v1/deliveries/{id}")).await;
@@ -365,12 +360,7 @@ async fn retry_sends_a_failed_delivery_again_and_numbering_continues(pool: PgPoo
     })
     .await;
     scenario(&app, "A", "78005552233", &rx.url("/d"), "").await;
-    let (_, body) = app.ingest_post("/api/v1/calls", &page_call("313")).await;
-    let id: Uuid = body["deliveries"][0]["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let id: Uuid = start_call(&app, "313").await;
     wait_state(&pool, id, "failed", WAIT).await;
     let first = rx.next(WAIT).await;
 
@@ -617,12 +607,7 @@ async fn delivery_log_view_has_one_row_per_attempt_and_is_read_only(pool: PgPool
     })
     .await;
     scenario(&app, "Main site", "78005552233", &rx.url("/d"), "").await;
-    let (_, body) = app.ingest_post("/api/v1/calls", &page_call("313")).await;
-    let id: Uuid = body["deliveries"][0]["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let id: Uuid = start_call(&app, "313").await;
     wait_state(&pool, id, "delivered", WAIT).await;
     eventually(WAIT, "two attempts", || async {
         (attempts(&pool, id).await.len() == 2).then_some(())
