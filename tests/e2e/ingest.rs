@@ -155,6 +155,52 @@ async fn twenty_parallel_identical_starts_make_one_call_and_one_delivery(pool: P
     assert_eq!(counts(&pool).await, (1, 2));
 }
 
+/// Concurrent single starts share transactions (group commit); each request
+/// still gets its own answer, and a refused one costs its neighbours nothing.
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn concurrent_starts_each_get_their_own_answer(pool: PgPool) {
+    let app = api_only(pool.clone()).await;
+    scenario(&app, true, false).await;
+    start_call(&app, "taken").await;
+    let mut bodies = Vec::new();
+    for i in 0..40 {
+        bodies.push((StatusCode::ACCEPTED, page_call(&format!("c{i}"))));
+    }
+    for i in 0..10 {
+        let mut unknown = page_call(&format!("u{i}"));
+        unknown["callee"] = json!("70000000000");
+        bodies.push((StatusCode::UNPROCESSABLE_ENTITY, unknown));
+        let mut conflicting = page_call("taken");
+        conflicting["caller"] = json!(format!("7999000000{i}"));
+        bodies.push((StatusCode::CONFLICT, conflicting));
+    }
+    let answers = futures::future::join_all(
+        bodies
+            .iter()
+            .map(|(_, body)| app.ingest_post("/api/v1/calls", body)),
+    )
+    .await;
+    for ((expected, sent), (status, answer)) in bodies.iter().zip(&answers) {
+        assert_eq!(status, expected, "{sent} → {answer}");
+        match *expected {
+            StatusCode::ACCEPTED => {
+                assert_eq!(answer["call_id"], sent["id"]);
+                let delivery = answer["deliveries"][0]["id"].as_str().unwrap();
+                let call_id: String =
+                    sqlx::query_scalar("select call_id from deliveries where id = $1::uuid")
+                        .bind(delivery)
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap();
+                assert_eq!(call_id, sent["id"].as_str().unwrap());
+            }
+            StatusCode::UNPROCESSABLE_ENTITY => assert_eq!(answer["error"]["field"], "callee"),
+            _ => assert_eq!(answer["error"]["field"], "id"),
+        }
+    }
+    assert_eq!(counts(&pool).await, (41, 41));
+}
+
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn a_conflicting_repeat_is_409_and_changes_nothing(pool: PgPool) {
     let app = api_only(pool.clone()).await;

@@ -2,6 +2,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use callhook_dispatch::Sender;
+use callhook_store::group_commit::StartQueue;
 use callhook_store::queue::Notifier;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use secrecy::SecretString;
@@ -29,6 +30,10 @@ impl Default for IngestSettings {
     }
 }
 
+/// Transactions storing single start events at once: enough to keep
+/// Postgres's WAL flushes overlapping, few enough to leave the pool to others.
+const START_COMMITTERS: usize = 4;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -39,6 +44,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Wakes dispatchers after an ingest queued deliveries.
     pub notifier: Notifier,
+    /// Stores single start events, many to a commit.
+    pub starts: StartQueue,
     pub ingest: Arc<IngestSettings>,
     pub settings: ApiSettings,
 }
@@ -68,6 +75,7 @@ impl AppState {
     pub fn new(pool: PgPool, sender: Sender, tokens: Tokens) -> Self {
         Self {
             notifier: Notifier::spawn(pool.clone()),
+            starts: StartQueue::spawn(pool.clone(), START_COMMITTERS),
             pool,
             sender,
             tokens: Arc::new(tokens),

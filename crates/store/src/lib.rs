@@ -7,6 +7,7 @@
 
 pub mod calls;
 pub mod error;
+pub mod group_commit;
 pub mod log;
 pub mod pool;
 pub mod queue;

@@ -143,12 +143,13 @@ pub async fn start(
     body: JsonObject,
 ) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
     let input = parse_start(&body)?;
-    let ingested = calls::start(&state.pool, &input).await?;
+    let call_id = input.id.clone();
+    let ingested = state.starts.start(input).await?;
     if let Ingested::Created(d) = &ingested {
         metrics::counter!("callhook_calls_ingested_total", "event" => "start").increment(1);
-        tracing::info!(call_id = %input.id, deliveries = d.len(), "call started");
+        tracing::info!(%call_id, deliveries = d.len(), "call started");
     }
-    Ok(respond(&state, input.id, ingested))
+    Ok(respond(&state, call_id, ingested))
 }
 
 /// Report a call's end: records status, duration and recording, and queues

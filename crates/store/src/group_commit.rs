@@ -1,0 +1,110 @@
+//! Group commit for single start events.
+//!
+//! Each start sent to `POST /api/v1/calls` would otherwise be its own
+//! transaction: one commit, one WAL flush, per call. [`StartQueue`] lets
+//! concurrent requests share a transaction instead. A request hands its
+//! start to the queue and waits; a few committer tasks each take whatever
+//! starts are waiting, store them with [`calls::start_batch`] (one commit)
+//! and answer every request. So a request is acknowledged only after its own
+//! commit, exactly as before: durability is unchanged, only the number of
+//! flushes drops.
+//!
+//! Under light load a committer is free when a start arrives and takes it
+//! alone, so nothing waits for a batch to fill. Under load the committers
+//! are busy, starts queue up, and the next free committer takes them all.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::calls::{self, IngestError, Ingested, StartCall};
+use crate::StoreError;
+
+/// Most starts one transaction takes.
+const MAX_GROUP: usize = 128;
+
+type Reply = oneshot::Sender<Result<Ingested, IngestError>>;
+
+/// Stores single start events, many to a transaction (see the module docs).
+#[derive(Clone, Debug)]
+pub struct StartQueue {
+    jobs: mpsc::UnboundedSender<(StartCall, Reply)>,
+}
+
+impl StartQueue {
+    /// Starts the queue's task, with at most `committers` transactions open
+    /// at once (each holds one pooled connection while it runs).
+    pub fn spawn(pool: PgPool, committers: usize) -> Self {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(pool, rx, committers.max(1)));
+        Self { jobs }
+    }
+
+    /// Stores one start, as [`calls::start`] does, and answers once it is
+    /// committed. The number of waiting starts is bounded by the callers
+    /// (the API sheds load past its in-flight limit).
+    pub async fn start(&self, input: StartCall) -> Result<Ingested, IngestError> {
+        let (reply, answer) = oneshot::channel();
+        if let Err(mpsc::error::SendError((input, _))) = self.jobs.send((input, reply)) {
+            // The queue's task is gone (the runtime is shutting down).
+            return Err(gone(&input));
+        }
+        match answer.await {
+            Ok(result) => result,
+            Err(_) => Err(IngestError::Store(StoreError::Db(
+                sqlx::Error::WorkerCrashed,
+            ))),
+        }
+    }
+}
+
+fn gone(input: &StartCall) -> IngestError {
+    tracing::warn!(call_id = %input.id, "start queue stopped; nothing stored");
+    IngestError::Store(StoreError::Unavailable(sqlx::Error::PoolClosed))
+}
+
+async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<(StartCall, Reply)>, committers: usize) {
+    let free = Arc::new(Semaphore::new(committers));
+    loop {
+        let Ok(committer) = free.clone().acquire_owned().await else {
+            return;
+        };
+        let mut group = Vec::new();
+        if rx.recv_many(&mut group, MAX_GROUP).await == 0 {
+            return; // every sender is gone
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            commit_group(&pool, group).await;
+            drop(committer);
+        });
+    }
+}
+
+/// Stores a group in one transaction and answers each start. Should the
+/// transaction fail as a whole, each start is retried on its own, so one
+/// start's trouble never becomes its neighbours' error.
+async fn commit_group(pool: &PgPool, mut group: Vec<(StartCall, Reply)>) {
+    // Every transaction inserts its calls in id order, so two groups that
+    // share ids wait for each other instead of deadlocking.
+    group.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    let (inputs, replies): (Vec<StartCall>, Vec<Reply>) = group.into_iter().unzip();
+    match calls::start_batch(pool, &inputs).await {
+        Ok(results) => {
+            metrics::histogram!("callhook_ingest_group_size").record(inputs.len() as f64);
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) if inputs.len() == 1 => {
+            let _ = replies.into_iter().next().map(|r| r.send(Err(e.into())));
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, size = inputs.len(), "group commit failed; storing its starts one by one");
+            for (input, reply) in inputs.iter().zip(replies) {
+                let _ = reply.send(calls::start(pool, input).await);
+            }
+        }
+    }
+}
