@@ -7,6 +7,7 @@ use axum::extract::Request;
 use backon::{ExponentialBuilder, Retryable};
 use callhook_api::{ApiSettings, AppState, IngestSettings, Tokens};
 use callhook_dispatch::{DispatchConfig, Sender, SenderConfig};
+use callhook_store::queue;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -70,7 +71,15 @@ pub async fn run(
     })
     .context("building the HTTP client")?;
 
+    // With the API and the dispatcher in one process, ingest hands new
+    // deliveries straight to the dispatcher.
+    let mut handoff = None;
     let dispatcher = config.role.dispatches().then(|| {
+        let inbox = config.role.serves_api().then(|| {
+            let (h, inbox) = queue::handoff(config.concurrency, config.lease);
+            handoff = Some(h);
+            inbox
+        });
         let dispatch = DispatchConfig {
             concurrency: config.concurrency,
             per_host: config.per_host_concurrency,
@@ -83,6 +92,7 @@ pub async fn run(
             pool.clone(),
             sender.clone(),
             dispatch,
+            inbox,
             shutdown.clone(),
         ))
     });
@@ -96,7 +106,7 @@ pub async fn run(
     });
 
     let secret = |t: &Option<SecretString>| t.clone().unwrap_or_else(|| SecretString::from(""));
-    let state = AppState::new(
+    let mut state = AppState::new(
         pool,
         sender,
         Tokens {
@@ -112,6 +122,9 @@ pub async fn run(
         max_inflight_requests: config.max_inflight_requests,
         secret_rotation_overlap: config.secret_rotation_overlap,
     });
+    if let Some(h) = handoff {
+        state = state.with_handoff(h);
+    }
     let app = if config.role.serves_api() {
         callhook_api::router(state)
     } else {

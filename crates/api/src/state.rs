@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use callhook_dispatch::Sender;
 use callhook_store::group_commit::StartQueue;
-use callhook_store::queue::Notifier;
+use callhook_store::queue::{Handoff, Notifier};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use secrecy::SecretString;
 use sqlx::PgPool;
@@ -46,6 +46,9 @@ pub struct AppState {
     pub notifier: Notifier,
     /// Stores single start events, many to a commit.
     pub starts: StartQueue,
+    /// This process's dispatcher, when it has one: new deliveries go to it
+    /// directly.
+    pub handoff: Option<Handoff>,
     pub ingest: Arc<IngestSettings>,
     pub settings: ApiSettings,
 }
@@ -73,9 +76,11 @@ impl Default for ApiSettings {
 
 impl AppState {
     pub fn new(pool: PgPool, sender: Sender, tokens: Tokens) -> Self {
+        let notifier = Notifier::spawn(pool.clone());
         Self {
-            notifier: Notifier::spawn(pool.clone()),
-            starts: StartQueue::spawn(pool.clone(), START_COMMITTERS),
+            starts: StartQueue::spawn(pool.clone(), START_COMMITTERS, notifier.clone(), None),
+            notifier,
+            handoff: None,
             pool,
             sender,
             tokens: Arc::new(tokens),
@@ -83,6 +88,18 @@ impl AppState {
             ingest: Arc::new(IngestSettings::default()),
             settings: ApiSettings::default(),
         }
+    }
+
+    /// The same state, handing new deliveries to this process's dispatcher.
+    pub fn with_handoff(mut self, handoff: Handoff) -> Self {
+        self.starts = StartQueue::spawn(
+            self.pool.clone(),
+            START_COMMITTERS,
+            self.notifier.clone(),
+            Some(handoff.clone()),
+        );
+        self.handoff = Some(handoff);
+        self
     }
 
     /// The same state with these ingest settings.

@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use callhook_core::{RetrySchedule, SigningSecret};
-use callhook_store::queue::{self, AttemptRecord, Claimed, Completion, Outcome};
+use callhook_store::queue::{
+    self, AttemptRecord, Claimed, Completion, HandedOff, HandoffInbox, Outcome,
+};
 use callhook_store::StoreError;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -56,11 +58,13 @@ type InFlight = Arc<Mutex<HashMap<Uuid, Uuid>>>;
 
 /// Runs the dispatcher until `shutdown` is cancelled; then stops claiming,
 /// lets in-flight requests finish within the grace period, records them and
-/// hands back the leases of whatever is left.
+/// hands back the leases of whatever is left. With an `inbox`, it also sends
+/// the deliveries this process's ingest hands it (see [`queue::Handoff`]).
 pub async fn run(
     pool: PgPool,
     sender: Sender,
     config: DispatchConfig,
+    inbox: Option<HandoffInbox>,
     shutdown: CancellationToken,
 ) {
     let wake = Arc::new(Notify::new());
@@ -82,7 +86,37 @@ pub async fn run(
         hosts: HostLimits::new(config.per_host),
         done: done_tx,
     });
-    claim_loop(&pool, &config, &ctx, &workers, &in_flight, &wake, &shutdown).await;
+    let (slots, handed) = match inbox {
+        Some(inbox) => (inbox.slots, Some(inbox.rx)),
+        None => (Arc::new(Semaphore::new(config.concurrency)), None),
+    };
+    let receiving = handed.map(|rx| {
+        tokio::spawn(receive_handoffs(
+            rx,
+            ctx.clone(),
+            workers.clone(),
+            in_flight.clone(),
+            shutdown.clone(),
+        ))
+    });
+    claim_loop(
+        &pool, &config, &ctx, &workers, &in_flight, &slots, &wake, &shutdown,
+    )
+    .await;
+
+    // No more hand-offs: ingest now queues for claims. Deliveries handed
+    // off but not yet started are given back below with the rest.
+    slots.close();
+    if let Some(task) = receiving {
+        if let Ok(mut rx) = task.await {
+            while let Ok(h) = rx.try_recv() {
+                in_flight
+                    .lock()
+                    .expect("in-flight lock")
+                    .insert(h.row.id, h.row.lease_token);
+            }
+        }
+    }
 
     workers.close();
     if tokio::time::timeout(config.shutdown_grace, workers.wait())
@@ -111,7 +145,7 @@ pub async fn run(
 /// A result on its way to the database, holding its worker's slot.
 struct Done {
     completion: Completion,
-    slot: tokio::sync::OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
 }
 
 struct Ctx {
@@ -121,16 +155,62 @@ struct Ctx {
     done: mpsc::Sender<Done>,
 }
 
+/// Sends what ingest hands over until shutdown; returns the channel, so
+/// what is left in it can be given back.
+async fn receive_handoffs(
+    mut rx: mpsc::UnboundedReceiver<HandedOff>,
+    ctx: Arc<Ctx>,
+    workers: TaskTracker,
+    in_flight: InFlight,
+    shutdown: CancellationToken,
+) -> mpsc::UnboundedReceiver<HandedOff> {
+    loop {
+        let handed = tokio::select! {
+            h = rx.recv() => h,
+            () = shutdown.cancelled() => return rx,
+        };
+        let Some(HandedOff { row, slot }) = handed else {
+            return rx;
+        };
+        spawn_worker(&ctx, &workers, &in_flight, row, slot);
+    }
+}
+
+/// Sends one leased delivery on its own task, holding its worker slot
+/// until the result is recorded.
+fn spawn_worker(
+    ctx: &Arc<Ctx>,
+    workers: &TaskTracker,
+    in_flight: &InFlight,
+    row: Claimed,
+    slot: OwnedSemaphorePermit,
+) {
+    in_flight
+        .lock()
+        .expect("in-flight lock")
+        .insert(row.id, row.lease_token);
+    let ctx = ctx.clone();
+    workers.spawn(async move {
+        let completion = process(&ctx, row).await;
+        // The writer only stops after every worker has finished.
+        // The worker's slot is freed once the result is recorded, so
+        // at most `concurrency` deliveries are ever claimed and not
+        // yet recorded: what a crash can make us send twice.
+        let _ = ctx.done.send(Done { completion, slot }).await;
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn claim_loop(
     pool: &PgPool,
     config: &DispatchConfig,
     ctx: &Arc<Ctx>,
     workers: &TaskTracker,
     in_flight: &InFlight,
+    slots: &Arc<Semaphore>,
     wake: &Notify,
     shutdown: &CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(config.concurrency));
     let mut backoff = db_backoff();
     loop {
         // Wait for at least one free worker.
@@ -138,7 +218,12 @@ async fn claim_loop(
             p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
             () = shutdown.cancelled() => return,
         };
-        let free = slots.available_permits() + 1;
+        // Take every free slot now: ingest's hand-off takes slots too.
+        let mut permits = vec![first];
+        while let Ok(p) = slots.clone().try_acquire_owned() {
+            permits.push(p);
+        }
+        let free = permits.len();
         let claimed = tokio::select! {
             r = queue::claim(pool, free as i64, config.lease) => r,
             () = shutdown.cancelled() => return,
@@ -151,7 +236,7 @@ async fn claim_loop(
             Err(e) => {
                 let pause = backoff.next().unwrap_or(Duration::from_secs(5));
                 log_store_error(&e, "claiming deliveries", pause);
-                drop(first);
+                drop(permits);
                 tokio::select! {
                     () = tokio::time::sleep(pause) => continue,
                     () = shutdown.cancelled() => return,
@@ -159,34 +244,9 @@ async fn claim_loop(
             }
         };
         let full = claimed.len() == free;
-        let mut permits = std::iter::once(first);
-        for row in claimed {
-            let permit = match permits.next() {
-                Some(p) => p,
-                None => slots
-                    .clone()
-                    .try_acquire_owned()
-                    .expect("claimed no more than the free slots"),
-            };
-            in_flight
-                .lock()
-                .expect("in-flight lock")
-                .insert(row.id, row.lease_token);
-            let ctx = ctx.clone();
-            workers.spawn(async move {
-                let completion = process(&ctx, row).await;
-                // The writer only stops after every worker has finished.
-                // The worker's slot is freed once the result is recorded, so
-                // at most `concurrency` deliveries are ever claimed and not
-                // yet recorded: what a crash can make us send twice.
-                let _ = ctx
-                    .done
-                    .send(Done {
-                        completion,
-                        slot: permit,
-                    })
-                    .await;
-            });
+        // A claim returns at most `free` rows; unused slots go back.
+        for (row, permit) in claimed.into_iter().zip(permits) {
+            spawn_worker(ctx, workers, in_flight, row, permit);
         }
         if full {
             continue;
@@ -316,9 +376,16 @@ async fn write_completions(
             received.drain(..).map(|d| (d.completion, d.slot)).unzip();
         let mut backoff = db_backoff();
         let mut tries = 0;
+        // Whether claims should look again (an after-call delivery was
+        // unblocked, or we cannot tell).
+        let mut unblocked = true;
         loop {
             match queue::complete(&pool, &batch).await {
-                Ok(updated) => {
+                Ok(queue::Completed {
+                    updated,
+                    unblocked: n,
+                }) => {
+                    unblocked = n > 0;
                     if (updated as usize) < batch.len() {
                         tracing::warn!(
                             lost = batch.len() - updated as usize,
@@ -346,8 +413,9 @@ async fn write_completions(
             }
         }
         drop(slots); // frees the workers' slots
-                     // A finished during-call delivery may unblock its after-call one.
-        wake.notify_one();
+        if unblocked {
+            wake.notify_one();
+        }
     }
 }
 

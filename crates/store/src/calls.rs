@@ -18,7 +18,10 @@ use uuid::Uuid;
 use callhook_core::{CustomField, CustomFields, Timezone};
 use sqlx::types::Json;
 
+use crate::queue::{Claimed, HandedOff, Handoff};
 use crate::StoreError;
+use std::collections::HashMap;
+use std::time::Duration;
 
 /// Why an ingest event was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -90,33 +93,78 @@ pub enum Ingested {
 /// Stores a call's start and queues its during-call webhook, if the scenario has one.
 pub async fn start(pool: &PgPool, input: &StartCall) -> Result<Ingested, IngestError> {
     let mut conn = pool.acquire().await?;
-    start_on(&mut conn, input).await
+    Ok(
+        start_on(&mut conn, input, None, &mut ScenarioCache::default())
+            .await?
+            .0,
+    )
+}
+
+/// What [`start_batch`] stored.
+#[derive(Debug)]
+pub struct Batch {
+    /// One per start, in order.
+    pub results: Vec<Result<Ingested, IngestError>>,
+    /// Deliveries queued for a dispatcher to claim (not handed off): when
+    /// not zero, wake the dispatchers.
+    pub queued: usize,
 }
 
 /// Stores many starts in one transaction (one commit). Each item has its own
 /// result: one that is refused (a bad field, a conflicting repeat) writes
 /// nothing and leaves the others be. A database error fails the whole batch.
+/// With a `handoff`, new deliveries go straight to this process's
+/// dispatcher while it has free workers.
 pub async fn start_batch(
     pool: &PgPool,
     inputs: &[StartCall],
-) -> Result<Vec<Result<Ingested, IngestError>>, StoreError> {
+    handoff: Option<&Handoff>,
+) -> Result<Batch, StoreError> {
+    let token = Uuid::now_v7();
     let mut tx = pool.begin().await?;
     let mut results = Vec::with_capacity(inputs.len());
+    let mut handed = Vec::new();
+    let mut queued = 0;
+    let mut scenarios = ScenarioCache::default();
     for input in inputs {
-        match start_on(&mut tx, input).await {
+        let slot = handoff.and_then(Handoff::try_slot);
+        let lease = handoff
+            .filter(|_| slot.is_some())
+            .map(|h| (token, h.lease()));
+        match start_on(&mut tx, input, lease, &mut scenarios).await {
             Err(IngestError::Store(e)) => return Err(e),
-            other => results.push(other),
+            Ok((ingested, leased)) => {
+                match (leased, slot) {
+                    (Some(row), Some(slot)) => handed.push(HandedOff { row, slot }),
+                    _ => {
+                        if let Ingested::Created(d) = &ingested {
+                            queued += d.len();
+                        }
+                    }
+                }
+                results.push(Ok(ingested));
+            }
+            Err(refused) => results.push(Err(refused)),
         }
     }
     tx.commit().await?;
-    Ok(results)
+    if let Some(h) = handoff {
+        h.deliver(pool, handed).await;
+    }
+    Ok(Batch { results, queued })
 }
 
 /// A start on one connection: reads (scenario, attribution), then one write
 /// statement. Nothing is written before every check has passed, so a refused
-/// event leaves a surrounding transaction usable.
-async fn start_on(conn: &mut PgConnection, input: &StartCall) -> Result<Ingested, IngestError> {
-    let scenario = resolve_scenario(conn, input.scenario_id, Some(&input.callee)).await?;
+/// event leaves a surrounding transaction usable. With a `lease` (token,
+/// length), the new delivery is inserted leased and returned as claimed.
+async fn start_on(
+    conn: &mut PgConnection,
+    input: &StartCall,
+    lease: Option<(Uuid, Duration)>,
+    scenarios: &mut ScenarioCache,
+) -> Result<(Ingested, Option<Claimed>), IngestError> {
+    let scenario = scenarios.resolve(conn, input).await?;
     let tz = scenario.tz();
     let date = match &input.date {
         Some(d) => tz.parse_date(d, "date")?,
@@ -137,7 +185,7 @@ async fn start_on(conn: &mut PgConnection, input: &StartCall) -> Result<Ingested
         .during_call_url
         .is_some()
         .then(|| build_payload(&call, DeliveryKind::DuringCall, &scenario.fields(), tz));
-    let inserted = insert_call(conn, &call, scenario.id, Some(&hash), payload).await?;
+    let inserted = insert_call(conn, &call, scenario.id, Some(&hash), payload, lease).await?;
     let Some(created) = inserted else {
         // Reported before (perhaps a moment ago by a concurrent request: the
         // insert waited for it to commit).
@@ -145,8 +193,11 @@ async fn start_on(conn: &mut PgConnection, input: &StartCall) -> Result<Ingested
             .fetch_one(&mut *conn)
             .await?;
         return match existing {
-            Some(h) if h == hash => Ok(Ingested::Repeated(
-                deliveries_of(&mut *conn, &input.id, DeliveryKind::DuringCall).await?,
+            Some(h) if h == hash => Ok((
+                Ingested::Repeated(
+                    deliveries_of(&mut *conn, &input.id, DeliveryKind::DuringCall).await?,
+                ),
+                None,
             )),
             Some(_) => Err(IngestError::Conflict(format!(
                 "call {} was already reported with other data; a call id must be unique",
@@ -161,7 +212,22 @@ async fn start_on(conn: &mut PgConnection, input: &StartCall) -> Result<Ingested
     if unattributed {
         count_unattributed(scenario.id);
     }
-    Ok(Ingested::Created(created.into_iter().collect()))
+    let Some(new) = created else {
+        return Ok((Ingested::Created(Vec::new()), None));
+    };
+    let claimed = lease.map(|(token, _)| Claimed {
+        id: new.delivery.id,
+        call_id: input.id.clone(),
+        kind: new.delivery.kind.clone(),
+        payload: new.payload,
+        attempt_count: 0,
+        created_at: new.created_at,
+        url: scenario.during_call_url,
+        signing_secret: Some(scenario.signing_secret),
+        previous_signing_secret: scenario.previous_signing_secret,
+        lease_token: token,
+    });
+    Ok((Ingested::Created(vec![new.delivery]), claimed))
 }
 
 /// The visit fields a call is stored and sent with. An event that names its
@@ -226,7 +292,7 @@ pub async fn end(pool: &PgPool, call_id: &str, input: &EndCall) -> Result<Ingest
             end: None,
         };
         // No start hash: the call was never started; no during-call webhook.
-        insert_call(&mut tx, &call, scenario.id, None, None).await?;
+        insert_call(&mut tx, &call, scenario.id, None, None, None).await?;
         row = lock_call(&mut tx, call_id).await?;
     }
     let row = row.ok_or_else(|| IngestError::Store(StoreError::NotFound))?;
@@ -301,13 +367,39 @@ pub async fn end(pool: &PgPool, call_id: &str, input: &EndCall) -> Result<Ingest
     Ok(Ingested::Created(created))
 }
 
+/// The scenarios one transaction has resolved, by the (scenario id, callee)
+/// the event named them with: a batch's calls to one number read their
+/// scenario once.
+#[derive(Default)]
+struct ScenarioCache(HashMap<(Option<Uuid>, String), IngestScenario>);
+
+impl ScenarioCache {
+    async fn resolve(
+        &mut self,
+        conn: &mut PgConnection,
+        input: &StartCall,
+    ) -> Result<IngestScenario, IngestError> {
+        let key = (input.scenario_id, input.callee.as_str().to_owned());
+        if let Some(found) = self.0.get(&key) {
+            return Ok(found.clone());
+        }
+        let found = resolve_scenario(conn, input.scenario_id, Some(&input.callee)).await?;
+        self.0.insert(key, found.clone());
+        Ok(found)
+    }
+}
+
 /// What ingest needs of a scenario.
+#[derive(Clone)]
 struct IngestScenario {
     id: Uuid,
     during_call_url: Option<String>,
     after_call_url: Option<String>,
     custom_fields: Json<Vec<CustomField>>,
     timezone: String,
+    signing_secret: String,
+    /// Only while its overlap after a rotation runs.
+    previous_signing_secret: Option<String>,
 }
 
 impl IngestScenario {
@@ -329,7 +421,10 @@ async fn resolve_scenario(
     let found = sqlx::query_as!(
         IngestScenario,
         r#"select s.id, s.during_call_url, s.after_call_url,
-                  s.custom_fields as "custom_fields: Json<Vec<CustomField>>", s.timezone
+                  s.custom_fields as "custom_fields: Json<Vec<CustomField>>", s.timezone,
+                  s.signing_secret,
+                  case when s.previous_secret_expires_at > now() then s.previous_signing_secret end
+                    as "previous_signing_secret?"
              from scenarios s
             where s.id = coalesce($1, (select n.scenario_id from scenario_numbers n where n.number = $2))"#,
         scenario_id,
@@ -354,16 +449,25 @@ async fn resolve_scenario(
     })
 }
 
+/// A during-call delivery just inserted.
+struct NewDelivery {
+    delivery: DeliveryRef,
+    payload: String,
+    created_at: DateTime<Utc>,
+}
+
 /// Inserts a call (unless its id exists) and, with it, its during-call
-/// delivery when `payload` is given: one statement. `None` when the call
-/// existed and nothing was written; otherwise the delivery created, if any.
+/// delivery when `payload` is given (leased when `lease` is): one statement.
+/// `None` when the call existed and nothing was written; otherwise the
+/// delivery created, if any.
 async fn insert_call(
     conn: &mut PgConnection,
     call: &Call,
     scenario_id: Uuid,
     start_hash: Option<&str>,
     payload: Option<Vec<u8>>,
-) -> Result<Option<Option<DeliveryRef>>, StoreError> {
+    lease: Option<(Uuid, Duration)>,
+) -> Result<Option<Option<NewDelivery>>, StoreError> {
     let v = &call.visit;
     let payload = payload.map(|p| String::from_utf8(p).expect("serde_json writes UTF-8"));
     let row = sqlx::query!(
@@ -378,14 +482,16 @@ async fn insert_call(
                on conflict (id) do nothing
                returning id
            ), new_delivery as (
-               insert into deliveries (id, call_id, scenario_id, kind, payload, next_attempt_at)
-               select $31, new_call.id, $2, 'during_call', $32, now()
+               insert into deliveries (id, call_id, scenario_id, kind, payload, next_attempt_at, lease_token)
+               select $31, new_call.id, $2, 'during_call', $32,
+                      now() + make_interval(secs => coalesce($34::float8, 0)), $33
                  from new_call
                 where $32::text is not null
-               returning id, kind, state
+               returning id, kind, state, created_at
            )
            select exists (select 1 from new_call) as "inserted!",
-                  d.id as "delivery_id?", d.kind as "delivery_kind?", d.state as "delivery_state?"
+                  d.id as "delivery_id?", d.kind as "delivery_kind?", d.state as "delivery_state?",
+                  d.created_at as "delivery_created_at?"
              from (select 1) as one
              left join new_delivery d on true"#,
         call.id,
@@ -419,15 +525,27 @@ async fn insert_call(
         v.source_level_2,
         start_hash,
         Uuid::now_v7(),
-        payload,
+        payload.as_deref(),
+        lease.map(|(token, _)| token),
+        lease.map(|(_, length)| length.as_secs_f64()),
     )
     .fetch_one(&mut *conn)
     .await?;
     if !row.inserted {
         return Ok(None);
     }
-    let delivery = match (row.delivery_id, row.delivery_kind, row.delivery_state) {
-        (Some(id), Some(kind), Some(state)) => Some(DeliveryRef { id, kind, state }),
+    let delivery = match (
+        row.delivery_id,
+        row.delivery_kind,
+        row.delivery_state,
+        row.delivery_created_at,
+        payload,
+    ) {
+        (Some(id), Some(kind), Some(state), Some(created_at), Some(payload)) => Some(NewDelivery {
+            delivery: DeliveryRef { id, kind, state },
+            payload,
+            created_at,
+        }),
         _ => None,
     };
     Ok(Some(delivery))

@@ -19,6 +19,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::calls::{self, IngestError, Ingested, StartCall};
+use crate::queue::{Handoff, Notifier};
 use crate::StoreError;
 
 /// Most starts one transaction takes.
@@ -26,7 +27,9 @@ const MAX_GROUP: usize = 128;
 
 type Reply = oneshot::Sender<Result<Ingested, IngestError>>;
 
-/// Stores single start events, many to a transaction (see the module docs).
+/// Stores single start events, many to a transaction (see the module docs),
+/// and sees their deliveries sent: handed to this process's dispatcher, or
+/// announced to every dispatcher with a `NOTIFY`.
 #[derive(Clone, Debug)]
 pub struct StartQueue {
     jobs: mpsc::UnboundedSender<(StartCall, Reply)>,
@@ -35,9 +38,19 @@ pub struct StartQueue {
 impl StartQueue {
     /// Starts the queue's task, with at most `committers` transactions open
     /// at once (each holds one pooled connection while it runs).
-    pub fn spawn(pool: PgPool, committers: usize) -> Self {
+    pub fn spawn(
+        pool: PgPool,
+        committers: usize,
+        notifier: Notifier,
+        handoff: Option<Handoff>,
+    ) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, rx, committers.max(1)));
+        let sink = Arc::new(Sink {
+            pool,
+            notifier,
+            handoff,
+        });
+        tokio::spawn(run(sink, rx, committers.max(1)));
         Self { jobs }
     }
 
@@ -64,7 +77,18 @@ fn gone(input: &StartCall) -> IngestError {
     IngestError::Store(StoreError::Unavailable(sqlx::Error::PoolClosed))
 }
 
-async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<(StartCall, Reply)>, committers: usize) {
+/// Where a group goes.
+struct Sink {
+    pool: PgPool,
+    notifier: Notifier,
+    handoff: Option<Handoff>,
+}
+
+async fn run(
+    sink: Arc<Sink>,
+    mut rx: mpsc::UnboundedReceiver<(StartCall, Reply)>,
+    committers: usize,
+) {
     let free = Arc::new(Semaphore::new(committers));
     loop {
         let Ok(committer) = free.clone().acquire_owned().await else {
@@ -74,9 +98,9 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<(StartCall, Reply)>, 
         if rx.recv_many(&mut group, MAX_GROUP).await == 0 {
             return; // every sender is gone
         }
-        let pool = pool.clone();
+        let sink = sink.clone();
         tokio::spawn(async move {
-            commit_group(&pool, group).await;
+            commit_group(&sink, group).await;
             drop(committer);
         });
     }
@@ -85,15 +109,18 @@ async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<(StartCall, Reply)>, 
 /// Stores a group in one transaction and answers each start. Should the
 /// transaction fail as a whole, each start is retried on its own, so one
 /// start's trouble never becomes its neighbours' error.
-async fn commit_group(pool: &PgPool, mut group: Vec<(StartCall, Reply)>) {
+async fn commit_group(sink: &Sink, mut group: Vec<(StartCall, Reply)>) {
     // Every transaction inserts its calls in id order, so two groups that
     // share ids wait for each other instead of deadlocking.
     group.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     let (inputs, replies): (Vec<StartCall>, Vec<Reply>) = group.into_iter().unzip();
-    match calls::start_batch(pool, &inputs).await {
-        Ok(results) => {
+    match calls::start_batch(&sink.pool, &inputs, sink.handoff.as_ref()).await {
+        Ok(batch) => {
             metrics::histogram!("callhook_ingest_group_size").record(inputs.len() as f64);
-            for (reply, result) in replies.into_iter().zip(results) {
+            if batch.queued > 0 {
+                sink.notifier.wake();
+            }
+            for (reply, result) in replies.into_iter().zip(batch.results) {
                 let _ = reply.send(result);
             }
         }
@@ -103,7 +130,11 @@ async fn commit_group(pool: &PgPool, mut group: Vec<(StartCall, Reply)>) {
         Err(e) => {
             tracing::debug!(error = %e, size = inputs.len(), "group commit failed; storing its starts one by one");
             for (input, reply) in inputs.iter().zip(replies) {
-                let _ = reply.send(calls::start(pool, input).await);
+                let result = calls::start(&sink.pool, input).await;
+                if matches!(&result, Ok(Ingested::Created(d)) if !d.is_empty()) {
+                    sink.notifier.wake();
+                }
+                let _ = reply.send(result);
             }
         }
     }

@@ -8,10 +8,12 @@
 //! the row still carries the claim's token, so a worker whose lease was taken
 //! over cannot overwrite the new owner's result.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -33,6 +35,85 @@ pub struct Claimed {
     /// are signed with both.
     pub previous_signing_secret: Option<String>,
     pub lease_token: Uuid,
+}
+
+/// Hands deliveries from ingest straight to this process's dispatcher.
+///
+/// When the API and the dispatcher share a process, ingest takes a free
+/// worker slot for a new delivery and inserts it already leased (the same
+/// lease a claim would stamp). Once the ingest commits, the row goes to the
+/// dispatcher in memory, and it is sent without a claim, a `NOTIFY` or a
+/// poll: one write fewer per delivery. A delivery is handed off only with a
+/// slot, so at most `concurrency` deliveries are ever leased and unrecorded,
+/// as with claims; without a free slot it is inserted due now, for claims.
+/// Should the process die, a handed-off row becomes due when its lease
+/// runs out, like any claimed row.
+#[derive(Clone, Debug)]
+pub struct Handoff {
+    slots: Arc<Semaphore>,
+    tx: mpsc::UnboundedSender<HandedOff>,
+    lease: Duration,
+}
+
+/// A delivery leased at insert time, with the worker slot it holds.
+#[derive(Debug)]
+pub struct HandedOff {
+    pub row: Claimed,
+    pub slot: OwnedSemaphorePermit,
+}
+
+/// The dispatcher's side of a [`Handoff`]: its worker slots (which claims
+/// take too) and the deliveries handed to it.
+#[derive(Debug)]
+pub struct HandoffInbox {
+    pub slots: Arc<Semaphore>,
+    pub rx: mpsc::UnboundedReceiver<HandedOff>,
+}
+
+/// A hand-off to a dispatcher of `concurrency` workers leasing for `lease`.
+pub fn handoff(concurrency: usize, lease: Duration) -> (Handoff, HandoffInbox) {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let (tx, rx) = mpsc::unbounded_channel();
+    (
+        Handoff {
+            slots: slots.clone(),
+            tx,
+            lease,
+        },
+        HandoffInbox { slots, rx },
+    )
+}
+
+impl Handoff {
+    /// A free worker slot, if there is one now (never waits). None once the
+    /// dispatcher has stopped (it closes its slots).
+    pub(crate) fn try_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().ok()
+    }
+
+    pub(crate) fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Passes committed, leased deliveries to the dispatcher. Any the
+    /// dispatcher can no longer take (it stopped meanwhile) are handed back
+    /// to the queue, due now.
+    pub(crate) async fn deliver(&self, pool: &PgPool, handed: Vec<HandedOff>) {
+        let mut back = Vec::new();
+        for h in handed {
+            if let Err(mpsc::error::SendError(h)) = self.tx.send(h) {
+                back.push(h.row);
+            }
+        }
+        if back.is_empty() {
+            return;
+        }
+        let ids: Vec<Uuid> = back.iter().map(|r| r.id).collect();
+        let tokens: Vec<Uuid> = back.iter().map(|r| r.lease_token).collect();
+        if let Err(e) = release(pool, &ids, &tokens).await {
+            tracing::warn!(error = %e, count = ids.len(), "could not hand back deliveries; they are sent when their lease runs out");
+        }
+    }
 }
 
 /// Claims up to `limit` due deliveries for `lease`. An after-call delivery is
@@ -134,10 +215,22 @@ pub struct Completion {
     pub attempt: Option<AttemptRecord>,
 }
 
+/// What [`complete`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completed {
+    /// Deliveries still held by their claim, and so updated.
+    pub updated: u64,
+    /// After-call deliveries that were waiting for a during-call delivery
+    /// finished here: claims should look again.
+    pub unblocked: u64,
+}
+
 /// Writes many completions in one statement (one transaction): the attempt
-/// rows and each delivery's new state. Returns how many deliveries were
-/// still held by their claim and so were updated.
-pub async fn complete(e: impl PgExecutor<'_>, batch: &[Completion]) -> Result<u64, StoreError> {
+/// rows and each delivery's new state.
+pub async fn complete(
+    e: impl PgExecutor<'_>,
+    batch: &[Completion],
+) -> Result<Completed, StoreError> {
     let n = batch.len();
     let mut ids = Vec::with_capacity(n);
     let mut tokens = Vec::with_capacity(n);
@@ -173,7 +266,7 @@ pub async fn complete(e: impl PgExecutor<'_>, batch: &[Completion]) -> Result<u6
             _ => a.and_then(|a| a.error.as_deref()),
         });
     }
-    let updated = sqlx::query_scalar!(
+    let row = sqlx::query!(
         r#"with input as (
                select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::float8[], $5::bool[], $6::text[],
                                     $7::timestamptz[], $8::int4[], $9::int4[], $10::text[], $11::text[])
@@ -192,7 +285,7 @@ pub async fn complete(e: impl PgExecutor<'_>, batch: &[Completion]) -> Result<u6
                       updated_at = now()
                  from input i
                 where d.id = i.id and d.lease_token = i.lease_token
-            returning d.id, d.attempt_count
+            returning d.id, d.attempt_count, d.call_id, d.kind, d.state
            ), ins as (
                insert into delivery_attempts
                       (delivery_id, attempt, url, started_at, duration_ms, response_status, response_body, error)
@@ -201,7 +294,12 @@ pub async fn complete(e: impl PgExecutor<'_>, batch: &[Completion]) -> Result<u6
                  from upd u join input i on i.id = u.id
                 where i.attempted
            )
-           select count(*) as "updated!" from upd"#,
+           select (select count(*) from upd) as "updated!",
+                  (select count(*)
+                     from upd u
+                     join deliveries a on a.call_id = u.call_id and a.kind = 'after_call'
+                    where u.kind = 'during_call' and u.state <> 'pending' and a.state = 'pending')
+                    as "unblocked!""#,
         &ids,
         &tokens,
         &states as _,
@@ -216,7 +314,10 @@ pub async fn complete(e: impl PgExecutor<'_>, batch: &[Completion]) -> Result<u6
     )
     .fetch_one(e)
     .await?;
-    Ok(updated as u64)
+    Ok(Completed {
+        updated: row.updated as u64,
+        unblocked: row.unblocked as u64,
+    })
 }
 
 /// Hands claimed deliveries back (at shutdown): due now, lease cleared.

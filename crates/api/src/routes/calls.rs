@@ -101,18 +101,9 @@ impl From<DeliveryRef> for DeliveryRefView {
     }
 }
 
-fn respond(
-    state: &AppState,
-    call_id: String,
-    ingested: Ingested,
-) -> (StatusCode, Json<IngestResponse>) {
+fn respond(call_id: String, ingested: Ingested) -> (StatusCode, Json<IngestResponse>) {
     let (status, deliveries) = match ingested {
-        Ingested::Created(d) => {
-            if !d.is_empty() {
-                state.notifier.wake();
-            }
-            (StatusCode::ACCEPTED, d)
-        }
+        Ingested::Created(d) => (StatusCode::ACCEPTED, d),
         Ingested::Repeated(d) => (StatusCode::OK, d),
     };
     (
@@ -149,7 +140,8 @@ pub async fn start(
         metrics::counter!("callhook_calls_ingested_total", "event" => "start").increment(1);
         tracing::info!(%call_id, deliveries = d.len(), "call started");
     }
-    Ok(respond(&state, call_id, ingested))
+    // The start queue has seen its delivery on its way.
+    Ok(respond(call_id, ingested))
 }
 
 /// Report a call's end: records status, duration and recording, and queues
@@ -172,8 +164,11 @@ pub async fn end(
     if let Ingested::Created(d) = &ingested {
         metrics::counter!("callhook_calls_ingested_total", "event" => "end").increment(1);
         tracing::info!(call_id = %id, deliveries = d.len(), "call ended");
+        if !d.is_empty() {
+            state.notifier.wake();
+        }
     }
-    Ok(respond(&state, id, ingested))
+    Ok(respond(id, ingested))
 }
 
 /// Most calls one batch may carry.
@@ -266,10 +261,9 @@ pub async fn start_batch(
             Err(e) => results.push(Some(BatchItem::refused(call_id, e))),
         }
     }
-    let outcomes = calls::start_batch(&state.pool, &valid).await?;
+    let batch = calls::start_batch(&state.pool, &valid, state.handoff.as_ref()).await?;
     let mut created = 0u64;
-    let mut queued = false;
-    let mut outcomes = valid.into_iter().zip(outcomes);
+    let mut outcomes = valid.into_iter().zip(batch.results);
     for slot in results.iter_mut().filter(|r| r.is_none()) {
         let (input, outcome) = outcomes.next().expect("one outcome per valid call");
         *slot = Some(match outcome {
@@ -277,7 +271,6 @@ pub async fn start_batch(
                 let (status, deliveries) = match ingested {
                     Ingested::Created(d) => {
                         created += 1;
-                        queued |= !d.is_empty();
                         (StatusCode::ACCEPTED, d)
                     }
                     Ingested::Repeated(d) => (StatusCode::OK, d),
@@ -292,7 +285,7 @@ pub async fn start_batch(
             Err(e) => BatchItem::refused(Some(input.id), e.into()),
         });
     }
-    if queued {
+    if batch.queued > 0 {
         state.notifier.wake();
     }
     metrics::counter!("callhook_calls_ingested_total", "event" => "start").increment(created);
