@@ -339,3 +339,69 @@ async fn a_hanging_receiver_does_not_starve_the_others(pool: PgPool) {
     );
     drop(slow);
 }
+
+/// With the API and the dispatcher in one process, a new delivery goes
+/// straight to a free worker, without a claim; with every worker busy it
+/// waits in the queue and a claim takes it once a worker is free.
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn new_deliveries_go_to_a_free_worker_or_else_wait_in_the_queue(pool: PgPool) {
+    let mut slow = Receiver::scripted(vec![], Reply::Slow(Duration::from_millis(1500), 200)).await;
+    let mut fast = Receiver::ok().await;
+    let app = spawn_app_with(pool.clone(), |c| {
+        c.concurrency = 1;
+        // Claims run only when woken, so they never hold the worker's slot
+        // when a call comes in.
+        c.poll_interval = Duration::from_secs(60);
+    })
+    .await;
+    app.create_scenario(
+        json!({"name": "slow", "numbers": ["78005552233"], "during_call_url": slow.url("/slow")}),
+    )
+    .await;
+    app.create_scenario(
+        json!({"name": "fast", "numbers": ["78005552244"], "during_call_url": fast.url("/ok")}),
+    )
+    .await;
+    let first = start_call(&app, "1").await;
+    slow.next(WAIT).await; // the only worker is busy with it for 1.5 s
+    let mut call = page_call("2");
+    call["callee"] = json!("78005552244");
+    let (status, body) = app.ingest_post("/api/v1/calls", &call).await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+    let second: uuid::Uuid = body["deliveries"][0]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let queued: (Option<uuid::Uuid>, bool) = sqlx::query_as(
+        "select lease_token, next_attempt_at <= now() from deliveries where id = $1",
+    )
+    .bind(second)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        queued,
+        (None, true),
+        "no worker was free: due now, for a claim"
+    );
+
+    wait_state(&pool, first, "delivered", WAIT).await;
+    wait_state(&pool, second, "delivered", WAIT).await;
+    assert_eq!(fast.next(WAIT).await.json()["id"], "2");
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        sample(&text, "callhook_deliveries_handed_off_total"),
+        1.0,
+        "{text}"
+    );
+    app.stop().await;
+}

@@ -373,6 +373,16 @@ pub async fn wait_state(pool: &PgPool, id: uuid::Uuid, state: &str, deadline: Du
 }
 
 /// The page's example call start.
+/// A sample's value in a Prometheus text page (0 when absent).
+pub fn sample(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            (k == name_and_labels).then(|| v.parse().unwrap())
+        })
+        .unwrap_or(0.0)
+}
+
 pub fn page_call(id: &str) -> Value {
     serde_json::json!({
         "id": id,

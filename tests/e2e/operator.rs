@@ -689,15 +689,6 @@ async fn openapi_documents_the_operator_routes(pool: PgPool) {
 }
 
 /// The value of a sample line of a Prometheus text exposition, 0 when absent.
-fn sample(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            (k == name_and_labels).then(|| v.parse().unwrap())
-        })
-        .unwrap_or(0.0)
-}
-
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn metrics_count_real_deliveries_and_attempts(pool: PgPool) {
     let ok = Receiver::ok().await;

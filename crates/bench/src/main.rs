@@ -316,6 +316,10 @@ struct Measured {
     duplicates: u64,
     /// Ingest acknowledged → first arrival at the receiver.
     latency: Option<Percentiles>,
+    /// Ingest request sent → first arrival (never negative, unlike the above).
+    send_latency: Option<Percentiles>,
+    /// Webhooks that arrived before their call's acknowledgement did.
+    before_ack: usize,
 }
 
 /// One call as the bench sent it.
@@ -674,6 +678,8 @@ impl Bench {
 
         let arrivals = self.arrivals.lookup(acked.iter().map(|s| s.id.as_str()));
         let mut latencies = Vec::with_capacity(acked.len());
+        let mut send_latencies = Vec::with_capacity(acked.len());
+        let mut before_ack = 0;
         let mut last_arrival = None::<Instant>;
         let mut arrived = 0;
         let mut duplicates = 0u64;
@@ -682,8 +688,12 @@ impl Bench {
             arrived += 1;
             duplicates += u64::from(a.count - 1);
             last_arrival = Some(last_arrival.map_or(a.first, |l| l.max(a.first)));
+            send_latencies.push(a.first.saturating_duration_since(s.sent));
             if let Some(ack) = s.acked {
-                // The webhook may beat the acknowledgement back to the bench: 0 then.
+                // The webhook may beat the acknowledgement back to the bench
+                // (it is sent once the call is committed, while the answer is
+                // still on its way): 0 then.
+                before_ack += usize::from(a.first < ack);
                 latencies.push(a.first.saturating_duration_since(ack));
             }
         }
@@ -696,6 +706,8 @@ impl Bench {
             lost: acked.len() - arrived,
             duplicates,
             latency: percentiles(&mut latencies),
+            send_latency: percentiles(&mut send_latencies),
+            before_ack,
         })
     }
 
@@ -904,6 +916,9 @@ impl Report {
             "p95_ms": lat.map(|l| round2(l.p95)),
             "p99_ms": lat.map(|l| round2(l.p99)),
             "max_ms": lat.map(|l| round2(l.max)),
+            "arrived_before_ack": m.map(|m| m.before_ack),
+            "send_p50_ms": m.and_then(|m| m.send_latency).map(|l| round2(l.p50)),
+            "send_p99_ms": m.and_then(|m| m.send_latency).map(|l| round2(l.p99)),
             "backlog_rows": self.backlog_rows,
             "empty_deliveries_per_s": self.empty.as_ref().map(|e| round2(e.deliveries_per_s)),
             "backlog_ratio": self.ratio().map(round2),
@@ -936,6 +951,16 @@ fn print_phase(name: &str, m: &Measured) {
         println!(
             "  {:<34} p50 {:.2} / p95 {:.2} / p99 {:.2} / max {:.2} ms",
             "ack → arrival", l.p50, l.p95, l.p99, l.max
+        );
+        println!(
+            "  {:<34} {}",
+            "arrived before the ack (counted 0)", m.before_ack
+        );
+    }
+    if let Some(l) = m.send_latency {
+        println!(
+            "  {:<34} p50 {:.2} / p95 {:.2} / p99 {:.2} / max {:.2} ms",
+            "request sent → arrival", l.p50, l.p95, l.p99, l.max
         );
     }
 }

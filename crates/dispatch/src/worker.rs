@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use callhook_core::{RetrySchedule, SigningSecret};
-use callhook_store::queue::{
-    self, AttemptRecord, Claimed, Completion, HandedOff, HandoffInbox, Outcome,
-};
+use callhook_store::queue::{self, AttemptRecord, Claimed, Completion, HandoffInbox, Outcome};
 use callhook_store::StoreError;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
@@ -31,8 +29,12 @@ pub struct DispatchConfig {
     /// Webhooks in flight at once to one host, so a slow receiver cannot
     /// take every worker.
     pub per_host: usize,
-    /// How long a claim holds a delivery; must exceed the request timeout.
+    /// How long a claim holds a delivery; must exceed the request timeout
+    /// plus `handoff_wait`.
     pub lease: Duration,
+    /// How long a delivery handed over by ingest may wait for a free worker
+    /// before it goes back to the queue.
+    pub handoff_wait: Duration,
     /// Longest sleep without a notification.
     pub poll_interval: Duration,
     pub schedule: RetrySchedule,
@@ -46,6 +48,7 @@ impl Default for DispatchConfig {
             concurrency: 64,
             per_host: 16,
             lease: Duration::from_secs(60),
+            handoff_wait: Duration::from_secs(1),
             poll_interval: Duration::from_secs(1),
             schedule: RetrySchedule::default(),
             shutdown_grace: Duration::from_secs(20),
@@ -79,13 +82,16 @@ pub async fn run(
         wake.clone(),
     ));
 
-    let workers = TaskTracker::new();
-    let ctx = Arc::new(Ctx {
-        sender,
-        schedule: config.schedule.clone(),
-        hosts: HostLimits::new(config.per_host),
-        done: done_tx,
-    });
+    let crew = Crew {
+        ctx: Arc::new(Ctx {
+            sender,
+            schedule: config.schedule.clone(),
+            hosts: HostLimits::new(config.per_host),
+            done: done_tx,
+        }),
+        tracker: TaskTracker::new(),
+        in_flight: in_flight.clone(),
+    };
     let (slots, handed) = match inbox {
         Some(inbox) => (inbox.slots, Some(inbox.rx)),
         None => (Arc::new(Semaphore::new(config.concurrency)), None),
@@ -93,41 +99,38 @@ pub async fn run(
     let receiving = handed.map(|rx| {
         tokio::spawn(receive_handoffs(
             rx,
-            ctx.clone(),
-            workers.clone(),
-            in_flight.clone(),
+            slots.clone(),
+            pool.clone(),
+            config.handoff_wait,
+            crew.clone(),
             shutdown.clone(),
         ))
     });
-    claim_loop(
-        &pool, &config, &ctx, &workers, &in_flight, &slots, &wake, &shutdown,
-    )
-    .await;
+    claim_loop(&pool, &config, &crew, &slots, &wake, &shutdown).await;
 
     // No more hand-offs: ingest now queues for claims. Deliveries handed
     // off but not yet started are given back below with the rest.
     slots.close();
     if let Some(task) = receiving {
         if let Ok(mut rx) = task.await {
-            while let Ok(h) = rx.try_recv() {
-                in_flight
-                    .lock()
-                    .expect("in-flight lock")
-                    .insert(h.row.id, h.row.lease_token);
+            while let Ok(row) = rx.try_recv() {
+                crew.track(&row);
             }
         }
     }
 
-    workers.close();
-    if tokio::time::timeout(config.shutdown_grace, workers.wait())
+    crew.tracker.close();
+    if tokio::time::timeout(config.shutdown_grace, crew.tracker.wait())
         .await
         .is_err()
     {
         tracing::warn!(grace = ?config.shutdown_grace, "in-flight webhooks did not finish within the grace period");
     }
-    drop(ctx); // the last sender of `done`: the writer drains and ends
+    drop(crew); // holds the last sender of `done`: the writer drains and ends
     let _ = writer.await;
     listener.abort();
+    // Its connection goes back to the pool before we return.
+    let _ = listener.await;
 
     let left: Vec<(Uuid, Uuid)> = in_flight.lock().expect("in-flight lock").drain().collect();
     if !left.is_empty() {
@@ -155,58 +158,89 @@ struct Ctx {
     done: mpsc::Sender<Done>,
 }
 
-/// Sends what ingest hands over until shutdown; returns the channel, so
-/// what is left in it can be given back.
+/// Sends what ingest hands over until shutdown, each once a worker slot is
+/// free; a delivery that waits longer than `config.handoff_wait` goes back
+/// to the queue for claims. Returns the channel, so what is left in it can
+/// be given back.
 async fn receive_handoffs(
-    mut rx: mpsc::UnboundedReceiver<HandedOff>,
-    ctx: Arc<Ctx>,
-    workers: TaskTracker,
-    in_flight: InFlight,
+    mut rx: mpsc::UnboundedReceiver<Claimed>,
+    slots: Arc<Semaphore>,
+    pool: PgPool,
+    wait: Duration,
+    crew: Crew,
     shutdown: CancellationToken,
-) -> mpsc::UnboundedReceiver<HandedOff> {
+) -> mpsc::UnboundedReceiver<Claimed> {
     loop {
-        let handed = tokio::select! {
-            h = rx.recv() => h,
+        let row = tokio::select! {
+            r = rx.recv() => match r {
+                Some(row) => row,
+                None => return rx,
+            },
             () = shutdown.cancelled() => return rx,
         };
-        let Some(HandedOff { row, slot }) = handed else {
-            return rx;
+        // Tracked from now on, so a shutdown hands it back.
+        crew.track(&row);
+        let slot = tokio::select! {
+            s = tokio::time::timeout(wait, slots.clone().acquire_owned()) => s,
+            () = shutdown.cancelled() => return rx,
         };
-        spawn_worker(&ctx, &workers, &in_flight, row, slot);
+        match slot {
+            Ok(Ok(slot)) => {
+                metrics::counter!("callhook_deliveries_handed_off_total").increment(1);
+                crew.spawn(row, slot);
+            }
+            _ => {
+                // Every worker is busy (slow receivers): let claims take it.
+                metrics::counter!("callhook_handoffs_returned_total").increment(1);
+                crew.in_flight
+                    .lock()
+                    .expect("in-flight lock")
+                    .remove(&row.id);
+                if let Err(e) = queue::release(&pool, &[row.id], &[row.lease_token]).await {
+                    tracing::warn!(error = %e, delivery_id = %row.id, "could not hand back a delivery; it is sent when its lease runs out");
+                }
+            }
+        }
     }
 }
 
-/// Sends one leased delivery on its own task, holding its worker slot
-/// until the result is recorded.
-fn spawn_worker(
-    ctx: &Arc<Ctx>,
-    workers: &TaskTracker,
-    in_flight: &InFlight,
-    row: Claimed,
-    slot: OwnedSemaphorePermit,
-) {
-    in_flight
-        .lock()
-        .expect("in-flight lock")
-        .insert(row.id, row.lease_token);
-    let ctx = ctx.clone();
-    workers.spawn(async move {
-        let completion = process(&ctx, row).await;
-        // The writer only stops after every worker has finished.
-        // The worker's slot is freed once the result is recorded, so
-        // at most `concurrency` deliveries are ever claimed and not
-        // yet recorded: what a crash can make us send twice.
-        let _ = ctx.done.send(Done { completion, slot }).await;
-    });
+/// What starting a worker takes; shared by the claim loop and the hand-off.
+#[derive(Clone)]
+struct Crew {
+    ctx: Arc<Ctx>,
+    tracker: TaskTracker,
+    in_flight: InFlight,
 }
 
-#[allow(clippy::too_many_arguments)]
+impl Crew {
+    /// Remembers a leased delivery, to hand it back should we stop first.
+    fn track(&self, row: &Claimed) {
+        self.in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(row.id, row.lease_token);
+    }
+
+    /// Sends one leased delivery on its own task, holding its worker slot
+    /// until the result is recorded.
+    fn spawn(&self, row: Claimed, slot: OwnedSemaphorePermit) {
+        self.track(&row);
+        let ctx = self.ctx.clone();
+        self.tracker.spawn(async move {
+            let completion = process(&ctx, row).await;
+            // The writer only stops after every worker has finished.
+            // The worker's slot is freed once the result is recorded, so
+            // at most `concurrency` deliveries are ever being sent and not
+            // yet recorded: what a crash can make us send twice.
+            let _ = ctx.done.send(Done { completion, slot }).await;
+        });
+    }
+}
+
 async fn claim_loop(
     pool: &PgPool,
     config: &DispatchConfig,
-    ctx: &Arc<Ctx>,
-    workers: &TaskTracker,
-    in_flight: &InFlight,
+    crew: &Crew,
     slots: &Arc<Semaphore>,
     wake: &Notify,
     shutdown: &CancellationToken,
@@ -246,7 +280,7 @@ async fn claim_loop(
         let full = claimed.len() == free;
         // A claim returns at most `free` rows; unused slots go back.
         for (row, permit) in claimed.into_iter().zip(permits) {
-            spawn_worker(ctx, workers, in_flight, row, permit);
+            crew.spawn(row, permit);
         }
         if full {
             continue;

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use callhook_core::{CustomField, CustomFields, Timezone};
 use sqlx::types::Json;
 
-use crate::queue::{Claimed, HandedOff, Handoff};
+use crate::queue::{Claimed, Handoff};
 use crate::StoreError;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -126,17 +126,18 @@ pub async fn start_batch(
     let mut handed = Vec::new();
     let mut queued = 0;
     let mut scenarios = ScenarioCache::default();
+    // Hand off no more than the dispatcher's free workers can start now.
+    let budget = handoff.map_or(0, Handoff::budget);
     for input in inputs {
-        let slot = handoff.and_then(Handoff::try_slot);
         let lease = handoff
-            .filter(|_| slot.is_some())
+            .filter(|_| handed.len() < budget)
             .map(|h| (token, h.lease()));
         match start_on(&mut tx, input, lease, &mut scenarios).await {
             Err(IngestError::Store(e)) => return Err(e),
             Ok((ingested, leased)) => {
-                match (leased, slot) {
-                    (Some(row), Some(slot)) => handed.push(HandedOff { row, slot }),
-                    _ => {
+                match leased {
+                    Some(row) => handed.push(row),
+                    None => {
                         if let Ingested::Created(d) = &ingested {
                             queued += d.len();
                         }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -39,27 +39,21 @@ pub struct Claimed {
 
 /// Hands deliveries from ingest straight to this process's dispatcher.
 ///
-/// When the API and the dispatcher share a process, ingest takes a free
-/// worker slot for a new delivery and inserts it already leased (the same
-/// lease a claim would stamp). Once the ingest commits, the row goes to the
-/// dispatcher in memory, and it is sent without a claim, a `NOTIFY` or a
-/// poll: one write fewer per delivery. A delivery is handed off only with a
-/// slot, so at most `concurrency` deliveries are ever leased and unrecorded,
-/// as with claims; without a free slot it is inserted due now, for claims.
-/// Should the process die, a handed-off row becomes due when its lease
-/// runs out, like any claimed row.
+/// When the API and the dispatcher share a process, ingest inserts a new
+/// delivery already leased (the lease a claim would stamp) while the
+/// dispatcher has free workers, and once the ingest commits passes the row
+/// over in memory: it is sent without a claim, a `NOTIFY` or a poll, one
+/// write fewer per delivery. The rest are inserted due now, for claims.
+///
+/// A handed-off row waits for a worker slot like a claimed one, so at most
+/// `concurrency` deliveries are ever being sent and unrecorded; one that
+/// waits too long goes back to the queue. Should the process die, a
+/// handed-off row becomes due when its lease runs out, like a claimed one.
 #[derive(Clone, Debug)]
 pub struct Handoff {
     slots: Arc<Semaphore>,
-    tx: mpsc::UnboundedSender<HandedOff>,
+    tx: mpsc::UnboundedSender<Claimed>,
     lease: Duration,
-}
-
-/// A delivery leased at insert time, with the worker slot it holds.
-#[derive(Debug)]
-pub struct HandedOff {
-    pub row: Claimed,
-    pub slot: OwnedSemaphorePermit,
 }
 
 /// The dispatcher's side of a [`Handoff`]: its worker slots (which claims
@@ -67,7 +61,7 @@ pub struct HandedOff {
 #[derive(Debug)]
 pub struct HandoffInbox {
     pub slots: Arc<Semaphore>,
-    pub rx: mpsc::UnboundedReceiver<HandedOff>,
+    pub rx: mpsc::UnboundedReceiver<Claimed>,
 }
 
 /// A hand-off to a dispatcher of `concurrency` workers leasing for `lease`.
@@ -85,24 +79,27 @@ pub fn handoff(concurrency: usize, lease: Duration) -> (Handoff, HandoffInbox) {
 }
 
 impl Handoff {
-    /// A free worker slot, if there is one now (never waits). None once the
-    /// dispatcher has stopped (it closes its slots).
-    pub(crate) fn try_slot(&self) -> Option<OwnedSemaphorePermit> {
-        self.slots.clone().try_acquire_owned().ok()
+    /// How many new deliveries to hand off now: the free workers (none once
+    /// the dispatcher has stopped; it closes its slots).
+    pub(crate) fn budget(&self) -> usize {
+        if self.slots.is_closed() {
+            0
+        } else {
+            self.slots.available_permits()
+        }
     }
 
     pub(crate) fn lease(&self) -> Duration {
         self.lease
     }
 
-    /// Passes committed, leased deliveries to the dispatcher. Any the
-    /// dispatcher can no longer take (it stopped meanwhile) are handed back
-    /// to the queue, due now.
-    pub(crate) async fn deliver(&self, pool: &PgPool, handed: Vec<HandedOff>) {
+    /// Passes committed, leased deliveries to the dispatcher. Any it can no
+    /// longer take (it stopped meanwhile) go back to the queue, due now.
+    pub(crate) async fn deliver(&self, pool: &PgPool, handed: Vec<Claimed>) {
         let mut back = Vec::new();
-        for h in handed {
-            if let Err(mpsc::error::SendError(h)) = self.tx.send(h) {
-                back.push(h.row);
+        for row in handed {
+            if let Err(mpsc::error::SendError(row)) = self.tx.send(row) {
+                back.push(row);
             }
         }
         if back.is_empty() {
