@@ -516,6 +516,24 @@ async fn a_batch_stores_each_call_as_a_single_start_would(pool: PgPool) {
         .collect();
     assert_eq!(statuses, vec![200, 200, 409, 422, 200, 422]);
     assert_eq!(counts(&pool).await, (3, 3));
+
+    // One id twice in a batch: the second is a repeat of the first, or a
+    // conflict when its data differ; an unknown number names `callee`.
+    let mut other = page_call("b3");
+    other["caller"] = json!("79990000000");
+    let mut unknown = page_call("b4");
+    unknown["callee"] = json!("70000000000");
+    let body = json!({"calls": [page_call("b3"), page_call("b3"), other, unknown]});
+    let (_, answer) = app.ingest_post("/api/v1/calls/batch", &body).await;
+    let results = answer["results"].as_array().unwrap();
+    let statuses: Vec<u64> = results
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, vec![202, 200, 409, 422], "{answer}");
+    assert_eq!(results[0]["deliveries"], results[1]["deliveries"]);
+    assert_eq!(results[3]["error"]["field"], "callee");
+    assert_eq!(counts(&pool).await, (4, 4));
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]

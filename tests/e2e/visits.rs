@@ -486,3 +486,68 @@ async fn a_visit_needs_a_known_scenario_and_a_visit_id(pool: PgPool) {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// A batch attributes each call on its own (one query for all of them): a
+/// reserved number, a static one, a free one, and an event naming its visit.
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_batch_attributes_each_call_by_its_own_number(pool: PgPool) {
+    let app = api_with_hold(pool.clone(), Duration::from_secs(150)).await;
+    let s = app
+        .create_scenario(json!({
+            "name": "Mixed",
+            "numbers": ["79000000001", "79000000002"],
+            "static_numbers": [{"number": "79000000009", "marker": "billboard"}],
+        }))
+        .await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    app.ingest_post(
+        "/api/v1/visits",
+        &json!({"scenario_id": id, "visit_id": "v1", "marker": "from_visit"}),
+    )
+    .await;
+    let reserved = pool_of(&app, &id).await["numbers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["state"] == "reserved")
+        .map(|n| n["number"].as_str().unwrap().to_owned())
+        .unwrap();
+    let free = if reserved == "79000000001" {
+        "79000000002"
+    } else {
+        "79000000001"
+    };
+    let call =
+        |cid: &str, callee: &str| json!({"id": cid, "caller": "79990009911", "callee": callee});
+    let mut named = call("named", &reserved);
+    named["visit_id"] = json!("given");
+    let body = json!({"calls": [
+        call("reserved", &reserved),
+        call("static", "79000000009"),
+        call("free", free),
+        named,
+    ]});
+    let (status, answer) = app.ingest_post("/api/v1/calls/batch", &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == 202),
+        "{answer}"
+    );
+    assert_eq!(
+        stored_visit(&pool, "reserved").await,
+        (Some("v1".into()), Some("from_visit".into()))
+    );
+    assert_eq!(
+        stored_visit(&pool, "static").await,
+        (None, Some("billboard".into()))
+    );
+    assert_eq!(stored_visit(&pool, "free").await, (None, None));
+    assert_eq!(
+        stored_visit(&pool, "named").await,
+        (Some("given".into()), None)
+    );
+}

@@ -20,8 +20,8 @@ use sqlx::types::Json;
 
 use crate::queue::{Claimed, Handoff};
 use crate::StoreError;
+use chrono::SubsecRound as _;
 use std::collections::HashMap;
-use std::time::Duration;
 
 /// Why an ingest event was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -92,12 +92,12 @@ pub enum Ingested {
 
 /// Stores a call's start and queues its during-call webhook, if the scenario has one.
 pub async fn start(pool: &PgPool, input: &StartCall) -> Result<Ingested, IngestError> {
-    let mut conn = pool.acquire().await?;
-    Ok(
-        start_on(&mut conn, input, None, &mut ScenarioCache::default())
-            .await?
-            .0,
-    )
+    let batch = start_batch(pool, std::slice::from_ref(input), None).await?;
+    batch
+        .results
+        .into_iter()
+        .next()
+        .expect("one result per start")
 }
 
 /// What [`start_batch`] stored.
@@ -110,125 +110,222 @@ pub struct Batch {
     pub queued: usize,
 }
 
-/// Stores many starts in one transaction (one commit). Each item has its own
-/// result: one that is refused (a bad field, a conflicting repeat) writes
-/// nothing and leaves the others be. A database error fails the whole batch.
-/// With a `handoff`, new deliveries go straight to this process's
-/// dispatcher while it has free workers.
+/// A start that passed every check, on its way into the bulk insert.
+struct Checked<'a> {
+    index: usize,
+    input: &'a StartCall,
+    scenario: IngestScenario,
+    date: DateTime<Utc>,
+    hash: String,
+    /// Nothing covered the number at the call's time.
+    unattributed: bool,
+    call: Call,
+}
+
+/// Stores many starts in one transaction (one commit) and a handful of
+/// statements, whatever their number: the scenarios (once per number), the
+/// attribution of every call (one query), then every call and delivery (one
+/// insert). Each item has its own result: one that is refused (a bad field,
+/// a conflicting repeat) writes nothing and leaves the others be. A database
+/// error fails the whole batch. With a `handoff`, new deliveries go straight
+/// to this process's dispatcher while it has free workers.
 pub async fn start_batch(
     pool: &PgPool,
     inputs: &[StartCall],
     handoff: Option<&Handoff>,
 ) -> Result<Batch, StoreError> {
-    let token = Uuid::now_v7();
     let mut tx = pool.begin().await?;
-    let mut results = Vec::with_capacity(inputs.len());
+    let mut results: Vec<Option<Result<Ingested, IngestError>>> =
+        inputs.iter().map(|_| None).collect();
+
+    // Checks that need the database, before anything is written.
+    let mut scenarios = ScenarioCache::default();
+    let mut checked = Vec::with_capacity(inputs.len());
+    for (index, input) in inputs.iter().enumerate() {
+        let scenario = match scenarios.resolve(&mut tx, input).await {
+            Ok(s) => s,
+            Err(IngestError::Store(e)) => return Err(e),
+            Err(refused) => {
+                results[index] = Some(Err(refused));
+                continue;
+            }
+        };
+        let date = match &input.date {
+            Some(d) => scenario.tz().parse_date(d, "date"),
+            None => Ok(Utc::now()),
+        };
+        let date = match date {
+            // Postgres keeps microseconds: the payload and the row agree.
+            Ok(d) => d.trunc_subsecs(6),
+            Err(e) => {
+                results[index] = Some(Err(e.into()));
+                continue;
+            }
+        };
+        checked.push(Checked {
+            index,
+            input,
+            date,
+            hash: fingerprint(input),
+            unattributed: false,
+            call: Call {
+                id: input.id.clone(),
+                caller: input.caller.clone(),
+                callee: input.callee.clone(),
+                date,
+                visit: input.visit.clone(),
+                end: None,
+            },
+            scenario,
+        });
+    }
+    attribute_all(&mut tx, &mut checked).await?;
+
+    // One row per call id: a repeat within the batch is answered below as a
+    // repeat of the first.
+    let token = Uuid::now_v7();
+    let lease = handoff.map(|h| (h.budget(), h.lease().as_secs_f64()));
+    let mut leased = 0;
+    let mut seen = std::collections::HashSet::new();
+    let mut rows = Vec::with_capacity(checked.len());
+    for c in &checked {
+        if !seen.insert(c.call.id.as_str()) {
+            continue;
+        }
+        let payload = c.scenario.during_call_url.is_some().then(|| {
+            let bytes = build_payload(
+                &c.call,
+                DeliveryKind::DuringCall,
+                &c.scenario.fields(),
+                c.scenario.tz(),
+            );
+            String::from_utf8(bytes).expect("serde_json writes UTF-8")
+        });
+        let lease = match lease {
+            Some((budget, secs)) if payload.is_some() && leased < budget => {
+                leased += 1;
+                Some((token, secs))
+            }
+            _ => None,
+        };
+        rows.push(NewCall {
+            call: &c.call,
+            scenario_id: c.scenario.id,
+            start_hash: Some(&c.hash),
+            payload,
+            lease,
+        });
+    }
+    let mut inserted = insert_calls(&mut tx, rows).await?;
+
     let mut handed = Vec::new();
     let mut queued = 0;
-    let mut scenarios = ScenarioCache::default();
-    // Hand off no more than the dispatcher's free workers can start now.
-    let budget = handoff.map_or(0, Handoff::budget);
-    for input in inputs {
-        let lease = handoff
-            .filter(|_| handed.len() < budget)
-            .map(|h| (token, h.lease()));
-        match start_on(&mut tx, input, lease, &mut scenarios).await {
-            Err(IngestError::Store(e)) => return Err(e),
-            Ok((ingested, leased)) => {
-                match leased {
-                    Some(row) => handed.push(row),
-                    None => {
-                        if let Ingested::Created(d) = &ingested {
-                            queued += d.len();
+    for c in checked {
+        let result = match inserted.remove(&c.call.id) {
+            Some(delivery) => {
+                if c.unattributed {
+                    count_unattributed(c.scenario.id);
+                }
+                match delivery {
+                    None => Ok(Ingested::Created(Vec::new())),
+                    Some(new) => {
+                        match new.lease_token {
+                            Some(token) => handed.push(Claimed {
+                                id: new.delivery.id,
+                                call_id: c.call.id.clone(),
+                                kind: new.delivery.kind.clone(),
+                                payload: new.payload,
+                                attempt_count: 0,
+                                created_at: new.created_at,
+                                url: c.scenario.during_call_url,
+                                signing_secret: Some(c.scenario.signing_secret),
+                                previous_signing_secret: c.scenario.previous_signing_secret,
+                                lease_token: token,
+                            }),
+                            None => queued += 1,
                         }
+                        Ok(Ingested::Created(vec![new.delivery]))
                     }
                 }
-                results.push(Ok(ingested));
             }
-            Err(refused) => results.push(Err(refused)),
-        }
+            // Reported before (perhaps a moment ago by a concurrent request,
+            // or earlier in this batch).
+            None => match reported_before(&mut tx, c.input, &c.hash).await {
+                Err(IngestError::Store(e)) => return Err(e),
+                other => other,
+            },
+        };
+        results[c.index] = Some(result);
     }
     tx.commit().await?;
     if let Some(h) = handoff {
         h.deliver(pool, handed).await;
     }
-    Ok(Batch { results, queued })
+    Ok(Batch {
+        results: results
+            .into_iter()
+            .map(|r| r.expect("every start answered"))
+            .collect(),
+        queued,
+    })
 }
 
-/// A start on one connection: reads (scenario, attribution), then one write
-/// statement. Nothing is written before every check has passed, so a refused
-/// event leaves a surrounding transaction usable. With a `lease` (token,
-/// length), the new delivery is inserted leased and returned as claimed.
-async fn start_on(
+/// The answer to a start whose call id is stored already: the same event
+/// again, or a conflict.
+async fn reported_before(
     conn: &mut PgConnection,
     input: &StartCall,
-    lease: Option<(Uuid, Duration)>,
-    scenarios: &mut ScenarioCache,
-) -> Result<(Ingested, Option<Claimed>), IngestError> {
-    let scenario = scenarios.resolve(conn, input).await?;
-    let tz = scenario.tz();
-    let date = match &input.date {
-        Some(d) => tz.parse_date(d, "date")?,
-        None => Utc::now(),
-    };
-    let hash = fingerprint(input);
-    let (visit, unattributed) =
-        attributed_visit(conn, scenario.id, &input.callee, date, &input.visit).await?;
-    let call = Call {
-        id: input.id.clone(),
-        caller: input.caller.clone(),
-        callee: input.callee.clone(),
-        date,
-        visit,
-        end: None,
-    };
-    let payload = scenario
-        .during_call_url
-        .is_some()
-        .then(|| build_payload(&call, DeliveryKind::DuringCall, &scenario.fields(), tz));
-    let inserted = insert_call(conn, &call, scenario.id, Some(&hash), payload, lease).await?;
-    let Some(created) = inserted else {
-        // Reported before (perhaps a moment ago by a concurrent request: the
-        // insert waited for it to commit).
-        let existing = sqlx::query_scalar!("select start_hash from calls where id = $1", input.id)
-            .fetch_one(&mut *conn)
-            .await?;
-        return match existing {
-            Some(h) if h == hash => Ok((
-                Ingested::Repeated(
-                    deliveries_of(&mut *conn, &input.id, DeliveryKind::DuringCall).await?,
-                ),
-                None,
-            )),
-            Some(_) => Err(IngestError::Conflict(format!(
-                "call {} was already reported with other data; a call id must be unique",
-                input.id
-            ))),
-            None => Err(IngestError::Conflict(format!(
-                "call {} was already ended without a start; its start can no longer be recorded",
-                input.id
-            ))),
-        };
-    };
-    if unattributed {
-        count_unattributed(scenario.id);
+    hash: &str,
+) -> Result<Ingested, IngestError> {
+    let existing = sqlx::query_scalar!("select start_hash from calls where id = $1", input.id)
+        .fetch_one(&mut *conn)
+        .await?;
+    match existing {
+        Some(h) if h == hash => Ok(Ingested::Repeated(
+            deliveries_of(&mut *conn, &input.id, DeliveryKind::DuringCall).await?,
+        )),
+        Some(_) => Err(IngestError::Conflict(format!(
+            "call {} was already reported with other data; a call id must be unique",
+            input.id
+        ))),
+        None => Err(IngestError::Conflict(format!(
+            "call {} was already ended without a start; its start can no longer be recorded",
+            input.id
+        ))),
     }
-    let Some(new) = created else {
-        return Ok((Ingested::Created(Vec::new()), None));
-    };
-    let claimed = lease.map(|(token, _)| Claimed {
-        id: new.delivery.id,
-        call_id: input.id.clone(),
-        kind: new.delivery.kind.clone(),
-        payload: new.payload,
-        attempt_count: 0,
-        created_at: new.created_at,
-        url: scenario.during_call_url,
-        signing_secret: Some(scenario.signing_secret),
-        previous_signing_secret: scenario.previous_signing_secret,
-        lease_token: token,
-    });
-    Ok((Ingested::Created(vec![new.delivery]), claimed))
+}
+
+/// Attributes every checked start that does not name its visit, in one
+/// query; the event's own fields win over the reservation's.
+async fn attribute_all(
+    conn: &mut PgConnection,
+    checked: &mut [Checked<'_>],
+) -> Result<(), StoreError> {
+    let asked: Vec<usize> = (0..checked.len())
+        .filter(|&i| checked[i].call.visit.visit_id.is_none())
+        .collect();
+    if asked.is_empty() {
+        return Ok(());
+    }
+    let lookups: Vec<(Uuid, &PhoneNumber, DateTime<Utc>)> = asked
+        .iter()
+        .map(|&i| {
+            (
+                checked[i].scenario.id,
+                &checked[i].call.callee,
+                checked[i].date,
+            )
+        })
+        .collect();
+    let found = crate::pool::attribute_many(conn, &lookups).await?;
+    for (i, found) in asked.into_iter().zip(found) {
+        let c = &mut checked[i];
+        match found {
+            Some(visit) => c.call.visit = std::mem::take(&mut c.call.visit).or(visit),
+            None => c.unattributed = true,
+        }
+    }
+    Ok(())
 }
 
 /// The visit fields a call is stored and sent with. An event that names its
@@ -293,7 +390,17 @@ pub async fn end(pool: &PgPool, call_id: &str, input: &EndCall) -> Result<Ingest
             end: None,
         };
         // No start hash: the call was never started; no during-call webhook.
-        insert_call(&mut tx, &call, scenario.id, None, None, None).await?;
+        insert_calls(
+            &mut tx,
+            vec![NewCall {
+                call: &call,
+                scenario_id: scenario.id,
+                start_hash: None,
+                payload: None,
+                lease: None,
+            }],
+        )
+        .await?;
         row = lock_call(&mut tx, call_id).await?;
     }
     let row = row.ok_or_else(|| IngestError::Store(StoreError::NotFound))?;
@@ -450,106 +557,155 @@ async fn resolve_scenario(
     })
 }
 
+/// A call to insert, with its during-call delivery when `payload` is given.
+struct NewCall<'a> {
+    call: &'a Call,
+    scenario_id: Uuid,
+    start_hash: Option<&'a str>,
+    payload: Option<String>,
+    /// Inserted leased (token, seconds) for this process's dispatcher.
+    lease: Option<(Uuid, f64)>,
+}
+
 /// A during-call delivery just inserted.
 struct NewDelivery {
     delivery: DeliveryRef,
     payload: String,
     created_at: DateTime<Utc>,
+    lease_token: Option<Uuid>,
 }
 
-/// Inserts a call (unless its id exists) and, with it, its during-call
-/// delivery when `payload` is given (leased when `lease` is): one statement.
-/// `None` when the call existed and nothing was written; otherwise the
-/// delivery created, if any.
-async fn insert_call(
-    conn: &mut PgConnection,
-    call: &Call,
+/// One call as `jsonb_to_recordset` reads it (the column names).
+#[derive(Serialize)]
+struct CallRecord<'a> {
+    ord: i32,
+    id: &'a str,
     scenario_id: Uuid,
-    start_hash: Option<&str>,
-    payload: Option<Vec<u8>>,
-    lease: Option<(Uuid, Duration)>,
-) -> Result<Option<Option<NewDelivery>>, StoreError> {
-    let v = &call.visit;
-    let payload = payload.map(|p| String::from_utf8(p).expect("serde_json writes UTF-8"));
-    let row = sqlx::query!(
-        r#"with new_call as (
+    caller: &'a str,
+    callee: &'a str,
+    started_at: DateTime<Utc>,
+    start_hash: Option<&'a str>,
+    #[serde(flatten)]
+    visit: &'a Visit,
+}
+
+/// Inserts calls (each unless its id exists; ids must be distinct) with
+/// their during-call deliveries: one statement, in the given order. Returns
+/// the calls inserted, each with its delivery if it has one; a call missing
+/// from the map existed and nothing was written for it.
+async fn insert_calls(
+    conn: &mut PgConnection,
+    rows: Vec<NewCall<'_>>,
+) -> Result<HashMap<String, Option<NewDelivery>>, StoreError> {
+    if rows.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let n = rows.len();
+    let mut records = Vec::with_capacity(n);
+    let mut ords = Vec::with_capacity(n);
+    let mut delivery_ids = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    let mut tokens = Vec::with_capacity(n);
+    let mut lease_secs = Vec::with_capacity(n);
+    for (ord, r) in rows.iter().enumerate() {
+        let ord = i32::try_from(ord).expect("a batch holds at most 1000 calls");
+        records.push(CallRecord {
+            ord,
+            id: &r.call.id,
+            scenario_id: r.scenario_id,
+            caller: r.call.caller.as_str(),
+            callee: r.call.callee.as_str(),
+            started_at: r.call.date,
+            start_hash: r.start_hash,
+            visit: &r.call.visit,
+        });
+        ords.push(ord);
+        delivery_ids.push(Uuid::now_v7());
+        payloads.push(r.payload.as_deref());
+        tokens.push(r.lease.map(|(t, _)| t));
+        lease_secs.push(r.lease.map(|(_, s)| s));
+    }
+    let records = Json(records);
+    let created = sqlx::query!(
+        r#"with input as (
+               select t.*, p.delivery_id, p.payload, p.lease_token, p.lease_secs
+                 from jsonb_to_recordset($1::jsonb) as t(
+                        ord int, id text, scenario_id uuid, caller text, callee text,
+                        started_at timestamptz, start_hash text, visit_id text, marker text,
+                        order_id bigint, google_client_id text, landing_page text, domain text,
+                        city text, country text, ip text, first_visit text, referrer text,
+                        utm_source text, utm_medium text, utm_campaign text, utm_term text,
+                        utm_content text, roistat_param_1 text, roistat_param_2 text,
+                        roistat_param_3 text, roistat_param_4 text, roistat_param_5 text,
+                        metrika_client_id text, source_level_1 text, source_level_2 text)
+                 join unnest($2::int4[], $3::uuid[], $4::text[], $5::uuid[], $6::float8[])
+                      as p(ord, delivery_id, payload, lease_token, lease_secs) on p.ord = t.ord
+           ), new_call as (
                insert into calls (id, scenario_id, caller, callee, started_at, visit_id, marker, order_id,
                                   google_client_id, landing_page, domain, city, country, ip, first_visit, referrer,
                                   utm_source, utm_medium, utm_campaign, utm_term, utm_content,
                                   roistat_param_1, roistat_param_2, roistat_param_3, roistat_param_4,
                                   roistat_param_5, metrika_client_id, source_level_1, source_level_2, start_hash)
-               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-                       $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)
+               select id, scenario_id, caller, callee, started_at, visit_id, marker, order_id,
+                      google_client_id, landing_page, domain, city, country, ip, first_visit, referrer,
+                      utm_source, utm_medium, utm_campaign, utm_term, utm_content,
+                      roistat_param_1, roistat_param_2, roistat_param_3, roistat_param_4,
+                      roistat_param_5, metrika_client_id, source_level_1, source_level_2, start_hash
+                 from input
+                order by ord
                on conflict (id) do nothing
                returning id
            ), new_delivery as (
                insert into deliveries (id, call_id, scenario_id, kind, payload, next_attempt_at, lease_token)
-               select $31, new_call.id, $2, 'during_call', $32,
-                      now() + make_interval(secs => coalesce($34::float8, 0)), $33
-                 from new_call
-                where $32::text is not null
-               returning id, kind, state, created_at
+               select i.delivery_id, i.id, i.scenario_id, 'during_call', i.payload,
+                      now() + make_interval(secs => coalesce(i.lease_secs, 0)), i.lease_token
+                 from input i
+                 join new_call c on c.id = i.id
+                where i.payload is not null
+                order by i.ord
+               returning id, call_id, kind, state, created_at, lease_token
            )
-           select exists (select 1 from new_call) as "inserted!",
-                  d.id as "delivery_id?", d.kind as "delivery_kind?", d.state as "delivery_state?",
-                  d.created_at as "delivery_created_at?"
-             from (select 1) as one
-             left join new_delivery d on true"#,
-        call.id,
-        scenario_id,
-        call.caller.as_str(),
-        call.callee.as_str(),
-        call.date,
-        v.visit_id,
-        v.marker,
-        v.order_id,
-        v.google_client_id,
-        v.landing_page,
-        v.domain,
-        v.city,
-        v.country,
-        v.ip,
-        v.first_visit,
-        v.referrer,
-        v.utm_source,
-        v.utm_medium,
-        v.utm_campaign,
-        v.utm_term,
-        v.utm_content,
-        v.roistat_param_1,
-        v.roistat_param_2,
-        v.roistat_param_3,
-        v.roistat_param_4,
-        v.roistat_param_5,
-        v.metrika_client_id,
-        v.source_level_1,
-        v.source_level_2,
-        start_hash,
-        Uuid::now_v7(),
-        payload.as_deref(),
-        lease.map(|(token, _)| token),
-        lease.map(|(_, length)| length.as_secs_f64()),
+           select c.id as "call_id!", d.id as "delivery_id?", d.kind as "kind?", d.state as "state?",
+                  d.created_at as "created_at?", d.lease_token
+             from new_call c
+             left join new_delivery d on d.call_id = c.id"#,
+        records as _,
+        &ords,
+        &delivery_ids,
+        &payloads as _,
+        &tokens as _,
+        &lease_secs as _,
     )
-    .fetch_one(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    if !row.inserted {
-        return Ok(None);
-    }
-    let delivery = match (
-        row.delivery_id,
-        row.delivery_kind,
-        row.delivery_state,
-        row.delivery_created_at,
-        payload,
-    ) {
-        (Some(id), Some(kind), Some(state), Some(created_at), Some(payload)) => Some(NewDelivery {
-            delivery: DeliveryRef { id, kind, state },
-            payload,
-            created_at,
-        }),
-        _ => None,
-    };
-    Ok(Some(delivery))
+    let mut payload_of: HashMap<&str, Option<String>> = rows
+        .into_iter()
+        .map(|r| (r.call.id.as_str(), r.payload))
+        .collect();
+    Ok(created
+        .into_iter()
+        .map(|row| {
+            let payload = payload_of.remove(row.call_id.as_str()).flatten();
+            let delivery = match (
+                row.delivery_id,
+                row.kind,
+                row.state,
+                row.created_at,
+                payload,
+            ) {
+                (Some(id), Some(kind), Some(state), Some(created_at), Some(payload)) => {
+                    Some(NewDelivery {
+                        delivery: DeliveryRef { id, kind, state },
+                        payload,
+                        created_at,
+                        lease_token: row.lease_token,
+                    })
+                }
+                _ => None,
+            };
+            (row.call_id, delivery)
+        })
+        .collect())
 }
 
 async fn insert_delivery(

@@ -216,37 +216,61 @@ async fn renew(
 /// reservation covered the number then (the latest started, where several
 /// did). `None`: nobody held the number then.
 pub async fn attribute(
-    tx: &mut PgConnection,
+    conn: &mut PgConnection,
     scenario_id: Uuid,
     number: &PhoneNumber,
     at: DateTime<Utc>,
 ) -> Result<Option<Visit>, StoreError> {
-    // One round trip on the ingest path: the number's static fields and the
-    // covering reservation together.
-    let row = sqlx::query!(
-        r#"select coalesce(n.is_static, false) as "is_static!", n.marker, n.source_level_1, n.source_level_2,
+    let mut found = attribute_many(conn, &[(scenario_id, number, at)]).await?;
+    Ok(found.pop().flatten())
+}
+
+/// [`attribute`] for many calls (scenario, number, time) in one query: one
+/// answer per call, in order.
+pub async fn attribute_many(
+    conn: &mut PgConnection,
+    calls: &[(Uuid, &PhoneNumber, DateTime<Utc>)],
+) -> Result<Vec<Option<Visit>>, StoreError> {
+    let ords: Vec<i32> = (0..calls.len())
+        .map(|i| i32::try_from(i).expect("a batch holds at most 1000 calls"))
+        .collect();
+    let scenarios: Vec<Uuid> = calls.iter().map(|c| c.0).collect();
+    let numbers: Vec<&str> = calls.iter().map(|c| c.1.as_str()).collect();
+    let times: Vec<DateTime<Utc>> = calls.iter().map(|c| c.2).collect();
+    // The number's static fields and the covering reservation together.
+    let rows = sqlx::query!(
+        r#"select t.ord as "ord!", coalesce(n.is_static, false) as "is_static!",
+                  n.marker, n.source_level_1, n.source_level_2,
                   (select r.visit from number_reservations r
-                    where r.number = $1 and r.reserved_from <= $3 and r.reserved_until >= $3
-                      and r.scenario_id = $2
+                    where r.number = t.number and r.reserved_from <= t.at and r.reserved_until >= t.at
+                      and r.scenario_id = t.scenario_id
                     order by r.reserved_from desc, r.created_at desc
                     limit 1) as "visit: Json<Visit>"
-             from (select 1) as one
-             left join scenario_numbers n on n.number = $1 and n.scenario_id = $2"#,
-        number.as_str(),
-        scenario_id,
-        at
+             from unnest($1::int4[], $2::uuid[], $3::text[], $4::timestamptz[])
+                  as t(ord, scenario_id, number, at)
+             left join scenario_numbers n on n.number = t.number and n.scenario_id = t.scenario_id
+            order by t.ord"#,
+        &ords,
+        &scenarios,
+        &numbers as _,
+        &times,
     )
-    .fetch_one(&mut *tx)
+    .fetch_all(&mut *conn)
     .await?;
-    if row.is_static {
-        return Ok(Some(Visit {
-            marker: row.marker,
-            source_level_1: row.source_level_1,
-            source_level_2: row.source_level_2,
-            ..Visit::default()
-        }));
-    }
-    Ok(row.visit.map(|j| j.0))
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            if row.is_static {
+                return Some(Visit {
+                    marker: row.marker,
+                    source_level_1: row.source_level_1,
+                    source_level_2: row.source_level_2,
+                    ..Visit::default()
+                });
+            }
+            row.visit.map(|j| j.0)
+        })
+        .collect())
 }
 
 /// One number of a pool, as operators see it.
