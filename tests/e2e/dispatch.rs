@@ -341,13 +341,16 @@ async fn a_hanging_receiver_does_not_starve_the_others(pool: PgPool) {
 }
 
 /// With the API and the dispatcher in one process, a new delivery goes
-/// straight to a free worker, without a claim; with every worker busy it
-/// waits in the queue and a claim takes it once a worker is free.
+/// straight to a free worker, without a claim. With every worker busy, one
+/// more may wait for a worker in memory, and goes back to the queue when it
+/// waited too long; past that, new deliveries wait in the queue for claims.
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn new_deliveries_go_to_a_free_worker_or_else_wait_in_the_queue(pool: PgPool) {
-    let mut slow = Receiver::scripted(vec![], Reply::Slow(Duration::from_millis(1500), 200)).await;
+    let mut slow = Receiver::scripted(vec![], Reply::Slow(Duration::from_millis(1800), 200)).await;
     let mut fast = Receiver::ok().await;
     let app = spawn_app_with(pool.clone(), |c| {
+        // One worker, and room for one delivery to wait for it; a handed-off
+        // delivery waits at most 1 s (half of lease − request timeout, at most 1 s).
         c.concurrency = 1;
         // Claims run only when woken, so they never hold the worker's slot
         // when a call comes in.
@@ -363,32 +366,53 @@ async fn new_deliveries_go_to_a_free_worker_or_else_wait_in_the_queue(pool: PgPo
     )
     .await;
     let first = start_call(&app, "1").await;
-    slow.next(WAIT).await; // the only worker is busy with it for 1.5 s
-    let mut call = page_call("2");
-    call["callee"] = json!("78005552244");
-    let (status, body) = app.ingest_post("/api/v1/calls", &call).await;
-    assert_eq!(status.as_u16(), 202, "{body}");
-    let second: uuid::Uuid = body["deliveries"][0]["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let queued: (Option<uuid::Uuid>, bool) = sqlx::query_as(
-        "select lease_token, next_attempt_at <= now() from deliveries where id = $1",
-    )
-    .bind(second)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(
-        queued,
-        (None, true),
-        "no worker was free: due now, for a claim"
+    slow.next(WAIT).await; // the only worker is busy with it for 1.8 s
+    let fast_call = |id: &str| {
+        let mut call = page_call(id);
+        call["callee"] = json!("78005552244");
+        call
+    };
+    let mut ids = Vec::new();
+    for id in ["2", "3"] {
+        let (status, body) = app.ingest_post("/api/v1/calls", &fast_call(id)).await;
+        assert_eq!(status.as_u16(), 202, "{body}");
+        ids.push(
+            body["deliveries"][0]["id"]
+                .as_str()
+                .unwrap()
+                .parse::<uuid::Uuid>()
+                .unwrap(),
+        );
+    }
+    let leased = |id: uuid::Uuid| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<uuid::Uuid>>(
+                "select lease_token from deliveries where id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .is_some()
+        }
+    };
+    assert!(leased(ids[0]).await, "2 waits for the worker, leased");
+    assert!(
+        !leased(ids[1]).await,
+        "3 found no room: due now, for a claim"
     );
 
     wait_state(&pool, first, "delivered", WAIT).await;
-    wait_state(&pool, second, "delivered", WAIT).await;
-    assert_eq!(fast.next(WAIT).await.json()["id"], "2");
+    for id in &ids {
+        wait_state(&pool, *id, "delivered", WAIT).await;
+    }
+    let mut arrived = vec![
+        fast.next(WAIT).await.json()["id"].clone(),
+        fast.next(WAIT).await.json()["id"].clone(),
+    ];
+    arrived.sort_by_key(|v| v.as_str().unwrap().to_owned());
+    assert_eq!(arrived, vec![json!("2"), json!("3")]);
     let text = app
         .http
         .get(app.url("/metrics"))
@@ -399,9 +423,12 @@ async fn new_deliveries_go_to_a_free_worker_or_else_wait_in_the_queue(pool: PgPo
         .await
         .unwrap();
     assert_eq!(
-        sample(&text, "callhook_deliveries_handed_off_total"),
-        1.0,
-        "{text}"
+        (
+            sample(&text, "callhook_deliveries_handed_off_total"),
+            sample(&text, "callhook_handoffs_returned_total"),
+        ),
+        (1.0, 1.0),
+        "1 went straight to the worker; 2 waited 1 s and went back to the queue\n{text}"
     );
     app.stop().await;
 }

@@ -92,17 +92,17 @@ pub async fn run(
         tracker: TaskTracker::new(),
         in_flight: in_flight.clone(),
     };
-    let (slots, handed) = match inbox {
-        Some(inbox) => (inbox.slots, Some(inbox.rx)),
-        None => (Arc::new(Semaphore::new(config.concurrency)), None),
+    let slots = match &inbox {
+        Some(inbox) => inbox.slots.clone(),
+        None => Arc::new(Semaphore::new(config.concurrency)),
     };
-    let receiving = handed.map(|rx| {
+    let receiving = inbox.map(|inbox| {
         tokio::spawn(receive_handoffs(
-            rx,
-            slots.clone(),
+            inbox,
             pool.clone(),
             config.handoff_wait,
             crew.clone(),
+            wake.clone(),
             shutdown.clone(),
         ))
     });
@@ -112,8 +112,8 @@ pub async fn run(
     // off but not yet started are given back below with the rest.
     slots.close();
     if let Some(task) = receiving {
-        if let Ok(mut rx) = task.await {
-            while let Ok(row) = rx.try_recv() {
+        if let Ok(mut inbox) = task.await {
+            while let Ok(row) = inbox.rx.try_recv() {
                 crew.track(&row);
             }
         }
@@ -163,27 +163,28 @@ struct Ctx {
 /// to the queue for claims. Returns the channel, so what is left in it can
 /// be given back.
 async fn receive_handoffs(
-    mut rx: mpsc::UnboundedReceiver<Claimed>,
-    slots: Arc<Semaphore>,
+    mut inbox: HandoffInbox,
     pool: PgPool,
     wait: Duration,
     crew: Crew,
+    wake: Arc<Notify>,
     shutdown: CancellationToken,
-) -> mpsc::UnboundedReceiver<Claimed> {
+) -> HandoffInbox {
     loop {
         let row = tokio::select! {
-            r = rx.recv() => match r {
+            r = inbox.rx.recv() => match r {
                 Some(row) => row,
-                None => return rx,
+                None => return inbox,
             },
-            () = shutdown.cancelled() => return rx,
+            () = shutdown.cancelled() => return inbox,
         };
         // Tracked from now on, so a shutdown hands it back.
         crew.track(&row);
         let slot = tokio::select! {
-            s = tokio::time::timeout(wait, slots.clone().acquire_owned()) => s,
-            () = shutdown.cancelled() => return rx,
+            s = tokio::time::timeout(wait, inbox.slots.clone().acquire_owned()) => s,
+            () = shutdown.cancelled() => return inbox,
         };
+        inbox.taken();
         match slot {
             Ok(Ok(slot)) => {
                 metrics::counter!("callhook_deliveries_handed_off_total").increment(1);
@@ -199,6 +200,7 @@ async fn receive_handoffs(
                 if let Err(e) = queue::release(&pool, &[row.id], &[row.lease_token]).await {
                     tracing::warn!(error = %e, delivery_id = %row.id, "could not hand back a delivery; it is sent when its lease runs out");
                 }
+                wake.notify_one();
             }
         }
     }

@@ -8,6 +8,7 @@
 //! the row still carries the claim's token, so a worker whose lease was taken
 //! over cannot overwrite the new owner's result.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,14 +47,20 @@ pub struct Claimed {
 /// write fewer per delivery. The rest are inserted due now, for claims.
 ///
 /// A handed-off row waits for a worker slot like a claimed one, so at most
-/// `concurrency` deliveries are ever being sent and unrecorded; one that
-/// waits too long goes back to the queue. Should the process die, a
-/// handed-off row becomes due when its lease runs out, like a claimed one.
+/// `concurrency` deliveries are ever being sent and unrecorded; up to as
+/// many again may wait for a slot in memory (not yet sent, so a crash only
+/// delays them by the lease), and one that waits too long goes back to the
+/// queue. Should the process die, a handed-off row becomes due when its
+/// lease runs out, like a claimed one.
 #[derive(Clone, Debug)]
 pub struct Handoff {
     slots: Arc<Semaphore>,
     tx: mpsc::UnboundedSender<Claimed>,
     lease: Duration,
+    /// Rows handed over and still waiting for a slot.
+    waiting: Arc<AtomicUsize>,
+    /// How many may wait.
+    room: usize,
 }
 
 /// The dispatcher's side of a [`Handoff`]: its worker slots (which claims
@@ -62,30 +69,43 @@ pub struct Handoff {
 pub struct HandoffInbox {
     pub slots: Arc<Semaphore>,
     pub rx: mpsc::UnboundedReceiver<Claimed>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl HandoffInbox {
+    /// A handed-off row has a slot now, or went back to the queue.
+    pub fn taken(&self) {
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A hand-off to a dispatcher of `concurrency` workers leasing for `lease`.
 pub fn handoff(concurrency: usize, lease: Duration) -> (Handoff, HandoffInbox) {
     let slots = Arc::new(Semaphore::new(concurrency));
     let (tx, rx) = mpsc::unbounded_channel();
+    let waiting = Arc::new(AtomicUsize::new(0));
     (
         Handoff {
             slots: slots.clone(),
             tx,
             lease,
+            waiting: waiting.clone(),
+            room: concurrency,
         },
-        HandoffInbox { slots, rx },
+        HandoffInbox { slots, rx, waiting },
     )
 }
 
 impl Handoff {
-    /// How many new deliveries to hand off now: the free workers (none once
-    /// the dispatcher has stopped; it closes its slots).
+    /// How many new deliveries to hand off now: the free workers and the
+    /// room left to wait for one (none once the dispatcher has stopped; it
+    /// closes its slots).
     pub(crate) fn budget(&self) -> usize {
         if self.slots.is_closed() {
             0
         } else {
-            self.slots.available_permits()
+            (self.slots.available_permits() + self.room)
+                .saturating_sub(self.waiting.load(Ordering::Acquire))
         }
     }
 
@@ -98,7 +118,9 @@ impl Handoff {
     pub(crate) async fn deliver(&self, pool: &PgPool, handed: Vec<Claimed>) {
         let mut back = Vec::new();
         for row in handed {
+            self.waiting.fetch_add(1, Ordering::AcqRel);
             if let Err(mpsc::error::SendError(row)) = self.tx.send(row) {
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
                 back.push(row);
             }
         }
