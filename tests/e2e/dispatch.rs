@@ -342,7 +342,7 @@ async fn a_hanging_receiver_does_not_starve_the_others(pool: PgPool) {
 
 /// With the API and the dispatcher in one process, a new delivery goes
 /// straight to a free worker, without a claim. With every worker busy, one
-/// more may wait for a worker in memory, and goes back to the queue when it
+/// per worker may wait for one in memory, and goes back to the queue when it
 /// waited too long; past that, new deliveries wait in the queue for claims.
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn new_deliveries_go_to_a_free_worker_or_else_wait_in_the_queue(pool: PgPool) {
@@ -367,52 +367,43 @@ async fn new_deliveries_go_to_a_free_worker_or_else_wait_in_the_queue(pool: PgPo
     .await;
     let first = start_call(&app, "1").await;
     slow.next(WAIT).await; // the only worker is busy with it for 1.8 s
-    let fast_call = |id: &str| {
-        let mut call = page_call(id);
-        call["callee"] = json!("78005552244");
-        call
-    };
     let mut ids = Vec::new();
-    for id in ["2", "3"] {
-        let (status, body) = app.ingest_post("/api/v1/calls", &fast_call(id)).await;
+    for i in 2..=3 {
+        let mut call = page_call(&i.to_string());
+        call["callee"] = json!("78005552244");
+        let (status, body) = app.ingest_post("/api/v1/calls", &call).await;
         assert_eq!(status.as_u16(), 202, "{body}");
-        ids.push(
-            body["deliveries"][0]["id"]
-                .as_str()
-                .unwrap()
-                .parse::<uuid::Uuid>()
-                .unwrap(),
-        );
-    }
-    let leased = |id: uuid::Uuid| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_scalar::<_, Option<uuid::Uuid>>(
-                "select lease_token from deliveries where id = $1",
-            )
-            .bind(id)
-            .fetch_one(&pool)
-            .await
+        let id: uuid::Uuid = body["deliveries"][0]["id"]
+            .as_str()
             .unwrap()
-            .is_some()
-        }
-    };
-    assert!(leased(ids[0]).await, "2 waits for the worker, leased");
-    assert!(
-        !leased(ids[1]).await,
-        "3 found no room: due now, for a claim"
+            .parse()
+            .unwrap();
+        ids.push(id);
+    }
+    let leased: Vec<bool> = sqlx::query_scalar(
+        "select lease_token is not null from deliveries where id = any($1) order by call_id::int",
+    )
+    .bind(&ids)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        leased,
+        vec![true, false],
+        "2 waits for the worker, leased; 3 found no room: due now, for a claim"
     );
 
     wait_state(&pool, first, "delivered", WAIT).await;
     for id in &ids {
         wait_state(&pool, *id, "delivered", WAIT).await;
     }
-    let mut arrived = vec![
-        fast.next(WAIT).await.json()["id"].clone(),
-        fast.next(WAIT).await.json()["id"].clone(),
-    ];
-    arrived.sort_by_key(|v| v.as_str().unwrap().to_owned());
-    assert_eq!(arrived, vec![json!("2"), json!("3")]);
+    let mut arrived = Vec::new();
+    for _ in 2..=3 {
+        let body = fast.next(WAIT).await.json();
+        arrived.push(body["id"].as_str().unwrap().parse::<u32>().unwrap());
+    }
+    arrived.sort_unstable();
+    assert_eq!(arrived, vec![2, 3]);
     let text = app
         .http
         .get(app.url("/metrics"))

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use callhook_core::{RetrySchedule, SigningSecret};
-use callhook_store::queue::{self, AttemptRecord, Claimed, Completion, HandoffInbox, Outcome};
+use callhook_store::queue::{
+    self, AttemptRecord, Claimed, Completion, Handed, HandoffInbox, Outcome,
+};
 use callhook_store::StoreError;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
@@ -113,8 +115,8 @@ pub async fn run(
     slots.close();
     if let Some(task) = receiving {
         if let Ok(mut inbox) = task.await {
-            while let Ok(row) = inbox.rx.try_recv() {
-                crew.track(&row);
+            while let Ok(h) = inbox.rx.try_recv() {
+                crew.track(&h.row);
             }
         }
     }
@@ -159,9 +161,10 @@ struct Ctx {
 }
 
 /// Sends what ingest hands over until shutdown, each once a worker slot is
-/// free; a delivery that waits longer than `config.handoff_wait` goes back
-/// to the queue for claims. Returns the channel, so what is left in it can
-/// be given back.
+/// free. A delivery that has waited `wait` since it was handed over goes back
+/// to the queue for claims, with every other that waited as long (one
+/// statement): a wait never eats into the lease the request needs, however
+/// many wait. Returns the inbox, so what is left in it can be given back.
 async fn receive_handoffs(
     mut inbox: HandoffInbox,
     pool: PgPool,
@@ -170,39 +173,55 @@ async fn receive_handoffs(
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> HandoffInbox {
+    let mut next: Option<Handed> = None;
     loop {
-        let row = tokio::select! {
-            r = inbox.rx.recv() => match r {
-                Some(row) => row,
-                None => return inbox,
+        let handed = match next.take() {
+            Some(h) => h,
+            None => tokio::select! {
+                r = inbox.rx.recv() => match r {
+                    Some(h) => h,
+                    None => return inbox,
+                },
+                () = shutdown.cancelled() => return inbox,
             },
-            () = shutdown.cancelled() => return inbox,
         };
         // Tracked from now on, so a shutdown hands it back.
-        crew.track(&row);
+        crew.track(&handed.row);
+        let deadline = handed.at + wait;
         let slot = tokio::select! {
-            s = tokio::time::timeout(wait, inbox.slots.clone().acquire_owned()) => s,
+            s = tokio::time::timeout_at(deadline, inbox.slots.clone().acquire_owned()) => s,
             () = shutdown.cancelled() => return inbox,
         };
         inbox.taken();
-        match slot {
-            Ok(Ok(slot)) => {
-                metrics::counter!("callhook_deliveries_handed_off_total").increment(1);
-                crew.spawn(row, slot);
+        if let Ok(Ok(slot)) = slot {
+            metrics::counter!("callhook_deliveries_handed_off_total").increment(1);
+            crew.spawn(handed.row, slot);
+            continue;
+        }
+        // Every worker has been busy (slow receivers): let claims take it,
+        // and whatever else has waited as long.
+        let mut back = vec![handed.row];
+        while let Ok(more) = inbox.rx.try_recv() {
+            if more.at + wait > tokio::time::Instant::now() {
+                next = Some(more);
+                break;
             }
-            _ => {
-                // Every worker is busy (slow receivers): let claims take it.
-                metrics::counter!("callhook_handoffs_returned_total").increment(1);
-                crew.in_flight
-                    .lock()
-                    .expect("in-flight lock")
-                    .remove(&row.id);
-                if let Err(e) = queue::release(&pool, &[row.id], &[row.lease_token]).await {
-                    tracing::warn!(error = %e, delivery_id = %row.id, "could not hand back a delivery; it is sent when its lease runs out");
-                }
-                wake.notify_one();
+            inbox.taken();
+            back.push(more.row);
+        }
+        metrics::counter!("callhook_handoffs_returned_total").increment(back.len() as u64);
+        let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) =
+            back.iter().map(|r| (r.id, r.lease_token)).unzip();
+        {
+            let mut map = crew.in_flight.lock().expect("in-flight lock");
+            for id in &ids {
+                map.remove(id);
             }
         }
+        if let Err(e) = queue::release(&pool, &ids, &tokens).await {
+            tracing::warn!(error = %e, count = ids.len(), "could not hand back deliveries; they are sent when their lease runs out");
+        }
+        wake.notify_one();
     }
 }
 

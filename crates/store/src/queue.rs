@@ -55,7 +55,7 @@ pub struct Claimed {
 #[derive(Clone, Debug)]
 pub struct Handoff {
     slots: Arc<Semaphore>,
-    tx: mpsc::UnboundedSender<Claimed>,
+    tx: mpsc::UnboundedSender<Handed>,
     lease: Duration,
     /// Rows handed over and still waiting for a slot.
     waiting: Arc<AtomicUsize>,
@@ -63,12 +63,20 @@ pub struct Handoff {
     room: usize,
 }
 
+/// A delivery handed over, and when: it may wait for a worker only so long
+/// from then, whatever waits before it.
+#[derive(Debug)]
+pub struct Handed {
+    pub row: Claimed,
+    pub at: tokio::time::Instant,
+}
+
 /// The dispatcher's side of a [`Handoff`]: its worker slots (which claims
 /// take too) and the deliveries handed to it.
 #[derive(Debug)]
 pub struct HandoffInbox {
     pub slots: Arc<Semaphore>,
-    pub rx: mpsc::UnboundedReceiver<Claimed>,
+    pub rx: mpsc::UnboundedReceiver<Handed>,
     waiting: Arc<AtomicUsize>,
 }
 
@@ -117,11 +125,12 @@ impl Handoff {
     /// longer take (it stopped meanwhile) go back to the queue, due now.
     pub(crate) async fn deliver(&self, pool: &PgPool, handed: Vec<Claimed>) {
         let mut back = Vec::new();
+        let at = tokio::time::Instant::now();
         for row in handed {
             self.waiting.fetch_add(1, Ordering::AcqRel);
-            if let Err(mpsc::error::SendError(row)) = self.tx.send(row) {
+            if let Err(mpsc::error::SendError(h)) = self.tx.send(Handed { row, at }) {
                 self.waiting.fetch_sub(1, Ordering::AcqRel);
-                back.push(row);
+                back.push(h.row);
             }
         }
         if back.is_empty() {
