@@ -1,10 +1,11 @@
 //! Ingesting call events: a call row and its delivery rows, atomically.
 //!
-//! A start is one write statement (the call and its delivery in one
-//! `INSERT … RETURNING` chain), so it commits on its own without a
-//! transaction's extra round trips; a batch of starts shares one
-//! transaction, so it costs one commit. An end locks its call row, so it runs
-//! in a transaction.
+//! Starts are stored in batches (the batch endpoint's, or the group commit's
+//! of single requests; a lone start is a batch of one): one transaction, one
+//! commit, and a handful of statements whatever the batch's size (each
+//! distinct number's scenario, one attribution query, one insert of every
+//! call with its delivery). An end locks its call row, so it runs in a
+//! transaction of its own.
 
 use callhook_core::{
     build_payload, fingerprint, Call, CallEnd, CallStatus, DeliveryKind, FieldError, PhoneNumber,
