@@ -560,3 +560,32 @@ async fn a_batch_must_carry_1_to_1000_calls(pool: PgPool) {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
     assert_eq!(counts(&pool).await, (0, 0));
 }
+
+/// More batches than the server takes at once (4) wait their turn: every
+/// one is answered and stored.
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn concurrent_batches_beyond_the_limit_all_get_stored(pool: PgPool) {
+    let app = api_only(pool.clone()).await;
+    scenario(&app, true, false).await;
+    let bodies: Vec<Value> = (0..10)
+        .map(|b| json!({"calls": (0..20).map(|i| page_call(&format!("b{b}-{i}"))).collect::<Vec<_>>()}))
+        .collect();
+    let answers = futures::future::join_all(
+        bodies
+            .iter()
+            .map(|body| app.ingest_post("/api/v1/calls/batch", body)),
+    )
+    .await;
+    for (status, answer) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{answer}");
+        assert!(
+            answer["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["status"] == 202),
+            "{answer}"
+        );
+    }
+    assert_eq!(counts(&pool).await, (200, 200));
+}

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
-use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::limit::{ConcurrencyLimitLayer, GlobalConcurrencyLimitLayer};
 use tower::load_shed::error::Overloaded;
 use tower::{BoxError, ServiceBuilder};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
@@ -51,12 +51,21 @@ pub fn router(state: AppState) -> Router {
             require_bearer,
         ));
 
+    /// Batch requests handled at once (the others wait their turn).
+    const BATCHES_AT_ONCE: usize = 4;
+
     // A burst beyond capacity is answered `503 overloaded` at once (one
     // semaphore shared by the ingest routes) instead of queueing until the
     // database pool and memory give out.
     let ingest = Router::new()
         .route("/api/v1/calls", post(calls::start))
-        .route("/api/v1/calls/batch", post(calls::start_batch))
+        // A batch holds up to 2 MiB of JSON and its thousand parsed calls:
+        // a few at once keep Postgres busy, more would only hold memory, so
+        // the rest wait (unread) for their turn.
+        .route(
+            "/api/v1/calls/batch",
+            post(calls::start_batch).layer(ConcurrencyLimitLayer::new(BATCHES_AT_ONCE)),
+        )
         .route("/api/v1/calls/{id}/end", post(calls::end))
         .route("/api/v1/visits", post(visits::reserve))
         .route_layer(from_fn_with_state(
