@@ -419,17 +419,17 @@ pub async fn backlog(e: impl PgExecutor<'_>) -> Result<Backlog, StoreError> {
 /// WAL flush at a time.
 #[derive(Clone, Debug)]
 pub struct Notifier {
-    signal: std::sync::Arc<tokio::sync::Notify>,
+    /// Room for one pending signal: more fold into it.
+    signal: mpsc::Sender<()>,
 }
 
 impl Notifier {
-    /// Starts the notifying task (it lives as long as the runtime).
+    /// Starts the notifying task. It ends, releasing its hold on the pool,
+    /// once every `Notifier` is dropped.
     pub fn spawn(pool: PgPool) -> Self {
-        let signal = std::sync::Arc::new(tokio::sync::Notify::new());
-        let waiting = signal.clone();
+        let (signal, mut waiting) = mpsc::channel(1);
         tokio::spawn(async move {
-            loop {
-                waiting.notified().await;
+            while waiting.recv().await.is_some() {
                 if let Err(e) = sqlx::query!("select pg_notify($1, '')", crate::NOTIFY_CHANNEL)
                     .execute(&pool)
                     .await
@@ -444,6 +444,7 @@ impl Notifier {
 
     /// Asks for a `NOTIFY` soon; cheap, never blocks.
     pub fn wake(&self) {
-        self.signal.notify_one();
+        // Full: a signal is pending already and covers this one.
+        let _ = self.signal.try_send(());
     }
 }
