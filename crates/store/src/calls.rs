@@ -112,11 +112,9 @@ pub struct Batch {
 }
 
 /// A start that passed every check, on its way into the bulk insert.
-struct Checked<'a> {
+struct Checked {
     index: usize,
-    input: &'a StartCall,
     scenario: IngestScenario,
-    date: DateTime<Utc>,
     hash: String,
     /// Nothing covered the number at the call's time.
     unattributed: bool,
@@ -165,8 +163,6 @@ pub async fn start_batch(
         };
         checked.push(Checked {
             index,
-            input,
-            date,
             hash: fingerprint(input),
             unattributed: false,
             call: Call {
@@ -180,7 +176,22 @@ pub async fn start_batch(
             scenario,
         });
     }
-    attribute_all(&mut tx, &mut checked).await?;
+    let mut visits: Vec<_> = checked
+        .iter_mut()
+        .map(|c| {
+            (
+                c.scenario.id,
+                &c.call.callee,
+                c.call.date,
+                &mut c.call.visit,
+            )
+        })
+        .collect();
+    let unattributed = attribute_visits(&mut tx, &mut visits).await?;
+    drop(visits);
+    for (c, unattributed) in checked.iter_mut().zip(unattributed) {
+        c.unattributed = unattributed;
+    }
 
     // One row per call id: a repeat within the batch is answered below as a
     // repeat of the first.
@@ -251,7 +262,7 @@ pub async fn start_batch(
             }
             // Reported before (perhaps a moment ago by a concurrent request,
             // or earlier in this batch).
-            None => match reported_before(&mut tx, c.input, &c.hash).await {
+            None => match reported_before(&mut tx, &c.call.id, &c.hash).await {
                 Err(IngestError::Store(e)) => return Err(e),
                 other => other,
             },
@@ -275,80 +286,57 @@ pub async fn start_batch(
 /// again, or a conflict.
 async fn reported_before(
     conn: &mut PgConnection,
-    input: &StartCall,
+    id: &str,
     hash: &str,
 ) -> Result<Ingested, IngestError> {
-    let existing = sqlx::query_scalar!("select start_hash from calls where id = $1", input.id)
+    let existing = sqlx::query_scalar!("select start_hash from calls where id = $1", id)
         .fetch_one(&mut *conn)
         .await?;
     match existing {
         Some(h) if h == hash => Ok(Ingested::Repeated(
-            deliveries_of(&mut *conn, &input.id, DeliveryKind::DuringCall).await?,
+            deliveries_of(&mut *conn, id, DeliveryKind::DuringCall).await?,
         )),
         Some(_) => Err(IngestError::Conflict(format!(
-            "call {} was already reported with other data; a call id must be unique",
-            input.id
+            "call {id} was already reported with other data; a call id must be unique"
         ))),
         None => Err(IngestError::Conflict(format!(
-            "call {} was already ended without a start; its start can no longer be recorded",
-            input.id
+            "call {id} was already ended without a start; its start can no longer be recorded"
         ))),
     }
 }
 
-/// Attributes every checked start that does not name its visit, in one
-/// query; the event's own fields win over the reservation's.
-async fn attribute_all(
+/// The visit fields calls are stored and sent with, each call given as
+/// (scenario, number, time, its event's visit fields), in one query. An
+/// event that names its visit (`visit_id`) is taken as is; otherwise the call
+/// is attributed from the number's reservation (or static fields) at the
+/// call's time, the event's own fields winning. Returns, per call, `true`
+/// when nothing covered the number then.
+async fn attribute_visits(
     conn: &mut PgConnection,
-    checked: &mut [Checked<'_>],
-) -> Result<(), StoreError> {
-    let asked: Vec<usize> = (0..checked.len())
-        .filter(|&i| checked[i].call.visit.visit_id.is_none())
+    calls: &mut [(Uuid, &PhoneNumber, DateTime<Utc>, &mut Visit)],
+) -> Result<Vec<bool>, StoreError> {
+    let mut unattributed = vec![false; calls.len()];
+    let asked: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i].3.visit_id.is_none())
         .collect();
     if asked.is_empty() {
-        return Ok(());
+        return Ok(unattributed);
     }
     let lookups: Vec<(Uuid, &PhoneNumber, DateTime<Utc>)> = asked
         .iter()
-        .map(|&i| {
-            (
-                checked[i].scenario.id,
-                &checked[i].call.callee,
-                checked[i].date,
-            )
-        })
+        .map(|&i| (calls[i].0, calls[i].1, calls[i].2))
         .collect();
     let found = crate::pool::attribute_many(conn, &lookups).await?;
     for (i, found) in asked.into_iter().zip(found) {
-        let c = &mut checked[i];
         match found {
-            Some(visit) => c.call.visit = std::mem::take(&mut c.call.visit).or(visit),
-            None => c.unattributed = true,
+            Some(visit) => {
+                let given = std::mem::take(&mut *calls[i].3);
+                *calls[i].3 = given.or(visit);
+            }
+            None => unattributed[i] = true,
         }
     }
-    Ok(())
-}
-
-/// The visit fields a call is stored and sent with. An event that names its
-/// visit (`visit_id`) is taken as is; otherwise the call is attributed from
-/// the number's reservation (or static fields) at the call's time, the
-/// event's own fields winning. `true` when nothing covered the number then.
-async fn attributed_visit(
-    tx: &mut PgConnection,
-    scenario_id: Uuid,
-    callee: &PhoneNumber,
-    date: DateTime<Utc>,
-    given: &Visit,
-) -> Result<(Visit, bool), StoreError> {
-    if given.visit_id.is_some() {
-        return Ok((given.clone(), false));
-    }
-    Ok(
-        match crate::pool::attribute(tx, scenario_id, callee, date).await? {
-            Some(found) => (given.clone().or(found), false),
-            None => (given.clone(), true),
-        },
-    )
+    Ok(unattributed)
 }
 
 fn count_unattributed(scenario_id: Uuid) {
@@ -379,9 +367,13 @@ pub async fn end(pool: &PgPool, call_id: &str, input: &EndCall) -> Result<Ingest
             Some(d) => tz.parse_date(d, "date")?,
             None => ended_at - chrono::Duration::seconds(input.duration),
         };
-        let (visit, no_visit) =
-            attributed_visit(&mut tx, scenario.id, callee, started_at, &Visit::default()).await?;
-        unattributed = no_visit.then_some(scenario.id);
+        let mut visit = Visit::default();
+        let no_visit = attribute_visits(
+            &mut tx,
+            &mut [(scenario.id, callee, started_at, &mut visit)],
+        )
+        .await?;
+        unattributed = no_visit[0].then_some(scenario.id);
         let call = Call {
             id: call_id.to_owned(),
             caller: caller.clone(),
