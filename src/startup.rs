@@ -110,13 +110,14 @@ pub async fn run(
     });
 
     let secret = |t: &Option<SecretString>| t.clone().unwrap_or_else(|| SecretString::from(""));
-    let mut state = AppState::new(
+    let state = AppState::new(
         pool,
         sender,
         Tokens {
             admin: secret(&config.admin_token),
             ingest: secret(&config.ingest_token),
         },
+        handoff,
     )
     .with_ingest(IngestSettings {
         reservation_hold: config.reservation_hold,
@@ -126,9 +127,6 @@ pub async fn run(
         max_inflight_requests: config.max_inflight_requests,
         secret_rotation_overlap: config.secret_rotation_overlap,
     });
-    if let Some(h) = handoff {
-        state = state.with_handoff(h);
-    }
     let app = if config.role.serves_api() {
         callhook_api::router(state)
     } else {

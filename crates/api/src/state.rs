@@ -75,12 +75,19 @@ impl Default for ApiSettings {
 }
 
 impl AppState {
-    pub fn new(pool: PgPool, sender: Sender, tokens: Tokens) -> Self {
+    /// The state of a process; with a `handoff`, new deliveries go straight
+    /// to this process's dispatcher.
+    pub fn new(pool: PgPool, sender: Sender, tokens: Tokens, handoff: Option<Handoff>) -> Self {
         let notifier = Notifier::spawn(pool.clone());
         Self {
-            starts: StartQueue::spawn(pool.clone(), START_COMMITTERS, notifier.clone(), None),
+            starts: StartQueue::spawn(
+                pool.clone(),
+                START_COMMITTERS,
+                notifier.clone(),
+                handoff.clone(),
+            ),
             notifier,
-            handoff: None,
+            handoff,
             pool,
             sender,
             tokens: Arc::new(tokens),
@@ -88,18 +95,6 @@ impl AppState {
             ingest: Arc::new(IngestSettings::default()),
             settings: ApiSettings::default(),
         }
-    }
-
-    /// The same state, handing new deliveries to this process's dispatcher.
-    pub fn with_handoff(mut self, handoff: Handoff) -> Self {
-        self.starts = StartQueue::spawn(
-            self.pool.clone(),
-            START_COMMITTERS,
-            self.notifier.clone(),
-            Some(handoff.clone()),
-        );
-        self.handoff = Some(handoff);
-        self
     }
 
     /// The same state with these ingest settings.
