@@ -404,15 +404,7 @@ async fn new_deliveries_go_to_a_free_worker_or_else_wait_in_the_queue(pool: PgPo
     }
     arrived.sort_unstable();
     assert_eq!(arrived, vec![2, 3]);
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert_eq!(
         (
             sample(&text, "callhook_deliveries_handed_off_total"),

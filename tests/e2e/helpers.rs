@@ -141,6 +141,13 @@ impl TestApp {
         self.send(method, path, token, body).await
     }
 
+    /// The Prometheus page at `/metrics` (expecting `200`).
+    pub async fn metrics(&self) -> String {
+        let resp = self.http.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap()
+    }
+
     /// Creates a scenario; panics unless the API says 201.
     pub async fn create_scenario(&self, body: Value) -> Value {
         let (status, v) = self.admin_post("/api/v1/scenarios", &body).await;

@@ -722,15 +722,7 @@ async fn metrics_count_real_deliveries_and_attempts(pool: PgPool) {
     }
     wait_state(&pool, bad_id, "failed", WAIT).await;
 
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let m = |k: &str| sample(&text, k);
     assert_eq!(
         m(r#"callhook_deliveries_total{kind="during_call",outcome="delivered"}"#),
@@ -771,15 +763,7 @@ async fn metrics_count_real_deliveries_and_attempts(pool: PgPool) {
         Utc::now() - chrono::Duration::seconds(30),
     )
     .await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert_eq!(sample(&text, "callhook_pending_deliveries"), 1.0, "{text}");
     assert!(
         sample(&text, "callhook_oldest_pending_age_seconds") >= 30.0,
@@ -800,15 +784,7 @@ async fn metrics_count_real_deliveries_and_attempts(pool: PgPool) {
         .await
         .unwrap();
     wait_state(&pool, later, "cancelled", WAIT).await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert_eq!(
         sample(
             &text,

@@ -294,9 +294,7 @@ async fn service_endpoints_answer_without_a_token(pool: PgPool) {
     ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
-    let resp = app.http.get(app.url("/metrics")).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.unwrap();
+    let text = app.metrics().await;
     assert!(text.contains("callhook_pending_deliveries"), "{text}");
     let (status, err) = app.raw(reqwest::Method::GET, "/nope", None, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

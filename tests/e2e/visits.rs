@@ -104,8 +104,7 @@ async fn a_third_visit_on_a_two_number_pool_is_shared_and_counted(pool: PgPool) 
     assert_eq!(shared_number["visit_id"], "c");
     assert_eq!(shared_number["shared"], true);
 
-    let (_, metrics) = app.raw(reqwest::Method::GET, "/metrics", None, None).await;
-    let metrics = metrics.as_str().unwrap().to_owned();
+    let metrics = app.metrics().await;
     assert!(
         metrics
             .lines()
@@ -342,11 +341,9 @@ async fn a_call_to_a_free_number_is_sent_unattributed_and_counted(pool: PgPool) 
     }
     assert_eq!(body["callee"], free);
 
-    let (_, metrics) = app.raw(reqwest::Method::GET, "/metrics", None, None).await;
+    let metrics = app.metrics().await;
     assert!(
         metrics
-            .as_str()
-            .unwrap()
             .lines()
             .any(|l| l.starts_with("callhook_calls_unattributed_total") && l.contains(id)),
         "{metrics}"
