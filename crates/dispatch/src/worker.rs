@@ -61,6 +61,15 @@ impl Default for DispatchConfig {
 /// Deliveries claimed by this process and not yet recorded: (id → lease token).
 type InFlight = Arc<Mutex<HashMap<Uuid, Uuid>>>;
 
+/// Forgets deliveries that are recorded or handed back: a shutdown has
+/// nothing to give back for them.
+fn untrack<'a>(in_flight: &InFlight, ids: impl IntoIterator<Item = &'a Uuid>) {
+    let mut map = in_flight.lock().expect("in-flight lock");
+    for id in ids {
+        map.remove(id);
+    }
+}
+
 /// Runs the dispatcher until `shutdown` is cancelled; then stops claiming,
 /// lets in-flight requests finish within the grace period, records them and
 /// hands back the leases of whatever is left. With an `inbox`, it also sends
@@ -212,12 +221,7 @@ async fn receive_handoffs(
         metrics::counter!("callhook_handoffs_returned_total").increment(back.len() as u64);
         let (ids, tokens): (Vec<Uuid>, Vec<Uuid>) =
             back.iter().map(|r| (r.id, r.lease_token)).unzip();
-        {
-            let mut map = crew.in_flight.lock().expect("in-flight lock");
-            for id in &ids {
-                map.remove(id);
-            }
-        }
+        untrack(&crew.in_flight, &ids);
         if let Err(e) = queue::release(&pool, &ids, &tokens).await {
             tracing::warn!(error = %e, count = ids.len(), "could not hand back deliveries; they are sent when their lease runs out");
         }
@@ -461,12 +465,7 @@ async fn write_completions(
                 }
             }
         }
-        {
-            let mut map = in_flight.lock().expect("in-flight lock");
-            for c in &batch {
-                map.remove(&c.id);
-            }
-        }
+        untrack(&in_flight, batch.iter().map(|c| &c.id));
         drop(slots); // frees the workers' slots
         if unblocked {
             wake.notify_one();
