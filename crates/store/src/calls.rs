@@ -19,7 +19,7 @@ use uuid::Uuid;
 use callhook_core::{CustomField, CustomFields, Timezone};
 use sqlx::types::Json;
 
-use crate::queue::{Claimed, Handoff};
+use crate::queue::{Claimed, Handoff, Notifier};
 use crate::StoreError;
 use chrono::SubsecRound as _;
 use std::collections::HashMap;
@@ -91,26 +91,6 @@ pub enum Ingested {
     Repeated(Vec<DeliveryRef>),
 }
 
-/// Stores a call's start and queues its during-call webhook, if the scenario has one.
-pub async fn start(pool: &PgPool, input: &StartCall) -> Result<Ingested, IngestError> {
-    let batch = start_batch(pool, std::slice::from_ref(input), None).await?;
-    batch
-        .results
-        .into_iter()
-        .next()
-        .expect("one result per start")
-}
-
-/// What [`start_batch`] stored.
-#[derive(Debug)]
-pub struct Batch {
-    /// One per start, in order.
-    pub results: Vec<Result<Ingested, IngestError>>,
-    /// Deliveries queued for a dispatcher to claim (not handed off): when
-    /// not zero, wake the dispatchers.
-    pub queued: usize,
-}
-
 /// A start that passed every check, on its way into the bulk insert.
 struct Checked {
     index: usize,
@@ -126,13 +106,16 @@ struct Checked {
 /// attribution of every call (one query), then every call and delivery (one
 /// insert). Each item has its own result: one that is refused (a bad field,
 /// a conflicting repeat) writes nothing and leaves the others be. A database
-/// error fails the whole batch. With a `handoff`, new deliveries go straight
-/// to this process's dispatcher while it has free workers.
+/// error fails the whole batch. Once committed, the new deliveries are on
+/// their way: with a `handoff`, straight to this process's dispatcher while
+/// it has free workers; the rest announced to every dispatcher through the
+/// `notifier`.
 pub async fn start_batch(
     pool: &PgPool,
     inputs: &[StartCall],
     handoff: Option<&Handoff>,
-) -> Result<Batch, StoreError> {
+    notifier: &Notifier,
+) -> Result<Vec<Result<Ingested, IngestError>>, StoreError> {
     let mut tx = pool.begin().await?;
     let mut results: Vec<Option<Result<Ingested, IngestError>>> =
         inputs.iter().map(|_| None).collect();
@@ -270,16 +253,16 @@ pub async fn start_batch(
         results[c.index] = Some(result);
     }
     tx.commit().await?;
+    if queued > 0 {
+        notifier.wake();
+    }
     if let Some(h) = handoff {
         h.deliver(pool, handed).await;
     }
-    Ok(Batch {
-        results: results
-            .into_iter()
-            .map(|r| r.expect("every start answered"))
-            .collect(),
-        queued,
-    })
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every start answered"))
+        .collect())
 }
 
 /// The answer to a start whose call id is stored already: the same event

@@ -54,9 +54,9 @@ impl StartQueue {
         Self { jobs }
     }
 
-    /// Stores one start, as [`calls::start`] does, and answers once it is
-    /// committed. The number of waiting starts is bounded by the callers
-    /// (the API sheds load past its in-flight limit).
+    /// Stores one start, as [`calls::start_batch`] would alone, and answers
+    /// once it is committed. The number of waiting starts is bounded by the
+    /// callers (the API sheds load past its in-flight limit).
     pub async fn start(&self, input: StartCall) -> Result<Ingested, IngestError> {
         let (reply, answer) = oneshot::channel();
         if let Err(mpsc::error::SendError((input, _))) = self.jobs.send((input, reply)) {
@@ -114,13 +114,10 @@ async fn commit_group(sink: &Sink, mut group: Vec<(StartCall, Reply)>) {
     // share ids wait for each other instead of deadlocking.
     group.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     let (inputs, replies): (Vec<StartCall>, Vec<Reply>) = group.into_iter().unzip();
-    match calls::start_batch(&sink.pool, &inputs, sink.handoff.as_ref()).await {
-        Ok(batch) => {
+    match sink.store(&inputs).await {
+        Ok(results) => {
             metrics::histogram!("callhook_ingest_group_size").record(inputs.len() as f64);
-            if batch.queued > 0 {
-                sink.notifier.wake();
-            }
-            for (reply, result) in replies.into_iter().zip(batch.results) {
+            for (reply, result) in replies.into_iter().zip(results) {
                 let _ = reply.send(result);
             }
         }
@@ -130,12 +127,21 @@ async fn commit_group(sink: &Sink, mut group: Vec<(StartCall, Reply)>) {
         Err(e) => {
             tracing::debug!(error = %e, size = inputs.len(), "group commit failed; storing its starts one by one");
             for (input, reply) in inputs.iter().zip(replies) {
-                let result = calls::start(&sink.pool, input).await;
-                if matches!(&result, Ok(Ingested::Created(d)) if !d.is_empty()) {
-                    sink.notifier.wake();
-                }
+                let result = match sink.store(std::slice::from_ref(input)).await {
+                    Ok(mut one) => one.pop().expect("one result per start"),
+                    Err(e) => Err(e.into()),
+                };
                 let _ = reply.send(result);
             }
         }
+    }
+}
+
+impl Sink {
+    async fn store(
+        &self,
+        inputs: &[StartCall],
+    ) -> Result<Vec<Result<Ingested, IngestError>>, StoreError> {
+        calls::start_batch(&self.pool, inputs, self.handoff.as_ref(), &self.notifier).await
     }
 }

@@ -261,9 +261,10 @@ pub async fn start_batch(
             Err(e) => results.push(Some(BatchItem::refused(call_id, e))),
         }
     }
-    let batch = calls::start_batch(&state.pool, &valid, state.handoff.as_ref()).await?;
+    let outcomes =
+        calls::start_batch(&state.pool, &valid, state.handoff.as_ref(), &state.notifier).await?;
     let mut created = 0u64;
-    let mut outcomes = valid.into_iter().zip(batch.results);
+    let mut outcomes = valid.into_iter().zip(outcomes);
     for slot in results.iter_mut().filter(|r| r.is_none()) {
         let (input, outcome) = outcomes.next().expect("one outcome per valid call");
         *slot = Some(match outcome {
@@ -284,9 +285,6 @@ pub async fn start_batch(
             }
             Err(e) => BatchItem::refused(Some(input.id), e.into()),
         });
-    }
-    if batch.queued > 0 {
-        state.notifier.wake();
     }
     metrics::counter!("callhook_calls_ingested_total", "event" => "start").increment(created);
     tracing::info!(calls = results.len(), created, "call batch ingested");
