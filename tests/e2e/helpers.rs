@@ -141,6 +141,20 @@ impl TestApp {
         self.send(method, path, token, body).await
     }
 
+    /// Posts a batch of starts and expects every one stored (`202`).
+    pub async fn store_batch(&self, body: &Value) {
+        let (status, answer) = self.ingest_post("/api/v1/calls/batch", body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert!(
+            answer["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["status"] == 202),
+            "{answer}"
+        );
+    }
+
     /// The Prometheus page at `/metrics` (expecting `200`).
     pub async fn metrics(&self) -> String {
         let resp = self.http.get(self.url("/metrics")).send().await.unwrap();
