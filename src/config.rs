@@ -112,6 +112,11 @@ pub struct ServeConfig {
     /// heartbeat (`POST /api/v1/visits`).
     #[arg(long, env = "CALLHOOK_RESERVATION_HOLD", default_value = "150s", value_parser = humantime::parse_duration)]
     pub reservation_hold: Duration,
+    /// How long a call's end that arrives before its start holds the
+    /// after-call webhook, so a start crossing it on the wire goes first;
+    /// `0s` sends it at once.
+    #[arg(long, env = "CALLHOOK_START_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub start_grace: Duration,
     /// Longest a client may take to send a request's headers; the
     /// connection is closed after it (slow-header clients).
     #[arg(long, env = "CALLHOOK_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]

@@ -7,7 +7,7 @@ use axum::extract::Request;
 use backon::{ExponentialBuilder, Retryable};
 use callhook_api::{ApiSettings, AppState, IngestSettings, Tokens};
 use callhook_dispatch::{DispatchConfig, Sender, SenderConfig};
-use callhook_store::queue;
+use callhook_ingest::{Ingest, IngestConfig};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -76,7 +76,7 @@ pub async fn run(
     let mut handoff = None;
     let dispatcher = config.role.dispatches().then(|| {
         let inbox = config.role.serves_api().then(|| {
-            let (h, inbox) = queue::handoff(config.concurrency, config.lease);
+            let (h, inbox) = callhook_dispatch::handoff(config.concurrency, config.lease);
             handoff = Some(h);
             inbox
         });
@@ -110,6 +110,13 @@ pub async fn run(
     });
 
     let secret = |t: &Option<SecretString>| t.clone().unwrap_or_else(|| SecretString::from(""));
+    let calls = Ingest::new(
+        pool.clone(),
+        handoff,
+        IngestConfig {
+            start_grace: config.start_grace,
+        },
+    );
     let state = AppState::new(
         pool,
         sender,
@@ -117,7 +124,7 @@ pub async fn run(
             admin: secret(&config.admin_token),
             ingest: secret(&config.ingest_token),
         },
-        handoff,
+        calls,
     )
     .with_ingest(IngestSettings {
         reservation_hold: config.reservation_hold,

@@ -2,8 +2,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use callhook_dispatch::Sender;
-use callhook_store::group_commit::StartQueue;
-use callhook_store::queue::{Handoff, Notifier};
+use callhook_ingest::Ingest;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use secrecy::SecretString;
 use sqlx::PgPool;
@@ -30,10 +29,6 @@ impl Default for IngestSettings {
     }
 }
 
-/// Transactions storing single start events at once: enough to keep
-/// Postgres's WAL flushes overlapping, few enough to leave the pool to others.
-const START_COMMITTERS: usize = 4;
-
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -42,13 +37,8 @@ pub struct AppState {
     pub sender: Sender,
     pub tokens: Arc<Tokens>,
     pub metrics: PrometheusHandle,
-    /// Wakes dispatchers after an ingest queued deliveries.
-    pub notifier: Notifier,
-    /// Stores single start events, many to a commit.
-    pub starts: StartQueue,
-    /// This process's dispatcher, when it has one: new deliveries go to it
-    /// directly.
-    pub handoff: Option<Handoff>,
+    /// Stores call events and sets their deliveries on their way.
+    pub calls: Ingest,
     pub ingest: Arc<IngestSettings>,
     pub settings: ApiSettings,
 }
@@ -75,19 +65,10 @@ impl Default for ApiSettings {
 }
 
 impl AppState {
-    /// The state of a process; with a `handoff`, new deliveries go straight
-    /// to this process's dispatcher.
-    pub fn new(pool: PgPool, sender: Sender, tokens: Tokens, handoff: Option<Handoff>) -> Self {
-        let notifier = Notifier::spawn(pool.clone());
+    /// The state of a process, whose call events go through `calls`.
+    pub fn new(pool: PgPool, sender: Sender, tokens: Tokens, calls: Ingest) -> Self {
         Self {
-            starts: StartQueue::spawn(
-                pool.clone(),
-                START_COMMITTERS,
-                notifier.clone(),
-                handoff.clone(),
-            ),
-            notifier,
-            handoff,
+            calls,
             pool,
             sender,
             tokens: Arc::new(tokens),

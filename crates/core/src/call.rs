@@ -1,6 +1,3 @@
-use std::fmt;
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -11,48 +8,6 @@ use crate::{FieldError, PhoneNumber};
 pub const MAX_FIELD_LEN: usize = 2048;
 /// Longest call id accepted from the telephony side.
 pub const MAX_CALL_ID_LEN: usize = 128;
-
-/// The two webhooks a call produces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryKind {
-    /// Sent at the moment of the call (when the platform dials the client).
-    DuringCall,
-    /// Sent once the call is over, with status, duration and recording.
-    AfterCall,
-}
-
-impl DeliveryKind {
-    pub const ALL: [DeliveryKind; 2] = [DeliveryKind::DuringCall, DeliveryKind::AfterCall];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::DuringCall => "during_call",
-            Self::AfterCall => "after_call",
-        }
-    }
-}
-
-impl FromStr for DeliveryKind {
-    type Err = FieldError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "during_call" => Ok(Self::DuringCall),
-            "after_call" => Ok(Self::AfterCall),
-            _ => Err(FieldError::new(
-                "kind",
-                "invalid_kind",
-                "kind must be during_call or after_call",
-            )),
-        }
-    }
-}
-
-impl fmt::Display for DeliveryKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A call's status, the product page's vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

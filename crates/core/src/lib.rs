@@ -9,6 +9,7 @@
 
 pub mod call;
 pub mod custom_fields;
+pub mod delivery;
 pub mod error;
 pub mod payload;
 pub mod phone;
@@ -17,8 +18,9 @@ pub mod signing;
 pub mod timezone;
 pub mod webhook_url;
 
-pub use call::{Call, CallEnd, CallStatus, DeliveryKind, Visit};
+pub use call::{Call, CallEnd, CallStatus, Visit};
 pub use custom_fields::{CustomField, CustomFields};
+pub use delivery::{CancelReason, DeliveryKind, DeliveryState};
 pub use error::FieldError;
 pub use payload::build_payload;
 pub use phone::PhoneNumber;

@@ -5,8 +5,10 @@
 //! No axum here; the API's test-send goes through [`Sender`] like any webhook.
 
 pub mod guard;
+pub mod handoff;
 pub mod sender;
 pub mod worker;
 
+pub use handoff::{handoff, Handoff, HandoffInbox};
 pub use sender::{AttemptError, AttemptResult, Sender, SenderConfig, Webhook};
 pub use worker::{run, DispatchConfig};

@@ -10,10 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use callhook_core::{RetrySchedule, SigningSecret};
-use callhook_store::queue::{
-    self, AttemptRecord, Claimed, Completion, Handed, HandoffInbox, Outcome,
-};
+use callhook_core::{CancelReason, RetrySchedule, SigningSecret};
+use callhook_store::queue::{self, AttemptRecord, Claimed, Completion, Outcome};
 use callhook_store::StoreError;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
@@ -21,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::handoff::{Handed, HandoffInbox};
 use crate::sender::{AttemptResult, Sender, Webhook};
 
 /// How the dispatcher works.
@@ -73,7 +72,7 @@ fn untrack<'a>(in_flight: &InFlight, ids: impl IntoIterator<Item = &'a Uuid>) {
 /// Runs the dispatcher until `shutdown` is cancelled; then stops claiming,
 /// lets in-flight requests finish within the grace period, records them and
 /// hands back the leases of whatever is left. With an `inbox`, it also sends
-/// the deliveries this process's ingest hands it (see [`queue::Handoff`]).
+/// the deliveries this process's ingest hands it (see [`crate::Handoff`]).
 pub async fn run(
     pool: PgPool,
     sender: Sender,
@@ -333,11 +332,11 @@ async fn process(ctx: &Ctx, row: Claimed) -> Completion {
     };
     let Some(url) = row.url.as_deref() else {
         let reason = if row.signing_secret.is_none() {
-            "scenario_deleted"
+            CancelReason::ScenarioDeleted
         } else {
-            "url_removed"
+            CancelReason::UrlRemoved
         };
-        metrics::counter!("callhook_deliveries_total", "kind" => row.kind.clone(), "outcome" => "cancelled").increment(1);
+        metrics::counter!("callhook_deliveries_total", "kind" => row.kind.as_str(), "outcome" => "cancelled").increment(1);
         return completion(Outcome::Cancelled(reason), None);
     };
     let Some(_host_slot) = ctx.hosts.acquire(url).await else {
@@ -414,7 +413,7 @@ fn record_metrics(row: &Claimed, result: &AttemptResult, outcome: &Outcome) {
         _ => None,
     };
     if let Some(o) = final_outcome {
-        metrics::counter!("callhook_deliveries_total", "kind" => row.kind.clone(), "outcome" => o)
+        metrics::counter!("callhook_deliveries_total", "kind" => row.kind.as_str(), "outcome" => o)
             .increment(1);
     }
 }

@@ -19,6 +19,19 @@ pub enum StoreError {
     Db(#[source] sqlx::Error),
 }
 
+impl StoreError {
+    /// A deadlock or serialization failure: the transaction was rolled back
+    /// and may simply be run again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("40P01" | "40001"))
+            }
+            _ => false,
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         if is_unavailable(&e) {

@@ -3,11 +3,13 @@
 //!
 //! Functions take an executor or a `&mut PgConnection` so the caller owns the
 //! transaction's scope; flows that must be atomic (ingesting a call with its
-//! deliveries) open their own transaction here. No HTTP in this crate.
+//! deliveries) open their own transaction here. SQL only: no HTTP, no tasks,
+//! no semaphores, no metrics. What a transaction leaves to do once committed
+//! (hand deliveries to a dispatcher, wake dispatchers, count) it returns to
+//! the caller (`callhook-ingest`, `callhook-dispatch`).
 
 pub mod calls;
 pub mod error;
-pub mod group_commit;
 pub mod log;
 pub mod pool;
 pub mod queue;

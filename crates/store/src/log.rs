@@ -6,11 +6,12 @@
 //! time, they are also turned into a slightly wider id range, so every
 //! filtered page is an index range scan bounded on both ends.
 
+use callhook_core::{DeliveryKind, DeliveryState};
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::queue::AttemptRecord;
+use crate::queue::{self, AttemptRecord};
 use crate::StoreError;
 
 /// How far a delivery's id time may be from its `created_at` (the id is made
@@ -23,10 +24,8 @@ const ID_TIME_MARGIN: TimeDelta = TimeDelta::minutes(10);
 pub struct DeliveryFilter {
     pub scenario_id: Option<Uuid>,
     pub call_id: Option<String>,
-    /// `pending`, `delivered`, `failed` or `cancelled`.
-    pub state: Option<String>,
-    /// `during_call` or `after_call`.
-    pub kind: Option<String>,
+    pub state: Option<DeliveryState>,
+    pub kind: Option<DeliveryKind>,
     /// `created_at >= since`.
     pub since: Option<DateTime<Utc>>,
     /// `created_at < until`.
@@ -39,10 +38,12 @@ pub struct DeliveryRow {
     pub id: Uuid,
     pub call_id: String,
     pub scenario_id: Option<Uuid>,
-    pub kind: String,
-    pub state: String,
+    pub kind: DeliveryKind,
+    pub state: DeliveryState,
     pub attempt_count: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The during-call delivery this after-call one waits for.
+    pub blocked_by: Option<Uuid>,
     pub last_status: Option<i32>,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -82,10 +83,10 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, f: &DeliveryFilter) {
         qb.push(" and call_id = ").push_bind(c.clone());
     }
     if let Some(s) = &f.state {
-        qb.push(" and state = ").push_bind(s.clone());
+        qb.push(" and state = ").push_bind(*s);
     }
     if let Some(k) = &f.kind {
-        qb.push(" and kind = ").push_bind(k.clone());
+        qb.push(" and kind = ").push_bind(*k);
     }
     if let Some(t) = f.since {
         qb.push(" and created_at >= ").push_bind(t);
@@ -100,7 +101,7 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, f: &DeliveryFilter) {
 }
 
 const DELIVERY_COLUMNS: &str =
-    "id, call_id, scenario_id, kind, state, attempt_count, next_attempt_at, \
+    "id, call_id, scenario_id, kind, state, attempt_count, next_attempt_at, blocked_by, \
      last_status, last_error, created_at, delivered_at, payload";
 
 /// A page of deliveries matching `filter`, newest first, strictly older than
@@ -124,9 +125,10 @@ pub async fn list(
 pub async fn get(e: impl PgExecutor<'_>, id: Uuid) -> Result<DeliveryRow, StoreError> {
     sqlx::query_as!(
         DeliveryRow,
-        "select id, call_id, scenario_id, kind, state, attempt_count, next_attempt_at,
+        r#"select id, call_id, scenario_id, kind as "kind: DeliveryKind",
+                state as "state: DeliveryState", attempt_count, next_attempt_at, blocked_by,
                 last_status, last_error, created_at, delivered_at, payload
-           from deliveries where id = $1",
+           from deliveries where id = $1"#,
         id
     )
     .fetch_optional(e)
@@ -141,9 +143,10 @@ pub async fn of_call(
 ) -> Result<Vec<DeliveryRow>, StoreError> {
     Ok(sqlx::query_as!(
         DeliveryRow,
-        "select id, call_id, scenario_id, kind, state, attempt_count, next_attempt_at,
+        r#"select id, call_id, scenario_id, kind as "kind: DeliveryKind",
+                state as "state: DeliveryState", attempt_count, next_attempt_at, blocked_by,
                 last_status, last_error, created_at, delivered_at, payload
-           from deliveries where call_id = $1 order by id",
+           from deliveries where call_id = $1 order by id"#,
         call_id
     )
     .fetch_all(e)
@@ -204,12 +207,13 @@ pub async fn retry(pool: &sqlx::PgPool, id: Uuid) -> Result<Retried, StoreError>
     let mut tx = pool.begin().await?;
     let row = sqlx::query_as!(
         DeliveryRow,
-        "update deliveries
+        r#"update deliveries
             set state = 'pending', next_attempt_at = now(), lease_token = null,
                 delivered_at = null, updated_at = now()
           where id = $1 and state <> 'pending'
-      returning id, call_id, scenario_id, kind, state, attempt_count, next_attempt_at,
-                last_status, last_error, created_at, delivered_at, payload",
+      returning id, call_id, scenario_id, kind as "kind: DeliveryKind",
+                state as "state: DeliveryState", attempt_count, next_attempt_at, blocked_by,
+                last_status, last_error, created_at, delivered_at, payload"#,
         id
     )
     .fetch_optional(&mut *tx)
@@ -219,7 +223,8 @@ pub async fn retry(pool: &sqlx::PgPool, id: Uuid) -> Result<Retried, StoreError>
         get(&mut *tx, id).await?;
         return Ok(Retried::AlreadyPending);
     };
-    notify(&mut *tx).await?;
+    queue::block_behind_during_call(&mut tx, std::slice::from_ref(&row.call_id)).await?;
+    queue::notify(&mut *tx).await?;
     tx.commit().await?;
     Ok(Retried::Requeued(Box::new(row)))
 }
@@ -238,27 +243,22 @@ pub async fn retry_matching(
           where id in (select id from deliveries",
     );
     push_filters(&mut qb, filter);
-    qb.push(" and state <> 'pending')");
-    let n = qb.build().execute(&mut *tx).await?.rows_affected();
+    qb.push(" and state <> 'pending') returning call_id");
+    let call_ids: Vec<String> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
+    let n = call_ids.len() as u64;
     if n > 0 {
-        notify(&mut *tx).await?;
+        queue::block_behind_during_call(&mut tx, &call_ids).await?;
+        queue::notify(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(n)
-}
-
-async fn notify(e: impl PgExecutor<'_>) -> Result<(), StoreError> {
-    sqlx::query!("select pg_notify($1, '')", crate::NOTIFY_CHANNEL)
-        .execute(e)
-        .await?;
-    Ok(())
 }
 
 /// Records a test send of a scenario as an attempt (`is_test`, no delivery).
 pub async fn record_test_attempt(
     e: impl PgExecutor<'_>,
     scenario_id: Uuid,
-    kind: &str,
+    kind: DeliveryKind,
     a: &AttemptRecord,
 ) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar!(
@@ -268,7 +268,7 @@ pub async fn record_test_attempt(
          values (null, $1, $2, true, 1, $3, $4, $5, $6, $7, $8)
       returning id",
         scenario_id,
-        kind,
+        kind as _,
         a.url,
         a.started_at,
         a.duration_ms,

@@ -225,6 +225,40 @@ pub async fn attribute(
     Ok(found.pop().flatten())
 }
 
+/// The visit fields calls are stored and sent with, each call given as
+/// (scenario, number, time, its event's visit fields), in one query. An
+/// event that names its visit (`visit_id`) is taken as is; otherwise the call
+/// is attributed from the number's reservation (or static fields) at the
+/// call's time, the event's own fields winning. Returns, per call, `true`
+/// when nothing covered the number then.
+pub(crate) async fn attribute_visits(
+    conn: &mut PgConnection,
+    calls: &mut [(Uuid, &PhoneNumber, DateTime<Utc>, &mut Visit)],
+) -> Result<Vec<bool>, StoreError> {
+    let mut unattributed = vec![false; calls.len()];
+    let asked: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i].3.visit_id.is_none())
+        .collect();
+    if asked.is_empty() {
+        return Ok(unattributed);
+    }
+    let lookups: Vec<(Uuid, &PhoneNumber, DateTime<Utc>)> = asked
+        .iter()
+        .map(|&i| (calls[i].0, calls[i].1, calls[i].2))
+        .collect();
+    let found = attribute_many(conn, &lookups).await?;
+    for (i, found) in asked.into_iter().zip(found) {
+        match found {
+            Some(visit) => {
+                let given = std::mem::take(&mut *calls[i].3);
+                *calls[i].3 = given.or(visit);
+            }
+            None => unattributed[i] = true,
+        }
+    }
+    Ok(unattributed)
+}
+
 /// [`attribute`] for many calls (scenario, number, time) in one query: one
 /// answer per call, in order.
 pub async fn attribute_many(

@@ -8,13 +8,11 @@
 //! the row still carries the claim's token, so a worker whose lease was taken
 //! over cannot overwrite the new owner's result.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
+use callhook_core::{CancelReason, DeliveryKind, DeliveryState};
 use chrono::{DateTime, Utc};
-use sqlx::{PgExecutor, PgPool};
-use tokio::sync::{mpsc, Semaphore};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -25,7 +23,7 @@ use crate::StoreError;
 pub struct Claimed {
     pub id: Uuid,
     pub call_id: String,
-    pub kind: String,
+    pub kind: DeliveryKind,
     pub payload: String,
     /// Attempts made before this one.
     pub attempt_count: i32,
@@ -38,115 +36,9 @@ pub struct Claimed {
     pub lease_token: Uuid,
 }
 
-/// Hands deliveries from ingest straight to this process's dispatcher.
-///
-/// When the API and the dispatcher share a process, ingest inserts a new
-/// delivery already leased (the lease a claim would stamp) while the
-/// dispatcher has free workers, and once the ingest commits passes the row
-/// over in memory: it is sent without a claim, a `NOTIFY` or a poll, one
-/// write fewer per delivery. The rest are inserted due now, for claims.
-///
-/// A handed-off row waits for a worker slot like a claimed one, so at most
-/// `concurrency` deliveries are ever being sent and unrecorded; up to as
-/// many again may wait for a slot in memory (not yet sent, so a crash only
-/// delays them by the lease), and one that waits too long goes back to the
-/// queue. Should the process die, a handed-off row becomes due when its
-/// lease runs out, like a claimed one.
-#[derive(Clone, Debug)]
-pub struct Handoff {
-    slots: Arc<Semaphore>,
-    tx: mpsc::UnboundedSender<Handed>,
-    lease: Duration,
-    /// Rows handed over and still waiting for a slot.
-    waiting: Arc<AtomicUsize>,
-    /// How many may wait.
-    room: usize,
-}
-
-/// A delivery handed over, and when: it may wait for a worker only so long
-/// from then, whatever waits before it.
-#[derive(Debug)]
-pub struct Handed {
-    pub row: Claimed,
-    pub at: tokio::time::Instant,
-}
-
-/// The dispatcher's side of a [`Handoff`]: its worker slots (which claims
-/// take too) and the deliveries handed to it.
-#[derive(Debug)]
-pub struct HandoffInbox {
-    pub slots: Arc<Semaphore>,
-    pub rx: mpsc::UnboundedReceiver<Handed>,
-    waiting: Arc<AtomicUsize>,
-}
-
-impl HandoffInbox {
-    /// A handed-off row has a slot now, or went back to the queue.
-    pub fn taken(&self) {
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A hand-off to a dispatcher of `concurrency` workers leasing for `lease`.
-pub fn handoff(concurrency: usize, lease: Duration) -> (Handoff, HandoffInbox) {
-    let slots = Arc::new(Semaphore::new(concurrency));
-    let (tx, rx) = mpsc::unbounded_channel();
-    let waiting = Arc::new(AtomicUsize::new(0));
-    (
-        Handoff {
-            slots: slots.clone(),
-            tx,
-            lease,
-            waiting: waiting.clone(),
-            room: concurrency,
-        },
-        HandoffInbox { slots, rx, waiting },
-    )
-}
-
-impl Handoff {
-    /// How many new deliveries to hand off now: the free workers and the
-    /// room left to wait for one (none once the dispatcher has stopped; it
-    /// closes its slots).
-    pub(crate) fn budget(&self) -> usize {
-        if self.slots.is_closed() {
-            0
-        } else {
-            (self.slots.available_permits() + self.room)
-                .saturating_sub(self.waiting.load(Ordering::Acquire))
-        }
-    }
-
-    pub(crate) fn lease(&self) -> Duration {
-        self.lease
-    }
-
-    /// Passes committed, leased deliveries to the dispatcher. Any it can no
-    /// longer take (it stopped meanwhile) go back to the queue, due now.
-    pub(crate) async fn deliver(&self, pool: &PgPool, handed: Vec<Claimed>) {
-        let mut back = Vec::new();
-        let at = tokio::time::Instant::now();
-        for row in handed {
-            self.waiting.fetch_add(1, Ordering::AcqRel);
-            if let Err(mpsc::error::SendError(h)) = self.tx.send(Handed { row, at }) {
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
-                back.push(h.row);
-            }
-        }
-        if back.is_empty() {
-            return;
-        }
-        let ids: Vec<Uuid> = back.iter().map(|r| r.id).collect();
-        let tokens: Vec<Uuid> = back.iter().map(|r| r.lease_token).collect();
-        if let Err(e) = release(pool, &ids, &tokens).await {
-            tracing::warn!(error = %e, count = ids.len(), "could not hand back deliveries; they are sent when their lease runs out");
-        }
-    }
-}
-
-/// Claims up to `limit` due deliveries for `lease`. An after-call delivery is
-/// not due while its call's during-call delivery is still pending, so it never
-/// overtakes it.
+/// Claims up to `limit` due deliveries for `lease`. An after-call delivery
+/// waiting for its call's during-call delivery (`blocked_by`) has no due time,
+/// so it is never claimed before that one is final.
 pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Claimed>, StoreError> {
     let token = Uuid::now_v7();
     let mut tx = pool.begin().await?;
@@ -173,9 +65,6 @@ pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Cla
                  from deliveries d
                 where d.state = 'pending'
                   and d.next_attempt_at <= now()
-                  and (d.kind = 'during_call' or not exists (
-                        select 1 from deliveries p
-                         where p.call_id = d.call_id and p.kind = 'during_call' and p.state = 'pending'))
                 order by d.next_attempt_at
                 limit $1
                   for update of d skip locked
@@ -188,7 +77,8 @@ pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Cla
                 where d.id = due.id
             returning d.id, d.call_id, d.kind, d.payload, d.attempt_count, d.created_at, d.scenario_id
            )
-           select c.id as "id!", c.call_id as "call_id!", c.kind as "kind!", c.payload as "payload!",
+           select c.id as "id!", c.call_id as "call_id!", c.kind as "kind!: DeliveryKind",
+                  c.payload as "payload!",
                   c.attempt_count as "attempt_count!", c.created_at as "created_at!",
                   case c.kind when 'during_call' then s.during_call_url else s.after_call_url end as url,
                   s.signing_secret as "signing_secret?",
@@ -217,7 +107,7 @@ pub enum Outcome {
     /// The schedule is exhausted.
     Failed,
     /// Not sent and never will be (URL removed, scenario deleted): the reason.
-    Cancelled(&'static str),
+    Cancelled(CancelReason),
     /// Not sent now (its destination is busy); due again after this delay.
     /// No attempt is recorded.
     Deferred(Duration),
@@ -249,16 +139,19 @@ pub struct Completed {
     /// Deliveries still held by their claim, and so updated.
     pub updated: u64,
     /// After-call deliveries that were waiting for a during-call delivery
-    /// finished here: claims should look again.
+    /// finished here, and are due now: claims should look again.
     pub unblocked: u64,
 }
 
-/// Writes many completions in one statement (one transaction): the attempt
-/// rows and each delivery's new state.
-pub async fn complete(
-    e: impl PgExecutor<'_>,
-    batch: &[Completion],
-) -> Result<Completed, StoreError> {
+/// Writes many completions in one transaction: the attempt rows and each
+/// delivery's new state (one statement), then, if a during-call delivery
+/// became final, the after-call deliveries that waited for it are made due.
+///
+/// Two statements, so the second sees an after-call delivery that an end
+/// event added while the first waited for the during-call row's lock (the
+/// end holds it while it decides to wait): one statement would read the
+/// table as it was before that end committed.
+pub async fn complete(pool: &PgPool, batch: &[Completion]) -> Result<Completed, StoreError> {
     let n = batch.len();
     let mut ids = Vec::with_capacity(n);
     let mut tokens = Vec::with_capacity(n);
@@ -273,14 +166,16 @@ pub async fn complete(
     let mut errors = Vec::with_capacity(n);
     for c in batch {
         let (state, delay) = match &c.outcome {
-            Outcome::Delivered => ("delivered", None),
-            Outcome::Retry(d) | Outcome::Deferred(d) => ("pending", Some(d.as_secs_f64())),
-            Outcome::Failed => ("failed", None),
-            Outcome::Cancelled(_) => ("cancelled", None),
+            Outcome::Delivered => (DeliveryState::Delivered, None),
+            Outcome::Retry(d) | Outcome::Deferred(d) => {
+                (DeliveryState::Pending, Some(d.as_secs_f64()))
+            }
+            Outcome::Failed => (DeliveryState::Failed, None),
+            Outcome::Cancelled(_) => (DeliveryState::Cancelled, None),
         };
         ids.push(c.id);
         tokens.push(c.lease_token);
-        states.push(state);
+        states.push(state.as_str());
         retry_in.push(delay);
         attempted.push(c.attempt.is_some());
         let a = c.attempt.as_ref();
@@ -290,10 +185,11 @@ pub async fn complete(
         statuses.push(a.and_then(|a| a.response_status));
         bodies.push(a.and_then(|a| a.response_body.as_deref()));
         errors.push(match &c.outcome {
-            Outcome::Cancelled(reason) => Some(*reason),
+            Outcome::Cancelled(reason) => Some(reason.as_str()),
             _ => a.and_then(|a| a.error.as_deref()),
         });
     }
+    let mut tx = pool.begin().await?;
     let row = sqlx::query!(
         r#"with input as (
                select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::float8[], $5::bool[], $6::text[],
@@ -323,11 +219,8 @@ pub async fn complete(
                 where i.attempted
            )
            select (select count(*) from upd) as "updated!",
-                  (select count(*)
-                     from upd u
-                     join deliveries a on a.call_id = u.call_id and a.kind = 'after_call'
-                    where u.kind = 'during_call' and u.state <> 'pending' and a.state = 'pending')
-                    as "unblocked!""#,
+                  array(select id from upd where kind = 'during_call' and state <> 'pending')
+                    as "finished!""#,
         &ids,
         &tokens,
         &states as _,
@@ -340,12 +233,101 @@ pub async fn complete(
         &bodies as _,
         &errors as _,
     )
-    .fetch_one(e)
+    .fetch_one(&mut *tx)
     .await?;
+    let unblocked = unblock(&mut tx, &row.finished).await?;
+    tx.commit().await?;
     Ok(Completed {
         updated: row.updated as u64,
-        unblocked: row.unblocked as u64,
+        unblocked,
     })
+}
+
+/// Makes the after-call deliveries waiting for these (now final) during-call
+/// deliveries due now; returns how many.
+pub(crate) async fn unblock(tx: &mut PgConnection, finished: &[Uuid]) -> Result<u64, StoreError> {
+    if finished.is_empty() {
+        return Ok(0);
+    }
+    let r = sqlx::query!(
+        "update deliveries
+            set blocked_by = null, next_attempt_at = now(), updated_at = now()
+          where blocked_by = any($1)",
+        finished
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Makes the after-call deliveries of these calls wait again for their
+/// during-call delivery where that one is pending (after an operator's
+/// requeue, which may have made both pending).
+pub(crate) async fn block_behind_during_call(
+    tx: &mut PgConnection,
+    call_ids: &[String],
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "update deliveries a
+            set blocked_by = p.id, next_attempt_at = null, updated_at = now()
+           from deliveries p
+          where a.call_id = any($1) and a.kind = 'after_call' and a.state = 'pending'
+            and a.lease_token is null and a.blocked_by is null
+            and p.call_id = a.call_id and p.kind = 'during_call' and p.state = 'pending'",
+        call_ids
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Cancels a scenario's pending deliveries of these kinds (its URL was
+/// removed, or it was deleted), and makes due the after-call deliveries that
+/// waited for a during-call one cancelled here. A delivery being sent right
+/// now (leased, lease running) is left to its worker: it is recorded, and
+/// cancelled at its next claim, which finds the URL gone. Returns the kind
+/// of each delivery cancelled.
+pub(crate) async fn cancel_pending(
+    tx: &mut PgConnection,
+    scenario_id: Uuid,
+    kinds: &[DeliveryKind],
+    reason: CancelReason,
+) -> Result<Vec<DeliveryKind>, StoreError> {
+    if kinds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+    let cancelled = sqlx::query!(
+        r#"update deliveries
+              set state = 'cancelled', last_error = $3, next_attempt_at = null, blocked_by = null,
+                  lease_token = null, updated_at = now()
+            where scenario_id = $1 and state = 'pending' and kind = any($2)
+              and (lease_token is null or next_attempt_at <= now())
+        returning id, kind as "kind: DeliveryKind""#,
+        scenario_id,
+        &kinds as &[&str],
+        reason.as_str(),
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let during: Vec<Uuid> = cancelled
+        .iter()
+        .filter(|c| c.kind == DeliveryKind::DuringCall)
+        .map(|c| c.id)
+        .collect();
+    if unblock(tx, &during).await? > 0 {
+        notify(&mut *tx).await?;
+    }
+    Ok(cancelled.into_iter().map(|c| c.kind).collect())
+}
+
+/// Wakes every dispatcher (`NOTIFY`; inside a transaction, sent when it
+/// commits).
+pub async fn notify(e: impl PgExecutor<'_>) -> Result<(), StoreError> {
+    sqlx::query!("select pg_notify($1, '')", crate::NOTIFY_CHANNEL)
+        .execute(e)
+        .await?;
+    Ok(())
 }
 
 /// Hands claimed deliveries back (at shutdown): due now, lease cleared.
@@ -368,7 +350,8 @@ pub async fn release(
 }
 
 /// When the next pending delivery falls due, if it is in the future: how
-/// long a dispatcher with nothing to do may sleep.
+/// long a dispatcher with nothing to do may sleep. (Blocked after-call
+/// deliveries have no due time; what unblocks them wakes the dispatchers.)
 pub async fn next_due_in(e: impl PgExecutor<'_>) -> Result<Option<Duration>, StoreError> {
     let secs = sqlx::query_scalar!(
         r#"select extract(epoch from min(next_attempt_at) - now())::float8 as "secs"
@@ -408,43 +391,4 @@ pub async fn backlog(e: impl PgExecutor<'_>) -> Result<Backlog, StoreError> {
         pending: row.pending,
         oldest_age_seconds: row.oldest,
     })
-}
-
-/// Wakes dispatchers (through `NOTIFY`) after deliveries were queued.
-///
-/// The `NOTIFY` is sent after the ingest transaction committed, from one
-/// task, and signals that arrive while one is in flight fold into the next:
-/// a `NOTIFY` inside the ingest transaction would make Postgres serialise
-/// those commits on its notification queue lock, which caps ingest at one
-/// WAL flush at a time.
-#[derive(Clone, Debug)]
-pub struct Notifier {
-    /// Room for one pending signal: more fold into it.
-    signal: mpsc::Sender<()>,
-}
-
-impl Notifier {
-    /// Starts the notifying task. It ends, releasing its hold on the pool,
-    /// once every `Notifier` is dropped.
-    pub fn spawn(pool: PgPool) -> Self {
-        let (signal, mut waiting) = mpsc::channel(1);
-        tokio::spawn(async move {
-            while waiting.recv().await.is_some() {
-                if let Err(e) = sqlx::query!("select pg_notify($1, '')", crate::NOTIFY_CHANNEL)
-                    .execute(&pool)
-                    .await
-                {
-                    // Dispatchers poll as a fallback; nothing is lost.
-                    tracing::debug!(error = %e, "could not notify dispatchers");
-                }
-            }
-        });
-        Self { signal }
-    }
-
-    /// Asks for a `NOTIFY` soon; cheap, never blocks.
-    pub fn wake(&self) {
-        // Full: a signal is pending already and covers this one.
-        let _ = self.signal.try_send(());
-    }
 }

@@ -1,11 +1,15 @@
 //! The scenario store: settings, tracking numbers, signing secret.
 
-use callhook_core::{CustomField, CustomFields, PhoneNumber, SigningSecret, Timezone, WebhookUrl};
+use callhook_core::{
+    CancelReason, CustomField, CustomFields, DeliveryKind, PhoneNumber, SigningSecret, Timezone,
+    WebhookUrl,
+};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
+use crate::queue;
 use crate::StoreError;
 
 /// A scenario as stored.
@@ -49,10 +53,10 @@ impl Scenario {
         CustomFields::from_trusted(self.custom_fields.0.clone())
     }
 
-    pub fn url_for(&self, kind: callhook_core::DeliveryKind) -> Option<&str> {
+    pub fn url_for(&self, kind: DeliveryKind) -> Option<&str> {
         match kind {
-            callhook_core::DeliveryKind::DuringCall => self.during_call_url.as_deref(),
-            callhook_core::DeliveryKind::AfterCall => self.after_call_url.as_deref(),
+            DeliveryKind::DuringCall => self.during_call_url.as_deref(),
+            DeliveryKind::AfterCall => self.after_call_url.as_deref(),
         }
     }
 }
@@ -95,12 +99,14 @@ pub async fn create(pool: &PgPool, settings: &ScenarioSettings) -> Result<Scenar
 }
 
 /// Replaces a scenario's settings ("save scenario"). The secret and creation
-/// time stay.
+/// time stay. Saving it without a kind's URL cancels that kind's pending
+/// deliveries (`url_removed`) in the same transaction; the kind of each
+/// delivery cancelled is returned with the saved scenario.
 pub async fn update(
     pool: &PgPool,
     id: Uuid,
     settings: &ScenarioSettings,
-) -> Result<Scenario, StoreError> {
+) -> Result<(Scenario, Vec<DeliveryKind>), StoreError> {
     let mut tx = pool.begin().await?;
     let updated = sqlx::query!(
         "update scenarios
@@ -120,23 +126,31 @@ pub async fn update(
         return Err(StoreError::NotFound);
     }
     set_numbers(&mut tx, id, &settings.numbers, &settings.static_numbers).await?;
+    let removed: Vec<DeliveryKind> = [
+        (DeliveryKind::DuringCall, &settings.during_call_url),
+        (DeliveryKind::AfterCall, &settings.after_call_url),
+    ]
+    .into_iter()
+    .filter(|(_, url)| url.is_none())
+    .map(|(kind, _)| kind)
+    .collect();
+    let cancelled = queue::cancel_pending(&mut tx, id, &removed, CancelReason::UrlRemoved).await?;
     let scenario = get(&mut *tx, id).await?;
     tx.commit().await?;
-    Ok(scenario)
+    Ok((scenario, cancelled))
 }
 
 /// Deletes a scenario and its numbers; its pending deliveries are cancelled
-/// (their calls and delivery history stay, for operators).
-pub async fn delete(pool: &PgPool, id: Uuid) -> Result<(), StoreError> {
+/// (their calls and delivery history stay, for operators): the kind of each
+/// is returned.
+pub async fn delete(pool: &PgPool, id: Uuid) -> Result<Vec<DeliveryKind>, StoreError> {
     let mut tx = pool.begin().await?;
-    sqlx::query!(
-        "update deliveries
-            set state = 'cancelled', last_error = 'scenario_deleted', next_attempt_at = null,
-                lease_token = null, updated_at = now()
-          where scenario_id = $1 and state = 'pending'",
-        id
+    let cancelled = queue::cancel_pending(
+        &mut tx,
+        id,
+        DeliveryKind::ALL,
+        CancelReason::ScenarioDeleted,
     )
-    .execute(&mut *tx)
     .await?;
     let deleted = sqlx::query!("delete from scenarios where id = $1", id)
         .execute(&mut *tx)
@@ -145,7 +159,7 @@ pub async fn delete(pool: &PgPool, id: Uuid) -> Result<(), StoreError> {
         return Err(StoreError::NotFound);
     }
     tx.commit().await?;
-    Ok(())
+    Ok(cancelled)
 }
 
 /// Gives the scenario a fresh signing secret; the current one keeps signing

@@ -5,7 +5,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use callhook_core::call::{check_text, parse_call_id, MAX_FIELD_LEN};
 use callhook_core::{CallStatus, FieldError, PhoneNumber, Visit};
-use callhook_store::calls::{self, DeliveryRef, EndCall, Ingested, StartCall};
+use callhook_core::{DeliveryKind, DeliveryState};
+use callhook_store::calls::{DeliveryRef, EndCall, Ingested, StartCall};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -60,15 +61,15 @@ pub struct EndCallBody {
     /// Default now.
     #[serde(default)]
     pub ended_at: Option<String>,
-    /// Only for a call never started.
+    /// For a call not started (yet): the call is stored from its end.
     #[serde(default)]
     #[schema(pattern = r"^[ +.()\-]*(?:[0-9][ +.()\-]*){10,15}$")]
     pub caller: Option<String>,
-    /// Only for a call never started.
+    /// For a call not started (yet).
     #[serde(default)]
     #[schema(pattern = r"^[ +.()\-]*(?:[0-9][ +.()\-]*){10,15}$")]
     pub callee: Option<String>,
-    /// Only for a call never started: when it began.
+    /// For a call not started (yet): when it began.
     #[serde(default)]
     pub date: Option<String>,
     #[serde(default)]
@@ -86,9 +87,11 @@ pub struct IngestResponse {
 pub struct DeliveryRefView {
     pub id: Uuid,
     /// `during_call` or `after_call`.
-    pub kind: String,
+    #[schema(value_type = String, example = "during_call")]
+    pub kind: DeliveryKind,
     /// `pending`, `delivered`, `failed` or `cancelled`.
-    pub state: String,
+    #[schema(value_type = String, example = "pending")]
+    pub state: DeliveryState,
 }
 
 impl From<DeliveryRef> for DeliveryRefView {
@@ -135,7 +138,7 @@ pub async fn start(
 ) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
     let input = parse_start(&body)?;
     let call_id = input.id.clone();
-    let ingested = state.starts.start(input).await?;
+    let ingested = state.calls.start(input).await?;
     if let Ingested::Created(d) = &ingested {
         metrics::counter!("callhook_calls_ingested_total", "event" => "start").increment(1);
         tracing::info!(%call_id, deliveries = d.len(), "call started");
@@ -150,7 +153,7 @@ pub async fn start(
     security(("ingest_token" = [])), params(("id" = String, Path, description = "the call's id")),
     responses((status = 202, body = IngestResponse), (status = 200, body = IngestResponse),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 404, body = ErrorBody, description = "never started and no caller/callee given"),
+              (status = 404, body = ErrorBody, description = "not started yet and no caller/callee given: send it again once the start is in"),
               (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
 pub async fn end(
@@ -160,13 +163,10 @@ pub async fn end(
 ) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
     let id = parse_call_id(&id, "id")?;
     let input = parse_end(&body)?;
-    let ingested = calls::end(&state.pool, &id, &input).await?;
+    let ingested = state.calls.end(&id, &input).await?;
     if let Ingested::Created(d) = &ingested {
         metrics::counter!("callhook_calls_ingested_total", "event" => "end").increment(1);
         tracing::info!(call_id = %id, deliveries = d.len(), "call ended");
-        if !d.is_empty() {
-            state.notifier.wake();
-        }
     }
     Ok(respond(id, ingested))
 }
@@ -261,8 +261,7 @@ pub async fn start_batch(
             Err(e) => results.push(Some(BatchItem::refused(call_id, e))),
         }
     }
-    let outcomes =
-        calls::start_batch(&state.pool, &valid, state.handoff.as_ref(), &state.notifier).await?;
+    let outcomes = state.calls.start_batch(&valid).await?;
     let mut created = 0u64;
     let mut outcomes = valid.into_iter().zip(outcomes);
     for slot in results.iter_mut().filter(|r| r.is_none()) {

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use callhook_core::{DeliveryKind, DeliveryState};
 use callhook_store::log::{self, AttemptRow, DeliveryFilter, DeliveryRow, Retried};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -31,13 +32,19 @@ pub struct DeliveryView {
     /// Null once the scenario is deleted.
     pub scenario_id: Option<Uuid>,
     /// `during_call` or `after_call`.
-    pub kind: String,
+    #[schema(value_type = String, example = "after_call")]
+    pub kind: DeliveryKind,
     /// `pending`, `delivered`, `failed` or `cancelled`.
-    pub state: String,
+    #[schema(value_type = String, example = "pending")]
+    pub state: DeliveryState,
     /// Attempts made so far.
     pub attempt_count: i32,
-    /// When a pending delivery is due (or its claim runs out).
+    /// When a pending delivery is due (or its claim runs out); null while
+    /// it waits for `blocked_by`.
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// An after-call delivery waiting for its call's during-call delivery
+    /// (this id) to be final; null otherwise.
+    pub blocked_by: Option<Uuid>,
     /// The last attempt's HTTP status (null when no response came back).
     pub last_status: Option<i32>,
     /// The last attempt's error (`timeout`, `connect`, …) or why it was cancelled.
@@ -58,6 +65,7 @@ impl From<DeliveryRow> for DeliveryView {
             state: d.state,
             attempt_count: d.attempt_count,
             next_attempt_at: d.next_attempt_at,
+            blocked_by: d.blocked_by,
             last_status: d.last_status,
             last_error: d.last_error,
             created_at: d.created_at,
@@ -134,27 +142,6 @@ pub struct Requeued {
     pub requeued: u64,
 }
 
-/// A delivery's state.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StateParam {
-    Pending,
-    Delivered,
-    Failed,
-    Cancelled,
-}
-
-impl StateParam {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Delivered => "delivered",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-}
-
 /// The list's filters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -163,9 +150,9 @@ pub struct FilterQuery {
     pub scenario_id: Option<Uuid>,
     pub call_id: Option<String>,
     #[param(value_type = Option<String>, example = "failed")]
-    pub state: Option<StateParam>,
+    pub state: Option<DeliveryState>,
     #[param(value_type = Option<String>, example = "after_call")]
-    pub kind: Option<callhook_core::DeliveryKind>,
+    pub kind: Option<DeliveryKind>,
     /// RFC 3339; `created_at >= since`.
     pub since: Option<String>,
     /// RFC 3339; `created_at < until`.
@@ -181,10 +168,10 @@ pub struct ListQuery {
     pub call_id: Option<String>,
     /// `pending`, `delivered`, `failed` or `cancelled`.
     #[param(value_type = Option<String>, example = "failed")]
-    pub state: Option<StateParam>,
+    pub state: Option<DeliveryState>,
     /// `during_call` or `after_call`.
     #[param(value_type = Option<String>, example = "after_call")]
-    pub kind: Option<callhook_core::DeliveryKind>,
+    pub kind: Option<DeliveryKind>,
     /// RFC 3339; `created_at >= since`.
     pub since: Option<String>,
     /// RFC 3339; `created_at < until`.
@@ -212,16 +199,16 @@ fn parse_time(v: Option<&str>, field: &str) -> Result<Option<DateTime<Utc>>, Api
 fn filter(
     scenario_id: Option<Uuid>,
     call_id: Option<String>,
-    state: Option<StateParam>,
-    kind: Option<callhook_core::DeliveryKind>,
+    state: Option<DeliveryState>,
+    kind: Option<DeliveryKind>,
     since: Option<&str>,
     until: Option<&str>,
 ) -> Result<DeliveryFilter, ApiError> {
     Ok(DeliveryFilter {
         scenario_id,
         call_id,
-        state: state.map(|s| s.as_str().to_owned()),
-        kind: kind.map(|k| k.as_str().to_owned()),
+        state,
+        kind,
         since: parse_time(since, "since")?,
         until: parse_time(until, "until")?,
     })

@@ -3,7 +3,9 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use callhook_core::{CustomField, CustomFields, FieldError, PhoneNumber, Timezone, WebhookUrl};
+use callhook_core::{
+    CustomField, CustomFields, DeliveryKind, FieldError, PhoneNumber, Timezone, WebhookUrl,
+};
 use callhook_store::scenarios::{self, Scenario, ScenarioSettings, StaticNumber};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -279,11 +281,12 @@ pub async fn save(
     body: JsonObject,
 ) -> Result<Json<ScenarioView>, ApiError> {
     let settings = body.parse::<ScenarioInput>()?.into_settings()?;
-    let s = scenarios::update(&state.pool, id, &settings)
+    let (s, cancelled) = scenarios::update(&state.pool, id, &settings)
         .await
         .map_err(ApiError::from)
         .map_err(scenario_not_found(id))?;
-    tracing::info!(scenario_id = %id, "scenario saved");
+    count_cancelled(&cancelled);
+    tracing::info!(scenario_id = %id, cancelled = cancelled.len(), "scenario saved");
     Ok(Json(s.into()))
 }
 
@@ -295,12 +298,22 @@ pub async fn delete(
     State(state): State<AppState>,
     PathParam(id): PathParam<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    scenarios::delete(&state.pool, id)
+    let cancelled = scenarios::delete(&state.pool, id)
         .await
         .map_err(ApiError::from)
         .map_err(scenario_not_found(id))?;
-    tracing::info!(scenario_id = %id, "scenario deleted");
+    count_cancelled(&cancelled);
+    tracing::info!(scenario_id = %id, cancelled = cancelled.len(), "scenario deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deliveries a save or a delete cancelled count as the dispatcher's
+/// cancellations do.
+fn count_cancelled(kinds: &[DeliveryKind]) {
+    for kind in kinds {
+        metrics::counter!("callhook_deliveries_total", "kind" => kind.as_str(), "outcome" => "cancelled")
+            .increment(1);
+    }
 }
 
 /// Rotate the scenario's signing secret. The answer shows the new secret;

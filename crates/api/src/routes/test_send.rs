@@ -114,8 +114,7 @@ pub async fn test_send(
         .await;
     let record = callhook_dispatch::worker::attempt_record(&url, &result);
     let attempt_id =
-        callhook_store::log::record_test_attempt(&state.pool, id, input.kind.as_str(), &record)
-            .await?;
+        callhook_store::log::record_test_attempt(&state.pool, id, input.kind, &record).await?;
     tracing::info!(scenario_id = %id, kind = %input.kind, status = ?result.status,
         error = ?result.error_text(), "test send");
     Ok(Json(TestSendResult {

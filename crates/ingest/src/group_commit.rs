@@ -4,8 +4,8 @@
 //! transaction: one commit, one WAL flush, per call. [`StartQueue`] lets
 //! concurrent requests share a transaction instead. A request hands its
 //! start to the queue and waits; a few committer tasks each take whatever
-//! starts are waiting, store them with [`calls::start_batch`] (one commit)
-//! and answer every request. So a request is acknowledged only after its own
+//! starts are waiting, store them with the store's `calls::start_batch` (one
+//! commit) and answer every request. So a request is acknowledged only after its own
 //! commit, exactly as before: durability is unchanged, only the number of
 //! flushes drops.
 //!
@@ -15,12 +15,11 @@
 
 use std::sync::Arc;
 
-use sqlx::PgPool;
+use callhook_store::calls::{IngestError, Ingested, StartCall};
+use callhook_store::StoreError;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::calls::{self, IngestError, Ingested, StartCall};
-use crate::queue::{Handoff, Notifier};
-use crate::StoreError;
+use crate::Outlet;
 
 /// Most starts one transaction takes.
 const MAX_GROUP: usize = 128;
@@ -38,23 +37,13 @@ pub struct StartQueue {
 impl StartQueue {
     /// Starts the queue's task, with at most `committers` transactions open
     /// at once (each holds one pooled connection while it runs).
-    pub fn spawn(
-        pool: PgPool,
-        committers: usize,
-        notifier: Notifier,
-        handoff: Option<Handoff>,
-    ) -> Self {
+    pub(crate) fn spawn(outlet: Arc<Outlet>, committers: usize) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
-        let sink = Arc::new(Sink {
-            pool,
-            notifier,
-            handoff,
-        });
-        tokio::spawn(run(sink, rx, committers.max(1)));
+        tokio::spawn(run(outlet, rx, committers.max(1)));
         Self { jobs }
     }
 
-    /// Stores one start, as [`calls::start_batch`] would alone, and answers
+    /// Stores one start, as a batch of one would be, and answers
     /// once it is committed. The number of waiting starts is bounded by the
     /// callers (the API sheds load past its in-flight limit).
     pub async fn start(&self, input: StartCall) -> Result<Ingested, IngestError> {
@@ -77,15 +66,8 @@ fn gone(input: &StartCall) -> IngestError {
     IngestError::Store(StoreError::Unavailable(sqlx::Error::PoolClosed))
 }
 
-/// Where a group goes.
-struct Sink {
-    pool: PgPool,
-    notifier: Notifier,
-    handoff: Option<Handoff>,
-}
-
 async fn run(
-    sink: Arc<Sink>,
+    outlet: Arc<Outlet>,
     mut rx: mpsc::UnboundedReceiver<(StartCall, Reply)>,
     committers: usize,
 ) {
@@ -98,9 +80,9 @@ async fn run(
         if rx.recv_many(&mut group, MAX_GROUP).await == 0 {
             return; // every sender is gone
         }
-        let sink = sink.clone();
+        let outlet = outlet.clone();
         tokio::spawn(async move {
-            commit_group(&sink, group).await;
+            commit_group(&outlet, group).await;
             drop(committer);
         });
     }
@@ -109,12 +91,9 @@ async fn run(
 /// Stores a group in one transaction and answers each start. Should the
 /// transaction fail as a whole, each start is retried on its own, so one
 /// start's trouble never becomes its neighbours' error.
-async fn commit_group(sink: &Sink, mut group: Vec<(StartCall, Reply)>) {
-    // Every transaction inserts its calls in id order, so two groups that
-    // share ids wait for each other instead of deadlocking.
-    group.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+async fn commit_group(outlet: &Outlet, group: Vec<(StartCall, Reply)>) {
     let (inputs, replies): (Vec<StartCall>, Vec<Reply>) = group.into_iter().unzip();
-    match sink.store(&inputs).await {
+    match outlet.start_batch(&inputs).await {
         Ok(results) => {
             metrics::histogram!("callhook_ingest_group_size").record(inputs.len() as f64);
             for (reply, result) in replies.into_iter().zip(results) {
@@ -127,21 +106,12 @@ async fn commit_group(sink: &Sink, mut group: Vec<(StartCall, Reply)>) {
         Err(e) => {
             tracing::debug!(error = %e, size = inputs.len(), "group commit failed; storing its starts one by one");
             for (input, reply) in inputs.iter().zip(replies) {
-                let result = match sink.store(std::slice::from_ref(input)).await {
+                let result = match outlet.start_batch(std::slice::from_ref(input)).await {
                     Ok(mut one) => one.pop().expect("one result per start"),
                     Err(e) => Err(e.into()),
                 };
                 let _ = reply.send(result);
             }
         }
-    }
-}
-
-impl Sink {
-    async fn store(
-        &self,
-        inputs: &[StartCall],
-    ) -> Result<Vec<Result<Ingested, IngestError>>, StoreError> {
-        calls::start_batch(&self.pool, inputs, self.handoff.as_ref(), &self.notifier).await
     }
 }

@@ -1,0 +1,175 @@
+//! The ingest layer: between the API's routes and the store, it turns call
+//! events into committed rows and then sets their deliveries on their way.
+//!
+//! A start goes through the group commit ([`group_commit`]): concurrent
+//! requests share one transaction, each answered after its commit. A batch
+//! and an end are a transaction each. Once a transaction has committed, its
+//! new deliveries go to this process's dispatcher through the hand-off (when
+//! the process has one), and the rest wake every dispatcher with a `NOTIFY`
+//! ([`Notifier`]), coalesced. The store runs the SQL and says what it left to
+//! do; this crate does it, and counts it.
+//!
+//! Data walks one way: route → [`Ingest`] → one transaction in the store →
+//! hand-off or queue → dispatcher.
+
+pub mod group_commit;
+mod notifier;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use callhook_dispatch::Handoff;
+use callhook_store::calls::{self, EndCall, IngestError, Ingested, NewWork, StartCall};
+use callhook_store::StoreError;
+use sqlx::PgPool;
+
+pub use notifier::Notifier;
+
+/// Transactions storing single start events at once: enough to keep
+/// Postgres's WAL flushes overlapping, few enough to leave the pool to others.
+const START_COMMITTERS: usize = 4;
+
+/// How often a transaction that lost a deadlock (or a serialization
+/// conflict) is run again before its error is answered.
+const TRANSIENT_TRIES: usize = 3;
+
+/// How ingest behaves.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// How long an end that arrives before its start holds its after-call
+    /// webhook for the start (`CALLHOOK_START_GRACE`).
+    pub start_grace: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            start_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Stores call events and sees their deliveries sent. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Ingest {
+    outlet: Arc<Outlet>,
+    starts: group_commit::StartQueue,
+    config: Arc<IngestConfig>,
+}
+
+impl Ingest {
+    /// Ingest for this process: with a `handoff`, new deliveries go straight
+    /// to its dispatcher. Spawns the group commit's and the notifier's tasks.
+    pub fn new(pool: PgPool, handoff: Option<Handoff>, config: IngestConfig) -> Self {
+        let outlet = Arc::new(Outlet {
+            notifier: Notifier::spawn(pool.clone()),
+            pool,
+            handoff,
+        });
+        Self {
+            starts: group_commit::StartQueue::spawn(outlet.clone(), START_COMMITTERS),
+            outlet,
+            config: Arc::new(config),
+        }
+    }
+
+    /// One start event, sharing its transaction with concurrent ones.
+    pub async fn start(&self, input: StartCall) -> Result<Ingested, IngestError> {
+        self.starts.start(input).await
+    }
+
+    /// Many start events in one transaction, a result each, in order.
+    pub async fn start_batch(
+        &self,
+        inputs: &[StartCall],
+    ) -> Result<Vec<Result<Ingested, IngestError>>, StoreError> {
+        self.outlet.start_batch(inputs).await
+    }
+
+    /// An end event.
+    pub async fn end(&self, call_id: &str, input: &EndCall) -> Result<Ingested, IngestError> {
+        let grace = self.config.start_grace;
+        let (ingested, work) =
+            transient_retry(|| calls::end(&self.outlet.pool, call_id, input, grace)).await?;
+        self.outlet.set_off(work).await;
+        Ok(ingested)
+    }
+
+    /// Wakes every dispatcher (after an operator's change queued work).
+    pub fn wake_dispatchers(&self) {
+        self.outlet.notifier.wake();
+    }
+}
+
+/// Where committed work goes: this process's dispatcher, or every
+/// dispatcher through the database.
+#[derive(Debug)]
+pub(crate) struct Outlet {
+    pool: PgPool,
+    notifier: Notifier,
+    handoff: Option<Handoff>,
+}
+
+impl Outlet {
+    /// Stores starts in one transaction, then sets their deliveries off.
+    pub(crate) async fn start_batch(
+        &self,
+        inputs: &[StartCall],
+    ) -> Result<Vec<Result<Ingested, IngestError>>, StoreError> {
+        let plan = self.handoff.as_ref().map(Handoff::plan);
+        let batch = transient_retry(|| calls::start_batch(&self.pool, inputs, plan)).await?;
+        self.set_off(batch.work).await;
+        Ok(batch.results)
+    }
+
+    /// What a committed transaction left to do: hand leased deliveries to
+    /// this process's dispatcher, wake the others for queued ones, count.
+    async fn set_off(&self, work: NewWork) {
+        for scenario_id in work.unattributed {
+            metrics::counter!("callhook_calls_unattributed_total", "scenario_id" => scenario_id.to_string())
+                .increment(1);
+        }
+        if work.queued > 0 {
+            self.notifier.wake();
+        }
+        if let Some(h) = &self.handoff {
+            h.deliver(&self.pool, work.leased).await;
+        }
+    }
+}
+
+/// Runs a transaction again when it lost a deadlock or a serialization
+/// conflict (it was rolled back whole), up to [`TRANSIENT_TRIES`] times.
+async fn transient_retry<T, E, F, Fut>(mut run: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: Transient,
+{
+    let mut tries = 1;
+    loop {
+        match run().await {
+            Err(e) if e.is_transient() && tries < TRANSIENT_TRIES => {
+                tracing::debug!("ingest transaction rolled back (deadlock); running it again");
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+trait Transient {
+    fn is_transient(&self) -> bool;
+}
+
+impl Transient for StoreError {
+    fn is_transient(&self) -> bool {
+        StoreError::is_transient(self)
+    }
+}
+
+impl Transient for IngestError {
+    fn is_transient(&self) -> bool {
+        matches!(self, IngestError::Store(e) if e.is_transient())
+    }
+}

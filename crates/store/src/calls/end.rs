@@ -1,0 +1,178 @@
+//! End events: the call's status, duration and recording, and its after-call
+//! delivery, ordered after the during-call one.
+
+use std::time::Duration;
+
+use callhook_core::{fingerprint, Call, DeliveryKind, DeliveryState, Visit};
+use chrono::Utc;
+use sqlx::{PgConnection, PgPool};
+
+use super::insert::{insert_calls, insert_delivery, NewCall, NewRow};
+use super::row::{lock_call, CallRow};
+use super::scenario::resolve_scenario;
+use super::{deliveries_of, EndCall, IngestError, Ingested, NewWork};
+use crate::StoreError;
+
+/// Records a call's end and queues its after-call webhook, if the scenario
+/// has one. A call not started yet is stored from the end when it names its
+/// `caller` and `callee`; its after-call webhook is then held for
+/// `start_grace`, so a start crossing the end on the wire still goes first.
+pub async fn end(
+    pool: &PgPool,
+    call_id: &str,
+    input: &EndCall,
+    start_grace: Duration,
+) -> Result<(Ingested, NewWork), IngestError> {
+    let mut tx = pool.begin().await?;
+    let mut work = NewWork::default();
+    let hash = fingerprint(input);
+    let mut row = match lock_call(&mut tx, call_id).await? {
+        Some(row) => row,
+        None => store_from_end(&mut tx, call_id, input, &mut work).await?,
+    };
+
+    if let Some(h) = &row.end_hash {
+        return if *h == hash {
+            let deliveries = deliveries_of(&mut *tx, call_id, DeliveryKind::AfterCall).await?;
+            Ok((Ingested::Repeated(deliveries), NewWork::default()))
+        } else {
+            Err(IngestError::Conflict(format!(
+                "call {call_id} was already ended with other data"
+            )))
+        };
+    }
+
+    // A deleted scenario (null id) sends nothing.
+    let scenario = match row.scenario_id {
+        Some(id) => Some(resolve_scenario(&mut tx, Some(id), None).await?),
+        None => None,
+    };
+    let tz = scenario.as_ref().map(|s| s.tz()).unwrap_or_default();
+    let ended_at = match &input.ended_at {
+        Some(d) => tz.parse_date(d, "ended_at")?,
+        None => Utc::now(),
+    };
+    sqlx::query!(
+        "update calls set status = $2, duration = $3, file_id = $4, link = $5, ended_at = $6,
+                          end_hash = $7, updated_at = now()
+          where id = $1",
+        call_id,
+        input.status.as_str(),
+        i32::try_from(input.duration).unwrap_or(i32::MAX),
+        input.file_id,
+        input.link,
+        ended_at,
+        hash
+    )
+    .execute(&mut *tx)
+    .await?;
+
+    let mut created = Vec::new();
+    if let Some(scenario) = scenario.filter(|s| s.after_call_url.is_some()) {
+        row.status = Some(input.status.as_str().to_owned());
+        row.duration = Some(i32::try_from(input.duration).unwrap_or(i32::MAX));
+        row.file_id.clone_from(&input.file_id);
+        row.link.clone_from(&input.link);
+        row.ended_at = Some(ended_at);
+        let call = row.call();
+        let (blocked_by, due_in) = if row.start_hash.is_some() {
+            (pending_during_call(&mut tx, call_id).await?, Duration::ZERO)
+        } else {
+            (None, start_grace)
+        };
+        let delivery = insert_delivery(
+            &mut tx,
+            NewRow {
+                call_id,
+                scenario_id: scenario.id,
+                kind: DeliveryKind::AfterCall,
+                payload: scenario.payload(&call, DeliveryKind::AfterCall),
+                due_in,
+                blocked_by,
+                cancelled: None,
+            },
+        )
+        .await?;
+        if blocked_by.is_none() && due_in.is_zero() {
+            work.queued += 1;
+        }
+        created.push(delivery);
+    }
+    tx.commit().await?;
+    Ok((Ingested::Created(created), work))
+}
+
+/// Stores a call from its end event alone (no start has come), and locks it.
+async fn store_from_end(
+    tx: &mut PgConnection,
+    call_id: &str,
+    input: &EndCall,
+    work: &mut NewWork,
+) -> Result<CallRow, IngestError> {
+    let (Some(caller), Some(callee)) = (&input.caller, &input.callee) else {
+        return Err(IngestError::CallNotFound(format!(
+            "call {call_id} has not been started: send this end again once its start is in, \
+             or send it with caller and callee to record the call from its end"
+        )));
+    };
+    let scenario = resolve_scenario(tx, input.scenario_id, Some(callee)).await?;
+    let tz = scenario.tz();
+    let ended_at = match &input.ended_at {
+        Some(d) => tz.parse_date(d, "ended_at")?,
+        None => Utc::now(),
+    };
+    let started_at = match &input.date {
+        Some(d) => tz.parse_date(d, "date")?,
+        None => ended_at - chrono::Duration::seconds(input.duration),
+    };
+    let mut visit = Visit::default();
+    let unattributed =
+        crate::pool::attribute_visits(tx, &mut [(scenario.id, callee, started_at, &mut visit)])
+            .await?;
+    let call = Call {
+        id: call_id.to_owned(),
+        caller: caller.clone(),
+        callee: callee.clone(),
+        date: started_at,
+        visit,
+        end: None,
+    };
+    // A start inserting the same call concurrently makes this insert wait
+    // for its commit and then do nothing: the end joins the started call.
+    let inserted = insert_calls(
+        tx,
+        vec![NewCall {
+            call: &call,
+            scenario_id: scenario.id,
+            start_hash: None,
+            started_at_estimated: input.date.is_none(),
+            payload: None,
+            lease: None,
+        }],
+    )
+    .await?;
+    if !inserted.is_empty() && unattributed[0] {
+        work.unattributed.push(scenario.id);
+    }
+    Ok(lock_call(tx, call_id).await?.ok_or(StoreError::NotFound)?)
+}
+
+/// The call's during-call delivery while it is pending (locked, so its
+/// completion waits for this transaction and then sees the after-call
+/// delivery that waits for it), or `None` when it is final or absent.
+async fn pending_during_call(
+    tx: &mut PgConnection,
+    call_id: &str,
+) -> Result<Option<uuid::Uuid>, StoreError> {
+    let during = sqlx::query!(
+        r#"select id, state as "state: DeliveryState"
+             from deliveries where call_id = $1 and kind = 'during_call'
+              for update"#,
+        call_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(during
+        .filter(|d| d.state == DeliveryState::Pending)
+        .map(|d| d.id))
+}

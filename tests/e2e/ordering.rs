@@ -1,0 +1,257 @@
+//! Call events in any order: ends before starts, late starts, the start
+//! grace, and removing a URL.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::helpers::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn scenario_to(app: &TestApp, rx: &Receiver) -> serde_json::Value {
+    app.create_scenario(json!({
+        "name": "Main",
+        "numbers": ["78005552233"],
+        "during_call_url": rx.url("/during"),
+        "after_call_url": rx.url("/after"),
+    }))
+    .await
+}
+
+fn end_with_caller() -> serde_json::Value {
+    json!({"status": "BUSY", "duration": 0, "caller": "79990009911", "callee": "78005552233"})
+}
+
+/// A delivery's (state, last_error), by call and kind.
+async fn state_of(pool: &PgPool, call_id: &str, kind: &str) -> (String, Option<String>) {
+    sqlx::query_as("select state, last_error from deliveries where call_id = $1 and kind = $2")
+        .bind(call_id)
+        .bind(kind)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_start_a_second_after_its_end_goes_first_and_joins_the_call(pool: PgPool) {
+    let mut rx = Receiver::ok().await;
+    let app = spawn_app_with(pool.clone(), |c| c.start_grace = Duration::from_secs(2)).await;
+    scenario_to(&app, &rx).await;
+
+    let (status, ended) = app
+        .ingest_post("/api/v1/calls/313/end", &end_with_caller())
+        .await;
+    assert_eq!(status.as_u16(), 202, "{ended}");
+    assert_eq!(ended["deliveries"][0]["kind"], "after_call");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, started) = app.ingest_post("/api/v1/calls", &page_call("313")).await;
+    assert_eq!(status.as_u16(), 202, "{started}");
+    assert_eq!(started["deliveries"][0]["state"], "pending");
+
+    let first = rx.next(WAIT).await;
+    let second = rx.next(WAIT).await;
+    assert_eq!(
+        (first.path.as_str(), second.path.as_str()),
+        ("/during", "/after")
+    );
+    // The after-call webhook carries what the start brought.
+    let after = second.json();
+    assert_eq!(after["visit_id"], "123456");
+    assert_eq!(after["date"], "2019-02-19 00:00:00");
+    assert_eq!(after["status"], "BUSY");
+    assert_eq!(first.json()["visit_id"], "123456");
+
+    // The same start again is a repeat; one with another caller a conflict.
+    let (status, again) = app.ingest_post("/api/v1/calls", &page_call("313")).await;
+    assert_eq!(status.as_u16(), 200, "{again}");
+    let mut other = page_call("313");
+    other["caller"] = json!("79990000000");
+    other["date"] = json!("2019-02-19 00:00:01");
+    let (status, err) = app.ingest_post("/api/v1/calls", &other).await;
+    assert_eq!(status.as_u16(), 409, "{err}");
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn an_end_whose_start_never_comes_is_sent_when_the_grace_ends(pool: PgPool) {
+    let mut rx = Receiver::ok().await;
+    let app = spawn_app_with(pool.clone(), |c| c.start_grace = Duration::from_secs(2)).await;
+    scenario_to(&app, &rx).await;
+
+    let sent = Instant::now();
+    let (status, _) = app
+        .ingest_post("/api/v1/calls/314/end", &end_with_caller())
+        .await;
+    assert_eq!(status.as_u16(), 202);
+    // Held meanwhile: pending, due at the end of the grace.
+    let held: bool = sqlx::query_scalar(
+        "select next_attempt_at > now() + interval '1 second' from deliveries where call_id = '314'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(held, "the after-call delivery waits for the grace");
+
+    let got = rx.next(WAIT).await;
+    assert_eq!(got.path, "/after");
+    let waited = got.at - sent;
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "sent after {waited:?}"
+    );
+    assert_eq!(got.json()["visit_id"], serde_json::Value::Null);
+    let rows = deliveries(&pool).await;
+    assert_eq!(rows.len(), 1, "no during-call delivery without a start");
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_start_after_its_after_call_webhook_was_delivered_is_cancelled(pool: PgPool) {
+    let mut rx = Receiver::ok().await;
+    let app = spawn_app_with(pool.clone(), |c| c.start_grace = Duration::from_millis(200)).await;
+    scenario_to(&app, &rx).await;
+
+    app.ingest_post("/api/v1/calls/315/end", &end_with_caller())
+        .await;
+    assert_eq!(rx.next(WAIT).await.path, "/after");
+    eventually(WAIT, "the after-call delivery to be recorded", || async {
+        (state_of(&pool, "315", "after_call").await.0 == "delivered").then_some(())
+    })
+    .await;
+
+    let (status, started) = app.ingest_post("/api/v1/calls", &page_call("315")).await;
+    assert_eq!(status.as_u16(), 202, "{started}");
+    assert_eq!(started["deliveries"][0]["state"], "cancelled");
+    assert_eq!(
+        state_of(&pool, "315", "during_call").await,
+        ("cancelled".into(), Some("call_already_ended".into()))
+    );
+    // The call has the start's fields now, and nothing more is sent.
+    let (_, call) = app.admin_get("/api/v1/calls/315").await;
+    assert_eq!(call["visit_id"], "123456", "{call}");
+    let late = tokio::time::timeout(Duration::from_secs(1), rx.next(WAIT)).await;
+    assert!(late.is_err(), "a cancelled delivery is not sent");
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn an_end_without_caller_for_a_call_not_started_is_404_saying_to_resend(pool: PgPool) {
+    let rx = Receiver::ok().await;
+    let app = spawn_app_with(pool.clone(), |c| c.role = callhook::Role::Api).await;
+    scenario_to(&app, &rx).await;
+    let end = json!({"status": "ANSWER", "duration": 3});
+    let (status, err) = app.ingest_post("/api/v1/calls/316/end", &end).await;
+    assert_eq!(status.as_u16(), 404, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("send this end again once its start is in"),
+        "{err}"
+    );
+    start_call(&app, "316").await;
+    let (status, ended) = app.ingest_post("/api/v1/calls/316/end", &end).await;
+    assert_eq!(status.as_u16(), 202, "{ended}");
+    // Waits for the during-call delivery, which is pending (no dispatcher).
+    let (blocked, due): (Option<uuid::Uuid>, Option<chrono::DateTime<chrono::Utc>>) =
+        sqlx::query_as(
+            "select blocked_by, next_attempt_at from deliveries where call_id = '316' and kind = 'after_call'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let during: uuid::Uuid = sqlx::query_scalar(
+        "select id from deliveries where call_id = '316' and kind = 'during_call'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((blocked, due), (Some(during), None));
+    let (_, listed) = app
+        .admin_get("/api/v1/deliveries?call_id=316&kind=after_call")
+        .await;
+    assert_eq!(listed["items"][0]["blocked_by"], during.to_string());
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn removing_a_url_cancels_its_pending_deliveries_by_the_time_the_save_answers(pool: PgPool) {
+    let mut rx = Receiver::scripted(vec![], Reply::Status(503)).await;
+    let app = spawn_app_with(pool.clone(), |c| {
+        c.retry_schedule = "5m".parse().unwrap();
+    })
+    .await;
+    let s = scenario_to(&app, &rx).await;
+    for id in ["1", "2", "3"] {
+        start_call(&app, id).await;
+    }
+    for _ in 0..3 {
+        assert_eq!(rx.next(WAIT).await.path, "/during");
+    }
+    eventually(WAIT, "three failed first attempts recorded", || async {
+        let n: i64 = sqlx::query_scalar(
+            "select count(*) from deliveries where attempt_count = 1 and lease_token is null",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        (n == 3).then_some(())
+    })
+    .await;
+    // Ended meanwhile: the after-call deliveries wait for the during-call ones.
+    for id in ["1", "2", "3"] {
+        let (status, _) = app
+            .ingest_post(
+                &format!("/api/v1/calls/{id}/end"),
+                &json!({"status": "ANSWER", "duration": 5}),
+            )
+            .await;
+        assert_eq!(status.as_u16(), 202);
+    }
+
+    let path = format!("/api/v1/scenarios/{}", s["id"].as_str().unwrap());
+    let (status, saved) = app
+        .admin_put(
+            &path,
+            &json!({"name": "Main", "numbers": ["78005552233"], "after_call_url": rx.url("/after")}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{saved}");
+    for id in ["1", "2", "3"] {
+        assert_eq!(
+            state_of(&pool, id, "during_call").await,
+            ("cancelled".into(), Some("url_removed".into()))
+        );
+    }
+    // Their after-call webhooks no longer wait.
+    for _ in 0..3 {
+        assert_eq!(rx.next(WAIT).await.path, "/after");
+    }
+    let (_, listed) = app
+        .admin_get(&format!(
+            "/api/v1/deliveries?scenario_id={}&state=cancelled",
+            s["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 3, "{listed}");
+
+    // They failed too and wait for their retry; deleting the scenario
+    // cancels them at once.
+    eventually(WAIT, "the after-call attempts recorded", || async {
+        let n: i64 = sqlx::query_scalar(
+            "select count(*) from deliveries
+              where kind = 'after_call' and attempt_count = 1 and lease_token is null",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        (n == 3).then_some(())
+    })
+    .await;
+    let (status, _) = app.admin_delete(&path).await;
+    assert_eq!(status.as_u16(), 204);
+    for id in ["1", "2", "3"] {
+        assert_eq!(
+            state_of(&pool, id, "after_call").await,
+            ("cancelled".into(), Some("scenario_deleted".into()))
+        );
+    }
+}
