@@ -133,6 +133,31 @@ pub struct ServeConfig {
     /// a secret rotation.
     #[arg(long, env = "CALLHOOK_SECRET_ROTATION_OVERLAP", default_value = "24h", value_parser = humantime::parse_duration)]
     pub secret_rotation_overlap: Duration,
+    /// Consecutive failed attempts after which an endpoint is `failing`.
+    #[arg(long, env = "CALLHOOK_FAILING_AFTER", default_value_t = 5)]
+    pub failing_after: u32,
+    /// No success for this long (since its failures began) pauses an
+    /// endpoint: its deliveries wait, and one goes as a probe now and then.
+    #[arg(long, env = "CALLHOOK_PAUSE_AFTER", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub pause_after: Duration,
+    /// How often a paused endpoint gets a probe.
+    #[arg(long, env = "CALLHOOK_PROBE_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub probe_interval: Duration,
+    /// No success for this long disables an endpoint (nothing is sent until
+    /// an operator enables it; its deliveries wait).
+    #[arg(long, env = "CALLHOOK_DISABLE_AFTER", default_value = "5d", value_parser = humantime::parse_duration)]
+    pub disable_after: Duration,
+    /// Deliveries per second a recovered or enabled endpoint's waiting
+    /// deliveries are released at, so a receiver coming back is not flooded.
+    #[arg(long, env = "CALLHOOK_DRAIN_RATE", default_value_t = 50)]
+    pub drain_rate: u32,
+    /// Where operator events (`endpoint.failing`, `.paused`, `.disabled`,
+    /// `.recovered`) are POSTed; unset: none are sent.
+    #[arg(long, env = "CALLHOOK_OPERATOR_WEBHOOK_URL")]
+    pub operator_webhook_url: Option<String>,
+    /// The `whsec_…` secret operator events are signed with (Standard Webhooks).
+    #[arg(long, env = "CALLHOOK_OPERATOR_WEBHOOK_SECRET", hide_env_values = true)]
+    pub operator_webhook_secret: Option<SecretString>,
     /// What this process runs: api, dispatcher or all.
     #[arg(long, env = "CALLHOOK_ROLE", value_enum, default_value_t = Role::All)]
     pub role: Role,
@@ -204,6 +229,51 @@ impl ServeConfig {
                 "CALLHOOK_CONCURRENCY and CALLHOOK_PER_HOST_CONCURRENCY must be at least 1".into(),
             );
         }
+        if self.failing_after == 0 || self.drain_rate == 0 {
+            return Err("CALLHOOK_FAILING_AFTER and CALLHOOK_DRAIN_RATE must be at least 1".into());
+        }
+        if self.probe_interval.is_zero() || self.pause_after > self.disable_after {
+            return Err(format!(
+                "CALLHOOK_PROBE_INTERVAL must be above zero and CALLHOOK_PAUSE_AFTER ({:?}) at most CALLHOOK_DISABLE_AFTER ({:?})",
+                self.pause_after, self.disable_after
+            ));
+        }
+        self.operator_webhook()?;
         Ok(())
+    }
+
+    /// When an endpoint changes state.
+    pub fn health_policy(&self) -> callhook_core::HealthPolicy {
+        callhook_core::HealthPolicy {
+            failing_after: self.failing_after,
+            pause_after: self.pause_after,
+            probe_interval: self.probe_interval,
+            disable_after: self.disable_after,
+        }
+    }
+
+    /// Where operator events go, checked: the URL and its secret come
+    /// together.
+    pub fn operator_webhook(&self) -> Result<Option<callhook_dispatch::OperatorWebhook>, String> {
+        let url = self
+            .operator_webhook_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty());
+        let secret = self.operator_webhook_secret.as_ref();
+        match (url, secret) {
+            (None, None) => Ok(None),
+            (Some(_), None) => Err("CALLHOOK_OPERATOR_WEBHOOK_URL is set but CALLHOOK_OPERATOR_WEBHOOK_SECRET is not: set it to a whsec_… secret".into()),
+            (None, Some(_)) => Err("CALLHOOK_OPERATOR_WEBHOOK_SECRET is set but CALLHOOK_OPERATOR_WEBHOOK_URL is not".into()),
+            (Some(url), Some(secret)) => {
+                let url = callhook_core::WebhookUrl::parse(url, "CALLHOOK_OPERATOR_WEBHOOK_URL")
+                    .map_err(|e| format!("CALLHOOK_OPERATOR_WEBHOOK_URL: {}", e.message))?;
+                let secret = callhook_core::SigningSecret::parse(secrecy::ExposeSecret::expose_secret(secret))
+                    .map_err(|_| "CALLHOOK_OPERATOR_WEBHOOK_SECRET must be a whsec_… secret (whsec_ and base64)".to_owned())?;
+                Ok(Some(callhook_dispatch::OperatorWebhook {
+                    url: url.into_string(),
+                    secret,
+                }))
+            }
+        }
     }
 }

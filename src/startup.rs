@@ -8,6 +8,7 @@ use backon::{ExponentialBuilder, Retryable};
 use callhook_api::{ApiSettings, AppState, IngestSettings, Tokens};
 use callhook_dispatch::{DispatchConfig, Sender, SenderConfig};
 use callhook_ingest::{Ingest, IngestConfig};
+use callhook_store::health::HealthSettings;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -64,6 +65,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
+    let operator = config.operator_webhook().map_err(anyhow::Error::msg)?;
+    let health = HealthSettings {
+        policy: config.health_policy(),
+        operator_events: operator.is_some(),
+        drain_per_second: config.drain_rate,
+    };
     let sender = Sender::new(&SenderConfig {
         connect_timeout: config.connect_timeout,
         request_timeout: config.request_timeout,
@@ -91,6 +98,8 @@ pub async fn run(
             poll_interval: config.poll_interval,
             schedule: config.retry_schedule.clone(),
             shutdown_grace: config.shutdown_grace,
+            health,
+            operator,
         };
         tokio::spawn(callhook_dispatch::run(
             pool.clone(),
@@ -133,6 +142,7 @@ pub async fn run(
         request_timeout: config.http_request_timeout,
         max_inflight_requests: config.max_inflight_requests,
         secret_rotation_overlap: config.secret_rotation_overlap,
+        health,
     });
     let app = if config.role.serves_api() {
         callhook_api::router(state)

@@ -240,6 +240,7 @@ pub enum Reply {
 pub struct Receiver {
     pub addr: SocketAddr,
     rx: mpsc::UnboundedReceiver<Received>,
+    default: Arc<Mutex<Reply>>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -247,7 +248,7 @@ pub struct Receiver {
 struct ReceiverState {
     tx: mpsc::UnboundedSender<Received>,
     script: Arc<Mutex<VecDeque<Reply>>>,
-    default: Reply,
+    default: Arc<Mutex<Reply>>,
 }
 
 impl Receiver {
@@ -258,10 +259,11 @@ impl Receiver {
 
     pub async fn scripted(script: Vec<Reply>, default: Reply) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let default = Arc::new(Mutex::new(default));
         let state = ReceiverState {
             tx,
             script: Arc::new(Mutex::new(script.into())),
-            default,
+            default: default.clone(),
         };
         let app = axum::Router::new().fallback(receive).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -278,8 +280,14 @@ impl Receiver {
         Self {
             addr,
             rx,
+            default,
             _shutdown: stop_tx,
         }
+    }
+
+    /// From now on, answer every request (after the script) like this.
+    pub fn answer(&self, reply: Reply) {
+        *self.default.lock().unwrap() = reply;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -316,7 +324,7 @@ async fn receive(
         .lock()
         .unwrap()
         .pop_front()
-        .unwrap_or_else(|| state.default.clone());
+        .unwrap_or_else(|| state.default.lock().unwrap().clone());
     let _ = state.tx.send(Received {
         path: uri.path().to_owned(),
         headers,
@@ -436,4 +444,31 @@ pub async fn start_call(app: &TestApp, id: &str) -> uuid::Uuid {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// Whether a request carries a Standard Webhooks signature made with the
+/// `whsec_…` secret, written here from the spec rather than taken from the
+/// code under test: base64 HMAC-SHA256 of "{id}.{timestamp}.{body}" keyed
+/// with the base64-decoded part of the secret.
+pub fn signed_with(got: &Received, secret: &str) -> bool {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(
+        format!(
+            "{}.{}.",
+            got.header("webhook-id"),
+            got.header("webhook-timestamp")
+        )
+        .as_bytes(),
+    );
+    mac.update(&got.body);
+    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    got.header("webhook-signature")
+        .split(' ')
+        .any(|s| s == expected)
 }

@@ -5,6 +5,7 @@
 mod abuse;
 mod crash;
 mod dispatch;
+mod health;
 mod helpers;
 mod ingest;
 mod interleaving;

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use callhook_dispatch::Sender;
 use callhook_ingest::Ingest;
+use callhook_store::health::HealthSettings;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use secrecy::SecretString;
 use sqlx::PgPool;
@@ -52,6 +53,8 @@ pub struct ApiSettings {
     pub max_inflight_requests: usize,
     /// How long the old signing secret keeps signing after a rotation.
     pub secret_rotation_overlap: Duration,
+    /// Endpoint health (an operator's pause and enable, a URL change).
+    pub health: HealthSettings,
 }
 
 impl Default for ApiSettings {
@@ -60,6 +63,7 @@ impl Default for ApiSettings {
             request_timeout: Duration::from_secs(30),
             max_inflight_requests: 512,
             secret_rotation_overlap: Duration::from_secs(24 * 3600),
+            health: HealthSettings::default(),
         }
     }
 }

@@ -5,63 +5,6 @@
 //! so the store reads and writes them as they are. (The derive is a trait
 //! impl: this crate still does no IO.)
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-
-use crate::FieldError;
-
-/// An enum stored as text: its variants and their names, `as_str`,
-/// `FromStr` (refusing other text as a bad `field`), `Display` and serde.
-macro_rules! text_enum {
-    (
-        $(#[$meta:meta])*
-        pub enum $name:ident ($field:literal, $code:literal) {
-            $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        #[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
-        #[cfg_attr(feature = "sqlx", sqlx(type_name = "text", rename_all = "snake_case"))]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = FieldError;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Self::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| {
-                    let names: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
-                    FieldError::new(
-                        $field,
-                        $code,
-                        format!("{} must be one of {}", $field, names.join(", ")),
-                    )
-                })
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
 text_enum! {
     /// The two webhooks a call produces.
     pub enum DeliveryKind ("kind", "invalid_kind") {
@@ -69,7 +12,16 @@ text_enum! {
         DuringCall = "during_call",
         /// Sent once the call is over, with status, duration and recording.
         AfterCall = "after_call",
+        /// Not a call's: an event for the operator (`endpoint.paused`, …),
+        /// sent to `CALLHOOK_OPERATOR_WEBHOOK_URL`.
+        OperatorEvent = "operator_event",
     }
+}
+
+impl DeliveryKind {
+    /// The kinds a call produces, each with its own URL in a scenario (an
+    /// endpoint).
+    pub const CALL_KINDS: [DeliveryKind; 2] = [DeliveryKind::DuringCall, DeliveryKind::AfterCall];
 }
 
 text_enum! {
@@ -126,7 +78,7 @@ mod tests {
         assert_eq!("sent".parse::<DeliveryState>().unwrap_err().field, "state");
         assert_eq!(
             "x".parse::<DeliveryKind>().unwrap_err().message,
-            "kind must be one of during_call, after_call"
+            "kind must be one of during_call, after_call, operator_event"
         );
     }
 }

@@ -7,10 +7,14 @@
 //! run in milliseconds. Types only hold valid values: parse at the edge with
 //! the `parse`/`from_*` constructors and pass the typed value on.
 
+#[macro_use]
+mod macros;
+
 pub mod call;
 pub mod custom_fields;
 pub mod delivery;
 pub mod error;
+pub mod health;
 pub mod payload;
 pub mod phone;
 pub mod schedule;
@@ -22,6 +26,7 @@ pub use call::{Call, CallEnd, CallStatus, Visit};
 pub use custom_fields::{CustomField, CustomFields};
 pub use delivery::{CancelReason, DeliveryKind, DeliveryState};
 pub use error::FieldError;
+pub use health::{EndpointState, Health, HealthPolicy, Observed, Transition};
 pub use payload::build_payload;
 pub use phone::PhoneNumber;
 pub use schedule::RetrySchedule;

@@ -156,7 +156,8 @@ struct Payload<'a> {
 impl Serialize for Payload<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let extra: &[&str] = match self.kind {
-            DeliveryKind::DuringCall => &[],
+            // Operator events have a body of their own (`health`), never this one.
+            DeliveryKind::DuringCall | DeliveryKind::OperatorEvent => &[],
             DeliveryKind::AfterCall => AFTER_CALL_EXTRA_FIELDS,
         };
         let mut map = serializer.serialize_map(Some(DURING_CALL_FIELDS.len() + extra.len()))?;

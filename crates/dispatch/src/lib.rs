@@ -7,8 +7,9 @@
 pub mod guard;
 pub mod handoff;
 pub mod sender;
+pub mod transitions;
 pub mod worker;
 
 pub use handoff::{handoff, Handoff, HandoffInbox};
 pub use sender::{AttemptError, AttemptResult, Sender, SenderConfig, Webhook};
-pub use worker::{run, DispatchConfig};
+pub use worker::{run, DispatchConfig, OperatorWebhook};

@@ -75,7 +75,7 @@ pub struct AttemptResult {
     /// The first 4 KiB of the answer, as text (invalid UTF-8 and NULs replaced).
     pub body: Option<String>,
     pub error: Option<AttemptError>,
-    /// A 429/503's `Retry-After`, in seconds form.
+    /// A 429/503's `Retry-After` (seconds, or an HTTP-date from now).
     pub retry_after: Option<Duration>,
 }
 
@@ -172,7 +172,7 @@ impl Sender {
             response
                 .headers()
                 .get(RETRY_AFTER)
-                .and_then(parse_retry_after)
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
         } else {
             None
         };
@@ -211,15 +211,15 @@ fn literal_host_is_internal(url: &str) -> bool {
     }
 }
 
-/// `Retry-After` as delay-seconds (the HTTP-date form is rare from webhooks
-/// receivers and treated as absent).
-fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
-    v.to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+/// `Retry-After` as delay-seconds or as an HTTP-date (RFC 9110 §10.2.3),
+/// the delay from `now`; a date in the past is no delay.
+fn parse_retry_after(v: &HeaderValue, now: std::time::SystemTime) -> Option<Duration> {
+    let text = v.to_str().ok()?.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
 }
 
 fn classify(e: &reqwest::Error) -> AttemptError {
@@ -253,5 +253,24 @@ fn classify(e: &reqwest::Error) -> AttemptError {
         AttemptError::Connect
     } else {
         AttemptError::Request
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Tue, 01 Dec 2026 10:00:00 GMT").unwrap();
+        let parse = |s: &str| parse_retry_after(&HeaderValue::from_str(s).unwrap(), now);
+        assert_eq!(parse("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse("Tue, 01 Dec 2026 10:02:30 GMT"),
+            Some(Duration::from_secs(150))
+        );
+        assert_eq!(parse("Tue, 01 Dec 2026 09:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse("soon"), None);
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod calls;
 pub mod error;
+pub mod health;
 pub mod log;
 pub mod pool;
 pub mod queue;

@@ -36,7 +36,8 @@ pub struct DeliveryFilter {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeliveryRow {
     pub id: Uuid,
-    pub call_id: String,
+    /// Null for an operator event.
+    pub call_id: Option<String>,
     pub scenario_id: Option<Uuid>,
     pub kind: DeliveryKind,
     pub state: DeliveryState,
@@ -44,6 +45,8 @@ pub struct DeliveryRow {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// The during-call delivery this after-call one waits for.
     pub blocked_by: Option<Uuid>,
+    /// Waiting for its paused or disabled endpoint.
+    pub parked: bool,
     pub last_status: Option<i32>,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -101,7 +104,7 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, f: &DeliveryFilter) {
 }
 
 const DELIVERY_COLUMNS: &str =
-    "id, call_id, scenario_id, kind, state, attempt_count, next_attempt_at, blocked_by, \
+    "id, call_id, scenario_id, kind, state, attempt_count, next_attempt_at, blocked_by, parked, \
      last_status, last_error, created_at, delivered_at, payload";
 
 /// A page of deliveries matching `filter`, newest first, strictly older than
@@ -126,7 +129,7 @@ pub async fn get(e: impl PgExecutor<'_>, id: Uuid) -> Result<DeliveryRow, StoreE
     sqlx::query_as!(
         DeliveryRow,
         r#"select id, call_id, scenario_id, kind as "kind: DeliveryKind",
-                state as "state: DeliveryState", attempt_count, next_attempt_at, blocked_by,
+                state as "state: DeliveryState", attempt_count, next_attempt_at, blocked_by, parked,
                 last_status, last_error, created_at, delivered_at, payload
            from deliveries where id = $1"#,
         id
@@ -144,7 +147,7 @@ pub async fn of_call(
     Ok(sqlx::query_as!(
         DeliveryRow,
         r#"select id, call_id, scenario_id, kind as "kind: DeliveryKind",
-                state as "state: DeliveryState", attempt_count, next_attempt_at, blocked_by,
+                state as "state: DeliveryState", attempt_count, next_attempt_at, blocked_by, parked,
                 last_status, last_error, created_at, delivered_at, payload
            from deliveries where call_id = $1 order by id"#,
         call_id
@@ -212,7 +215,7 @@ pub async fn retry(pool: &sqlx::PgPool, id: Uuid) -> Result<Retried, StoreError>
                 delivered_at = null, updated_at = now()
           where id = $1 and state <> 'pending'
       returning id, call_id, scenario_id, kind as "kind: DeliveryKind",
-                state as "state: DeliveryState", attempt_count, next_attempt_at, blocked_by,
+                state as "state: DeliveryState", attempt_count, next_attempt_at, blocked_by, parked,
                 last_status, last_error, created_at, delivered_at, payload"#,
         id
     )
@@ -223,7 +226,9 @@ pub async fn retry(pool: &sqlx::PgPool, id: Uuid) -> Result<Retried, StoreError>
         get(&mut *tx, id).await?;
         return Ok(Retried::AlreadyPending);
     };
-    queue::block_behind_during_call(&mut tx, std::slice::from_ref(&row.call_id)).await?;
+    if let Some(call_id) = &row.call_id {
+        queue::block_behind_during_call(&mut tx, std::slice::from_ref(call_id)).await?;
+    }
     queue::notify(&mut *tx).await?;
     tx.commit().await?;
     Ok(Retried::Requeued(Box::new(row)))
@@ -244,8 +249,10 @@ pub async fn retry_matching(
     );
     push_filters(&mut qb, filter);
     qb.push(" and state <> 'pending') returning call_id");
-    let call_ids: Vec<String> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
-    let n = call_ids.len() as u64;
+    let requeued: Vec<Option<String>> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
+    let n = requeued.len() as u64;
+    // Operator events (no call) are requeued too.
+    let call_ids: Vec<String> = requeued.into_iter().flatten().collect();
     if n > 0 {
         queue::block_behind_during_call(&mut tx, &call_ids).await?;
         queue::notify(&mut *tx).await?;

@@ -2,13 +2,14 @@
 
 use callhook_core::{
     CancelReason, CustomField, CustomFields, DeliveryKind, PhoneNumber, SigningSecret, Timezone,
-    WebhookUrl,
+    Transition, WebhookUrl,
 };
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
+use crate::health::{self, HealthSettings};
 use crate::queue;
 use crate::StoreError;
 
@@ -57,6 +58,7 @@ impl Scenario {
         match kind {
             DeliveryKind::DuringCall => self.during_call_url.as_deref(),
             DeliveryKind::AfterCall => self.after_call_url.as_deref(),
+            DeliveryKind::OperatorEvent => None,
         }
     }
 }
@@ -93,21 +95,45 @@ pub async fn create(pool: &PgPool, settings: &ScenarioSettings) -> Result<Scenar
     .execute(&mut *tx)
     .await?;
     set_numbers(&mut tx, id, &settings.numbers, &settings.static_numbers).await?;
+    sqlx::query!(
+        "insert into endpoints (scenario_id, kind)
+         values ($1, 'during_call'), ($1, 'after_call')",
+        id
+    )
+    .execute(&mut *tx)
+    .await?;
     let scenario = get(&mut *tx, id).await?;
     tx.commit().await?;
     Ok(scenario)
 }
 
+/// What a save did besides saving.
+#[derive(Debug, Default)]
+pub struct Saved {
+    /// The kind of each pending delivery cancelled (its URL was removed).
+    pub cancelled: Vec<DeliveryKind>,
+    /// Endpoints re-enabled because their URL changed.
+    pub enabled: Vec<(DeliveryKind, Transition)>,
+}
+
 /// Replaces a scenario's settings ("save scenario"). The secret and creation
 /// time stay. Saving it without a kind's URL cancels that kind's pending
-/// deliveries (`url_removed`) in the same transaction; the kind of each
-/// delivery cancelled is returned with the saved scenario.
+/// deliveries (`url_removed`) in the same transaction; giving an endpoint
+/// another URL makes it healthy again (its waiting deliveries drain).
 pub async fn update(
     pool: &PgPool,
     id: Uuid,
     settings: &ScenarioSettings,
-) -> Result<(Scenario, Vec<DeliveryKind>), StoreError> {
+    health: &HealthSettings,
+) -> Result<(Scenario, Saved), StoreError> {
     let mut tx = pool.begin().await?;
+    let before = sqlx::query!(
+        "select during_call_url, after_call_url from scenarios where id = $1 for update",
+        id
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(StoreError::NotFound)?;
     let updated = sqlx::query!(
         "update scenarios
             set name = $2, during_call_url = $3, after_call_url = $4, custom_fields = $5,
@@ -134,10 +160,32 @@ pub async fn update(
     .filter(|(_, url)| url.is_none())
     .map(|(kind, _)| kind)
     .collect();
-    let cancelled = queue::cancel_pending(&mut tx, id, &removed, CancelReason::UrlRemoved).await?;
+    let mut saved = Saved {
+        cancelled: queue::cancel_pending(&mut tx, id, &removed, CancelReason::UrlRemoved).await?,
+        ..Saved::default()
+    };
+    for (kind, old, new) in [
+        (
+            DeliveryKind::DuringCall,
+            before.during_call_url,
+            &settings.during_call_url,
+        ),
+        (
+            DeliveryKind::AfterCall,
+            before.after_call_url,
+            &settings.after_call_url,
+        ),
+    ] {
+        let new = new.as_ref().map(WebhookUrl::as_str);
+        if new.is_some() && new != old.as_deref() {
+            if let (Some(t), _) = health::enable_in(&mut tx, id, kind, health).await? {
+                saved.enabled.push((kind, t));
+            }
+        }
+    }
     let scenario = get(&mut *tx, id).await?;
     tx.commit().await?;
-    Ok((scenario, cancelled))
+    Ok((scenario, saved))
 }
 
 /// Deletes a scenario and its numbers; its pending deliveries are cancelled

@@ -28,15 +28,18 @@ pub const MAX_LIMIT: u32 = 500;
 pub struct DeliveryView {
     /// UUIDv7: the `webhook-id` header, the same on every attempt.
     pub id: Uuid,
-    pub call_id: String,
-    /// Null once the scenario is deleted.
+    /// Null for an operator event (`kind` = `operator_event`).
+    pub call_id: Option<String>,
+    /// Null once the scenario is deleted, and for operator events.
     pub scenario_id: Option<Uuid>,
-    /// `during_call` or `after_call`.
+    /// `during_call`, `after_call` or `operator_event`.
     #[schema(value_type = String, example = "after_call")]
     pub kind: DeliveryKind,
     /// `pending`, `delivered`, `failed` or `cancelled`.
     #[schema(value_type = String, example = "pending")]
     pub state: DeliveryState,
+    /// Pending and waiting for its paused or disabled endpoint (no due time).
+    pub parked: bool,
     /// Attempts made so far.
     pub attempt_count: i32,
     /// When a pending delivery is due (or its claim runs out); null while
@@ -66,6 +69,7 @@ impl From<DeliveryRow> for DeliveryView {
             attempt_count: d.attempt_count,
             next_attempt_at: d.next_attempt_at,
             blocked_by: d.blocked_by,
+            parked: d.parked,
             last_status: d.last_status,
             last_error: d.last_error,
             created_at: d.created_at,

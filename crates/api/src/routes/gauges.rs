@@ -13,3 +13,15 @@ pub async fn refresh(pool: &PgPool) {
         Err(e) => tracing::warn!(error = %e, "could not read the backlog for /metrics"),
     }
 }
+
+/// Endpoints by state (`callhook_endpoints{state}`).
+pub async fn endpoints(pool: &PgPool) {
+    match callhook_store::health::count_by_state(pool).await {
+        Ok(counts) => {
+            for (state, n) in counts {
+                metrics::gauge!("callhook_endpoints", "state" => state.as_str()).set(n as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not count endpoints for /metrics"),
+    }
+}

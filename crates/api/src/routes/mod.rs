@@ -16,6 +16,7 @@ use crate::{ApiError, AppState};
 
 pub mod calls;
 pub mod deliveries;
+pub mod endpoints;
 pub mod gauges;
 pub mod scenarios;
 pub mod service;
@@ -45,6 +46,15 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/scenarios/{id}/secret/rotate",
             post(scenarios::rotate_secret),
+        )
+        .route("/api/v1/endpoints", get(endpoints::list))
+        .route(
+            "/api/v1/scenarios/{id}/endpoints/{kind}/pause",
+            post(endpoints::pause),
+        )
+        .route(
+            "/api/v1/scenarios/{id}/endpoints/{kind}/enable",
+            post(endpoints::enable),
         )
         .route_layer(from_fn_with_state(
             RequiredToken(state.tokens.admin.clone()),

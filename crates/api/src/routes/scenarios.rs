@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::error::ErrorBody;
 use crate::json::{JsonObject, PathParam};
+use crate::routes::endpoints::{health_of, HealthView};
 use crate::{ApiError, AppState};
 
 /// A scenario as the API shows it. `PUT` accepts this very shape back.
@@ -40,6 +41,8 @@ pub struct ScenarioView {
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Its endpoints' health (`GET /api/v1/endpoints` lists every endpoint).
+    pub health: Option<HealthView>,
 }
 
 /// A static number (offline ads): never reserved; calls to it carry its
@@ -93,8 +96,31 @@ impl From<Scenario> for ScenarioView {
             previous_secret_expires_at: s.previous_secret_expires_at,
             created_at: s.created_at,
             updated_at: s.updated_at,
+            health: None,
         }
     }
+}
+
+/// Scenarios as the API shows them, with their endpoints' health.
+async fn views(state: &AppState, all: Vec<Scenario>) -> Result<Vec<ScenarioView>, ApiError> {
+    let ids: Vec<Uuid> = all.iter().map(|s| s.id).collect();
+    let mut health = health_of(state, &ids).await?;
+    Ok(all
+        .into_iter()
+        .map(|s| {
+            let h = health.remove(&s.id);
+            let mut v = ScenarioView::from(s);
+            v.health = h;
+            v
+        })
+        .collect())
+}
+
+async fn view(state: &AppState, s: Scenario) -> Result<ScenarioView, ApiError> {
+    Ok(views(state, vec![s])
+        .await?
+        .pop()
+        .expect("one view per scenario"))
 }
 
 /// A scenario's settings. Only `name` is required; the rest default to no
@@ -145,6 +171,10 @@ pub struct ScenarioInput {
     #[serde(default)]
     #[schema(value_type = Option<Value>)]
     pub updated_at: Option<serde_json::Value>,
+    /// Read-only: accepted whatever it holds, and ignored.
+    #[serde(default)]
+    #[schema(value_type = Option<Value>)]
+    pub health: Option<serde_json::Value>,
 }
 
 impl ScenarioInput {
@@ -243,7 +273,7 @@ pub async fn create(
     let settings = body.parse::<ScenarioInput>()?.into_settings()?;
     let scenario = scenarios::create(&state.pool, &settings).await?;
     tracing::info!(scenario_id = %scenario.id, "scenario created");
-    Ok((StatusCode::CREATED, Json(scenario.into())))
+    Ok((StatusCode::CREATED, Json(view(&state, scenario).await?)))
 }
 
 /// List scenarios, oldest first.
@@ -251,7 +281,7 @@ pub async fn create(
     responses((status = 200, body = Vec<ScenarioView>), (status = 401, body = ErrorBody)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ScenarioView>>, ApiError> {
     let all = scenarios::list(&state.pool).await?;
-    Ok(Json(all.into_iter().map(Into::into).collect()))
+    Ok(Json(views(&state, all).await?))
 }
 
 /// Get one scenario.
@@ -266,7 +296,7 @@ pub async fn get(
         .await
         .map_err(ApiError::from)
         .map_err(scenario_not_found(id))?;
-    Ok(Json(s.into()))
+    Ok(Json(view(&state, s).await?))
 }
 
 /// Save a scenario: the whole settings at once. Pending retries use the new
@@ -281,13 +311,16 @@ pub async fn save(
     body: JsonObject,
 ) -> Result<Json<ScenarioView>, ApiError> {
     let settings = body.parse::<ScenarioInput>()?.into_settings()?;
-    let (s, cancelled) = scenarios::update(&state.pool, id, &settings)
+    let (s, saved) = scenarios::update(&state.pool, id, &settings, &state.settings.health)
         .await
         .map_err(ApiError::from)
         .map_err(scenario_not_found(id))?;
-    count_cancelled(&cancelled);
-    tracing::info!(scenario_id = %id, cancelled = cancelled.len(), "scenario saved");
-    Ok(Json(s.into()))
+    count_cancelled(&saved.cancelled);
+    for (kind, t) in saved.enabled {
+        callhook_dispatch::transitions::announce(id, kind, t, None);
+    }
+    tracing::info!(scenario_id = %id, cancelled = saved.cancelled.len(), "scenario saved");
+    Ok(Json(view(&state, s).await?))
 }
 
 /// Delete a scenario; its pending deliveries are cancelled, history stays.

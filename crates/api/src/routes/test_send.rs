@@ -64,6 +64,13 @@ pub async fn test_send(
     body: JsonObject,
 ) -> Result<Json<TestSendResult>, ApiError> {
     let input = body.parse::<TestSendInput>()?;
+    if input.kind == DeliveryKind::OperatorEvent {
+        return Err(ApiError::unprocessable(
+            "kind",
+            "invalid_kind",
+            "kind must be during_call or after_call",
+        ));
+    }
     let scenario = callhook_store::scenarios::get(&state.pool, id)
         .await
         .map_err(|e| match e {
@@ -117,6 +124,14 @@ pub async fn test_send(
         callhook_store::log::record_test_attempt(&state.pool, id, input.kind, &record).await?;
     tracing::info!(scenario_id = %id, kind = %input.kind, status = ?result.status,
         error = ?result.error_text(), "test send");
+    // A receiver that answers at the endpoint's own URL is back: enable it.
+    if result.is_success() && scenario.url_for(input.kind) == Some(url.as_str()) {
+        let s = callhook_store::health::enable(&state.pool, id, input.kind, &state.settings.health)
+            .await?;
+        if let Some(t) = s.transition {
+            callhook_dispatch::transitions::announce(id, input.kind, t, None);
+        }
+    }
     Ok(Json(TestSendResult {
         status: result.status,
         duration_ms: record.duration_ms,

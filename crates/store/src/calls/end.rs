@@ -75,11 +75,16 @@ pub async fn end(
         row.link.clone_from(&input.link);
         row.ended_at = Some(ended_at);
         let call = row.call();
-        let (blocked_by, due_in) = if row.start_hash.is_some() {
-            (pending_during_call(&mut tx, call_id).await?, Duration::ZERO)
-        } else {
+        // An after-call webhook never waits for a during-call endpoint that
+        // holds its deliveries (paused or disabled): it may be days.
+        let (blocked_by, due_in) = if row.start_hash.is_none() {
             (None, start_grace)
+        } else if scenario.during_state.holds_deliveries() {
+            (None, Duration::ZERO)
+        } else {
+            (pending_during_call(&mut tx, call_id).await?, Duration::ZERO)
         };
+        let parked = scenario.after_state.holds_deliveries();
         let delivery = insert_delivery(
             &mut tx,
             NewRow {
@@ -90,10 +95,11 @@ pub async fn end(
                 due_in,
                 blocked_by,
                 cancelled: None,
+                parked: parked && blocked_by.is_none(),
             },
         )
         .await?;
-        if blocked_by.is_none() && due_in.is_zero() {
+        if blocked_by.is_none() && due_in.is_zero() && !parked {
             work.queued += 1;
         }
         created.push(delivery);
@@ -148,6 +154,7 @@ async fn store_from_end(
             started_at_estimated: input.date.is_none(),
             payload: None,
             lease: None,
+            parked: false,
         }],
     )
     .await?;

@@ -23,6 +23,8 @@ pub(super) struct NewCall<'a> {
     pub payload: Option<String>,
     /// Inserted leased (token, seconds) for this process's dispatcher.
     pub lease: Option<(Uuid, f64)>,
+    /// Its endpoint holds its deliveries: inserted parked.
+    pub parked: bool,
 }
 
 /// A during-call delivery just inserted.
@@ -66,6 +68,7 @@ pub(super) async fn insert_calls(
     let mut payloads = Vec::with_capacity(n);
     let mut tokens = Vec::with_capacity(n);
     let mut lease_secs = Vec::with_capacity(n);
+    let mut parked = Vec::with_capacity(n);
     for (ord, r) in rows.iter().enumerate() {
         let ord = i32::try_from(ord).expect("a batch holds at most 1000 calls");
         records.push(CallRecord {
@@ -84,11 +87,12 @@ pub(super) async fn insert_calls(
         payloads.push(r.payload.as_deref());
         tokens.push(r.lease.map(|(t, _)| t));
         lease_secs.push(r.lease.map(|(_, s)| s));
+        parked.push(r.parked);
     }
     let records = Json(records);
     let created = sqlx::query!(
         r#"with input as (
-               select t.*, p.delivery_id, p.payload, p.lease_token, p.lease_secs
+               select t.*, p.delivery_id, p.payload, p.lease_token, p.lease_secs, p.parked
                  from jsonb_to_recordset($1::jsonb) as t(
                         ord int, id text, scenario_id uuid, caller text, callee text,
                         started_at timestamptz, start_hash text, started_at_estimated bool, visit_id text, marker text,
@@ -98,8 +102,8 @@ pub(super) async fn insert_calls(
                         utm_content text, roistat_param_1 text, roistat_param_2 text,
                         roistat_param_3 text, roistat_param_4 text, roistat_param_5 text,
                         metrika_client_id text, source_level_1 text, source_level_2 text)
-                 join unnest($2::int4[], $3::uuid[], $4::text[], $5::uuid[], $6::float8[])
-                      as p(ord, delivery_id, payload, lease_token, lease_secs) on p.ord = t.ord
+                 join unnest($2::int4[], $3::uuid[], $4::text[], $5::uuid[], $6::float8[], $7::bool[])
+                      as p(ord, delivery_id, payload, lease_token, lease_secs, parked) on p.ord = t.ord
            ), new_call as (
                insert into calls (id, scenario_id, caller, callee, started_at, visit_id, marker, order_id,
                                   google_client_id, landing_page, domain, city, country, ip, first_visit, referrer,
@@ -118,9 +122,11 @@ pub(super) async fn insert_calls(
                on conflict (id) do nothing
                returning id
            ), new_delivery as (
-               insert into deliveries (id, call_id, scenario_id, kind, payload, next_attempt_at, lease_token)
+               insert into deliveries (id, call_id, scenario_id, kind, payload, next_attempt_at, lease_token,
+                                       parked)
                select i.delivery_id, i.id, i.scenario_id, 'during_call', i.payload,
-                      now() + make_interval(secs => coalesce(i.lease_secs, 0)), i.lease_token
+                      case when not i.parked then now() + make_interval(secs => coalesce(i.lease_secs, 0)) end,
+                      i.lease_token, i.parked
                  from input i
                  join new_call c on c.id = i.id
                 where i.payload is not null
@@ -138,6 +144,7 @@ pub(super) async fn insert_calls(
         &payloads as _,
         &tokens as _,
         &lease_secs as _,
+        &parked,
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -183,6 +190,8 @@ pub(super) struct NewRow<'a> {
     pub blocked_by: Option<Uuid>,
     /// Stored cancelled, for this reason, instead of pending.
     pub cancelled: Option<CancelReason>,
+    /// Its endpoint holds its deliveries: it waits, parked.
+    pub parked: bool,
 }
 
 /// Inserts one delivery and says what it is.
@@ -190,16 +199,18 @@ pub(super) async fn insert_delivery(
     tx: &mut PgConnection,
     row: NewRow<'_>,
 ) -> Result<DeliveryRef, StoreError> {
+    let parked = row.parked && row.cancelled.is_none();
     let (state, due) = match (row.cancelled, row.blocked_by) {
         (Some(_), _) => (DeliveryState::Cancelled, None),
         (None, Some(_)) => (DeliveryState::Pending, None),
+        (None, None) if parked => (DeliveryState::Pending, None),
         (None, None) => (DeliveryState::Pending, Some(row.due_in.as_secs_f64())),
     };
     Ok(sqlx::query_as!(
         DeliveryRef,
         r#"insert into deliveries (id, call_id, scenario_id, kind, payload, state, next_attempt_at,
-                                   blocked_by, last_error)
-           values ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8, $9)
+                                   blocked_by, last_error, parked)
+           values ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8, $9, $10)
            returning id, kind as "kind: DeliveryKind", state as "state: DeliveryState""#,
         Uuid::now_v7(),
         row.call_id,
@@ -210,6 +221,7 @@ pub(super) async fn insert_delivery(
         due,
         row.blocked_by,
         row.cancelled.map(CancelReason::as_str),
+        parked,
     )
     .fetch_one(&mut *tx)
     .await?)

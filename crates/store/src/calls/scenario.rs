@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use callhook_core::{
-    build_payload, Call, CustomField, CustomFields, DeliveryKind, FieldError, PhoneNumber, Timezone,
+    build_payload, Call, CustomField, CustomFields, DeliveryKind, EndpointState, FieldError,
+    PhoneNumber, Timezone,
 };
 use sqlx::types::Json;
 use sqlx::PgConnection;
@@ -45,6 +46,10 @@ pub(super) struct IngestScenario {
     pub signing_secret: String,
     /// Only while its overlap after a rotation runs.
     pub previous_signing_secret: Option<String>,
+    /// Its endpoints' health: a paused or disabled one's new deliveries wait,
+    /// parked.
+    pub during_state: EndpointState,
+    pub after_state: EndpointState,
 }
 
 impl IngestScenario {
@@ -69,7 +74,11 @@ pub(super) async fn resolve_scenario(
                   s.custom_fields as "custom_fields: Json<Vec<CustomField>>", s.timezone,
                   s.signing_secret,
                   case when s.previous_secret_expires_at > now() then s.previous_signing_secret end
-                    as "previous_signing_secret?"
+                    as "previous_signing_secret?",
+                  coalesce((select e.state from endpoints e where e.scenario_id = s.id and e.kind = 'during_call'),
+                           'healthy') as "during_state!: EndpointState",
+                  coalesce((select e.state from endpoints e where e.scenario_id = s.id and e.kind = 'after_call'),
+                           'healthy') as "after_state!: EndpointState"
              from scenarios s
             where s.id = coalesce($1, (select n.scenario_id from scenario_numbers n where n.number = $2))"#,
         scenario_id,

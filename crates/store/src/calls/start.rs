@@ -101,7 +101,8 @@ pub async fn start_batch(
             .during_call_url
             .is_some()
             .then(|| c.scenario.payload(&c.call, DeliveryKind::DuringCall));
-        let lease = (payload.is_some() && leases_left > 0).then(|| {
+        let parked = c.scenario.during_state.holds_deliveries();
+        let lease = (payload.is_some() && !parked && leases_left > 0).then(|| {
             leases_left -= 1;
             (token, lease_secs)
         });
@@ -112,6 +113,7 @@ pub async fn start_batch(
             started_at_estimated: false,
             payload,
             lease,
+            parked,
         });
     }
     let mut inserted = insert_calls(&mut tx, rows).await?;
@@ -129,7 +131,7 @@ pub async fn start_batch(
                 match new.lease_token {
                     Some(token) => work.leased.push(Claimed {
                         id: new.delivery.id,
-                        call_id: c.call.id.clone(),
+                        call_id: Some(c.call.id.clone()),
                         kind: DeliveryKind::DuringCall,
                         payload: new.payload,
                         attempt_count: 0,
@@ -138,6 +140,9 @@ pub async fn start_batch(
                         signing_secret: Some(c.scenario.signing_secret.clone()),
                         previous_signing_secret: c.scenario.previous_signing_secret.clone(),
                         lease_token: token,
+                        scenario_id: Some(c.scenario.id),
+                        endpoint_state: Some(c.scenario.during_state),
+                        probe: false,
                     }),
                     None => work.queued += 1,
                 }
@@ -308,24 +313,30 @@ async fn join_start(
             due_in: std::time::Duration::ZERO,
             blocked_by: None,
             cancelled: gone_out.then_some(CancelReason::CallAlreadyEnded),
+            parked: c.scenario.during_state.holds_deliveries(),
         },
     )
     .await?;
     if let Some(after) = held {
-        // Sent after this start's webhook, and with its fields.
+        // Sent with this start's fields, and after its webhook (unless the
+        // during-call endpoint holds its deliveries: then it does not wait).
         call.end = end;
+        let wait = !c.scenario.during_state.holds_deliveries();
         sqlx::query!(
             "update deliveries
-                set blocked_by = $2, next_attempt_at = null, payload = $3, updated_at = now()
+                set blocked_by = case when $4::bool then $2::uuid end,
+                    next_attempt_at = case when $4::bool then null else next_attempt_at end,
+                    payload = $3, updated_at = now()
               where id = $1",
             after.id,
             delivery.id,
             c.scenario.payload(&call, DeliveryKind::AfterCall),
+            wait,
         )
         .execute(&mut *tx)
         .await?;
     }
-    if delivery.state == DeliveryState::Pending {
+    if delivery.state == DeliveryState::Pending && !c.scenario.during_state.holds_deliveries() {
         work.queued += 1;
     }
     Ok(Ingested::Created(vec![delivery]))

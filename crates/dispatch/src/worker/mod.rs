@@ -1,0 +1,268 @@
+//! The dispatcher: a few actors around one pool of worker slots.
+//!
+//! - [`claim`]: claims due deliveries in batches (as many as there are free
+//!   workers), woken by [`listen`] (`LISTEN/NOTIFY`) with a poll as fallback;
+//! - [`handoffs`]: takes the deliveries this process's ingest hands over;
+//! - [`probes`]: takes each paused endpoint's probe when it is due;
+//! - [`send`]: one task per delivery sends it and decides its fate;
+//! - [`writer`]: records results in batches, so a burst costs a few
+//!   transactions rather than one per webhook.
+
+mod claim;
+mod handoffs;
+mod hosts;
+mod listen;
+mod probes;
+mod send;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use callhook_core::{RetrySchedule, SigningSecret};
+use callhook_store::health::HealthSettings;
+use callhook_store::queue::{self, Claimed, Completion};
+use callhook_store::StoreError;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::handoff::HandoffInbox;
+use crate::sender::Sender;
+use hosts::HostLimits;
+
+pub use send::{attempt_record, decide};
+
+/// Where operator events (`endpoint.paused`, …) go, and their key.
+#[derive(Clone)]
+pub struct OperatorWebhook {
+    pub url: String,
+    pub secret: SigningSecret,
+}
+
+impl std::fmt::Debug for OperatorWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorWebhook")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the dispatcher works.
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// Webhooks in flight at once.
+    pub concurrency: usize,
+    /// Webhooks in flight at once to one host, so a slow receiver cannot
+    /// take every worker.
+    pub per_host: usize,
+    /// How long a claim holds a delivery; must exceed the request timeout
+    /// plus `handoff_wait`.
+    pub lease: Duration,
+    /// How long a delivery handed over by ingest may wait for a free worker
+    /// before it goes back to the queue.
+    pub handoff_wait: Duration,
+    /// Longest sleep without a notification.
+    pub poll_interval: Duration,
+    pub schedule: RetrySchedule,
+    /// At shutdown, how long in-flight requests may take to finish.
+    pub shutdown_grace: Duration,
+    /// Endpoint health: when endpoints fail, pause, get probed, drain.
+    pub health: HealthSettings,
+    /// Where operator events go (none: they are not queued).
+    pub operator: Option<OperatorWebhook>,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            per_host: 16,
+            lease: Duration::from_secs(60),
+            handoff_wait: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(1),
+            schedule: RetrySchedule::default(),
+            shutdown_grace: Duration::from_secs(20),
+            health: HealthSettings::default(),
+            operator: None,
+        }
+    }
+}
+
+/// Deliveries claimed by this process and not yet recorded: (id → lease token).
+type InFlight = Arc<Mutex<HashMap<Uuid, Uuid>>>;
+
+/// Forgets deliveries that are recorded or handed back: a shutdown has
+/// nothing to give back for them.
+fn untrack<'a>(in_flight: &InFlight, ids: impl IntoIterator<Item = &'a Uuid>) {
+    let mut map = in_flight.lock().expect("in-flight lock");
+    for id in ids {
+        map.remove(id);
+    }
+}
+
+/// Runs the dispatcher until `shutdown` is cancelled; then stops claiming,
+/// lets in-flight requests finish within the grace period, records them and
+/// hands back the leases of whatever is left. With an `inbox`, it also sends
+/// the deliveries this process's ingest hands it (see [`crate::Handoff`]).
+pub async fn run(
+    pool: PgPool,
+    sender: Sender,
+    config: DispatchConfig,
+    inbox: Option<HandoffInbox>,
+    shutdown: CancellationToken,
+) {
+    let wake = Arc::new(Notify::new());
+    let in_flight: InFlight = Arc::default();
+    let (done_tx, done_rx) = mpsc::channel::<Done>(config.concurrency + 16);
+
+    let listener = tokio::spawn(listen::listen(pool.clone(), wake.clone(), shutdown.clone()));
+    let writer = tokio::spawn(writer::write_completions(
+        pool.clone(),
+        done_rx,
+        in_flight.clone(),
+        wake.clone(),
+        config.health,
+    ));
+
+    let crew = Crew {
+        ctx: Arc::new(Ctx {
+            sender,
+            schedule: config.schedule.clone(),
+            hosts: HostLimits::new(config.per_host),
+            done: done_tx,
+            operator: config.operator.clone(),
+        }),
+        tracker: TaskTracker::new(),
+        in_flight: in_flight.clone(),
+    };
+    let slots = match &inbox {
+        Some(inbox) => inbox.slots.clone(),
+        None => Arc::new(Semaphore::new(config.concurrency)),
+    };
+    let probing = tokio::spawn(probes::take_probes(
+        pool.clone(),
+        config.clone(),
+        crew.clone(),
+        slots.clone(),
+        shutdown.clone(),
+    ));
+    let receiving = inbox.map(|inbox| {
+        tokio::spawn(handoffs::receive_handoffs(
+            inbox,
+            pool.clone(),
+            config.handoff_wait,
+            crew.clone(),
+            wake.clone(),
+            shutdown.clone(),
+        ))
+    });
+    claim::claim_loop(&pool, &config, &crew, &slots, &wake, &shutdown).await;
+    let _ = probing.await;
+
+    // No more hand-offs: ingest now queues for claims. Deliveries handed
+    // off but not yet started are given back below with the rest.
+    slots.close();
+    if let Some(task) = receiving {
+        if let Ok(mut inbox) = task.await {
+            while let Ok(h) = inbox.rx.try_recv() {
+                crew.track(&h.row);
+            }
+        }
+    }
+
+    crew.tracker.close();
+    if tokio::time::timeout(config.shutdown_grace, crew.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?config.shutdown_grace, "in-flight webhooks did not finish within the grace period");
+    }
+    drop(crew); // holds the last sender of `done`: the writer drains and ends
+    let _ = writer.await;
+    listener.abort();
+    // Its connection goes back to the pool before we return.
+    let _ = listener.await;
+
+    let left: Vec<(Uuid, Uuid)> = in_flight.lock().expect("in-flight lock").drain().collect();
+    if !left.is_empty() {
+        let (ids, tokens): (Vec<_>, Vec<_>) = left.into_iter().unzip();
+        match queue::release(&pool, &ids, &tokens).await {
+            Ok(n) => tracing::info!(released = n, "handed back unfinished deliveries"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand back leases; they expire by themselves")
+            }
+        }
+    }
+    tracing::info!("dispatcher stopped");
+}
+
+/// A result on its way to the database, holding its worker's slot.
+struct Done {
+    completion: Completion,
+    slot: OwnedSemaphorePermit,
+}
+
+/// What every worker shares.
+struct Ctx {
+    sender: Sender,
+    schedule: RetrySchedule,
+    hosts: HostLimits,
+    done: mpsc::Sender<Done>,
+    operator: Option<OperatorWebhook>,
+}
+
+/// What starting a worker takes; shared by the claim loop and the hand-off.
+#[derive(Clone)]
+struct Crew {
+    ctx: Arc<Ctx>,
+    tracker: TaskTracker,
+    in_flight: InFlight,
+}
+
+impl Crew {
+    /// Remembers a leased delivery, to hand it back should we stop first.
+    fn track(&self, row: &Claimed) {
+        self.in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(row.id, row.lease_token);
+    }
+
+    /// Sends one leased delivery on its own task, holding its worker slot
+    /// until the result is recorded.
+    fn spawn(&self, row: Claimed, slot: OwnedSemaphorePermit) {
+        self.track(&row);
+        let ctx = self.ctx.clone();
+        self.tracker.spawn(async move {
+            let completion = send::process(&ctx, row).await;
+            // The writer only stops after every worker has finished.
+            // The worker's slot is freed once the result is recorded, so
+            // at most `concurrency` deliveries are ever being sent and not
+            // yet recorded: what a crash can make us send twice.
+            let _ = ctx.done.send(Done { completion, slot }).await;
+        });
+    }
+}
+
+fn db_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+fn log_store_error(e: &StoreError, doing: &str, retry_in: Duration) {
+    match e {
+        StoreError::Unavailable(_) => {
+            tracing::warn!(error = %e, ?retry_in, "database unavailable while {doing}; retrying")
+        }
+        _ => tracing::error!(error = %e, ?retry_in, "database error while {doing}; retrying"),
+    }
+}

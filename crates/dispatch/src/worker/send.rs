@@ -1,0 +1,140 @@
+//! One worker: sends one delivery and decides its fate.
+
+use std::time::Duration;
+
+use callhook_core::{CancelReason, DeliveryKind, Observed, RetrySchedule, SigningSecret};
+use callhook_store::queue::{AttemptRecord, Claimed, Completion, Outcome};
+
+use super::Ctx;
+use crate::sender::{AttemptResult, Webhook};
+
+/// Sends one claimed delivery and decides its fate.
+pub(super) async fn process(ctx: &Ctx, row: Claimed) -> Completion {
+    let completion = |outcome, attempt, health| Completion {
+        id: row.id,
+        lease_token: row.lease_token,
+        outcome,
+        attempt,
+        health,
+    };
+    // Where it goes, and signed with what: an operator event to the
+    // operator's URL; a call's webhook to its scenario's URL as it is now.
+    let (url, secrets) = if row.kind == DeliveryKind::OperatorEvent {
+        match &ctx.operator {
+            Some(op) => (Some(op.url.as_str()), vec![op.secret.clone()]),
+            None => (None, Vec::new()),
+        }
+    } else {
+        // The current secret, and during a rotation's overlap the previous
+        // one: receivers still holding the old key keep verifying.
+        let secrets = [&row.signing_secret, &row.previous_signing_secret]
+            .into_iter()
+            .filter_map(|s| SigningSecret::parse(s.as_deref()?).ok())
+            .collect();
+        (row.url.as_deref(), secrets)
+    };
+    let Some(url) = url else {
+        let reason = if row.signing_secret.is_none() && row.kind != DeliveryKind::OperatorEvent {
+            CancelReason::ScenarioDeleted
+        } else {
+            CancelReason::UrlRemoved
+        };
+        metrics::counter!("callhook_deliveries_total", "kind" => row.kind.as_str(), "outcome" => "cancelled").increment(1);
+        return completion(Outcome::Cancelled(reason), None, None);
+    };
+    if row.endpoint_state.is_some_and(|s| s.holds_deliveries()) && !row.probe {
+        // Its endpoint is paused or disabled: it waits with the others.
+        return completion(Outcome::Parked, None, None);
+    }
+    let Some(_host_slot) = ctx.hosts.acquire(url).await else {
+        // The host has had its share of workers busy for a while (a slow or
+        // hanging receiver): hand the delivery back and serve other hosts.
+        return completion(Outcome::Deferred(Duration::from_millis(500)), None, None);
+    };
+    let id = row.id.to_string();
+    let result = ctx
+        .sender
+        .send(Webhook {
+            url,
+            id: &id,
+            payload: row.payload.as_bytes(),
+            secrets: &secrets,
+        })
+        .await;
+    let attempt_no = row.attempt_count as u32 + 1;
+    let outcome = decide(&ctx.schedule, &result, attempt_no);
+    record_metrics(&row, &result, &outcome);
+    tracing::debug!(
+        delivery_id = %row.id, call_id = ?row.call_id, kind = %row.kind, attempt = attempt_no,
+        probe = row.probe, status = ?result.status, error = ?result.error_text(), ?outcome, "attempt"
+    );
+    let health = row
+        .scenario_id
+        .filter(|_| row.kind != DeliveryKind::OperatorEvent)
+        .map(|scenario_id| (scenario_id, row.kind, observed(&result)));
+    completion(outcome, Some(attempt_record(url, &result)), health)
+}
+
+/// What an attempt tells about its endpoint.
+pub fn observed(result: &AttemptResult) -> Observed {
+    if result.is_success() {
+        return Observed::Success;
+    }
+    let error = match (result.error_text(), result.status) {
+        (Some(e), _) => e.to_owned(),
+        (None, Some(s)) => format!("http_{s}"),
+        (None, None) => "request".to_owned(),
+    };
+    Observed::Failure {
+        error,
+        gone: result.status == Some(410),
+    }
+}
+
+/// Delivered on 2xx; otherwise the next retry from the schedule, or failed.
+pub fn decide(schedule: &RetrySchedule, result: &AttemptResult, attempt_no: u32) -> Outcome {
+    if result.is_success() {
+        return Outcome::Delivered;
+    }
+    match schedule.next_delay(attempt_no, rand::random::<f64>(), result.retry_after) {
+        Some(delay) => Outcome::Retry(delay),
+        None => Outcome::Failed,
+    }
+}
+
+/// The attempt row for a result.
+pub fn attempt_record(url: &str, result: &AttemptResult) -> AttemptRecord {
+    AttemptRecord {
+        url: url.to_owned(),
+        started_at: result.started_at,
+        duration_ms: i32::try_from(result.duration.as_millis()).unwrap_or(i32::MAX),
+        response_status: result.status.map(i32::from),
+        response_body: result.body.clone(),
+        error: result.error_text().map(str::to_owned),
+    }
+}
+
+fn record_metrics(row: &Claimed, result: &AttemptResult, outcome: &Outcome) {
+    let error = match (result.error, result.status) {
+        (Some(e), _) => e.as_str(),
+        (None, Some(s)) if (200..300).contains(&s) => "none",
+        (None, _) => "http_status",
+    };
+    metrics::counter!("callhook_attempts_total", "error" => error).increment(1);
+    metrics::histogram!("callhook_receiver_response_seconds").record(result.duration.as_secs_f64());
+    let final_outcome = match outcome {
+        Outcome::Delivered => {
+            let age = (chrono::Utc::now() - row.created_at)
+                .to_std()
+                .unwrap_or_default();
+            metrics::histogram!("callhook_ingest_to_delivery_seconds").record(age.as_secs_f64());
+            Some("delivered")
+        }
+        Outcome::Failed => Some("failed"),
+        _ => None,
+    };
+    if let Some(o) = final_outcome {
+        metrics::counter!("callhook_deliveries_total", "kind" => row.kind.as_str(), "outcome" => o)
+            .increment(1);
+    }
+}
