@@ -329,3 +329,98 @@ async fn an_after_call_to_a_healthy_url_goes_out_while_the_during_call_endpoint_
         .collect();
     assert_eq!(worst[0], "paused", "worst first: {v}");
 }
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn sigkill_around_transitions_sends_each_operator_event_once(pool: PgPool) {
+    use crate::process::{database_url_of, ServerProcess};
+    use rand::Rng as _;
+
+    let rx = Receiver::scripted(vec![], Reply::Status(503)).await;
+    let mut ops = Receiver::ok().await;
+    let db = database_url_of(&pool);
+    let schedule = ["100ms"; 60].join(",");
+    let ops_url = ops.url("/ops");
+    let env = [
+        ("CALLHOOK_FAILING_AFTER", "20"),
+        ("CALLHOOK_PAUSE_AFTER", "3s"),
+        ("CALLHOOK_PROBE_INTERVAL", "1s"),
+        ("CALLHOOK_RETRY_SCHEDULE", schedule.as_str()),
+        ("CALLHOOK_OPERATOR_WEBHOOK_URL", ops_url.as_str()),
+        ("CALLHOOK_OPERATOR_WEBHOOK_SECRET", OPERATOR_SECRET),
+    ];
+    let http = reqwest::Client::new();
+    let mut server = ServerProcess::start(&db, &env).await;
+    let created: Value = http
+        .post(server.url("/api/v1/scenarios"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "Main", "numbers": ["78005552233"], "during_call_url": rx.url("/during")}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    for call in 0..20 {
+        let resp = http
+            .post(server.url("/api/v1/calls"))
+            .bearer_auth(INGEST)
+            .json(&page_call(&call.to_string()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 202);
+    }
+    // Kill the process again and again while failures pile up and the
+    // endpoint goes failing, then paused.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut kills = 0;
+    loop {
+        let state: String = sqlx::query_scalar(
+            "select state from endpoints where scenario_id = $1 and kind = 'during_call'",
+        )
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if state == "paused" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the endpoint was never paused");
+        let pause = rand::rng().random_range(150..700);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        server.kill().await;
+        kills += 1;
+        server = ServerProcess::start(&db, &env).await;
+    }
+    // Every transition's event arrives, and only once (by webhook-id).
+    let mut seen: std::collections::HashMap<String, std::collections::HashSet<String>> =
+        Default::default();
+    let deadline = Instant::now() + WAIT;
+    while !(seen.contains_key("endpoint.failing") && seen.contains_key("endpoint.paused")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let r = ops.next(left).await;
+        assert!(signed_with(&r, OPERATOR_SECRET));
+        seen.entry(r.json()["type"].as_str().unwrap().to_owned())
+            .or_default()
+            .insert(r.header("webhook-id").to_owned());
+    }
+    let queued: Vec<(String, i64)> = sqlx::query_as(
+        "select payload::json->>'type', count(*) from deliveries where kind = 'operator_event' group by 1 order by 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        queued,
+        vec![
+            ("endpoint.failing".into(), 1),
+            ("endpoint.paused".into(), 1)
+        ],
+        "one event per transition, {kills} kills"
+    );
+    for (ty, ids) in &seen {
+        assert_eq!(ids.len(), 1, "{ty}: one webhook-id, {kills} kills");
+    }
+    server.kill().await;
+}

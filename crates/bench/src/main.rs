@@ -104,7 +104,8 @@ enum Mode {
     /// R calls/s for T; ingest-acknowledged → arrival percentiles.
     Steady(SteadyArgs),
     /// An empty-table burst, then ROWS pending deliveries preloaded (due in a
-    /// day), then the same burst again; the ratio of the two.
+    /// day, or with --parked parked behind a paused endpoint of another
+    /// scenario), then the same burst again; the ratio of the two.
     Backlog(BacklogArgs),
 }
 
@@ -138,6 +139,10 @@ struct BacklogArgs {
     /// Pending deliveries to preload.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(i64).range(1..))]
     rows: i64,
+    /// Preload the rows as a dead receiver's backlog instead: another
+    /// scenario whose endpoints are paused, its deliveries parked.
+    #[arg(long)]
+    parked: bool,
 }
 
 fn main() -> ExitCode {
@@ -196,22 +201,39 @@ async fn run(cli: &Cli, bench: &Bench) -> anyhow::Result<()> {
                 .database_url
                 .as_deref()
                 .context("backlog preloads through SQL: pass --database-url (or DATABASE_URL), the server's database")?;
+            let pool = pg::connect(url, 2).await?;
+            let claims = pg::ClaimStats::new(&pool).await;
+            claims.reset(&pool).await;
             let empty = bench.burst("empty", &a.burst).await?;
             print_phase("empty-table burst", &empty);
-            let pool = pg::connect(url, 2).await?;
+            report.claims_empty = claims.read(&pool).await;
             let prefix = format!("bench-{}-preload-", bench.run);
-            eprintln!("preloading {} pending deliveries (due in a day)…", a.rows);
             let t = Instant::now();
-            pg::preload(&pool, bench.scenario_id, &bench.callee, &prefix, a.rows).await?;
+            let dead = if a.parked {
+                eprintln!(
+                    "preloading {} deliveries parked behind a paused endpoint…",
+                    a.rows
+                );
+                Some(pg::preload_parked(&pool, &bench.run, &prefix, a.rows).await?)
+            } else {
+                eprintln!("preloading {} pending deliveries (due in a day)…", a.rows);
+                pg::preload(&pool, bench.scenario_id, &bench.callee, &prefix, a.rows).await?;
+                None
+            };
             eprintln!("preloaded in {:.1} s", t.elapsed().as_secs_f64());
+            claims.reset(&pool).await;
             let watch = server.watch();
             let loaded = bench.burst("backlog", &a.burst).await;
             report.server = watch.finish().await;
+            report.claims = claims.read(&pool).await;
             if c.keep {
                 eprintln!("kept the preload: call ids start with {prefix}");
             } else {
                 eprintln!("deleting the preload…");
                 let n = pg::delete_preload(&pool, &prefix).await?;
+                if let Some(dead) = dead {
+                    pg::delete_scenario(&pool, dead).await?;
+                }
                 eprintln!("deleted {n} preloaded calls");
             }
             report.main = Some(loaded?);
@@ -819,6 +841,10 @@ struct Report {
     server: ServerUse,
     receiver_per_s: Option<f64>,
     pg: Option<pg::CommitRates>,
+    /// The claim statement during the empty-table burst and the main one
+    /// (when `pg_stat_statements` is loaded).
+    claims_empty: Option<pg::Claims>,
+    claims: Option<pg::Claims>,
 }
 
 impl Report {
@@ -839,6 +865,8 @@ impl Report {
             server: ServerUse::default(),
             receiver_per_s: None,
             pg: None,
+            claims_empty: None,
+            claims: None,
         }
     }
 
@@ -859,6 +887,18 @@ impl Report {
         if let (Some(rows), Some(ratio)) = (self.backlog_rows, self.ratio()) {
             println!("  {:<34} {rows}", "preloaded pending deliveries");
             println!("  {:<34} {ratio:.2}", "backlog / empty deliveries/s");
+        }
+        for (phase, c) in [("empty", &self.claims_empty), (self.mode, &self.claims)] {
+            if let Some(c) = c {
+                println!(
+                    "  {:<34} {} calls, mean {:.3} ms, max {:.3} ms, mean+2.33σ {:.3} ms",
+                    format!("claim statement ({phase})"),
+                    c.calls,
+                    c.mean_ms,
+                    c.max_ms,
+                    c.p99_estimate_ms()
+                );
+            }
         }
         let cpu = self
             .server
@@ -922,6 +962,10 @@ impl Report {
             "backlog_rows": self.backlog_rows,
             "empty_deliveries_per_s": self.empty.as_ref().map(|e| round2(e.deliveries_per_s)),
             "backlog_ratio": self.ratio().map(round2),
+            "claim_mean_ms": self.claims.map(|c| round2(c.mean_ms)),
+            "claim_p99_estimate_ms": self.claims.map(|c| round2(c.p99_estimate_ms())),
+            "claim_empty_mean_ms": self.claims_empty.map(|c| round2(c.mean_ms)),
+            "claim_empty_p99_estimate_ms": self.claims_empty.map(|c| round2(c.p99_estimate_ms())),
             "server_cpu_s": self.server.cpu_s.map(round2),
             "server_peak_rss_mb": self.server.peak_rss.map(|b| round2(b as f64 / 1048576.0)),
             "server_vmhwm_mb": self.server.vm_hwm.map(|b| round2(b as f64 / 1048576.0)),

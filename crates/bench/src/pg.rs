@@ -67,6 +67,148 @@ pub async fn preload(
     Ok(())
 }
 
+/// Inserts `rows` calls of a new scenario whose endpoints are paused (its
+/// receiver is dead), each with a during-call delivery parked behind it, as
+/// a receiver down for days leaves them; returns the scenario's id.
+pub async fn preload_parked(
+    pool: &PgPool,
+    run: &str,
+    prefix: &str,
+    rows: i64,
+) -> anyhow::Result<Uuid> {
+    let id = Uuid::now_v7();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "insert into scenarios (id, name, during_call_url, after_call_url, signing_secret)
+         values ($1, $2, 'http://127.0.0.1:9/dead', 'http://127.0.0.1:9/dead',
+                 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')",
+    )
+    .bind(id)
+    .bind(format!("bench-{run}-dead"))
+    .execute(&mut *tx)
+    .await
+    .context("creating the dead scenario")?;
+    sqlx::query(
+        "insert into endpoints (scenario_id, kind, state, failing_since, next_probe_at)
+         values ($1, 'during_call', 'paused', now(), now() + interval '1 day'),
+                ($1, 'after_call', 'paused', now(), now() + interval '1 day')",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .context("pausing the dead scenario's endpoints")?;
+    sqlx::query(
+        "insert into calls (id, scenario_id, caller, callee, started_at, start_hash)
+         select $1 || g, $2, '79990000000', '70000000000', now(), 'bench'
+           from generate_series(1, $3::bigint) g",
+    )
+    .bind(prefix)
+    .bind(id)
+    .bind(rows)
+    .execute(&mut *tx)
+    .await
+    .context("preloading calls")?;
+    sqlx::query(
+        "insert into deliveries (id, call_id, scenario_id, kind, payload, state, next_attempt_at, parked)
+         select gen_random_uuid(), $1 || g, $2, 'during_call',
+                '{\"id\":\"' || $1 || g || '\",\"pad\":\"' || repeat('x', 600) || '\"}',
+                'pending', null, true
+           from generate_series(1, $3::bigint) g",
+    )
+    .bind(prefix)
+    .bind(id)
+    .bind(rows)
+    .execute(&mut *tx)
+    .await
+    .context("preloading parked deliveries")?;
+    tx.commit().await.context("committing the preload")?;
+    sqlx::query("analyze calls").execute(pool).await?;
+    sqlx::query("analyze deliveries").execute(pool).await?;
+    Ok(id)
+}
+
+/// Deletes a scenario the bench made.
+pub async fn delete_scenario(pool: &PgPool, id: Uuid) -> anyhow::Result<()> {
+    sqlx::query("delete from scenarios where id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .context("deleting the dead scenario")?;
+    Ok(())
+}
+
+/// The claim statement's timings from `pg_stat_statements`.
+#[derive(Debug, Clone, Copy)]
+pub struct Claims {
+    pub calls: i64,
+    pub mean_ms: f64,
+    pub max_ms: f64,
+    pub stddev_ms: f64,
+}
+
+impl Claims {
+    /// `pg_stat_statements` keeps no percentiles: mean + 2.33 standard
+    /// deviations is the 99th percentile of a normal distribution, an
+    /// estimate (the real tail is longer).
+    pub fn p99_estimate_ms(&self) -> f64 {
+        self.mean_ms + 2.33 * self.stddev_ms
+    }
+}
+
+/// Reads the claim statement's statistics, when `pg_stat_statements` is
+/// loaded (`shared_preload_libraries`) and created in the database.
+pub struct ClaimStats {
+    available: bool,
+}
+
+impl ClaimStats {
+    pub async fn new(pool: &PgPool) -> Self {
+        let available =
+            sqlx::query("select 1 from pg_extension where extname = 'pg_stat_statements'")
+                .fetch_optional(pool)
+                .await
+                .ok()
+                .flatten()
+                .is_some();
+        if !available {
+            eprintln!(
+                "pg_stat_statements is not installed in the database: no claim statement timings"
+            );
+        }
+        Self { available }
+    }
+
+    pub async fn reset(&self, pool: &PgPool) {
+        if self.available {
+            let _ = sqlx::query("select pg_stat_statements_reset()")
+                .execute(pool)
+                .await;
+        }
+    }
+
+    pub async fn read(&self, pool: &PgPool) -> Option<Claims> {
+        if !self.available {
+            return None;
+        }
+        let row: (i64, f64, f64, f64) = sqlx::query_as(
+            "select calls, mean_exec_time, max_exec_time, stddev_exec_time
+               from pg_stat_statements
+              where query like '%for update of d skip locked%' and query like '%lease_token%'
+              order by calls desc limit 1",
+        )
+        .fetch_optional(pool)
+        .await
+        .ok()
+        .flatten()?;
+        Some(Claims {
+            calls: row.0,
+            mean_ms: row.1,
+            max_ms: row.2,
+            stddev_ms: row.3,
+        })
+    }
+}
+
 /// Removes what [`preload`] inserted (deliveries first: no cascade to check).
 pub async fn delete_preload(pool: &PgPool, prefix: &str) -> anyhow::Result<u64> {
     let pattern = format!(
