@@ -156,6 +156,7 @@ pub(crate) async fn observe(
     endpoints.sort_by_key(|(s, k)| (*s, k.as_str()));
     endpoints.dedup();
     let now = Utc::now();
+    let endpoints = needing_a_look(tx, seen, endpoints).await?;
     for (scenario_id, kind) in endpoints {
         let Some(row) = lock(tx, scenario_id, kind).await? else {
             continue;
@@ -195,6 +196,58 @@ pub(crate) async fn observe(
         }
     }
     Ok(out)
+}
+
+/// The common case costs one statement and no lock: a healthy endpoint
+/// with no failure counted that saw only successes changes nothing but its
+/// `last_success_at`, refreshed at most once a second. Returns the
+/// endpoints that need the full look (under their row lock).
+async fn needing_a_look(
+    tx: &mut PgConnection,
+    seen: &[Seen<'_>],
+    endpoints: Vec<(Uuid, DeliveryKind)>,
+) -> Result<Vec<(Uuid, DeliveryKind)>, StoreError> {
+    let (ids, kinds): (Vec<Uuid>, Vec<&str>) =
+        endpoints.iter().map(|(s, k)| (*s, k.as_str())).unzip();
+    let (ok_ids, ok_kinds): (Vec<Uuid>, Vec<&str>) = endpoints
+        .iter()
+        .filter(|(s, k)| only_successes(seen, *s, *k))
+        .map(|(s, k)| (*s, k.as_str()))
+        .unzip();
+    let quiet = sqlx::query!(
+        r#"with input as (select * from unnest($1::uuid[], $2::text[]) as t(scenario_id, kind)),
+                fresh as (
+                    update endpoints e
+                       set last_success_at = now(), updated_at = now()
+                      from input i
+                     where e.scenario_id = i.scenario_id and e.kind = i.kind
+                       and e.state = 'healthy' and e.consecutive_failures = 0
+                       and e.last_success_at >= now() - interval '1 second' is not true
+                       and (e.scenario_id, e.kind) in (select * from unnest($3::uuid[], $4::text[]))
+                 )
+           select e.scenario_id, e.kind as "kind: DeliveryKind"
+             from endpoints e join input i on e.scenario_id = i.scenario_id and e.kind = i.kind
+            where e.state = 'healthy' and e.consecutive_failures = 0"#,
+        &ids,
+        &kinds as &[&str],
+        &ok_ids,
+        &ok_kinds as &[&str],
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(endpoints
+        .into_iter()
+        .filter(|(s, k)| {
+            !(only_successes(seen, *s, *k)
+                && quiet.iter().any(|q| q.scenario_id == *s && q.kind == *k))
+        })
+        .collect())
+}
+
+fn only_successes(seen: &[Seen<'_>], scenario_id: Uuid, kind: DeliveryKind) -> bool {
+    seen.iter()
+        .filter(|s| s.scenario_id == scenario_id && s.kind == kind)
+        .all(|s| *s.seen == Observed::Success)
 }
 
 /// What transitions do to the endpoint's deliveries, and their operator
