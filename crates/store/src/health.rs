@@ -143,20 +143,26 @@ async fn save(
 }
 
 /// Takes attempts' results (in the order they came) into their endpoints'
-/// health, and does what the transitions imply. Endpoints are locked in
+/// health, and does what the transitions imply; makes due the after-call
+/// deliveries that waited for the `finished` during-call deliveries. Endpoints are locked in
 /// (scenario, kind) order, so concurrent recorders never deadlock.
 pub(crate) async fn observe(
     tx: &mut PgConnection,
     seen: &[Seen<'_>],
+    finished: &[Uuid],
     settings: &HealthSettings,
 ) -> Result<Observation, StoreError> {
     let mut out = Observation::default();
+    if seen.is_empty() && finished.is_empty() {
+        return Ok(out);
+    }
     let mut endpoints: Vec<(Uuid, DeliveryKind)> =
         seen.iter().map(|s| (s.scenario_id, s.kind)).collect();
     endpoints.sort_by_key(|(s, k)| (*s, k.as_str()));
     endpoints.dedup();
     let now = Utc::now();
-    let endpoints = needing_a_look(tx, seen, endpoints).await?;
+    let (unblocked, endpoints) = first_look(tx, seen, endpoints, finished).await?;
+    out.woken += unblocked;
     for (scenario_id, kind) in endpoints {
         let Some(row) = lock(tx, scenario_id, kind).await? else {
             continue;
@@ -200,13 +206,18 @@ pub(crate) async fn observe(
 
 /// The common case costs one statement and no lock: a healthy endpoint
 /// with no failure counted that saw only successes changes nothing but its
-/// `last_success_at`, refreshed at most once a second. Returns the
-/// endpoints that need the full look (under their row lock).
-async fn needing_a_look(
+/// `last_success_at`, refreshed at most once a second. The same statement
+/// makes due the after-call deliveries that waited for the during-call
+/// deliveries `finished` (final now): it runs after the completion's
+/// update, so it sees an after-call delivery an end event added while that
+/// update waited for the during-call row's lock. Returns how many were made
+/// due, and the endpoints that need the full look (under their row lock).
+async fn first_look(
     tx: &mut PgConnection,
     seen: &[Seen<'_>],
     endpoints: Vec<(Uuid, DeliveryKind)>,
-) -> Result<Vec<(Uuid, DeliveryKind)>, StoreError> {
+    finished: &[Uuid],
+) -> Result<(u64, Vec<(Uuid, DeliveryKind)>), StoreError> {
     let (ids, kinds): (Vec<Uuid>, Vec<&str>) =
         endpoints.iter().map(|(s, k)| (*s, k.as_str())).unzip();
     let (ok_ids, ok_kinds): (Vec<Uuid>, Vec<&str>) = endpoints
@@ -214,7 +225,7 @@ async fn needing_a_look(
         .filter(|(s, k)| only_successes(seen, *s, *k))
         .map(|(s, k)| (*s, k.as_str()))
         .unzip();
-    let quiet = sqlx::query!(
+    let row = sqlx::query!(
         r#"with input as (select * from unnest($1::uuid[], $2::text[]) as t(scenario_id, kind)),
                 fresh as (
                     update endpoints e
@@ -224,24 +235,32 @@ async fn needing_a_look(
                        and e.state = 'healthy' and e.consecutive_failures = 0
                        and e.last_success_at >= now() - interval '1 second' is not true
                        and (e.scenario_id, e.kind) in (select * from unnest($3::uuid[], $4::text[]))
-                 )
-           select e.scenario_id, e.kind as "kind: DeliveryKind"
-             from endpoints e join input i on e.scenario_id = i.scenario_id and e.kind = i.kind
-            where e.state = 'healthy' and e.consecutive_failures = 0"#,
+                ),
+                unblocked as (
+                    update deliveries
+                       set blocked_by = null, next_attempt_at = now(), updated_at = now()
+                     where blocked_by = any($5)
+                 returning 1
+                )
+           select (select count(*) from unblocked) as "unblocked!",
+                  array(select e.scenario_id::text || '/' || e.kind
+                          from endpoints e join input i on e.scenario_id = i.scenario_id and e.kind = i.kind
+                         where e.state = 'healthy' and e.consecutive_failures = 0) as "quiet!""#,
         &ids,
         &kinds as &[&str],
         &ok_ids,
         &ok_kinds as &[&str],
+        finished,
     )
-    .fetch_all(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
-    Ok(endpoints
+    let look = endpoints
         .into_iter()
         .filter(|(s, k)| {
-            !(only_successes(seen, *s, *k)
-                && quiet.iter().any(|q| q.scenario_id == *s && q.kind == *k))
+            !(only_successes(seen, *s, *k) && row.quiet.contains(&format!("{s}/{}", k.as_str())))
         })
-        .collect())
+        .collect();
+    Ok((row.unblocked as u64, look))
 }
 
 fn only_successes(seen: &[Seen<'_>], scenario_id: Uuid, kind: DeliveryKind) -> bool {

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::order::unblock;
 use crate::health::{self, Changed, HealthSettings};
 use crate::StoreError;
 
@@ -68,14 +67,10 @@ pub struct Completed {
 }
 
 /// Writes many completions in one transaction: the attempt rows and each
-/// delivery's new state (one statement); then, if a during-call delivery
-/// became final, the after-call deliveries that waited for it are made due;
-/// then the endpoints' health takes the attempts' results.
-///
-/// Separate statements, so the second sees an after-call delivery that an
-/// end event added while the first waited for the during-call row's lock
-/// (the end holds it while it decides to wait): one statement would read the
-/// table as it was before that end committed.
+/// delivery's new state (one statement); then the endpoints' health takes
+/// the attempts' results, and the after-call deliveries that waited for a
+/// during-call delivery now final are made due (one more statement in the
+/// common case, see `health::observe`).
 pub async fn complete(
     pool: &PgPool,
     batch: &[Completion],
@@ -170,7 +165,6 @@ pub async fn complete(
     )
     .fetch_one(&mut *tx)
     .await?;
-    let mut woken = unblock(&mut tx, &row.finished).await?;
     // Health counts only attempts whose results were recorded here (a
     // worker whose lease was taken over tells nothing new).
     let recorded: std::collections::HashSet<Uuid> = row.updated.iter().copied().collect();
@@ -187,12 +181,11 @@ pub async fn complete(
             })
         })
         .collect();
-    let health = health::observe(&mut tx, &observed, settings).await?;
-    woken += health.woken;
+    let health = health::observe(&mut tx, &observed, &row.finished, settings).await?;
     tx.commit().await?;
     Ok(Completed {
         updated: row.updated.len() as u64,
-        woken,
+        woken: health.woken,
         transitions: health.transitions,
     })
 }
