@@ -45,15 +45,41 @@ pub async fn connect_db(db: &DbConfig) -> anyhow::Result<PgPool> {
                 .with_max_delay(Duration::from_secs(5))
                 .without_max_times(),
         )
-        .when(|e| callhook_store::error::is_unavailable(e) && tokio::time::Instant::now() < deadline)
+        // A TLS failure (a certificate that does not verify, a server without
+        // TLS under sslmode=require) is a configuration error: no retry.
+        .when(|e| {
+            callhook_store::error::is_unavailable(e)
+                && !is_tls_failure(e)
+                && tokio::time::Instant::now() < deadline
+        })
         .notify(|e, after| tracing::warn!(error = %e, retry_in = ?after, "database not reachable yet"))
         .await
-        .with_context(|| {
-            format!(
-                "could not connect to the database within {:?}: check that Postgres is running and DATABASE_URL is right",
-                db.db_wait
-            )
+        .map_err(|e| {
+            let hint = if is_tls_failure(&e) {
+                "could not set up TLS with the database: check sslmode and sslrootcert in DATABASE_URL \
+                 (the server's certificate must verify against sslrootcert, and with verify-full \
+                 name the host in the URL)"
+                    .to_owned()
+            } else {
+                format!(
+                    "could not connect to the database within {:?}: check that Postgres is running and DATABASE_URL is right",
+                    db.db_wait
+                )
+            };
+            anyhow::Error::new(e).context(hint)
         })
+}
+
+/// A TLS set-up failure: TLS required but unavailable, or a certificate
+/// that does not verify (rustls reports it through the socket's IO error).
+fn is_tls_failure(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.is::<rustls::Error>()),
+        _ => false,
+    }
 }
 
 /// Runs callhook on `listener` until `shutdown` is cancelled: the APIs and/or

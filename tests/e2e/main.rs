@@ -14,4 +14,5 @@ mod ordering;
 mod process;
 mod scenarios;
 mod soak;
+mod storage;
 mod visits;

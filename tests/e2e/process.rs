@@ -249,10 +249,45 @@ pub struct TempCluster {
     dir: PathBuf,
     bin: PathBuf,
     pub port: u16,
+    /// More server options (TLS).
+    extra: String,
 }
 
 impl TempCluster {
     pub fn start() -> Self {
+        Self::start_with(|_| Vec::new())
+    }
+
+    /// A cluster serving TLS with this certificate and key (PEM), signed by
+    /// a CA of the test's own; the cluster's directory is passed to make
+    /// the files' paths.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
+        let (cert, key) = (cert_pem.to_owned(), key_pem.to_owned());
+        Self::start_with(move |dir| {
+            let cert_path = dir.join("server.crt");
+            let key_path = dir.join("server.key");
+            std::fs::write(&cert_path, &cert).unwrap();
+            std::fs::write(&key_path, &key).unwrap();
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if is_root() {
+                for p in [&cert_path, &key_path] {
+                    std::process::Command::new("chown")
+                        .arg("postgres:postgres")
+                        .arg(p)
+                        .status()
+                        .unwrap();
+                }
+            }
+            vec![
+                "-c ssl=on".to_owned(),
+                format!("-c ssl_cert_file={}", cert_path.display()),
+                format!("-c ssl_key_file={}", key_path.display()),
+            ]
+        })
+    }
+
+    fn start_with(extra: impl FnOnce(&Path) -> Vec<String>) -> Self {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
             .and_then(|d| d.filter_map(Result::ok).map(|e| e.path().join("bin")).find(|p| p.join("initdb").exists()))
@@ -261,7 +296,12 @@ impl TempCluster {
         let dir = std::env::temp_dir().join(format!("callhook-pg-{port}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let cluster = Self { dir, bin, port };
+        let cluster = Self {
+            dir,
+            bin,
+            port,
+            extra: String::new(),
+        };
         if is_root() {
             let ok = std::process::Command::new("chown")
                 .arg("postgres:postgres")
@@ -284,6 +324,8 @@ impl TempCluster {
                 "UTF8",
             ],
         );
+        let mut cluster = cluster;
+        cluster.extra = extra(&cluster.dir).join(" ");
         cluster.ctl_start();
         cluster
     }
@@ -294,6 +336,11 @@ impl TempCluster {
 
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Where the cluster keeps its files (the test's certificates too).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// A Postgres server tool, run as the `postgres` user when we are root
@@ -320,9 +367,10 @@ impl TempCluster {
 
     fn ctl_start(&self) {
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {}",
             self.port,
-            self.data()
+            self.data(),
+            self.extra
         );
         let log = format!("{}/log", self.data());
         self.pg(
