@@ -3,9 +3,9 @@
 //! connects them.
 
 pub mod config;
-pub mod retention;
 pub mod startup;
 pub mod telemetry;
+pub mod upkeep;
 
 pub use config::{Cli, Command, Role, ServeConfig};
 pub use startup::{connect_db, run};

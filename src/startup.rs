@@ -136,13 +136,12 @@ pub async fn run(
         ))
     });
 
-    let retention = config.role.dispatches().then(|| {
-        tokio::spawn(crate::retention::run(
-            pool.clone(),
-            config.retention_days,
-            shutdown.clone(),
-        ))
-    });
+    // Every process competes to be the one that runs upkeep.
+    let upkeep = tokio::spawn(crate::upkeep::run(
+        pool.clone(),
+        config.retention_days,
+        shutdown.clone(),
+    ));
 
     let secret = |t: &Option<SecretString>| t.clone().unwrap_or_else(|| SecretString::from(""));
     let calls = Ingest::new(
@@ -187,9 +186,7 @@ pub async fn run(
     if let Some(d) = dispatcher {
         d.await.context("dispatcher panicked")?;
     }
-    if let Some(r) = retention {
-        r.await.context("retention task panicked")?;
-    }
+    upkeep.await.context("upkeep task panicked")?;
     Ok(())
 }
 

@@ -8,9 +8,9 @@ use sqlx::PgPool;
 use crate::helpers::*;
 use crate::process::*;
 
-const CALLS: usize = 500;
+pub const CALLS: usize = 500;
 
-async fn create_scenario(http: &reqwest::Client, server: &ServerProcess, hook: &str) {
+pub async fn create_scenario(http: &reqwest::Client, server: &ServerProcess, hook: &str) {
     let r = http
         .post(server.url("/api/v1/scenarios"))
         .bearer_auth(ADMIN)
@@ -24,7 +24,7 @@ async fn create_scenario(http: &reqwest::Client, server: &ServerProcess, hook: &
 /// Sends calls `range` until each is acknowledged with a 2xx (a 503 or a
 /// refused connection is retried, as a telephony client would), returning
 /// how many answers were 503.
-async fn ingest(http: &reqwest::Client, base: &str, range: std::ops::Range<usize>) -> usize {
+pub async fn ingest(http: &reqwest::Client, base: &str, range: std::ops::Range<usize>) -> usize {
     use futures::StreamExt;
     let unavailable = std::sync::atomic::AtomicUsize::new(0);
     futures::stream::iter(range)
@@ -51,7 +51,7 @@ async fn ingest(http: &reqwest::Client, base: &str, range: std::ops::Range<usize
     unavailable.into_inner()
 }
 
-async fn wait_all_delivered(pool: &PgPool, tally: &Tally, n: usize) {
+pub async fn wait_all_delivered(pool: &PgPool, tally: &Tally, n: usize) {
     eventually(
         Duration::from_secs(90),
         &format!("{n} distinct calls at the receiver"),
@@ -104,37 +104,6 @@ async fn sigkill_mid_delivery_loses_nothing(pool: PgPool) {
     assert!(extra <= 16, "duplicates ({extra} over {dup_calls} calls) exceed the requests in flight at the kill (≤ 16)");
     // Stop the children before the test database is dropped.
     server.kill().await;
-}
-
-#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
-async fn two_dispatchers_share_the_work_without_duplicates(pool: PgPool) {
-    let db = database_url_of(&pool);
-    let (hook, tally) = counting_receiver(Duration::from_millis(5)).await;
-    let http = reqwest::Client::new();
-    let env = [
-        ("CALLHOOK_CONCURRENCY", "16"),
-        ("CALLHOOK_NO_MIGRATE", "true"),
-    ];
-    let a = ServerProcess::start(&db, &env).await;
-    let b = ServerProcess::start(
-        &db,
-        &[
-            ("CALLHOOK_CONCURRENCY", "16"),
-            ("CALLHOOK_ROLE", "dispatcher"),
-        ],
-    )
-    .await;
-    create_scenario(&http, &a, &hook).await;
-    ingest(&http, &a.url(""), 0..CALLS).await;
-    wait_all_delivered(&pool, &tally, CALLS).await;
-    assert_eq!(
-        tally.duplicates(),
-        (0, 0),
-        "no delivery sent twice in normal operation"
-    );
-    assert_eq!(tally.total(), CALLS);
-    a.kill().await;
-    b.kill().await;
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]

@@ -15,6 +15,7 @@ pub mod log;
 pub mod pool;
 pub mod queue;
 pub mod scenarios;
+pub mod upkeep;
 
 pub use error::StoreError;
 

@@ -25,3 +25,28 @@ pub async fn endpoints(pool: &PgPool) {
         Err(e) => tracing::warn!(error = %e, "could not count endpoints for /metrics"),
     }
 }
+
+/// What kills a Postgres queue over months: transaction-id age, the oldest
+/// open transaction, dead tuples and the last vacuum of the queue tables.
+pub async fn queue_health(pool: &PgPool) {
+    match callhook_store::upkeep::queue_health(pool).await {
+        Ok(h) => {
+            metrics::gauge!("callhook_db_xid_age").set(h.xid_age as f64);
+            metrics::gauge!("callhook_db_oldest_transaction_seconds")
+                .set(h.oldest_transaction_seconds);
+            let now = chrono::Utc::now();
+            for t in h.tables {
+                let table = t.table.clone();
+                metrics::gauge!("callhook_table_dead_tuples", "table" => table.clone())
+                    .set(t.dead_tuples as f64);
+                metrics::gauge!("callhook_table_live_tuples", "table" => table.clone())
+                    .set(t.live_tuples as f64);
+                if let Some(at) = t.last_autovacuum {
+                    metrics::gauge!("callhook_table_since_vacuum_seconds", "table" => table)
+                        .set((now - at).num_milliseconds() as f64 / 1000.0);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read queue health for /metrics"),
+    }
+}

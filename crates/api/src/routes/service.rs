@@ -36,6 +36,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     crate::routes::gauges::refresh(&state.pool).await;
     crate::routes::gauges::endpoints(&state.pool).await;
+    crate::routes::gauges::queue_health(&state.pool).await;
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
