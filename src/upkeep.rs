@@ -55,6 +55,7 @@ pub async fn run(pool: PgPool, days: u32, shutdown: CancellationToken) {
         }
         if leading && last_pass.is_none_or(|t| t.elapsed() >= EVERY) {
             last_pass = Some(tokio::time::Instant::now());
+            partitions(&pool).await;
             retention(&pool, days, &shutdown).await;
         }
         tokio::select! {
@@ -71,15 +72,41 @@ const PAUSE: Duration = Duration::from_millis(200);
 /// How often a pass runs.
 const EVERY: Duration = Duration::from_secs(600);
 
-/// Deletes attempts started more than `days` days ago, then delivered and
-/// cancelled deliveries created before then (with their attempts), then
-/// calls created before then that have no deliveries left. `days == 0`
-/// keeps everything.
-async fn retention(pool: &PgPool, days: u32, shutdown: &CancellationToken) {
+/// Days of attempt partitions kept ready ahead of today.
+const PARTITIONS_AHEAD: u32 = 7;
+
+/// Creates `delivery_attempts`' day partitions from today to a week ahead.
+async fn partitions(pool: &PgPool) {
+    let today = chrono::Utc::now().date_naive();
+    match upkeep::create_attempt_partitions(pool, today, PARTITIONS_AHEAD + 1).await {
+        Ok(created) if !created.is_empty() => {
+            tracing::info!(days = ?created, "created attempts partitions ahead")
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "could not create attempts partitions; trying again later")
+        }
+    }
+}
+
+/// Drops the day partitions of attempts older than `days` days, then
+/// deletes (in batches) the older attempts left elsewhere (the default
+/// partition, the cutoff day's first hours), delivered and cancelled
+/// deliveries created before the cutoff (with their attempts), then calls
+/// created before it that have no deliveries left. `days == 0` keeps
+/// everything.
+pub async fn retention(pool: &PgPool, days: u32, shutdown: &CancellationToken) {
     if days == 0 {
         return;
     }
     let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+    match upkeep::drop_attempt_partitions_before(pool, cutoff.date_naive()).await {
+        Ok(dropped) if !dropped.is_empty() => {
+            tracing::info!(days = ?dropped, "retention dropped attempts partitions")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not drop old attempts partitions"),
+    }
     match pass(pool, cutoff, shutdown).await {
         Ok(Some((a, d, c))) if a + d + c > 0 => {
             tracing::info!(attempts = a, deliveries = d, calls = c, %cutoff, "retention deleted old history")

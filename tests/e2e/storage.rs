@@ -229,7 +229,8 @@ async fn upkeep_runs_in_one_process_at_a_time_and_moves_when_its_leader_dies(poo
     // The lock is "callhook" as a number: classid 0x63616c6c, objid 0x686f6f6b.
     let holders: i64 = sqlx::query_scalar(
         "select count(*) from pg_locks where locktype = 'advisory' and granted
-            and classid = 1667329132 and objid = 1752133483",
+            and classid = 1667329132 and objid = 1752133483
+            and database = (select oid from pg_database where datname = current_database())",
     )
     .fetch_one(&pool)
     .await
@@ -247,4 +248,152 @@ async fn upkeep_runs_in_one_process_at_a_time_and_moves_when_its_leader_dies(poo
     .await;
     eprintln!("upkeep moved to {other} in {:?}", took_over.elapsed());
     survivor.kill().await;
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn retention_of_a_day_of_attempts_is_a_partition_drop(pool: PgPool) {
+    use callhook_store::upkeep;
+    let today = chrono::Utc::now().date_naive();
+    let old_day = today - chrono::Duration::days(40);
+    upkeep::create_attempt_partitions(&pool, old_day, 1)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!(
+        "insert into scenarios (id, name, signing_secret)
+              values ('00000000-0000-7000-8000-000000000001', 's', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw');
+         insert into calls (id, scenario_id, caller, callee, started_at, created_at)
+              values ('old', '00000000-0000-7000-8000-000000000001', '79990009911', '78005552233', '{old_day} 12:00+00', '{old_day} 12:00+00'),
+                     ('new', '00000000-0000-7000-8000-000000000001', '79990009911', '78005552233', now(), now());
+         insert into deliveries (id, call_id, scenario_id, kind, payload, state, created_at, delivered_at)
+              values ('00000000-0000-7000-8000-0000000000d1', 'old', '00000000-0000-7000-8000-000000000001', 'during_call', '{{}}', 'delivered', '{old_day} 12:00+00', '{old_day} 12:00+00'),
+                     ('00000000-0000-7000-8000-0000000000d2', 'new', '00000000-0000-7000-8000-000000000001', 'during_call', '{{}}', 'delivered', now(), now());
+         insert into delivery_attempts (delivery_id, attempt, url, started_at, duration_ms, response_status)
+              values ('00000000-0000-7000-8000-0000000000d1', 1, 'http://x', '{old_day} 12:00+00', 5, 200),
+                     ('00000000-0000-7000-8000-0000000000d2', 1, 'http://x', now(), 5, 200);"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let partition = format!("delivery_attempts_{}", old_day.format("%Y%m%d"));
+    let rows_there: i64 = sqlx::query_scalar(&format!("select count(*) from {partition}"))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows_there, 1, "the old attempt sits in its day's partition");
+
+    callhook::upkeep::retention(&pool, 30, &tokio_util::sync::CancellationToken::new()).await;
+
+    let exists: Option<String> = sqlx::query_scalar("select to_regclass($1)::text")
+        .bind(&partition)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(exists, None, "the day's partition was dropped");
+    let left: Vec<String> = sqlx::query_scalar(
+        "select d.call_id from delivery_attempts a join deliveries d on d.id = a.delivery_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(left, vec!["new".to_owned()]);
+    let calls: Vec<String> = sqlx::query_scalar("select id from calls")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        calls,
+        vec!["new".to_owned()],
+        "the old call and delivery went too"
+    );
+    // Today and a week ahead are ready.
+    let days = upkeep::attempt_partitions(&pool).await.unwrap();
+    assert!(
+        days.contains(&today) && days.contains(&(today + chrono::Duration::days(7))),
+        "{days:?}"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_round_1_database_keeps_every_attempt_through_the_partitioning(pool: PgPool) {
+    use sqlx::migrate::Migrator;
+    let all = &callhook_store::MIGRATOR;
+    let before_partitioning = Migrator {
+        migrations: all
+            .migrations
+            .iter()
+            .filter(|m| m.version < 20261201000003)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into(),
+        ..Migrator::DEFAULT
+    };
+    before_partitioning.run(&pool).await.unwrap();
+    sqlx::raw_sql(
+        "insert into scenarios (id, name, signing_secret)
+              values ('00000000-0000-7000-8000-000000000001', 's', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw');
+         insert into calls (id, scenario_id, caller, callee, started_at)
+              select 'c' || g, '00000000-0000-7000-8000-000000000001', '79990009911', '78005552233', now()
+                from generate_series(1, 300) g;
+         insert into deliveries (id, call_id, scenario_id, kind, payload, state)
+              select gen_random_uuid(), 'c' || g, '00000000-0000-7000-8000-000000000001', 'during_call', '{}', 'delivered'
+                from generate_series(1, 300) g;
+         insert into delivery_attempts (delivery_id, attempt, url, started_at, duration_ms, response_status)
+              select d.id, a, 'http://x', now() - (abs(hashtext(d.call_id)) % 20) * interval '1 day', 5, 200
+                from deliveries d, generate_series(1, 3) a;
+         insert into delivery_attempts (scenario_id, kind, is_test, attempt, url, started_at, duration_ms, error)
+              values ('00000000-0000-7000-8000-000000000001', 'after_call', true, 1, 'http://x', now(), 3, 'connect');",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let snapshot = "select coalesce(sum(id), 0)::bigint, count(*) from delivery_attempts";
+    let before: (i64, i64) = sqlx::query_as(snapshot).fetch_one(&pool).await.unwrap();
+    let log_before: i64 = sqlx::query_scalar("select count(*) from delivery_log")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(before.1, 901);
+
+    all.run(&pool).await.unwrap();
+
+    let partitioned: bool = sqlx::query_scalar(
+        "select exists (select 1 from pg_partitioned_table where partrelid = 'delivery_attempts'::regclass)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(partitioned);
+    let after: (i64, i64) = sqlx::query_as(snapshot).fetch_one(&pool).await.unwrap();
+    assert_eq!(after, before, "every attempt kept, with its id");
+    let in_default: i64 = sqlx::query_scalar("select count(*) from delivery_attempts_default")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        in_default, 0,
+        "each old attempt went to its day's partition"
+    );
+    let log_after: i64 = sqlx::query_scalar("select count(*) from delivery_log")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        log_after, log_before,
+        "delivery_log still shows every attempt"
+    );
+    // New attempts continue the numbering.
+    let next: i64 = sqlx::query_scalar(
+        "insert into delivery_attempts (delivery_id, attempt, url, started_at, duration_ms)
+         select id, 4, 'http://x', now(), 1 from deliveries limit 1 returning id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let max_before: i64 =
+        sqlx::query_scalar("select max(id) from delivery_attempts where id <> $1")
+            .bind(next)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(next > max_before);
 }

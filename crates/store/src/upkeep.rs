@@ -1,9 +1,10 @@
-//! Upkeep's SQL: the leader lock, and what operators watch to keep a
-//! Postgres queue healthy for months (xid age, dead tuples, vacuum, old
+//! Upkeep's SQL: the leader lock, the day partitions of `delivery_attempts`
+//! (created ahead, dropped by retention), and what operators watch to keep
+//! a Postgres queue healthy for months (xid age, dead tuples, vacuum, old
 //! transactions).
 
-use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgExecutor};
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use crate::StoreError;
 
@@ -81,4 +82,96 @@ pub async fn queue_health(e: impl PgExecutor<'_> + Copy) -> Result<QueueHealth, 
         oldest_transaction_seconds: db.oldest,
         tables,
     })
+}
+
+/// `delivery_attempts` is partitioned by UTC day: `delivery_attempts_YYYYMMDD`
+/// holds the attempts started that day.
+fn partition_name(day: NaiveDate) -> String {
+    format!("delivery_attempts_{}", day.format("%Y%m%d"))
+}
+
+/// The day partitions of `delivery_attempts` (the default one aside), oldest
+/// first.
+pub async fn attempt_partitions(e: impl PgExecutor<'_>) -> Result<Vec<NaiveDate>, StoreError> {
+    let names = sqlx::query_scalar!(
+        r#"select c.relname as "name!"
+             from pg_inherits i join pg_class c on c.oid = i.inhrelid
+            where i.inhparent = 'delivery_attempts'::regclass
+            order by c.relname"#
+    )
+    .fetch_all(e)
+    .await?;
+    Ok(names
+        .iter()
+        .filter_map(|n| {
+            let day = n.strip_prefix("delivery_attempts_")?;
+            NaiveDate::parse_from_str(day, "%Y%m%d").ok()
+        })
+        .collect())
+}
+
+/// Creates the day partitions from `from` for `days` days that do not exist
+/// yet; returns the days created. A day whose rows already sit in the
+/// default partition (upkeep was away that long) cannot be created: it is
+/// skipped with a warning, and its rows stay where they are.
+pub async fn create_attempt_partitions(
+    pool: &PgPool,
+    from: NaiveDate,
+    days: u32,
+) -> Result<Vec<NaiveDate>, StoreError> {
+    let existing = attempt_partitions(pool).await?;
+    let mut created = Vec::new();
+    for day in from.iter_days().take(days as usize) {
+        if existing.contains(&day) {
+            continue;
+        }
+        let next = day.succ_opt().expect("a day after");
+        // Names and bounds come from dates, never from input.
+        let ddl = format!(
+            "create table if not exists {} partition of delivery_attempts \
+             for values from ('{} 00:00:00+00') to ('{} 00:00:00+00')",
+            partition_name(day),
+            day.format("%Y-%m-%d"),
+            next.format("%Y-%m-%d"),
+        );
+        match sqlx::query(&ddl).execute(pool).await {
+            Ok(_) => created.push(day),
+            Err(e) => {
+                tracing::warn!(error = %e, %day, "could not create the day's attempts partition; its rows stay in the default partition")
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// Drops the day partitions of days before `cutoff` (retention: a whole day
+/// of attempts at once, no row deletes). Waits at most 2 s for the lock on
+/// `delivery_attempts`, so it never queues the dispatchers behind it; a
+/// partition it could not drop is dropped at the next pass. Returns the
+/// days dropped.
+pub async fn drop_attempt_partitions_before(
+    pool: &PgPool,
+    cutoff: NaiveDate,
+) -> Result<Vec<NaiveDate>, StoreError> {
+    let mut dropped = Vec::new();
+    for day in attempt_partitions(pool).await? {
+        if day >= cutoff {
+            continue;
+        }
+        let mut tx = pool.begin().await?;
+        sqlx::query("set local lock_timeout = '2s'")
+            .execute(&mut *tx)
+            .await?;
+        let ddl = format!("drop table if exists {}", partition_name(day));
+        match sqlx::query(&ddl).execute(&mut *tx).await {
+            Ok(_) => {
+                tx.commit().await?;
+                dropped.push(day);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %day, "could not drop an old attempts partition now; trying at the next pass");
+            }
+        }
+    }
+    Ok(dropped)
 }
