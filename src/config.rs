@@ -133,6 +133,11 @@ pub struct ServeConfig {
     /// a secret rotation.
     #[arg(long, env = "CALLHOOK_SECRET_ROTATION_OVERLAP", default_value = "24h", value_parser = humantime::parse_duration)]
     pub secret_rotation_overlap: Duration,
+    /// Send every webhook through this HTTP(S) proxy (an egress proxy).
+    /// Proxy environment variables (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) are
+    /// never used; destinations are still checked before the proxy sees them.
+    #[arg(long, env = "CALLHOOK_EGRESS_PROXY")]
+    pub egress_proxy: Option<String>,
     /// Consecutive failed attempts after which an endpoint is `failing`.
     #[arg(long, env = "CALLHOOK_FAILING_AFTER", default_value_t = 5)]
     pub failing_after: u32,

@@ -101,8 +101,11 @@ pub async fn run(
         connect_timeout: config.connect_timeout,
         request_timeout: config.request_timeout,
         allow_private: config.allow_private_destinations,
+        egress_proxy: config.egress_proxy.clone().filter(|p| !p.trim().is_empty()),
     })
-    .context("building the HTTP client")?;
+    .context(
+        "building the HTTP client (is CALLHOOK_EGRESS_PROXY a valid http:// or https:// URL?)",
+    )?;
 
     // With the API and the dispatcher in one process, ingest hands new
     // deliveries straight to the dispatcher.

@@ -13,6 +13,7 @@ mod operator;
 mod ordering;
 mod process;
 mod scenarios;
+mod security;
 mod soak;
 mod storage;
 mod visits;

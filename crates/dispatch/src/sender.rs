@@ -2,7 +2,7 @@
 //! 4 KiB of the answer, and say what happened.
 
 use std::error::Error as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,9 @@ pub struct SenderConfig {
     pub request_timeout: Duration,
     /// Let webhooks reach loopback and private addresses (local receivers, tests).
     pub allow_private: bool,
+    /// Send every webhook through this HTTP(S) proxy (the operator's egress
+    /// proxy). Proxy environment variables (`HTTP_PROXY`, …) are never used.
+    pub egress_proxy: Option<String>,
 }
 
 impl Default for SenderConfig {
@@ -31,6 +34,7 @@ impl Default for SenderConfig {
         Self {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
+            egress_proxy: None,
             allow_private: false,
         }
     }
@@ -105,17 +109,34 @@ pub struct Webhook<'a> {
 pub struct Sender {
     client: reqwest::Client,
     allow_private: bool,
+    /// Webhooks go through a proxy: the destination is checked here, by
+    /// name, before the request is handed to it.
+    proxied: bool,
 }
 
 impl Sender {
     pub fn new(config: &SenderConfig) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder();
+        // Proxy settings come from CALLHOOK_EGRESS_PROXY only: a proxy from
+        // the environment would be checked by the guard instead of the
+        // destination, and would then connect anywhere.
+        let builder = match &config.egress_proxy {
+            // The resolver then only ever resolves the proxy's own name
+            // (often a private address): the destination is checked in
+            // `send`.
+            Some(url) => builder
+                .proxy(reqwest::Proxy::all(url)?)
+                .dns_resolver(Arc::new(GuardedResolver {
+                    allow_private: true,
+                })),
+            None => builder.no_proxy().dns_resolver(Arc::new(GuardedResolver {
+                allow_private: config.allow_private,
+            })),
+        };
+        let client = builder
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(GuardedResolver {
-                allow_private: config.allow_private,
-            }))
             .user_agent(concat!("callhook/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(64)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -124,6 +145,7 @@ impl Sender {
         Ok(Self {
             client,
             allow_private: config.allow_private,
+            proxied: config.egress_proxy.is_some(),
         })
     }
 
@@ -143,6 +165,16 @@ impl Sender {
         // a resolver, so it is checked here.
         if !self.allow_private && literal_host_is_internal(hook.url) {
             return done(None, None, Some(AttemptError::BlockedDestination), None);
+        }
+        if self.proxied && !self.allow_private {
+            // The proxy resolves the name again and connects: it must refuse
+            // internal addresses itself (DNS rebinding between this check and
+            // its connect is its to stop). Here: any internal answer refuses.
+            match destination_is_internal(hook.url).await {
+                Ok(false) => {}
+                Ok(true) => return done(None, None, Some(AttemptError::BlockedDestination), None),
+                Err(()) => return done(None, None, Some(AttemptError::Dns), None),
+            }
         }
         let timestamp = started_at.timestamp();
         let signature = hook
@@ -198,6 +230,27 @@ impl Sender {
 /// Text safe to store in Postgres: lossy UTF-8, NUL replaced.
 pub fn safe_text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}")
+}
+
+/// Whether any address the URL's host resolves to is internal (`Err` when
+/// it does not resolve).
+async fn destination_is_internal(url: &str) -> Result<bool, ()> {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return Err(());
+    };
+    let Some(host) = parsed.host_str() else {
+        return Err(());
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|_| ())?
+        .collect();
+    if addrs.is_empty() {
+        return Err(());
+    }
+    Ok(addrs.iter().any(|a| guard::is_internal(a.ip())))
 }
 
 fn literal_host_is_internal(url: &str) -> bool {
