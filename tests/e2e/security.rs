@@ -119,3 +119,84 @@ async fn the_egress_proxy_carries_webhooks_but_internal_destinations_are_refused
     );
     server.kill().await;
 }
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_damaged_stored_secret_or_timezone_sends_nothing_and_says_why(pool: sqlx::PgPool) {
+    let mut rx = Receiver::ok().await;
+    let log = std::env::temp_dir().join(format!("callhook-damaged-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let server =
+        ServerProcess::start_logging(&database_url_of(&pool), &[("RUST_LOG", "error")], &log).await;
+    let http = reqwest::Client::new();
+    let id: String = {
+        let r: serde_json::Value = http
+            .post(server.url("/api/v1/scenarios"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"name": "Main", "numbers": ["78005552233"], "during_call_url": rx.url("/during")}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["id"].as_str().unwrap().to_owned()
+    };
+    sqlx::query("update scenarios set signing_secret = 'whsec_not*base64'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let r = http
+        .post(server.url("/api/v1/calls"))
+        .bearer_auth(INGEST)
+        .json(&page_call("1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let why = eventually(WAIT, "the delivery held with a reason", || async {
+        sqlx::query_scalar::<_, Option<String>>("select last_error from deliveries")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(why, "invalid_signing_secret");
+    let (state, attempts): (String, i32) =
+        sqlx::query_as("select state, attempt_count from deliveries")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (state.as_str(), attempts),
+        ("pending", 0),
+        "waits, nothing sent"
+    );
+    let sent = tokio::time::timeout(Duration::from_secs(1), rx.next(WAIT)).await;
+    assert!(sent.is_err(), "never an unsigned webhook");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&id) && text.contains("signing secret"),
+        "the log names the scenario: {text}"
+    );
+
+    // A damaged zone is an error naming the scenario, not a silent Moscow.
+    sqlx::query("update scenarios set timezone = 'Mars/Olympus_Mons'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let r = http
+        .post(server.url("/api/v1/calls"))
+        .bearer_auth(INGEST)
+        .json(&page_call("2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&id) && message.contains("timezone"),
+        "{body}"
+    );
+    server.kill().await;
+}

@@ -115,6 +115,10 @@ impl From<StoreError> for ApiError {
                 )
             }
             StoreError::Db(ref inner) => Self::internal(inner),
+            StoreError::Corrupt(what) => {
+                tracing::error!(%what, "damaged stored data");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "damaged_data", what)
+            }
         }
     }
 }

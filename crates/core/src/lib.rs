@@ -30,7 +30,7 @@ pub use health::{EndpointState, Health, HealthPolicy, Observed, Transition};
 pub use payload::build_payload;
 pub use phone::PhoneNumber;
 pub use schedule::RetrySchedule;
-pub use signing::SigningSecret;
+pub use signing::{SigningSecret, StoredSecret};
 pub use timezone::Timezone;
 pub use webhook_url::WebhookUrl;
 

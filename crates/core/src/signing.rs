@@ -23,6 +23,35 @@ impl fmt::Debug for SigningSecret {
     }
 }
 
+/// A signing secret as the database keeps it (`whsec_…`). `Debug` never
+/// shows it; [`StoredSecret::expose`] is the one way to the text.
+#[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
+pub struct StoredSecret(String);
+
+impl fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoredSecret(***)")
+    }
+}
+
+impl StoredSecret {
+    pub fn new(text: String) -> Self {
+        Self(text)
+    }
+
+    /// The text (for the admin API's answer, and for storing).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The key to sign with. An error means the stored text is damaged:
+    /// nothing may be sent unsigned.
+    pub fn key(&self) -> Result<SigningSecret, FieldError> {
+        SigningSecret::parse(&self.0)
+    }
+}
+
 impl SigningSecret {
     /// 32 random bytes from the OS's generator.
     pub fn generate() -> Self {

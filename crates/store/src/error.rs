@@ -11,6 +11,10 @@ pub enum StoreError {
         number: String,
         scenario_id: uuid::Uuid,
     },
+    /// A stored value is damaged (edited by hand, say): what and where, so an
+    /// operator can fix it.
+    #[error("{0}")]
+    Corrupt(String),
     /// The database cannot be reached or is shutting down: retry later.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),

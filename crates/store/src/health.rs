@@ -17,7 +17,9 @@
 use std::time::Duration;
 
 use callhook_core::health::{event_payload, EventData};
-use callhook_core::{DeliveryKind, EndpointState, Health, HealthPolicy, Observed, Transition};
+use callhook_core::{
+    DeliveryKind, EndpointState, Health, HealthPolicy, Observed, StoredSecret, Transition,
+};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
@@ -644,9 +646,9 @@ pub async fn take_probes(
                select c.id as "id!", c.call_id, c.kind as "kind!: DeliveryKind", c.payload as "payload!",
                       c.attempt_count as "attempt_count!", c.created_at as "created_at!",
                       case c.kind when 'during_call' then s.during_call_url else s.after_call_url end as url,
-                      s.signing_secret as "signing_secret?",
+                      s.signing_secret as "signing_secret?: StoredSecret",
                       case when s.previous_secret_expires_at > now() then s.previous_signing_secret end
-                        as "previous_signing_secret?",
+                        as "previous_signing_secret?: StoredSecret",
                       $3::uuid as "lease_token!", c.scenario_id,
                       'paused'::text as "endpoint_state?: EndpointState", true as "probe!"
                  from leased c

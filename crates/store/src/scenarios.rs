@@ -1,8 +1,8 @@
 //! The scenario store: settings, tracking numbers, signing secret.
 
 use callhook_core::{
-    CancelReason, CustomField, CustomFields, DeliveryKind, PhoneNumber, SigningSecret, Timezone,
-    Transition, WebhookUrl,
+    CancelReason, CustomField, CustomFields, DeliveryKind, PhoneNumber, SigningSecret,
+    StoredSecret, Timezone, Transition, WebhookUrl,
 };
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -22,7 +22,7 @@ pub struct Scenario {
     pub after_call_url: Option<String>,
     pub custom_fields: Json<Vec<CustomField>>,
     pub timezone: String,
-    pub signing_secret: String,
+    pub signing_secret: StoredSecret,
     /// Until then, webhooks are also signed with the secret before the last
     /// rotation (null: no rotation overlap running).
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
@@ -45,9 +45,15 @@ pub struct StaticNumber {
 }
 
 impl Scenario {
-    /// The zone as a type; the database only ever holds parsed zones.
-    pub fn tz(&self) -> Timezone {
-        Timezone::parse(&self.timezone, "timezone").unwrap_or_default()
+    /// The zone as a type; an error names the scenario when the stored zone
+    /// was damaged (saves only ever store parsed zones).
+    pub fn tz(&self) -> Result<Timezone, StoreError> {
+        Timezone::parse(&self.timezone, "timezone").map_err(|_| {
+            StoreError::Corrupt(format!(
+                "scenario {} has an invalid stored timezone {:?}: save the scenario with a valid IANA zone",
+                self.id, self.timezone
+            ))
+        })
     }
 
     pub fn fields(&self) -> CustomFields {
@@ -256,7 +262,7 @@ async fn select(e: impl PgExecutor<'_>, id: Option<Uuid>) -> Result<Vec<Scenario
         Scenario,
         r#"select s.id, s.name, s.during_call_url, s.after_call_url,
                   s.custom_fields as "custom_fields: Json<Vec<CustomField>>",
-                  s.timezone, s.signing_secret,
+                  s.timezone, s.signing_secret as "signing_secret: StoredSecret",
                   case when s.previous_secret_expires_at > now() then s.previous_secret_expires_at end
                     as previous_secret_expires_at,
                   s.created_at, s.updated_at,

@@ -92,7 +92,7 @@ impl From<Scenario> for ScenarioView {
                 })
                 .collect(),
             timezone: s.timezone,
-            signing_secret: s.signing_secret,
+            signing_secret: s.signing_secret.expose().to_owned(),
             previous_secret_expires_at: s.previous_secret_expires_at,
             created_at: s.created_at,
             updated_at: s.updated_at,

@@ -95,20 +95,25 @@ pub async fn test_send(
                 )
             })?,
     };
+    let tz = scenario.tz()?;
     let payload = build_payload(
         &callhook_core::payload::example_call(
-            scenario.tz(),
+            tz,
             input.kind == DeliveryKind::AfterCall,
             Utc::now(),
         ),
         input.kind,
         &scenario.fields(),
-        scenario.tz(),
+        tz,
     );
-    let secrets: Vec<SigningSecret> = SigningSecret::parse(&scenario.signing_secret)
-        .ok()
-        .into_iter()
-        .collect();
+    let secrets: Vec<SigningSecret> = vec![scenario.signing_secret.key().map_err(|_| {
+        tracing::error!(scenario_id = %id, "the scenario's stored signing secret does not parse; nothing sent");
+        ApiError::unprocessable(
+            "signing_secret",
+            "invalid_signing_secret",
+            format!("scenario {id}'s stored signing secret is damaged: rotate it (POST /api/v1/scenarios/{id}/secret/rotate)"),
+        )
+    })?];
     let webhook_id = format!("test_{}", Uuid::now_v7());
     let result = state
         .sender

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use callhook_core::{CancelReason, DeliveryKind, Observed, RetrySchedule, SigningSecret};
+use callhook_core::{
+    CancelReason, DeliveryKind, Observed, RetrySchedule, SigningSecret, StoredSecret,
+};
 use callhook_store::queue::{AttemptRecord, Claimed, Completion, Outcome};
 
 use super::Ctx;
@@ -26,12 +28,31 @@ pub(super) async fn process(ctx: &Ctx, row: Claimed) -> Completion {
         }
     } else {
         // The current secret, and during a rotation's overlap the previous
-        // one: receivers still holding the old key keep verifying.
-        let secrets = [&row.signing_secret, &row.previous_signing_secret]
-            .into_iter()
-            .filter_map(|s| SigningSecret::parse(s.as_deref()?).ok())
-            .collect();
-        (row.url.as_deref(), secrets)
+        // one: receivers still holding the old key keep verifying. A damaged
+        // one sends nothing: never an unsigned webhook.
+        let secrets: Result<Vec<SigningSecret>, _> =
+            [&row.signing_secret, &row.previous_signing_secret]
+                .into_iter()
+                .flatten()
+                .map(StoredSecret::key)
+                .collect();
+        match secrets {
+            Ok(secrets) => (row.url.as_deref(), secrets),
+            Err(_) => {
+                tracing::error!(
+                    scenario_id = ?row.scenario_id, delivery_id = %row.id,
+                    "the scenario's stored signing secret does not parse; nothing sent: rotate it (POST /api/v1/scenarios/{{id}}/secret/rotate)"
+                );
+                return completion(
+                    Outcome::Held {
+                        reason: "invalid_signing_secret",
+                        retry_in: Duration::from_secs(60),
+                    },
+                    None,
+                    None,
+                );
+            }
+        }
     };
     let Some(url) = url else {
         let reason = if row.signing_secret.is_none() && row.kind != DeliveryKind::OperatorEvent {

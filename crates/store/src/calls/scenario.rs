@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use callhook_core::{
     build_payload, Call, CustomField, CustomFields, DeliveryKind, EndpointState, FieldError,
-    PhoneNumber, Timezone,
+    PhoneNumber, StoredSecret, Timezone,
 };
 use sqlx::types::Json;
 use sqlx::PgConnection;
@@ -43,9 +43,9 @@ pub(super) struct IngestScenario {
     pub after_call_url: Option<String>,
     pub custom_fields: Json<Vec<CustomField>>,
     pub timezone: String,
-    pub signing_secret: String,
+    pub signing_secret: StoredSecret,
     /// Only while its overlap after a rotation runs.
-    pub previous_signing_secret: Option<String>,
+    pub previous_signing_secret: Option<StoredSecret>,
     /// Its endpoints' health: a paused or disabled one's new deliveries wait,
     /// parked.
     pub during_state: EndpointState,
@@ -53,6 +53,7 @@ pub(super) struct IngestScenario {
 }
 
 impl IngestScenario {
+    /// The zone, checked when the scenario was resolved.
     pub fn tz(&self) -> Timezone {
         Timezone::parse(&self.timezone, "timezone").unwrap_or_default()
     }
@@ -72,9 +73,9 @@ pub(super) async fn resolve_scenario(
         IngestScenario,
         r#"select s.id, s.during_call_url, s.after_call_url,
                   s.custom_fields as "custom_fields: Json<Vec<CustomField>>", s.timezone,
-                  s.signing_secret,
+                  s.signing_secret as "signing_secret: StoredSecret",
                   case when s.previous_secret_expires_at > now() then s.previous_signing_secret end
-                    as "previous_signing_secret?",
+                    as "previous_signing_secret?: StoredSecret",
                   coalesce((select e.state from endpoints e where e.scenario_id = s.id and e.kind = 'during_call'),
                            'healthy') as "during_state!: EndpointState",
                   coalesce((select e.state from endpoints e where e.scenario_id = s.id and e.kind = 'after_call'),
@@ -86,6 +87,16 @@ pub(super) async fn resolve_scenario(
     )
     .fetch_optional(&mut *conn)
     .await?;
+    if let Some(s) = &found {
+        // Zones are checked at save; one that no longer parses was damaged
+        // by hand, and must not silently become Moscow.
+        Timezone::parse(&s.timezone, "timezone").map_err(|_| {
+            StoreError::Corrupt(format!(
+                "scenario {} has an invalid stored timezone {:?}: save the scenario with a valid IANA zone",
+                s.id, s.timezone
+            ))
+        })?;
+    }
     found.ok_or_else(|| match (scenario_id, callee) {
         (Some(id), _) => FieldError::new(
             "scenario_id",

@@ -28,6 +28,13 @@ pub enum Outcome {
     /// Not sent: its endpoint is paused or disabled. It waits, parked, its
     /// retry schedule unspent, until the endpoint recovers or is enabled.
     Parked,
+    /// Not sent, because of something an operator must fix (`reason` goes
+    /// to `last_error`, e.g. a damaged signing secret); looked at again
+    /// after the delay, its retry schedule unspent.
+    Held {
+        reason: &'static str,
+        retry_in: Duration,
+    },
 }
 
 /// One HTTP attempt, for `delivery_attempts`.
@@ -92,7 +99,7 @@ pub async fn complete(
     for c in batch {
         let (state, delay) = match &c.outcome {
             Outcome::Delivered => (DeliveryState::Delivered, None),
-            Outcome::Retry(d) | Outcome::Deferred(d) => {
+            Outcome::Retry(d) | Outcome::Deferred(d) | Outcome::Held { retry_in: d, .. } => {
                 (DeliveryState::Pending, Some(d.as_secs_f64()))
             }
             Outcome::Failed => (DeliveryState::Failed, None),
@@ -113,6 +120,7 @@ pub async fn complete(
         bodies.push(a.and_then(|a| a.response_body.as_deref()));
         errors.push(match &c.outcome {
             Outcome::Cancelled(reason) => Some(reason.as_str()),
+            Outcome::Held { reason, .. } => Some(*reason),
             _ => a.and_then(|a| a.error.as_deref()),
         });
     }

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use callhook_core::{DeliveryKind, EndpointState};
+use callhook_core::{DeliveryKind, EndpointState, StoredSecret};
 use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
@@ -36,10 +36,10 @@ pub struct Claimed {
     pub attempt_count: i32,
     pub created_at: DateTime<Utc>,
     pub url: Option<String>,
-    pub signing_secret: Option<String>,
+    pub signing_secret: Option<StoredSecret>,
     /// The secret before the last rotation, while its overlap runs: webhooks
     /// are signed with both.
-    pub previous_signing_secret: Option<String>,
+    pub previous_signing_secret: Option<StoredSecret>,
     pub lease_token: Uuid,
     /// Null for an operator event, or once the scenario is deleted.
     pub scenario_id: Option<Uuid>,
@@ -95,9 +95,9 @@ pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Cla
                   c.payload as "payload!",
                   c.attempt_count as "attempt_count!", c.created_at as "created_at!",
                   case c.kind when 'during_call' then s.during_call_url else s.after_call_url end as url,
-                  s.signing_secret as "signing_secret?",
+                  s.signing_secret as "signing_secret?: StoredSecret",
                   case when s.previous_secret_expires_at > now() then s.previous_signing_secret end
-                    as "previous_signing_secret?",
+                    as "previous_signing_secret?: StoredSecret",
                   $2::uuid as "lease_token!", c.scenario_id,
                   e.state as "endpoint_state?: EndpointState", false as "probe!"
              from claimed c
