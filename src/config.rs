@@ -80,6 +80,14 @@ pub struct ServeConfig {
     /// Bearer token of the ingest API (required when serving the API).
     #[arg(long, env = "CALLHOOK_INGEST_TOKEN", hide_env_values = true)]
     pub ingest_token: Option<SecretString>,
+    /// More admin tokens, `name:token,name:token` (rotate one without
+    /// downtime; the name is what the audit log records). With
+    /// CALLHOOK_ADMIN_TOKEN too, that one is named `admin`.
+    #[arg(long, env = "CALLHOOK_ADMIN_TOKENS", hide_env_values = true)]
+    pub admin_tokens: Option<SecretString>,
+    /// More ingest tokens, `name:token,…` (CALLHOOK_INGEST_TOKEN is `ingest`).
+    #[arg(long, env = "CALLHOOK_INGEST_TOKENS", hide_env_values = true)]
+    pub ingest_tokens: Option<SecretString>,
     /// Delays before each retry, comma-separated; the first attempt is immediate.
     #[arg(long, env = "CALLHOOK_RETRY_SCHEDULE", default_value = RetrySchedule::DEFAULT)]
     pub retry_schedule: RetrySchedule,
@@ -200,14 +208,12 @@ impl ServeConfig {
             return Err("DATABASE_URL is not set: set it to the Postgres URL, e.g. postgres://postgres@127.0.0.1:5432/callhook".into());
         }
         if self.role.serves_api() {
-            for (name, v) in [
-                ("CALLHOOK_ADMIN_TOKEN", &self.admin_token),
-                ("CALLHOOK_INGEST_TOKEN", &self.ingest_token),
+            for (name, tokens) in [
+                ("CALLHOOK_ADMIN_TOKEN", self.named_admin_tokens()?),
+                ("CALLHOOK_INGEST_TOKEN", self.named_ingest_tokens()?),
             ] {
-                if v.as_ref()
-                    .is_none_or(|t| secrecy::ExposeSecret::expose_secret(t).trim().is_empty())
-                {
-                    return Err(format!("{name} is not set: set it to a long random string (e.g. `openssl rand -hex 32`)"));
+                if tokens.is_empty() {
+                    return Err(format!("{name} is not set (nor {name}S): set it to a long random string (e.g. `openssl rand -hex 32`)"));
                 }
             }
         }
@@ -247,6 +253,27 @@ impl ServeConfig {
         Ok(())
     }
 
+    /// The admin tokens with their names (`CALLHOOK_ADMIN_TOKEN` as
+    /// `admin`, then `CALLHOOK_ADMIN_TOKENS`).
+    pub fn named_admin_tokens(&self) -> Result<Vec<callhook_api::NamedToken>, String> {
+        named_tokens(
+            "admin",
+            self.admin_token.as_ref(),
+            self.admin_tokens.as_ref(),
+            "CALLHOOK_ADMIN_TOKENS",
+        )
+    }
+
+    /// The ingest tokens with their names.
+    pub fn named_ingest_tokens(&self) -> Result<Vec<callhook_api::NamedToken>, String> {
+        named_tokens(
+            "ingest",
+            self.ingest_token.as_ref(),
+            self.ingest_tokens.as_ref(),
+            "CALLHOOK_INGEST_TOKENS",
+        )
+    }
+
     /// When an endpoint changes state.
     pub fn health_policy(&self) -> callhook_core::HealthPolicy {
         callhook_core::HealthPolicy {
@@ -281,4 +308,53 @@ impl ServeConfig {
             }
         }
     }
+}
+
+/// `single` (named `default_name`) and the `name:token,…` list, checked:
+/// names and tokens not blank, no token twice.
+fn named_tokens(
+    default_name: &str,
+    single: Option<&SecretString>,
+    list: Option<&SecretString>,
+    setting: &str,
+) -> Result<Vec<callhook_api::NamedToken>, String> {
+    use secrecy::ExposeSecret as _;
+    let mut out = Vec::new();
+    if let Some(t) = single.filter(|t| !t.expose_secret().trim().is_empty()) {
+        out.push(callhook_api::NamedToken {
+            name: default_name.to_owned(),
+            token: SecretString::from(t.expose_secret().trim().to_owned()),
+        });
+    }
+    if let Some(list) = list {
+        for item in list
+            .expose_secret()
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+        {
+            let Some((name, token)) = item.split_once(':') else {
+                return Err(format!("{setting}: each item must be name:token"));
+            };
+            let (name, token) = (name.trim(), token.trim());
+            if name.is_empty() || token.is_empty() {
+                return Err(format!(
+                    "{setting}: each item must be name:token, neither blank"
+                ));
+            }
+            out.push(callhook_api::NamedToken {
+                name: name.to_owned(),
+                token: SecretString::from(token.to_owned()),
+            });
+        }
+    }
+    for (i, a) in out.iter().enumerate() {
+        if out[..i]
+            .iter()
+            .any(|b| b.token.expose_secret() == a.token.expose_secret())
+        {
+            return Err(format!("{setting}: token named {} is listed twice", a.name));
+        }
+    }
+    Ok(out)
 }

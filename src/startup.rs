@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -146,7 +146,6 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    let secret = |t: &Option<SecretString>| t.clone().unwrap_or_else(|| SecretString::from(""));
     let calls = Ingest::new(
         pool.clone(),
         handoff,
@@ -158,8 +157,8 @@ pub async fn run(
         pool,
         sender,
         Tokens {
-            admin: secret(&config.admin_token),
-            ingest: secret(&config.ingest_token),
+            admin: config.named_admin_tokens().map_err(anyhow::Error::msg)?,
+            ingest: config.named_ingest_tokens().map_err(anyhow::Error::msg)?,
         },
         calls,
     )

@@ -200,3 +200,137 @@ async fn a_damaged_stored_secret_or_timezone_sends_nothing_and_says_why(pool: sq
     );
     server.kill().await;
 }
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn every_admin_change_is_audited_with_the_token_name_and_no_secret(pool: sqlx::PgPool) {
+    use reqwest::Method;
+    let rx = Receiver::ok().await;
+    let app = spawn_app_with(pool.clone(), |c| {
+        c.admin_tokens = Some("alice:alice-token-1,bob:bob-token-2".to_owned().into());
+        c.role = callhook::Role::Api;
+    })
+    .await;
+    let (alice, bob) = (Some("alice-token-1"), Some("bob-token-2"));
+    let (status, created) = app
+        .raw(Method::POST, "/api/v1/scenarios", alice, Some(&json!({"name": "Main", "numbers": ["78005552233"], "during_call_url": rx.url("/one")})))
+        .await;
+    assert_eq!(status.as_u16(), 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let mut secrets = vec![created["signing_secret"].as_str().unwrap().to_owned()];
+    let path = format!("/api/v1/scenarios/{id}");
+    let (status, _) = app
+        .raw(Method::PUT, &path, bob, Some(&json!({"name": "Main", "numbers": ["78005552233"], "during_call_url": rx.url("/two")})))
+        .await;
+    assert_eq!(status.as_u16(), 200);
+    let (_, rotated) = app
+        .admin_post(&format!("{path}/secret/rotate"), &json!({}))
+        .await;
+    secrets.push(rotated["signing_secret"].as_str().unwrap().to_owned());
+    let (status, _) = app
+        .raw(
+            Method::POST,
+            &format!("{path}/test"),
+            alice,
+            Some(&json!({"kind": "during_call"})),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200);
+    app.raw(
+        Method::POST,
+        &format!("{path}/endpoints/during_call/pause"),
+        bob,
+        None,
+    )
+    .await;
+    app.raw(
+        Method::POST,
+        &format!("{path}/endpoints/during_call/enable"),
+        bob,
+        None,
+    )
+    .await;
+    let delivery = start_call(&app, "1").await;
+    sqlx::query(
+        "update deliveries set state = 'failed', next_attempt_at = null, lease_token = null",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (status, _) = app
+        .raw(
+            Method::POST,
+            &format!("/api/v1/deliveries/{delivery}/retry"),
+            alice,
+            None,
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200);
+    sqlx::query(
+        "update deliveries set state = 'failed', next_attempt_at = null, lease_token = null",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    app.raw(
+        Method::POST,
+        &format!("/api/v1/deliveries/retry?scenario_id={id}"),
+        bob,
+        None,
+    )
+    .await;
+    let (status, _) = app.raw(Method::DELETE, &path, alice, None).await;
+    assert_eq!(status.as_u16(), 204);
+
+    let (status, page) = app
+        .admin_get(&format!("/api/v1/audit-log?scenario_id={id}&limit=500"))
+        .await;
+    assert_eq!(status.as_u16(), 200, "{page}");
+    let got: Vec<(String, String)> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap().to_owned(),
+                r["actor"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("scenario.create", "alice"),
+        ("scenario.save", "bob"),
+        ("secret.rotate", "admin"),
+        ("scenario.test", "alice"),
+        ("endpoint.pause", "bob"),
+        ("endpoint.enable", "bob"),
+        ("delivery.retry", "alice"),
+        ("deliveries.retry", "bob"),
+        ("scenario.delete", "alice"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    .collect();
+    assert_eq!(got, want);
+    let save = &page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "scenario.save")
+        .unwrap()["details"];
+    assert_eq!(save["during_call_url"]["before"], rx.url("/one"));
+    assert_eq!(save["during_call_url"]["after"], rx.url("/two"));
+    // No secret anywhere in the trail, in the API or in the table.
+    let text = page.to_string();
+    let table: Vec<String> = sqlx::query_scalar("select row_to_json(a)::text from audit_log a")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    for s in &secrets {
+        let key = s.strip_prefix("whsec_").unwrap();
+        assert!(
+            !text.contains(key) && !table.iter().any(|r| r.contains(key)),
+            "a secret leaked"
+        );
+    }
+}

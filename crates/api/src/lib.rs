@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod routes;
 pub mod state;
 
+pub use auth::{Actor, NamedToken};
 pub use error::ApiError;
 pub use routes::router;
 pub use state::{ApiSettings, AppState, IngestSettings, Tokens};

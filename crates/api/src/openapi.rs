@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{calls, deliveries, endpoints, scenarios, service, test_send, visits};
+use crate::routes::{audit, calls, deliveries, endpoints, scenarios, service, test_send, visits};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,6 +15,7 @@ use crate::routes::{calls, deliveries, endpoints, scenarios, service, test_send,
         visits::reserve, visits::pool,
         test_send::test_send,
         endpoints::list, endpoints::pause, endpoints::enable,
+        audit::list,
         deliveries::get_call, deliveries::list, deliveries::get, deliveries::retry, deliveries::retry_matching,
         service::healthz, service::readyz, service::metrics, service::openapi,
     ),
@@ -23,6 +24,7 @@ use crate::routes::{calls, deliveries, endpoints, scenarios, service, test_send,
     tags((name = "scenarios", description = "Admin API (admin token)"),
          (name = "deliveries", description = "Delivery log, replay (admin token)"),
          (name = "endpoints", description = "Endpoint health: list, pause, enable (admin token)"),
+         (name = "audit", description = "Who changed what (admin token)"),
          (name = "ingest", description = "Call events (ingest token)"),
          (name = "service", description = "Probes and metrics (no token)"))
 )]

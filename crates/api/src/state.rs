@@ -1,18 +1,19 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::auth::NamedToken;
 use callhook_dispatch::Sender;
 use callhook_ingest::Ingest;
 use callhook_store::health::HealthSettings;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use secrecy::SecretString;
 use sqlx::PgPool;
 
-/// The bearer tokens of the two APIs. Wrapped so they never reach a log.
+/// The bearer tokens of the two APIs, each with the name the audit log
+/// records. Wrapped so they never reach a log.
 #[derive(Clone)]
 pub struct Tokens {
-    pub admin: SecretString,
-    pub ingest: SecretString,
+    pub admin: Vec<NamedToken>,
+    pub ingest: Vec<NamedToken>,
 }
 
 /// Settings of the ingest API.

@@ -8,6 +8,7 @@
 //! (hand deliveries to a dispatcher, wake dispatchers, count) it returns to
 //! the caller (`callhook-ingest`, `callhook-dispatch`).
 
+pub mod audit;
 pub mod calls;
 pub mod error;
 pub mod health;

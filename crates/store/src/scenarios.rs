@@ -120,6 +120,8 @@ pub struct Saved {
     pub cancelled: Vec<DeliveryKind>,
     /// Endpoints re-enabled because their URL changed.
     pub enabled: Vec<(DeliveryKind, Transition)>,
+    /// The during-call and after-call URLs before the save.
+    pub before: (Option<String>, Option<String>),
 }
 
 /// Replaces a scenario's settings ("save scenario"). The secret and creation
@@ -168,6 +170,10 @@ pub async fn update(
     .collect();
     let mut saved = Saved {
         cancelled: queue::cancel_pending(&mut tx, id, &removed, CancelReason::UrlRemoved).await?,
+        before: (
+            before.during_call_url.clone(),
+            before.after_call_url.clone(),
+        ),
         ..Saved::default()
     };
     for (kind, old, new) in [

@@ -4,6 +4,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -14,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::auth::Actor;
 use crate::error::ErrorBody;
 use crate::json::{PathParam, QueryParams};
+use crate::routes::audit::{self, Action};
 use crate::{ApiError, AppState};
 
 /// Default page size of the list.
@@ -349,6 +352,7 @@ fn delivery_not_found(id: Uuid, e: callhook_store::StoreError) -> ApiError {
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "already pending")))]
 pub async fn retry(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     PathParam(id): PathParam<Uuid>,
 ) -> Result<Json<DeliveryView>, ApiError> {
     match log::retry(&state.pool, id)
@@ -357,6 +361,14 @@ pub async fn retry(
     {
         Retried::Requeued(row) => {
             tracing::info!(delivery_id = %id, "delivery requeued");
+            audit::record(
+                &state,
+                &actor,
+                Action::DeliveryRetry,
+                row.scenario_id,
+                serde_json::json!({"delivery_id": id, "call_id": row.call_id, "kind": row.kind}),
+            )
+            .await;
             Ok(Json((*row).into()))
         }
         Retried::AlreadyPending => Err(ApiError::new(
@@ -377,6 +389,7 @@ pub async fn retry(
     responses((status = 200, body = Requeued), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn retry_matching(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     QueryParams(q): QueryParams<FilterQuery>,
 ) -> Result<Json<Requeued>, ApiError> {
     let f = filter(
@@ -402,5 +415,14 @@ pub async fn retry_matching(
     }
     let n = log::retry_matching(&state.pool, &f).await?;
     tracing::info!(requeued = n, filter = ?f, "deliveries requeued");
+    audit::record(
+        &state,
+        &actor,
+        Action::DeliveriesRetry,
+        f.scenario_id,
+        serde_json::json!({"requeued": n, "call_id": f.call_id, "state": f.state, "kind": f.kind,
+                           "since": f.since, "until": f.until}),
+    )
+    .await;
     Ok(Json(Requeued { requeued: n }))
 }

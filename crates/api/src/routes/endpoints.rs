@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use axum::extract::State;
+use axum::Extension;
 use axum::Json;
 use callhook_core::{DeliveryKind, EndpointState, FieldError};
 use callhook_store::health::{self, EndpointRow, Switched};
@@ -12,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::auth::Actor;
 use crate::error::ErrorBody;
 use crate::json::{PathParam, QueryParams};
+use crate::routes::audit::{self, Action};
 use crate::{ApiError, AppState};
 
 /// One endpoint's health.
@@ -163,12 +166,14 @@ fn not_found(id: Uuid) -> impl FnOnce(callhook_store::StoreError) -> ApiError {
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn pause(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     PathParam((id, kind)): PathParam<(Uuid, String)>,
 ) -> Result<Json<SwitchedView>, ApiError> {
     let kind = kind_param(&kind)?;
     let s = health::pause(&state.pool, id, kind, &state.settings.health)
         .await
         .map_err(not_found(id))?;
+    audit::record(&state, &actor, Action::EndpointPause, Some(id), serde_json::json!({"kind": kind, "transition": s.transition.map(|t| t.to.as_str()), "deliveries": s.deliveries})).await;
     Ok(switched(id, kind, s))
 }
 
@@ -181,11 +186,13 @@ pub async fn pause(
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn enable(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     PathParam((id, kind)): PathParam<(Uuid, String)>,
 ) -> Result<Json<SwitchedView>, ApiError> {
     let kind = kind_param(&kind)?;
     let s = health::enable(&state.pool, id, kind, &state.settings.health)
         .await
         .map_err(not_found(id))?;
+    audit::record(&state, &actor, Action::EndpointEnable, Some(id), serde_json::json!({"kind": kind, "transition": s.transition.map(|t| t.to.as_str()), "deliveries": s.deliveries})).await;
     Ok(switched(id, kind, s))
 }

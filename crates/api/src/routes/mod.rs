@@ -14,6 +14,7 @@ use tracing::Level;
 use crate::auth::{require_bearer, RequiredToken};
 use crate::{ApiError, AppState};
 
+pub mod audit;
 pub mod calls;
 pub mod deliveries;
 pub mod endpoints;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
             post(scenarios::rotate_secret),
         )
         .route("/api/v1/endpoints", get(endpoints::list))
+        .route("/api/v1/audit-log", get(audit::list))
         .route(
             "/api/v1/scenarios/{id}/endpoints/{kind}/pause",
             post(endpoints::pause),
@@ -57,7 +59,7 @@ pub fn router(state: AppState) -> Router {
             post(endpoints::enable),
         )
         .route_layer(from_fn_with_state(
-            RequiredToken(state.tokens.admin.clone()),
+            RequiredToken(std::sync::Arc::new(state.tokens.admin.clone())),
             require_bearer,
         ));
 
@@ -79,7 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/calls/{id}/end", post(calls::end))
         .route("/api/v1/visits", post(visits::reserve))
         .route_layer(from_fn_with_state(
-            RequiredToken(state.tokens.ingest.clone()),
+            RequiredToken(std::sync::Arc::new(state.tokens.ingest.clone())),
             require_bearer,
         ))
         .layer(

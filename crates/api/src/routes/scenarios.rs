@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
 use callhook_core::{
     CustomField, CustomFields, DeliveryKind, FieldError, PhoneNumber, Timezone, WebhookUrl,
@@ -12,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::auth::Actor;
 use crate::error::ErrorBody;
 use crate::json::{JsonObject, PathParam};
+use crate::routes::audit::{self, Action};
 use crate::routes::endpoints::{health_of, HealthView};
 use crate::{ApiError, AppState};
 
@@ -268,11 +271,13 @@ fn scenario_not_found(id: Uuid) -> impl FnOnce(ApiError) -> ApiError {
               (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     body: JsonObject,
 ) -> Result<(StatusCode, Json<ScenarioView>), ApiError> {
     let settings = body.parse::<ScenarioInput>()?.into_settings()?;
     let scenario = scenarios::create(&state.pool, &settings).await?;
     tracing::info!(scenario_id = %scenario.id, "scenario created");
+    audit::record(&state, &actor, Action::ScenarioCreate, Some(scenario.id), serde_json::json!({"name": scenario.name, "during_call_url": scenario.during_call_url, "after_call_url": scenario.after_call_url, "numbers": scenario.numbers})).await;
     Ok((StatusCode::CREATED, Json(view(&state, scenario).await?)))
 }
 
@@ -307,6 +312,7 @@ pub async fn get(
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn save(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     PathParam(id): PathParam<Uuid>,
     body: JsonObject,
 ) -> Result<Json<ScenarioView>, ApiError> {
@@ -320,6 +326,7 @@ pub async fn save(
         callhook_dispatch::transitions::announce(id, kind, t, None);
     }
     tracing::info!(scenario_id = %id, cancelled = saved.cancelled.len(), "scenario saved");
+    audit::record(&state, &actor, Action::ScenarioSave, Some(id), serde_json::json!({"name": s.name, "during_call_url": {"before": saved.before.0, "after": s.during_call_url}, "after_call_url": {"before": saved.before.1, "after": s.after_call_url}, "numbers": s.numbers, "cancelled": saved.cancelled.len()})).await;
     Ok(Json(view(&state, s).await?))
 }
 
@@ -329,6 +336,7 @@ pub async fn save(
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     PathParam(id): PathParam<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let cancelled = scenarios::delete(&state.pool, id)
@@ -337,6 +345,14 @@ pub async fn delete(
         .map_err(scenario_not_found(id))?;
     count_cancelled(&cancelled);
     tracing::info!(scenario_id = %id, cancelled = cancelled.len(), "scenario deleted");
+    audit::record(
+        &state,
+        &actor,
+        Action::ScenarioDelete,
+        Some(id),
+        serde_json::json!({"cancelled": cancelled.len()}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -358,6 +374,7 @@ fn count_cancelled(kinds: &[DeliveryKind]) {
     responses((status = 200, body = ScenarioView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     PathParam(id): PathParam<Uuid>,
 ) -> Result<Json<ScenarioView>, ApiError> {
     let s = scenarios::rotate_secret(&state.pool, id, state.settings.secret_rotation_overlap)
@@ -365,5 +382,13 @@ pub async fn rotate_secret(
         .map_err(ApiError::from)
         .map_err(scenario_not_found(id))?;
     tracing::info!(scenario_id = %id, overlap_until = ?s.previous_secret_expires_at, "signing secret rotated");
+    audit::record(
+        &state,
+        &actor,
+        Action::SecretRotate,
+        Some(id),
+        serde_json::json!({"previous_secret_expires_at": s.previous_secret_expires_at}),
+    )
+    .await;
     Ok(Json(s.into()))
 }

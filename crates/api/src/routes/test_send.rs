@@ -4,6 +4,7 @@
 //! in `delivery_attempts` marked `is_test`.
 
 use axum::extract::State;
+use axum::Extension;
 use axum::Json;
 use callhook_core::{build_payload, DeliveryKind, SigningSecret, WebhookUrl};
 use callhook_dispatch::Webhook;
@@ -12,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::auth::Actor;
 use crate::error::ErrorBody;
 use crate::json::{JsonObject, PathParam};
+use crate::routes::audit::{self, Action};
 use crate::{ApiError, AppState};
 
 /// What to test.
@@ -60,6 +63,7 @@ pub struct TestSendResult {
               (status = 422, body = ErrorBody, description = "bad kind or url, or the scenario has no URL for that kind")))]
 pub async fn test_send(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     PathParam(id): PathParam<Uuid>,
     body: JsonObject,
 ) -> Result<Json<TestSendResult>, ApiError> {
@@ -129,6 +133,8 @@ pub async fn test_send(
         callhook_store::log::record_test_attempt(&state.pool, id, input.kind, &record).await?;
     tracing::info!(scenario_id = %id, kind = %input.kind, status = ?result.status,
         error = ?result.error_text(), "test send");
+    audit::record(&state, &actor, Action::TestSend, Some(id),
+        serde_json::json!({"kind": input.kind, "url": url, "status": result.status, "error": result.error_text()})).await;
     // A receiver that answers at the endpoint's own URL is back: enable it.
     if result.is_success() && scenario.url_for(input.kind) == Some(url.as_str()) {
         let s = callhook_store::health::enable(&state.pool, id, input.kind, &state.settings.health)

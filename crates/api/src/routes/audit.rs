@@ -1,0 +1,172 @@
+//! Admin API: the audit log (who changed what), and the one way handlers
+//! write to it.
+
+use axum::extract::State;
+use axum::Json;
+use callhook_store::audit::{self, AuditRow};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::Actor;
+use crate::error::ErrorBody;
+use crate::json::QueryParams;
+use crate::{ApiError, AppState};
+
+/// What an admin change is called in the audit log.
+#[derive(Debug, Clone, Copy)]
+pub enum Action {
+    ScenarioCreate,
+    ScenarioSave,
+    ScenarioDelete,
+    SecretRotate,
+    DeliveryRetry,
+    DeliveriesRetry,
+    EndpointPause,
+    EndpointEnable,
+    TestSend,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ScenarioCreate => "scenario.create",
+            Self::ScenarioSave => "scenario.save",
+            Self::ScenarioDelete => "scenario.delete",
+            Self::SecretRotate => "secret.rotate",
+            Self::DeliveryRetry => "delivery.retry",
+            Self::DeliveriesRetry => "deliveries.retry",
+            Self::EndpointPause => "endpoint.pause",
+            Self::EndpointEnable => "endpoint.enable",
+            Self::TestSend => "scenario.test",
+        }
+    }
+}
+
+/// Records an admin change (after it is done). `details` must never hold a
+/// secret. A failure to record is logged, not answered: the change stands.
+pub async fn record(
+    state: &AppState,
+    actor: &Actor,
+    action: Action,
+    scenario_id: Option<Uuid>,
+    details: Value,
+) {
+    if let Err(e) =
+        audit::record(&state.pool, action.as_str(), scenario_id, &actor.0, details).await
+    {
+        tracing::error!(error = %e, action = action.as_str(), ?scenario_id, actor = %actor.0,
+            "could not write the audit log");
+    }
+}
+
+/// One audit row.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditView {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// `scenario.create`, `scenario.save`, `scenario.delete`, `secret.rotate`,
+    /// `delivery.retry`, `deliveries.retry`, `endpoint.pause`,
+    /// `endpoint.enable`, `scenario.test`.
+    pub action: String,
+    pub scenario_id: Option<Uuid>,
+    /// The name of the token used.
+    pub actor: String,
+    /// What changed (URLs before and after, counts); never a secret.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+impl From<AuditRow> for AuditView {
+    fn from(r: AuditRow) -> Self {
+        Self {
+            id: r.id,
+            at: r.at,
+            action: r.action,
+            scenario_id: r.scenario_id,
+            actor: r.actor,
+            details: r.details,
+        }
+    }
+}
+
+/// A page of the audit log.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditView>,
+    /// Pass as `after` for the next page; null on the last.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    pub scenario_id: Option<Uuid>,
+    /// RFC 3339; `at >= since`.
+    pub since: Option<String>,
+    /// The previous page's `next`.
+    pub after: Option<String>,
+    /// 1 to 500 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// The audit log, newest first.
+#[utoipa::path(get, path = "/api/v1/audit-log", tag = "audit", security(("admin_token" = [])),
+    params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::unprocessable(
+            "limit",
+            "out_of_range",
+            "limit must be 1 to 500",
+        ));
+    }
+    let since = q
+        .since
+        .as_deref()
+        .map(|s| {
+            DateTime::parse_from_rfc3339(&s.replace(' ', "+"))
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| {
+                    ApiError::unprocessable(
+                        "since",
+                        "invalid_time",
+                        format!("since must be an RFC 3339 time such as 2026-11-25T10:00:00Z: {e}"),
+                    )
+                })
+        })
+        .transpose()?;
+    let after = q
+        .after
+        .as_deref()
+        .map(|a| {
+            a.parse::<i64>().map_err(|_| {
+                ApiError::unprocessable("after", "invalid_cursor", "after must be a page's next")
+            })
+        })
+        .transpose()?;
+    let mut rows = audit::list(
+        &state.pool,
+        q.scenario_id,
+        since,
+        after,
+        i64::from(limit) + 1,
+    )
+    .await?;
+    let next = (rows.len() > limit as usize).then(|| {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.id.to_string())
+    });
+    Ok(Json(AuditPage {
+        items: rows.into_iter().map(Into::into).collect(),
+        next: next.flatten(),
+    }))
+}
