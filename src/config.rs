@@ -141,6 +141,10 @@ pub struct ServeConfig {
     /// a secret rotation.
     #[arg(long, env = "CALLHOOK_SECRET_ROTATION_OVERLAP", default_value = "24h", value_parser = humantime::parse_duration)]
     pub secret_rotation_overlap: Duration,
+    /// How often the gauges read from the database (backlog, endpoints,
+    /// queue health) are refreshed; a scrape renders the last reading.
+    #[arg(long, env = "CALLHOOK_GAUGE_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub gauge_interval: Duration,
     /// Send every webhook through this HTTP(S) proxy (an egress proxy).
     /// Proxy environment variables (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) are
     /// never used; destinations are still checked before the proxy sees them.

@@ -169,6 +169,9 @@ pub async fn run(
         request_timeout: config.http_request_timeout,
         max_inflight_requests: config.max_inflight_requests,
         secret_rotation_overlap: config.secret_rotation_overlap,
+        gauge_interval: config
+            .gauge_interval
+            .max(std::time::Duration::from_millis(10)),
         health,
     });
     let app = if config.role.serves_api() {

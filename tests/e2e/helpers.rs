@@ -50,6 +50,7 @@ pub fn test_config() -> ServeConfig {
     c.lease = Duration::from_secs(5);
     c.poll_interval = Duration::from_millis(200);
     c.shutdown_grace = Duration::from_secs(3);
+    c.gauge_interval = Duration::from_millis(50);
     c
 }
 

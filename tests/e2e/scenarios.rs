@@ -294,8 +294,17 @@ async fn service_endpoints_answer_without_a_token(pool: PgPool) {
     ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
-    let text = app.metrics().await;
-    assert!(text.contains("callhook_pending_deliveries"), "{text}");
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the gauges' first reading",
+        || async {
+            app.metrics()
+                .await
+                .contains("callhook_pending_deliveries")
+                .then_some(())
+        },
+    )
+    .await;
     let (status, err) = app.raw(reqwest::Method::GET, "/nope", None, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(err["error"]["code"], "not_found");

@@ -43,6 +43,9 @@ pub struct AppState {
     pub calls: Ingest,
     pub ingest: Arc<IngestSettings>,
     pub settings: ApiSettings,
+    /// Held by every clone: background tasks of the API (the gauges'
+    /// refresher) end once the last one is dropped.
+    pub(crate) alive: Arc<()>,
 }
 
 /// The API's own limits and policies (set from the binary's config).
@@ -54,6 +57,9 @@ pub struct ApiSettings {
     pub max_inflight_requests: usize,
     /// How long the old signing secret keeps signing after a rotation.
     pub secret_rotation_overlap: Duration,
+    /// How often the gauges read from the database are refreshed (a scrape
+    /// only renders what was read last).
+    pub gauge_interval: Duration,
     /// Endpoint health (an operator's pause and enable, a URL change).
     pub health: HealthSettings,
 }
@@ -64,6 +70,7 @@ impl Default for ApiSettings {
             request_timeout: Duration::from_secs(30),
             max_inflight_requests: 512,
             secret_rotation_overlap: Duration::from_secs(24 * 3600),
+            gauge_interval: Duration::from_secs(15),
             health: HealthSettings::default(),
         }
     }
@@ -74,6 +81,7 @@ impl AppState {
     pub fn new(pool: PgPool, sender: Sender, tokens: Tokens, calls: Ingest) -> Self {
         Self {
             calls,
+            alive: Arc::new(()),
             pool,
             sender,
             tokens: Arc::new(tokens),

@@ -1,10 +1,34 @@
-//! Gauges computed at scrape time from the database.
+//! Gauges read from the database on a timer, so a scrape never scans a
+//! table: it renders what the last refresh read.
+
+use std::sync::Weak;
+use std::time::Duration;
 
 use sqlx::PgPool;
 
+/// Refreshes every gauge now and then every `interval`, until `alive` is
+/// gone (the app stopped).
+pub fn spawn_refresher(pool: PgPool, interval: Duration, alive: Weak<()>) {
+    tokio::spawn(async move {
+        loop {
+            if alive.upgrade().is_none() || pool.is_closed() {
+                return;
+            }
+            refresh_all(&pool).await;
+            tokio::time::sleep(interval).await;
+        }
+    });
+}
+
+async fn refresh_all(pool: &PgPool) {
+    refresh(pool).await;
+    endpoints(pool).await;
+    queue_health(pool).await;
+}
+
 /// Pending deliveries and the age of the oldest, from the partial index of
 /// pending rows (its size follows the backlog, not the history).
-pub async fn refresh(pool: &PgPool) {
+async fn refresh(pool: &PgPool) {
     match callhook_store::queue::backlog(pool).await {
         Ok(b) => {
             metrics::gauge!("callhook_pending_deliveries").set(b.pending as f64);
@@ -15,7 +39,7 @@ pub async fn refresh(pool: &PgPool) {
 }
 
 /// Endpoints by state (`callhook_endpoints{state}`).
-pub async fn endpoints(pool: &PgPool) {
+async fn endpoints(pool: &PgPool) {
     match callhook_store::health::count_by_state(pool).await {
         Ok(counts) => {
             for (state, n) in counts {
@@ -28,7 +52,7 @@ pub async fn endpoints(pool: &PgPool) {
 
 /// What kills a Postgres queue over months: transaction-id age, the oldest
 /// open transaction, dead tuples and the last vacuum of the queue tables.
-pub async fn queue_health(pool: &PgPool) {
+async fn queue_health(pool: &PgPool) {
     match callhook_store::upkeep::queue_health(pool).await {
         Ok(h) => {
             metrics::gauge!("callhook_db_xid_age").set(h.xid_age as f64);

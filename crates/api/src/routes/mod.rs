@@ -118,6 +118,11 @@ fn service_routes() -> Router<AppState> {
 
 fn finish(routes: Router<AppState>, state: AppState) -> Router {
     let request_timeout = state.settings.request_timeout;
+    gauges::spawn_refresher(
+        state.pool.clone(),
+        state.settings.gauge_interval,
+        std::sync::Arc::downgrade(&state.alive),
+    );
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
