@@ -91,6 +91,7 @@ async fn run(url: &str, concurrency: usize) -> Result<(), Box<dyn std::error::Er
             static_numbers: vec![],
             timezone: Timezone::default(),
         },
+        &callhook_core::Sealer::plain().seal(&callhook_core::SigningSecret::generate()),
     )
     .await?
     .id;

@@ -21,6 +21,54 @@ pub enum Command {
     Serve(Box<ServeConfig>),
     /// Apply pending database migrations and exit.
     Migrate(DbConfig),
+    /// Re-seal every scenario's signing secrets under CALLHOOK_SECRET_KEY
+    /// (after a key rotation, with the old key as CALLHOOK_SECRET_KEY_PREVIOUS;
+    /// or to seal secrets stored before a key was set), and exit.
+    RotateSecretKey(RotateKeyConfig),
+}
+
+/// The key signing secrets are sealed with at rest.
+#[derive(Debug, Clone, Args)]
+pub struct SecretKeyConfig {
+    /// 32 random bytes, base64 (`openssl rand -base64 32`): signing secrets
+    /// are stored sealed with it. Unset: they are stored as they are.
+    #[arg(long, env = "CALLHOOK_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<SecretString>,
+    /// The key before the last key rotation: still opens what it sealed
+    /// until `callhook rotate-secret-key` has re-sealed every secret.
+    #[arg(long, env = "CALLHOOK_SECRET_KEY_PREVIOUS", hide_env_values = true)]
+    pub secret_key_previous: Option<SecretString>,
+}
+
+impl SecretKeyConfig {
+    /// The sealer of these keys, checked.
+    pub fn sealer(&self) -> Result<callhook_core::Sealer, String> {
+        use secrecy::ExposeSecret as _;
+        let key = |v: &Option<SecretString>, name: &str| {
+            v.as_ref()
+                .filter(|k| !k.expose_secret().trim().is_empty())
+                .map(|k| {
+                    callhook_core::SealingKey::parse(k.expose_secret())
+                        .map_err(|e| format!("{name} {e}"))
+                })
+                .transpose()
+        };
+        let current = key(&self.secret_key, "CALLHOOK_SECRET_KEY")?;
+        let previous = key(&self.secret_key_previous, "CALLHOOK_SECRET_KEY_PREVIOUS")?;
+        if current.is_none() && previous.is_some() {
+            return Err("CALLHOOK_SECRET_KEY_PREVIOUS is set without CALLHOOK_SECRET_KEY".into());
+        }
+        Ok(callhook_core::Sealer::new(current, previous))
+    }
+}
+
+/// `callhook rotate-secret-key`.
+#[derive(Debug, Clone, Args)]
+pub struct RotateKeyConfig {
+    #[command(flatten)]
+    pub db: DbConfig,
+    #[command(flatten)]
+    pub keys: SecretKeyConfig,
 }
 
 /// Which parts of callhook this process runs.
@@ -71,6 +119,8 @@ pub struct DbConfig {
 pub struct ServeConfig {
     #[command(flatten)]
     pub db: DbConfig,
+    #[command(flatten)]
+    pub keys: SecretKeyConfig,
     /// Address the HTTP server listens on.
     #[arg(long, env = "CALLHOOK_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -202,7 +252,7 @@ impl ServeConfig {
         .expect("static arguments parse");
         match cli.command {
             Command::Serve(c) => *c,
-            Command::Migrate(_) => unreachable!("parsed serve"),
+            Command::Migrate(_) | Command::RotateSecretKey(_) => unreachable!("parsed serve"),
         }
     }
 
@@ -254,6 +304,7 @@ impl ServeConfig {
             ));
         }
         self.operator_webhook()?;
+        self.keys.sealer()?;
         Ok(())
     }
 

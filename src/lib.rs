@@ -3,6 +3,7 @@
 //! connects them.
 
 pub mod config;
+pub mod keys;
 pub mod startup;
 pub mod telemetry;
 pub mod upkeep;

@@ -12,6 +12,7 @@ async fn main() -> ExitCode {
     let format = match &cli.command {
         Command::Serve(c) => c.db.log_format,
         Command::Migrate(c) => c.log_format,
+        Command::RotateSecretKey(c) => c.db.log_format,
     };
     init_tracing(format);
     match run(cli).await {
@@ -32,6 +33,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .context("applying migrations")?;
             tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::RotateSecretKey(c) => {
+            let sealer = c.keys.sealer().map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(
+                sealer.seals(),
+                "set CALLHOOK_SECRET_KEY to the new key (and CALLHOOK_SECRET_KEY_PREVIOUS to the old one)"
+            );
+            let pool = callhook::connect_db(&c.db).await?;
+            let n = callhook::keys::reseal_all(&pool, &sealer).await?;
+            tracing::info!(resealed = n, "signing secrets sealed with the current key");
+            println!("re-sealed the signing secrets of {n} scenarios");
             Ok(())
         }
         Command::Serve(config) => {

@@ -92,6 +92,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
     let operator = config.operator_webhook().map_err(anyhow::Error::msg)?;
+    let sealer = config.keys.sealer().map_err(anyhow::Error::msg)?;
+    if !sealer.seals() {
+        tracing::warn!("CALLHOOK_SECRET_KEY is not set: signing secrets are stored in plain text; anyone who reads the scenarios table can forge webhooks");
+    }
     let health = HealthSettings {
         policy: config.health_policy(),
         operator_events: operator.is_some(),
@@ -129,6 +133,7 @@ pub async fn run(
             shutdown_grace: config.shutdown_grace,
             health,
             operator,
+            sealer: sealer.clone(),
         };
         tokio::spawn(callhook_dispatch::run(
             pool.clone(),
@@ -165,6 +170,7 @@ pub async fn run(
     .with_ingest(IngestSettings {
         reservation_hold: config.reservation_hold,
     })
+    .with_sealer(sealer)
     .with_settings(ApiSettings {
         request_timeout: config.http_request_timeout,
         max_inflight_requests: config.max_inflight_requests,

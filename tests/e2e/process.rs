@@ -145,6 +145,24 @@ impl ServerProcess {
     }
 }
 
+/// Runs `callhook <args>` to completion (a one-off command such as
+/// `migrate`), with `env` set; its output.
+pub async fn run_command(
+    database_url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(binary());
+    cmd.args(args)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().await.expect("the callhook binary runs")
+}
+
 /// A private copy of the `callhook` binary, made at first use: the build
 /// directory is shared (other checkouts may rebuild `callhook` there while a
 /// long test restarts it), and a restart must run the same code.

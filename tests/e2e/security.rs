@@ -334,3 +334,127 @@ async fn every_admin_change_is_audited_with_the_token_name_and_no_secret(pool: s
         );
     }
 }
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn with_a_key_secrets_are_sealed_at_rest_and_survive_a_key_rotation(pool: sqlx::PgPool) {
+    use base64::Engine as _;
+    let b64 = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+    let (key1, key2) = (b64(7), b64(9));
+    let mut rx = Receiver::ok().await;
+    let db = database_url_of(&pool);
+    let http = reqwest::Client::new();
+    let server = ServerProcess::start(&db, &[("CALLHOOK_SECRET_KEY", key1.as_str())]).await;
+    let created: serde_json::Value = http
+        .post(server.url("/api/v1/scenarios"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "Main", "numbers": ["78005552233"], "during_call_url": rx.url("/during")}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let first = created["signing_secret"].as_str().unwrap().to_owned();
+    let stored = || async {
+        sqlx::query_scalar::<_, String>("select row_to_json(s)::text from scenarios s")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let row = stored().await;
+    assert!(
+        !row.contains(first.strip_prefix("whsec_").unwrap()),
+        "no usable secret at rest: {row}"
+    );
+    assert!(row.contains("enc:v1:"), "{row}");
+    let call = |n: &str| {
+        let (http, server) = (&http, &server);
+        let n = n.to_owned();
+        async move {
+            let r = http
+                .post(server.url("/api/v1/calls"))
+                .bearer_auth(INGEST)
+                .json(&page_call(&n))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 202);
+        }
+    };
+    call("1").await;
+    assert!(
+        signed_with(&rx.next(WAIT).await, &first),
+        "verifies with the secret the API shows"
+    );
+    // A secret rotation: both secrets sign during the overlap.
+    let rotated: serde_json::Value = http
+        .post(server.url(&format!("/api/v1/scenarios/{id}/secret/rotate")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let second = rotated["signing_secret"].as_str().unwrap().to_owned();
+    call("2").await;
+    let got = rx.next(WAIT).await;
+    assert!(signed_with(&got, &second) && signed_with(&got, &first));
+    server.kill().await;
+
+    // The key is rotated: re-seal everything under the new one.
+    let out = run_command(
+        &db,
+        &["rotate-secret-key"],
+        &[
+            ("CALLHOOK_SECRET_KEY", key2.as_str()),
+            ("CALLHOOK_SECRET_KEY_PREVIOUS", key1.as_str()),
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = row;
+    let row = stored().await;
+    assert_ne!(row, before, "re-sealed");
+    for s in [&first, &second] {
+        assert!(!row.contains(s.strip_prefix("whsec_").unwrap()));
+    }
+    // Only the new key now: everything still opens and verifies.
+    let server = ServerProcess::start(&db, &[("CALLHOOK_SECRET_KEY", key2.as_str())]).await;
+    let call = |n: &str| {
+        let (http, server) = (&http, &server);
+        let n = n.to_owned();
+        async move {
+            let r = http
+                .post(server.url("/api/v1/calls"))
+                .bearer_auth(INGEST)
+                .json(&page_call(&n))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 202);
+        }
+    };
+    call("3").await;
+    let got = rx.next(WAIT).await;
+    assert!(
+        signed_with(&got, &second) && signed_with(&got, &first),
+        "old webhooks' secret still verifies in the overlap"
+    );
+    let shown: serde_json::Value = http
+        .get(server.url(&format!("/api/v1/scenarios/{id}")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["signing_secret"], second);
+    server.kill().await;
+}

@@ -2,6 +2,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::auth::NamedToken;
+use callhook_core::{Sealer, StoredSecret};
 use callhook_dispatch::Sender;
 use callhook_ingest::Ingest;
 use callhook_store::health::HealthSettings;
@@ -46,6 +47,8 @@ pub struct AppState {
     /// Held by every clone: background tasks of the API (the gauges'
     /// refresher) end once the last one is dropped.
     pub(crate) alive: Arc<()>,
+    /// Seals new signing secrets, opens stored ones (`CALLHOOK_SECRET_KEY`).
+    pub sealer: Sealer,
 }
 
 /// The API's own limits and policies (set from the binary's config).
@@ -82,6 +85,7 @@ impl AppState {
         Self {
             calls,
             alive: Arc::new(()),
+            sealer: Sealer::plain(),
             pool,
             sender,
             tokens: Arc::new(tokens),
@@ -95,6 +99,27 @@ impl AppState {
     pub fn with_ingest(mut self, ingest: IngestSettings) -> Self {
         self.ingest = Arc::new(ingest);
         self
+    }
+
+    /// The same state sealing secrets with this sealer.
+    pub fn with_sealer(mut self, sealer: Sealer) -> Self {
+        self.sealer = sealer;
+        self
+    }
+
+    /// The `whsec_…` text of a scenario's stored secret (for the admin
+    /// API's answers); an error names the scenario.
+    pub fn reveal(
+        &self,
+        scenario_id: uuid::Uuid,
+        stored: &StoredSecret,
+    ) -> Result<String, crate::ApiError> {
+        self.sealer.reveal(stored).map_err(|e| {
+            callhook_store::StoreError::Corrupt(format!(
+                "scenario {scenario_id}'s stored signing secret cannot be read ({e}): check CALLHOOK_SECRET_KEY, or rotate the secret"
+            ))
+            .into()
+        })
     }
 
     /// The same state with other limits.

@@ -23,8 +23,9 @@ impl fmt::Debug for SigningSecret {
     }
 }
 
-/// A signing secret as the database keeps it (`whsec_…`). `Debug` never
-/// shows it; [`StoredSecret::expose`] is the one way to the text.
+/// A signing secret as the database keeps it: `whsec_…`, or sealed under
+/// the operator's key (`crate::sealing`). `Debug` never shows it; a
+/// [`crate::Sealer`] turns it into the key to sign with.
 #[derive(Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
 pub struct StoredSecret(String);
@@ -43,12 +44,6 @@ impl StoredSecret {
     /// The text (for the admin API's answer, and for storing).
     pub fn expose(&self) -> &str {
         &self.0
-    }
-
-    /// The key to sign with. An error means the stored text is damaged:
-    /// nothing may be sent unsigned.
-    pub fn key(&self) -> Result<SigningSecret, FieldError> {
-        SigningSecret::parse(&self.0)
     }
 }
 

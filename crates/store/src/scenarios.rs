@@ -1,8 +1,8 @@
 //! The scenario store: settings, tracking numbers, signing secret.
 
 use callhook_core::{
-    CancelReason, CustomField, CustomFields, DeliveryKind, PhoneNumber, SigningSecret,
-    StoredSecret, Timezone, Transition, WebhookUrl,
+    CancelReason, CustomField, CustomFields, DeliveryKind, PhoneNumber, StoredSecret, Timezone,
+    Transition, WebhookUrl,
 };
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -82,11 +82,14 @@ pub struct ScenarioSettings {
     pub timezone: Timezone,
 }
 
-/// Creates a scenario with a fresh signing secret.
-pub async fn create(pool: &PgPool, settings: &ScenarioSettings) -> Result<Scenario, StoreError> {
+/// Creates a scenario with its signing secret (as it is to be stored).
+pub async fn create(
+    pool: &PgPool,
+    settings: &ScenarioSettings,
+    secret: &StoredSecret,
+) -> Result<Scenario, StoreError> {
     let mut tx = pool.begin().await?;
     let id = Uuid::now_v7();
-    let secret = SigningSecret::generate().expose();
     sqlx::query!(
         "insert into scenarios (id, name, during_call_url, after_call_url, custom_fields, timezone, signing_secret)
          values ($1, $2, $3, $4, $5, $6, $7)",
@@ -96,7 +99,7 @@ pub async fn create(pool: &PgPool, settings: &ScenarioSettings) -> Result<Scenar
         settings.after_call_url.as_ref().map(WebhookUrl::as_str),
         Json(settings.custom_fields.as_slice()) as _,
         settings.timezone.name(),
-        secret,
+        secret as _,
     )
     .execute(&mut *tx)
     .await?;
@@ -228,10 +231,10 @@ pub async fn delete(pool: &PgPool, id: Uuid) -> Result<Vec<DeliveryKind>, StoreE
 pub async fn rotate_secret(
     pool: &PgPool,
     id: Uuid,
+    secret: &StoredSecret,
     overlap: std::time::Duration,
 ) -> Result<Scenario, StoreError> {
     let mut tx = pool.begin().await?;
-    let secret = SigningSecret::generate().expose();
     let updated = sqlx::query!(
         "update scenarios
             set previous_signing_secret = signing_secret,
@@ -240,7 +243,7 @@ pub async fn rotate_secret(
                 updated_at = now()
           where id = $1",
         id,
-        secret,
+        secret as _,
         overlap.as_secs_f64(),
     )
     .execute(&mut *tx)
@@ -369,5 +372,41 @@ async fn set_numbers(
             scenario_id: t.scenario_id,
         });
     }
+    Ok(())
+}
+
+/// Every scenario's stored secrets (current, previous), locked, for
+/// re-sealing them under a new key.
+pub async fn lock_secrets(
+    tx: &mut PgConnection,
+) -> Result<Vec<(Uuid, StoredSecret, Option<StoredSecret>)>, StoreError> {
+    let rows = sqlx::query!(
+        r#"select id, signing_secret as "signing_secret: StoredSecret",
+                  previous_signing_secret as "previous_signing_secret: StoredSecret"
+             from scenarios order by id for update"#
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.id, r.signing_secret, r.previous_signing_secret))
+        .collect())
+}
+
+/// Stores a scenario's secrets in their new form.
+pub async fn set_secrets(
+    tx: &mut PgConnection,
+    id: Uuid,
+    current: &StoredSecret,
+    previous: Option<&StoredSecret>,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "update scenarios set signing_secret = $2, previous_signing_secret = $3 where id = $1",
+        id,
+        current as _,
+        previous as _,
+    )
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }

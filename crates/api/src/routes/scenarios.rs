@@ -5,7 +5,8 @@ use axum::http::StatusCode;
 use axum::Extension;
 use axum::Json;
 use callhook_core::{
-    CustomField, CustomFields, DeliveryKind, FieldError, PhoneNumber, Timezone, WebhookUrl,
+    CustomField, CustomFields, DeliveryKind, FieldError, PhoneNumber, SigningSecret, Timezone,
+    WebhookUrl,
 };
 use callhook_store::scenarios::{self, Scenario, ScenarioSettings, StaticNumber};
 use chrono::{DateTime, Utc};
@@ -95,7 +96,8 @@ impl From<Scenario> for ScenarioView {
                 })
                 .collect(),
             timezone: s.timezone,
-            signing_secret: s.signing_secret.expose().to_owned(),
+            // Filled from the sealed form by `views`, which has the key.
+            signing_secret: String::new(),
             previous_secret_expires_at: s.previous_secret_expires_at,
             created_at: s.created_at,
             updated_at: s.updated_at,
@@ -108,15 +110,16 @@ impl From<Scenario> for ScenarioView {
 async fn views(state: &AppState, all: Vec<Scenario>) -> Result<Vec<ScenarioView>, ApiError> {
     let ids: Vec<Uuid> = all.iter().map(|s| s.id).collect();
     let mut health = health_of(state, &ids).await?;
-    Ok(all
-        .into_iter()
+    all.into_iter()
         .map(|s| {
+            let secret = state.reveal(s.id, &s.signing_secret)?;
             let h = health.remove(&s.id);
             let mut v = ScenarioView::from(s);
+            v.signing_secret = secret;
             v.health = h;
-            v
+            Ok(v)
         })
-        .collect())
+        .collect()
 }
 
 async fn view(state: &AppState, s: Scenario) -> Result<ScenarioView, ApiError> {
@@ -275,7 +278,8 @@ pub async fn create(
     body: JsonObject,
 ) -> Result<(StatusCode, Json<ScenarioView>), ApiError> {
     let settings = body.parse::<ScenarioInput>()?.into_settings()?;
-    let scenario = scenarios::create(&state.pool, &settings).await?;
+    let secret = state.sealer.seal(&SigningSecret::generate());
+    let scenario = scenarios::create(&state.pool, &settings, &secret).await?;
     tracing::info!(scenario_id = %scenario.id, "scenario created");
     audit::record(&state, &actor, Action::ScenarioCreate, Some(scenario.id), serde_json::json!({"name": scenario.name, "during_call_url": scenario.during_call_url, "after_call_url": scenario.after_call_url, "numbers": scenario.numbers})).await;
     Ok((StatusCode::CREATED, Json(view(&state, scenario).await?)))
@@ -377,10 +381,16 @@ pub async fn rotate_secret(
     Extension(actor): Extension<Actor>,
     PathParam(id): PathParam<Uuid>,
 ) -> Result<Json<ScenarioView>, ApiError> {
-    let s = scenarios::rotate_secret(&state.pool, id, state.settings.secret_rotation_overlap)
-        .await
-        .map_err(ApiError::from)
-        .map_err(scenario_not_found(id))?;
+    let secret = state.sealer.seal(&SigningSecret::generate());
+    let s = scenarios::rotate_secret(
+        &state.pool,
+        id,
+        &secret,
+        state.settings.secret_rotation_overlap,
+    )
+    .await
+    .map_err(ApiError::from)
+    .map_err(scenario_not_found(id))?;
     tracing::info!(scenario_id = %id, overlap_until = ?s.previous_secret_expires_at, "signing secret rotated");
     audit::record(
         &state,
@@ -390,5 +400,5 @@ pub async fn rotate_secret(
         serde_json::json!({"previous_secret_expires_at": s.previous_secret_expires_at}),
     )
     .await;
-    Ok(Json(s.into()))
+    Ok(Json(view(&state, s).await?))
 }

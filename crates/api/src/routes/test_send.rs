@@ -110,12 +110,12 @@ pub async fn test_send(
         &scenario.fields(),
         tz,
     );
-    let secrets: Vec<SigningSecret> = vec![scenario.signing_secret.key().map_err(|_| {
-        tracing::error!(scenario_id = %id, "the scenario's stored signing secret does not parse; nothing sent");
+    let secrets: Vec<SigningSecret> = vec![state.sealer.key(&scenario.signing_secret).map_err(|e| {
+        tracing::error!(scenario_id = %id, error = %e, "the scenario's stored signing secret cannot be read; nothing sent");
         ApiError::unprocessable(
             "signing_secret",
             "invalid_signing_secret",
-            format!("scenario {id}'s stored signing secret is damaged: rotate it (POST /api/v1/scenarios/{id}/secret/rotate)"),
+            format!("scenario {id}'s stored signing secret cannot be read ({e}): check CALLHOOK_SECRET_KEY, or rotate it (POST /api/v1/scenarios/{id}/secret/rotate)"),
         )
     })?];
     let webhook_id = format!("test_{}", Uuid::now_v7());

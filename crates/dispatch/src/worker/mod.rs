@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use callhook_core::{RetrySchedule, SigningSecret};
+use callhook_core::{RetrySchedule, Sealer, SigningSecret};
 use callhook_store::health::HealthSettings;
 use callhook_store::queue::{self, Claimed, Completion};
 use callhook_store::StoreError;
@@ -75,6 +75,8 @@ pub struct DispatchConfig {
     pub health: HealthSettings,
     /// Where operator events go (none: they are not queued).
     pub operator: Option<OperatorWebhook>,
+    /// Opens the signing secrets as stored.
+    pub sealer: Sealer,
 }
 
 impl Default for DispatchConfig {
@@ -89,6 +91,7 @@ impl Default for DispatchConfig {
             shutdown_grace: Duration::from_secs(20),
             health: HealthSettings::default(),
             operator: None,
+            sealer: Sealer::plain(),
         }
     }
 }
@@ -136,6 +139,7 @@ pub async fn run(
             hosts: HostLimits::new(config.per_host),
             done: done_tx,
             operator: config.operator.clone(),
+            sealer: config.sealer.clone(),
         }),
         tracker: TaskTracker::new(),
         in_flight: in_flight.clone(),
@@ -214,6 +218,7 @@ struct Ctx {
     hosts: HostLimits,
     done: mpsc::Sender<Done>,
     operator: Option<OperatorWebhook>,
+    sealer: Sealer,
 }
 
 /// What starting a worker takes; shared by the claim loop and the hand-off.

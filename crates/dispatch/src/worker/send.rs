@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use callhook_core::{
-    CancelReason, DeliveryKind, Observed, RetrySchedule, SigningSecret, StoredSecret,
-};
+use callhook_core::{CancelReason, DeliveryKind, Observed, RetrySchedule, SigningSecret};
 use callhook_store::queue::{AttemptRecord, Claimed, Completion, Outcome};
 
 use super::Ctx;
@@ -34,14 +32,14 @@ pub(super) async fn process(ctx: &Ctx, row: Claimed) -> Completion {
             [&row.signing_secret, &row.previous_signing_secret]
                 .into_iter()
                 .flatten()
-                .map(StoredSecret::key)
+                .map(|s| ctx.sealer.key(s))
                 .collect();
         match secrets {
             Ok(secrets) => (row.url.as_deref(), secrets),
-            Err(_) => {
+            Err(e) => {
                 tracing::error!(
-                    scenario_id = ?row.scenario_id, delivery_id = %row.id,
-                    "the scenario's stored signing secret does not parse; nothing sent: rotate it (POST /api/v1/scenarios/{{id}}/secret/rotate)"
+                    scenario_id = ?row.scenario_id, delivery_id = %row.id, error = %e,
+                    "the scenario's stored signing secret cannot be read; nothing sent: check CALLHOOK_SECRET_KEY, or rotate the secret (POST /api/v1/scenarios/{{id}}/secret/rotate)"
                 );
                 return completion(
                     Outcome::Held {

@@ -1,0 +1,205 @@
+//! Signing secrets at rest: sealed with XChaCha20-Poly1305 under the
+//! operator's key (`CALLHOOK_SECRET_KEY`), opened only in memory.
+//!
+//! A sealed secret is stored as `enc:v1:<key id>:<base64 of nonce and
+//! ciphertext>`, the key id being the first 8 hex digits of the key's
+//! SHA-256, so a previous key (`CALLHOOK_SECRET_KEY_PREVIOUS`) still opens
+//! what it sealed until `callhook rotate-secret-key` re-seals every row.
+//! Without a key, secrets are stored as they are (`whsec_…`); a plain stored
+//! secret is always readable, so turning a key on needs no migration.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+use sha2::Digest;
+
+use crate::signing::{SigningSecret, StoredSecret};
+
+const PREFIX: &str = "enc:v1:";
+
+/// A 32-byte key and its id. `Debug` never shows the key.
+#[derive(Clone)]
+pub struct SealingKey {
+    id: String,
+    cipher: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for SealingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealingKey({})", self.id)
+    }
+}
+
+impl SealingKey {
+    /// Reads 32 bytes given as base64 (`openssl rand -base64 32`).
+    pub fn parse(b64: &str) -> Result<Self, String> {
+        let key = STANDARD.decode(b64.trim()).map_err(|_| {
+            "must be base64 of 32 random bytes (openssl rand -base64 32)".to_owned()
+        })?;
+        if key.len() != 32 {
+            return Err(format!("must be 32 bytes, base64; got {}", key.len()));
+        }
+        let digest = sha2::Sha256::digest(&key);
+        let id = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Self {
+            id,
+            cipher: XChaCha20Poly1305::new_from_slice(&key).expect("32-byte key"),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// Why a stored secret could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error("sealed with key {0}, which is neither CALLHOOK_SECRET_KEY nor CALLHOOK_SECRET_KEY_PREVIOUS")]
+    UnknownKey(String),
+    #[error("damaged: it does not open with its key, or is not a signing secret")]
+    Damaged,
+}
+
+/// Seals new secrets with the current key, opens with either.
+#[derive(Clone, Debug, Default)]
+pub struct Sealer {
+    current: Option<SealingKey>,
+    previous: Option<SealingKey>,
+}
+
+impl Sealer {
+    /// No key: secrets are stored as they are.
+    pub fn plain() -> Self {
+        Self::default()
+    }
+
+    pub fn new(current: Option<SealingKey>, previous: Option<SealingKey>) -> Self {
+        Self { current, previous }
+    }
+
+    /// Whether new secrets are sealed.
+    pub fn seals(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// The form a secret is stored in.
+    pub fn seal(&self, secret: &SigningSecret) -> StoredSecret {
+        let text = secret.expose();
+        let Some(key) = &self.current else {
+            return StoredSecret::new(text);
+        };
+        let mut nonce = [0u8; 24];
+        rand::rng().fill_bytes(&mut nonce);
+        let sealed = key
+            .cipher
+            .encrypt(XNonce::from_slice(&nonce), text.as_bytes())
+            .expect("sealing in memory cannot fail");
+        let mut blob = nonce.to_vec();
+        blob.extend_from_slice(&sealed);
+        StoredSecret::new(format!("{PREFIX}{}:{}", key.id, STANDARD.encode(blob)))
+    }
+
+    /// The `whsec_…` text of a stored secret.
+    pub fn reveal(&self, stored: &StoredSecret) -> Result<String, OpenError> {
+        let text = stored.expose();
+        let Some(rest) = text.strip_prefix(PREFIX) else {
+            return Ok(text.to_owned());
+        };
+        let (id, b64) = rest.split_once(':').ok_or(OpenError::Damaged)?;
+        let key = [&self.current, &self.previous]
+            .into_iter()
+            .flatten()
+            .find(|k| k.id == id)
+            .ok_or_else(|| OpenError::UnknownKey(id.to_owned()))?;
+        let blob = STANDARD.decode(b64).map_err(|_| OpenError::Damaged)?;
+        if blob.len() < 24 {
+            return Err(OpenError::Damaged);
+        }
+        let (nonce, sealed) = blob.split_at(24);
+        let plain = key
+            .cipher
+            .decrypt(XNonce::from_slice(nonce), sealed)
+            .map_err(|_| OpenError::Damaged)?;
+        String::from_utf8(plain).map_err(|_| OpenError::Damaged)
+    }
+
+    /// The key to sign with.
+    pub fn key(&self, stored: &StoredSecret) -> Result<SigningSecret, OpenError> {
+        SigningSecret::parse(&self.reveal(stored)?).map_err(|_| OpenError::Damaged)
+    }
+
+    /// The stored form under the current key: `None` when it already is.
+    pub fn reseal(&self, stored: &StoredSecret) -> Result<Option<StoredSecret>, OpenError> {
+        let current = self.current.as_ref().map(|k| k.id.as_str());
+        let sealed_with = stored
+            .expose()
+            .strip_prefix(PREFIX)
+            .and_then(|r| r.split_once(':'))
+            .map(|(id, _)| id);
+        if sealed_with == current {
+            return Ok(None);
+        }
+        Ok(Some(self.seal(&self.key(stored)?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> SealingKey {
+        SealingKey::parse(&STANDARD.encode([byte; 32])).unwrap()
+    }
+
+    #[test]
+    fn seals_opens_and_reseals_across_a_key_rotation() {
+        let secret = SigningSecret::generate();
+        let old = Sealer::new(Some(key(1)), None);
+        let stored = old.seal(&secret);
+        assert!(stored.expose().starts_with("enc:v1:"));
+        assert!(
+            !stored.expose().contains(&secret.expose()[6..]),
+            "the secret is not in the stored form"
+        );
+        assert_eq!(old.key(&stored).unwrap(), secret);
+
+        let rotated = Sealer::new(Some(key(2)), Some(key(1)));
+        assert_eq!(
+            rotated.key(&stored).unwrap(),
+            secret,
+            "the previous key still opens"
+        );
+        let resealed = rotated.reseal(&stored).unwrap().unwrap();
+        assert!(resealed
+            .expose()
+            .starts_with(&format!("enc:v1:{}:", key(2).id())));
+        assert_eq!(rotated.reseal(&resealed).unwrap(), None);
+        let only_new = Sealer::new(Some(key(2)), None);
+        assert_eq!(only_new.key(&resealed).unwrap(), secret);
+        assert_eq!(
+            only_new.key(&stored),
+            Err(OpenError::UnknownKey(key(1).id().to_owned()))
+        );
+    }
+
+    #[test]
+    fn plain_secrets_stay_readable_and_damage_is_an_error() {
+        let secret = SigningSecret::generate();
+        let plain = Sealer::plain().seal(&secret);
+        assert_eq!(plain.expose(), secret.expose());
+        assert_eq!(Sealer::new(Some(key(3)), None).key(&plain).unwrap(), secret);
+        let sealed = Sealer::new(Some(key(3)), None).seal(&secret);
+        let mut broken = sealed.expose().to_owned();
+        broken.truncate(broken.len() - 4);
+        broken.push_str("AAAA");
+        assert_eq!(
+            Sealer::new(Some(key(3)), None).key(&StoredSecret::new(broken)),
+            Err(OpenError::Damaged)
+        );
+        assert!(SealingKey::parse("c2hvcnQ=").is_err());
+        assert!(format!("{:?}", key(4)).starts_with("SealingKey("));
+    }
+}
