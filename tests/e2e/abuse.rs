@@ -412,27 +412,6 @@ async fn tokens_and_signing_secrets_never_reach_the_log(pool: PgPool) {
     }
 }
 
-/// The Standard Webhooks signature of `got` under `secret`, from the spec.
-fn signature_with(secret: &str, got: &Received) -> String {
-    use base64::engine::general_purpose::STANDARD;
-    use base64::Engine;
-    use hmac::{Hmac, Mac};
-    let key = STANDARD
-        .decode(secret.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(
-        format!(
-            "{}.{}.",
-            got.header("webhook-id"),
-            got.header("webhook-timestamp")
-        )
-        .as_bytes(),
-    );
-    mac.update(&got.body);
-    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
-}
-
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn after_a_secret_rotation_webhooks_carry_both_signatures(pool: PgPool) {
     let mut rx = Receiver::ok().await;

@@ -1,10 +1,6 @@
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde_json::json;
-use sha2::Sha256;
 use sqlx::PgPool;
 
 use crate::helpers::*;
@@ -94,24 +90,15 @@ async fn the_request_carries_the_payload_and_a_verifiable_signature(pool: PgPool
     );
     assert_eq!(got.header("webhook-id"), id.to_string());
 
-    // Standard Webhooks, written here from the spec rather than taken from
-    // the code under test: base64 HMAC-SHA256 of "{id}.{timestamp}.{body}"
-    // keyed with the base64-decoded part of whsec_….
+    // Standard Webhooks (the check is written from the spec, in helpers).
     let secret = scenario["signing_secret"].as_str().unwrap();
-    let key = STANDARD
-        .decode(secret.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let timestamp = got.header("webhook-timestamp");
-    let ts: i64 = timestamp.parse().unwrap();
+    let ts: i64 = got.header("webhook-timestamp").parse().unwrap();
     assert!((chrono::Utc::now().timestamp() - ts).abs() < 60);
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{}.{}.", got.header("webhook-id"), timestamp).as_bytes());
-    mac.update(&got.body);
-    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-    let signatures: Vec<&str> = got.header("webhook-signature").split(' ').collect();
     assert!(
-        signatures.contains(&expected.as_str()),
-        "{signatures:?} vs {expected}"
+        signed_with(&got, secret),
+        "{} vs {}",
+        got.header("webhook-signature"),
+        signature_with(secret, &got)
     );
 
     // The page's PHP receiver reads the body as JSON: caller and callee are there.

@@ -350,26 +350,25 @@ async fn sigkill_around_transitions_sends_each_operator_event_once(pool: PgPool)
     ];
     let http = reqwest::Client::new();
     let mut server = ServerProcess::start(&db, &env).await;
-    let created: Value = http
-        .post(server.url("/api/v1/scenarios"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "Main", "numbers": ["78005552233"], "during_call_url": rx.url("/during")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, created) = server
+        .post(
+            &http,
+            "/api/v1/scenarios",
+            ADMIN,
+            &json!({"name": "Main", "numbers": ["78005552233"], "during_call_url": rx.url("/during")}),
+        )
+        .await;
     let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
     for call in 0..20 {
-        let resp = http
-            .post(server.url("/api/v1/calls"))
-            .bearer_auth(INGEST)
-            .json(&page_call(&call.to_string()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 202);
+        let (status, _) = server
+            .post(
+                &http,
+                "/api/v1/calls",
+                INGEST,
+                &page_call(&call.to_string()),
+            )
+            .await;
+        assert_eq!(status, 202);
     }
     // Kill the process again and again while failures pile up and the
     // endpoint goes failing, then paused.

@@ -447,11 +447,11 @@ pub async fn start_call(app: &TestApp, id: &str) -> uuid::Uuid {
         .unwrap()
 }
 
-/// Whether a request carries a Standard Webhooks signature made with the
-/// `whsec_…` secret, written here from the spec rather than taken from the
-/// code under test: base64 HMAC-SHA256 of "{id}.{timestamp}.{body}" keyed
-/// with the base64-decoded part of the secret.
-pub fn signed_with(got: &Received, secret: &str) -> bool {
+/// The Standard Webhooks signature of `got` under the `whsec_…` secret,
+/// written here from the spec rather than taken from the code under test:
+/// `v1,` and the base64 HMAC-SHA256 of "{id}.{timestamp}.{body}" keyed with
+/// the base64-decoded part of the secret.
+pub fn signature_with(secret: &str, got: &Received) -> String {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine as _;
     use hmac::{Hmac, Mac};
@@ -468,7 +468,13 @@ pub fn signed_with(got: &Received, secret: &str) -> bool {
         .as_bytes(),
     );
     mac.update(&got.body);
-    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// Whether a request carries a signature made with the `whsec_…` secret
+/// (among the space-separated ones of `webhook-signature`).
+pub fn signed_with(got: &Received, secret: &str) -> bool {
+    let expected = signature_with(secret, got);
     got.header("webhook-signature")
         .split(' ')
         .any(|s| s == expected)

@@ -124,6 +124,26 @@ impl ServerProcess {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// POSTs `body` (JSON) with the bearer `token`: the status and the JSON
+    /// answer (`null` when there is none).
+    pub async fn post(
+        &self,
+        http: &reqwest::Client,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let r = http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("callhook answers");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// SIGKILL: no chance to finish anything.
     pub async fn kill(mut self) {
         self.child.start_kill().unwrap();

@@ -9,23 +9,37 @@ use crate::process::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// Creates a scenario sending during-call webhooks to `url`; its id.
+async fn scenario_at(http: &reqwest::Client, server: &ServerProcess, url: &str) -> String {
+    let (status, created) = server
+        .post(
+            http,
+            "/api/v1/scenarios",
+            ADMIN,
+            &json!({"name": "Main", "numbers": ["78005552233"], "during_call_url": url}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_str().unwrap().to_owned()
+}
+
+/// Reports the page's example call as `id`, expecting `status`; the answer.
+async fn call(
+    http: &reqwest::Client,
+    server: &ServerProcess,
+    id: &str,
+    status: u16,
+) -> serde_json::Value {
+    let (got, body) = server
+        .post(http, "/api/v1/calls", INGEST, &page_call(id))
+        .await;
+    assert_eq!(got, status, "{body}");
+    body
+}
+
 async fn scenario_and_call(http: &reqwest::Client, server: &ServerProcess, url: &str) {
-    let r = http
-        .post(server.url("/api/v1/scenarios"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "Main", "numbers": ["78005552233"], "during_call_url": url}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    let r = http
-        .post(server.url("/api/v1/calls"))
-        .bearer_auth(INGEST)
-        .json(&page_call("1"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
+    scenario_at(http, server, url).await;
+    call(http, server, "1", 202).await;
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
@@ -128,31 +142,12 @@ async fn a_damaged_stored_secret_or_timezone_sends_nothing_and_says_why(pool: sq
     let server =
         ServerProcess::start_logging(&database_url_of(&pool), &[("RUST_LOG", "error")], &log).await;
     let http = reqwest::Client::new();
-    let id: String = {
-        let r: serde_json::Value = http
-            .post(server.url("/api/v1/scenarios"))
-            .bearer_auth(ADMIN)
-            .json(&json!({"name": "Main", "numbers": ["78005552233"], "during_call_url": rx.url("/during")}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        r["id"].as_str().unwrap().to_owned()
-    };
+    let id = scenario_at(&http, &server, &rx.url("/during")).await;
     sqlx::query("update scenarios set signing_secret = 'whsec_not*base64'")
         .execute(&pool)
         .await
         .unwrap();
-    let r = http
-        .post(server.url("/api/v1/calls"))
-        .bearer_auth(INGEST)
-        .json(&page_call("1"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
+    call(&http, &server, "1", 202).await;
     let why = eventually(WAIT, "the delivery held with a reason", || async {
         sqlx::query_scalar::<_, Option<String>>("select last_error from deliveries")
             .fetch_one(&pool)
@@ -184,15 +179,7 @@ async fn a_damaged_stored_secret_or_timezone_sends_nothing_and_says_why(pool: sq
         .execute(&pool)
         .await
         .unwrap();
-    let r = http
-        .post(server.url("/api/v1/calls"))
-        .bearer_auth(INGEST)
-        .json(&page_call("2"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 500);
-    let body: serde_json::Value = r.json().await.unwrap();
+    let body = call(&http, &server, "2", 500).await;
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
         message.contains(&id) && message.contains("timezone"),
@@ -344,18 +331,23 @@ async fn with_a_key_secrets_are_sealed_at_rest_and_survive_a_key_rotation(pool: 
     let db = database_url_of(&pool);
     let http = reqwest::Client::new();
     let server = ServerProcess::start(&db, &[("CALLHOOK_SECRET_KEY", key1.as_str())]).await;
-    let created: serde_json::Value = http
-        .post(server.url("/api/v1/scenarios"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "Main", "numbers": ["78005552233"], "during_call_url": rx.url("/during")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
-    let first = created["signing_secret"].as_str().unwrap().to_owned();
+    let id = scenario_at(&http, &server, &rx.url("/during")).await;
+    let shown = |server: &ServerProcess| {
+        let (http, id, server) = (http.clone(), id.clone(), server.url(""));
+        async move {
+            let v: serde_json::Value = http
+                .get(format!("{server}/api/v1/scenarios/{id}"))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["signing_secret"].as_str().unwrap().to_owned()
+        }
+    };
+    let first = shown(&server).await;
     let stored = || async {
         sqlx::query_scalar::<_, String>("select row_to_json(s)::text from scenarios s")
             .fetch_one(&pool)
@@ -368,37 +360,22 @@ async fn with_a_key_secrets_are_sealed_at_rest_and_survive_a_key_rotation(pool: 
         "no usable secret at rest: {row}"
     );
     assert!(row.contains("enc:v1:"), "{row}");
-    let call = |n: &str| {
-        let (http, server) = (&http, &server);
-        let n = n.to_owned();
-        async move {
-            let r = http
-                .post(server.url("/api/v1/calls"))
-                .bearer_auth(INGEST)
-                .json(&page_call(&n))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status().as_u16(), 202);
-        }
-    };
-    call("1").await;
+    call(&http, &server, "1", 202).await;
     assert!(
         signed_with(&rx.next(WAIT).await, &first),
         "verifies with the secret the API shows"
     );
     // A secret rotation: both secrets sign during the overlap.
-    let rotated: serde_json::Value = http
-        .post(server.url(&format!("/api/v1/scenarios/{id}/secret/rotate")))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, rotated) = server
+        .post(
+            &http,
+            &format!("/api/v1/scenarios/{id}/secret/rotate"),
+            ADMIN,
+            &json!({}),
+        )
+        .await;
     let second = rotated["signing_secret"].as_str().unwrap().to_owned();
-    call("2").await;
+    call(&http, &server, "2", 202).await;
     let got = rx.next(WAIT).await;
     assert!(signed_with(&got, &second) && signed_with(&got, &first));
     server.kill().await;
@@ -426,35 +403,12 @@ async fn with_a_key_secrets_are_sealed_at_rest_and_survive_a_key_rotation(pool: 
     }
     // Only the new key now: everything still opens and verifies.
     let server = ServerProcess::start(&db, &[("CALLHOOK_SECRET_KEY", key2.as_str())]).await;
-    let call = |n: &str| {
-        let (http, server) = (&http, &server);
-        let n = n.to_owned();
-        async move {
-            let r = http
-                .post(server.url("/api/v1/calls"))
-                .bearer_auth(INGEST)
-                .json(&page_call(&n))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status().as_u16(), 202);
-        }
-    };
-    call("3").await;
+    call(&http, &server, "3", 202).await;
     let got = rx.next(WAIT).await;
     assert!(
         signed_with(&got, &second) && signed_with(&got, &first),
         "old webhooks' secret still verifies in the overlap"
     );
-    let shown: serde_json::Value = http
-        .get(server.url(&format!("/api/v1/scenarios/{id}")))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(shown["signing_secret"], second);
+    assert_eq!(shown(&server).await, second);
     server.kill().await;
 }

@@ -34,6 +34,22 @@ pub async fn preload(
     rows: i64,
 ) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
+    insert_backlog(&mut tx, scenario_id, callee, prefix, rows, false).await?;
+    tx.commit().await.context("committing the preload")?;
+    analyze(pool).await
+}
+
+/// `rows` calls to `callee` of the scenario, each with one pending
+/// during-call delivery: due in a day, or `parked` (no due time). Call ids
+/// start with `prefix`. Two set-based statements.
+async fn insert_backlog(
+    tx: &mut sqlx::PgConnection,
+    scenario_id: Uuid,
+    callee: &str,
+    prefix: &str,
+    rows: i64,
+    parked: bool,
+) -> anyhow::Result<()> {
     sqlx::query(
         "insert into calls (id, scenario_id, caller, callee, started_at, start_hash)
          select $1 || g, $2, '79990000000', $3, now(), 'bench'
@@ -49,19 +65,25 @@ pub async fn preload(
     // About the size of a real during-call payload, so the table is as large
     // on disk as a real backlog of this many rows.
     sqlx::query(
-        "insert into deliveries (id, call_id, scenario_id, kind, payload, state, next_attempt_at)
+        "insert into deliveries (id, call_id, scenario_id, kind, payload, state, next_attempt_at, parked)
          select gen_random_uuid(), $1 || g, $2, 'during_call',
                 '{\"id\":\"' || $1 || g || '\",\"pad\":\"' || repeat('x', 600) || '\"}',
-                'pending', now() + interval '1 day'
+                'pending', case when $4 then null else now() + interval '1 day' end, $4
            from generate_series(1, $3::bigint) g",
     )
     .bind(prefix)
     .bind(scenario_id)
     .bind(rows)
+    .bind(parked)
     .execute(&mut *tx)
     .await
     .context("preloading deliveries")?;
-    tx.commit().await.context("committing the preload")?;
+    Ok(())
+}
+
+/// Statistics as autovacuum would soon have them after such a load, so
+/// the server plans against the tables' real size.
+async fn analyze(pool: &PgPool) -> anyhow::Result<()> {
     sqlx::query("analyze calls").execute(pool).await?;
     sqlx::query("analyze deliveries").execute(pool).await?;
     Ok(())
@@ -97,33 +119,9 @@ pub async fn preload_parked(
     .execute(&mut *tx)
     .await
     .context("pausing the dead scenario's endpoints")?;
-    sqlx::query(
-        "insert into calls (id, scenario_id, caller, callee, started_at, start_hash)
-         select $1 || g, $2, '79990000000', '70000000000', now(), 'bench'
-           from generate_series(1, $3::bigint) g",
-    )
-    .bind(prefix)
-    .bind(id)
-    .bind(rows)
-    .execute(&mut *tx)
-    .await
-    .context("preloading calls")?;
-    sqlx::query(
-        "insert into deliveries (id, call_id, scenario_id, kind, payload, state, next_attempt_at, parked)
-         select gen_random_uuid(), $1 || g, $2, 'during_call',
-                '{\"id\":\"' || $1 || g || '\",\"pad\":\"' || repeat('x', 600) || '\"}',
-                'pending', null, true
-           from generate_series(1, $3::bigint) g",
-    )
-    .bind(prefix)
-    .bind(id)
-    .bind(rows)
-    .execute(&mut *tx)
-    .await
-    .context("preloading parked deliveries")?;
+    insert_backlog(&mut tx, id, "70000000000", prefix, rows, true).await?;
     tx.commit().await.context("committing the preload")?;
-    sqlx::query("analyze calls").execute(pool).await?;
-    sqlx::query("analyze deliveries").execute(pool).await?;
+    analyze(pool).await?;
     Ok(id)
 }
 

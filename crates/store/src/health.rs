@@ -451,7 +451,9 @@ pub async fn endpoint(
     scenario_id: Uuid,
     kind: DeliveryKind,
 ) -> Result<Option<EndpointRow>, StoreError> {
-    Ok(select(e, None, Some((scenario_id, kind))).await?.pop())
+    Ok(select(e, None, Some(&[scenario_id]), Some(kind))
+        .await?
+        .pop())
 }
 
 /// Every endpoint, or those in `state`, worst first (disabled, paused,
@@ -460,7 +462,7 @@ pub async fn list(
     e: impl PgExecutor<'_>,
     state: Option<EndpointState>,
 ) -> Result<Vec<EndpointRow>, StoreError> {
-    select(e, state, None).await
+    select(e, state, None, None).await
 }
 
 /// The endpoints of these scenarios.
@@ -468,25 +470,15 @@ pub async fn of_scenarios(
     e: impl PgExecutor<'_>,
     scenario_ids: &[Uuid],
 ) -> Result<Vec<EndpointRow>, StoreError> {
-    Ok(sqlx::query_as!(
-        EndpointRow,
-        r#"select scenario_id as "scenario_id!", scenario_name as "scenario_name!",
-                  kind as "kind!: DeliveryKind", url, state as "state!: EndpointState",
-                  since as "since!", last_success_at, last_error,
-                  consecutive_failures as "consecutive_failures!",
-                  deliveries_waiting as "deliveries_waiting!"
-             from endpoint_health where scenario_id = any($1)
-            order by scenario_id, kind"#,
-        scenario_ids,
-    )
-    .fetch_all(e)
-    .await?)
+    select(e, None, Some(scenario_ids), None).await
 }
 
+/// The `endpoint_health` rows matching every filter given, worst first.
 async fn select(
     e: impl PgExecutor<'_>,
     state: Option<EndpointState>,
-    one: Option<(Uuid, DeliveryKind)>,
+    scenario_ids: Option<&[Uuid]>,
+    kind: Option<DeliveryKind>,
 ) -> Result<Vec<EndpointRow>, StoreError> {
     Ok(sqlx::query_as!(
         EndpointRow,
@@ -497,12 +489,13 @@ async fn select(
                   deliveries_waiting as "deliveries_waiting!"
              from endpoint_health
             where ($1::text is null or state = $1)
-              and ($2::uuid is null or (scenario_id = $2 and kind = $3))
+              and ($2::uuid[] is null or scenario_id = any($2))
+              and ($3::text is null or kind = $3)
             order by case state when 'disabled' then 0 when 'paused' then 1 when 'failing' then 2 else 3 end,
                      since, scenario_id, kind"#,
         state.map(EndpointState::as_str),
-        one.map(|(s, _)| s),
-        one.map(|(_, k)| k.as_str()),
+        scenario_ids,
+        kind.map(DeliveryKind::as_str),
     )
     .fetch_all(e)
     .await?)
