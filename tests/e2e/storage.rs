@@ -135,12 +135,15 @@ async fn metric(http: &reqwest::Client, server: &ServerProcess, name: &str) -> f
     sample(&text, name)
 }
 
-const DELIVERED: &str = r#"callhook_deliveries_total{kind="during_call",outcome="delivered"}"#;
-
-#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
-async fn one_api_and_two_dispatchers_each_send_a_fair_share(pool: PgPool) {
-    let db = database_url_of(&pool);
-    let (hook, tally) = counting_receiver(Duration::from_millis(5)).await;
+/// One `--role api` and two `--role dispatcher` processes (8 workers
+/// each) on the test's database, a scenario sending to a counting receiver
+/// that answers after `delay`, and every call of the test ingested.
+async fn api_and_two_dispatchers(
+    pool: &PgPool,
+    delay: Duration,
+) -> (reqwest::Client, Tally, [ServerProcess; 3]) {
+    let db = database_url_of(pool);
+    let (hook, tally) = counting_receiver(delay).await;
     let http = reqwest::Client::new();
     let api = ServerProcess::start(&db, &[("CALLHOOK_ROLE", "api")]).await;
     let dispatcher = [
@@ -151,6 +154,15 @@ async fn one_api_and_two_dispatchers_each_send_a_fair_share(pool: PgPool) {
     let d2 = ServerProcess::start(&db, &dispatcher).await;
     create_scenario(&http, &api, &hook).await;
     ingest(&http, &api.url(""), 0..CALLS).await;
+    (http, tally, [api, d1, d2])
+}
+
+const DELIVERED: &str = r#"callhook_deliveries_total{kind="during_call",outcome="delivered"}"#;
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn one_api_and_two_dispatchers_each_send_a_fair_share(pool: PgPool) {
+    let (http, tally, [api, d1, d2]) =
+        api_and_two_dispatchers(&pool, Duration::from_millis(5)).await;
     wait_all_delivered(&pool, &tally, CALLS).await;
     assert_eq!(
         tally.duplicates(),
@@ -180,18 +192,7 @@ async fn one_api_and_two_dispatchers_each_send_a_fair_share(pool: PgPool) {
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn sigkill_of_one_dispatcher_of_two_under_load_loses_nothing(pool: PgPool) {
-    let db = database_url_of(&pool);
-    let (hook, tally) = counting_receiver(Duration::from_millis(20)).await;
-    let http = reqwest::Client::new();
-    let api = ServerProcess::start(&db, &[("CALLHOOK_ROLE", "api")]).await;
-    let dispatcher = [
-        ("CALLHOOK_ROLE", "dispatcher"),
-        ("CALLHOOK_CONCURRENCY", "8"),
-    ];
-    let d1 = ServerProcess::start(&db, &dispatcher).await;
-    let d2 = ServerProcess::start(&db, &dispatcher).await;
-    create_scenario(&http, &api, &hook).await;
-    ingest(&http, &api.url(""), 0..CALLS).await;
+    let (_, tally, [api, d1, d2]) = api_and_two_dispatchers(&pool, Duration::from_millis(20)).await;
     eventually(Duration::from_secs(30), "a third delivered", || async {
         (tally.total() >= CALLS / 3).then_some(())
     })
