@@ -185,15 +185,25 @@ async fn run(cli: &Cli, bench: &Bench) -> anyhow::Result<()> {
     let server = ServerProc::find(c);
     match &cli.mode {
         Mode::Burst(a) => {
+            let pg = PgWatch::start(c.database_url.as_deref(), server.ticks).await;
             let watch = server.watch();
             let m = bench.burst("burst", a).await?;
             report.server = watch.finish().await;
+            report.postgres = match pg {
+                Some(w) => w.finish().await,
+                None => None,
+            };
             report.main = Some(m);
         }
         Mode::Steady(a) => {
+            let pg = PgWatch::start(c.database_url.as_deref(), server.ticks).await;
             let watch = server.watch();
             let m = bench.steady(a).await?;
             report.server = watch.finish().await;
+            report.postgres = match pg {
+                Some(w) => w.finish().await,
+                None => None,
+            };
             report.main = Some(m);
         }
         Mode::Backlog(a) => {
@@ -222,9 +232,14 @@ async fn run(cli: &Cli, bench: &Bench) -> anyhow::Result<()> {
             };
             eprintln!("preloaded in {:.1} s", t.elapsed().as_secs_f64());
             claims.reset(&pool).await;
+            let pg = PgWatch::start(Some(url), server.ticks).await;
             let watch = server.watch();
             let loaded = bench.burst("backlog", &a.burst).await;
             report.server = watch.finish().await;
+            report.postgres = match pg {
+                Some(w) => w.finish().await,
+                None => None,
+            };
             report.claims = claims.read(&pool).await;
             if c.keep {
                 eprintln!("kept the preload: call ids start with {prefix}");
@@ -252,6 +267,44 @@ async fn run(cli: &Cli, bench: &Bench) -> anyhow::Result<()> {
     }
     report.print();
     Ok(())
+}
+
+/// Postgres's cost over the main phase: CPU of every `postgres` process on
+/// this machine (so Postgres must run here) and WAL written.
+#[derive(Debug, Clone, Copy)]
+struct PgUse {
+    cpu_s: f64,
+    wal_bytes: i64,
+}
+
+/// Readings taken before the main phase.
+struct PgWatch {
+    pool: sqlx::PgPool,
+    ticks: f64,
+    cpu0: u64,
+    wal0: i64,
+}
+
+impl PgWatch {
+    async fn start(url: Option<&str>, ticks: f64) -> Option<Self> {
+        let pool = pg::connect(url?, 1).await.ok()?;
+        let wal0 = pg::wal_position(&pool).await.ok()?;
+        Some(Self {
+            pool,
+            ticks,
+            cpu0: procfs::postgres_cpu_ticks(),
+            wal0,
+        })
+    }
+
+    async fn finish(self) -> Option<PgUse> {
+        let cpu1 = procfs::postgres_cpu_ticks();
+        let wal1 = pg::wal_position(&self.pool).await.ok()?;
+        Some(PgUse {
+            cpu_s: cpu1.saturating_sub(self.cpu0) as f64 / self.ticks,
+            wal_bytes: wal1 - self.wal0,
+        })
+    }
 }
 
 /// One run's server-side measurements.
@@ -845,6 +898,8 @@ struct Report {
     /// (when `pg_stat_statements` is loaded).
     claims_empty: Option<pg::Claims>,
     claims: Option<pg::Claims>,
+    /// Postgres's CPU and WAL over the main phase (with `--database-url`).
+    postgres: Option<PgUse>,
 }
 
 impl Report {
@@ -867,6 +922,7 @@ impl Report {
             pg: None,
             claims_empty: None,
             claims: None,
+            postgres: None,
         }
     }
 
@@ -887,6 +943,21 @@ impl Report {
         if let (Some(rows), Some(ratio)) = (self.backlog_rows, self.ratio()) {
             println!("  {:<34} {rows}", "preloaded pending deliveries");
             println!("  {:<34} {ratio:.2}", "backlog / empty deliveries/s");
+        }
+        if let Some(p) = self.postgres {
+            let n = m.acked.max(1) as f64;
+            println!(
+                "  {:<34} {:.2} s; {:.3} ms per delivery",
+                "postgres CPU (every postgres proc)",
+                p.cpu_s,
+                p.cpu_s * 1000.0 / n
+            );
+            println!(
+                "  {:<34} {:.1} MB; {:.0} bytes per delivery",
+                "WAL written",
+                p.wal_bytes as f64 / 1048576.0,
+                p.wal_bytes as f64 / n
+            );
         }
         for (phase, c) in [("empty", &self.claims_empty), (self.mode, &self.claims)] {
             if let Some(c) = c {
@@ -962,6 +1033,9 @@ impl Report {
             "backlog_rows": self.backlog_rows,
             "empty_deliveries_per_s": self.empty.as_ref().map(|e| round2(e.deliveries_per_s)),
             "backlog_ratio": self.ratio().map(round2),
+            "pg_cpu_s": self.postgres.map(|p| round2(p.cpu_s)),
+            "pg_cpu_ms_per_delivery": self.postgres.zip(m).map(|(p, m)| (p.cpu_s * 1e6 / m.acked.max(1) as f64).round() / 1000.0),
+            "wal_bytes_per_delivery": self.postgres.zip(m).map(|(p, m)| (p.wal_bytes as f64 / m.acked.max(1) as f64).round()),
             "claim_mean_ms": self.claims.map(|c| round2(c.mean_ms)),
             "claim_p99_estimate_ms": self.claims.map(|c| round2(c.p99_estimate_ms())),
             "claim_empty_mean_ms": self.claims_empty.map(|c| round2(c.mean_ms)),

@@ -207,6 +207,15 @@ impl ClaimStats {
     }
 }
 
+/// The WAL position in bytes (`pg_current_wal_lsn()`): two readings give
+/// the WAL written between them, by every session.
+pub async fn wal_position(pool: &PgPool) -> anyhow::Result<i64> {
+    sqlx::query_scalar("select (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+        .fetch_one(pool)
+        .await
+        .context("reading the WAL position")
+}
+
 /// Removes what [`preload`] inserted (deliveries first: no cascade to check).
 pub async fn delete_preload(pool: &PgPool, prefix: &str) -> anyhow::Result<u64> {
     let pattern = format!(

@@ -88,6 +88,24 @@ pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     parse_cpu_ticks(&stat).with_context(|| format!("parsing {path}"))
 }
 
+/// utime+stime of every process named `postgres` on this machine (the
+/// server, its backends and background workers), in clock ticks. A backend
+/// that exits between two readings loses its share, so pooled connections
+/// (which live through a run) are what this counts well.
+pub fn postgres_cpu_ticks() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .filter_map(|pid| cpu_ticks(pid).ok())
+        .sum()
+}
+
 /// utime (field 14) + stime (field 15) of a `/proc/PID/stat` line. The command
 /// name (field 2) is in parentheses and may hold spaces, so fields are counted
 /// from the last `)`.
