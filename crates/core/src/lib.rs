@@ -1,6 +1,7 @@
-//! callhook's domain: scenarios' settings, calls, call statuses, the exact
-//! webhook payload bytes, `{placeholder}` expansion, the persistent retry
-//! schedule and Standard Webhooks signing.
+//! callhook's domain: scenarios' settings, calls, call statuses, delivery
+//! kinds and states, the exact webhook payload bytes, `{placeholder}`
+//! expansion, the persistent retry schedule, the endpoint health state
+//! machine, Standard Webhooks signing and sealing signing secrets at rest.
 //!
 //! This crate does no IO of any kind (no database, no network, no clock
 //! reads it is not handed), so everything here is a pure function whose tests

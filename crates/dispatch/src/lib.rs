@@ -1,6 +1,9 @@
 //! Outbound delivery: the worker pool that claims due deliveries from the
-//! store, sends each webhook over one shared HTTP connection pool through the
-//! destination guard, and records every attempt with the delivery's new state.
+//! store (or takes them from this process's ingest through the hand-off, and
+//! paused endpoints' probes), sends each webhook over one shared HTTP
+//! connection pool through the destination guard (and the operator's egress
+//! proxy, if any), and records every attempt with the delivery's new state
+//! and its endpoint's health. Operator events go out the same way.
 //!
 //! No axum here; the API's test-send goes through [`Sender`] like any webhook.
 
