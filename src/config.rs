@@ -191,6 +191,9 @@ pub struct ServeConfig {
     /// a secret rotation.
     #[arg(long, env = "CALLHOOK_SECRET_ROTATION_OVERLAP", default_value = "24h", value_parser = humantime::parse_duration)]
     pub secret_rotation_overlap: Duration,
+    /// Serve the operator's console under /console (API role only).
+    #[arg(long, env = "CALLHOOK_CONSOLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub console: bool,
     /// How often the gauges read from the database (backlog, endpoints,
     /// queue health) are refreshed; a scrape renders the last reading.
     #[arg(long, env = "CALLHOOK_GAUGE_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]

@@ -178,6 +178,7 @@ pub async fn run(
         gauge_interval: config
             .gauge_interval
             .max(std::time::Duration::from_millis(10)),
+        console: config.console,
         health,
     });
     let app = if config.role.serves_api() {

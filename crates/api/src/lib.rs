@@ -7,6 +7,7 @@
 //! through `callhook-dispatch`, never through a client of its own.
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod json;
 pub mod openapi;

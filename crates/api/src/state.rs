@@ -65,6 +65,8 @@ pub struct ApiSettings {
     pub gauge_interval: Duration,
     /// Endpoint health (an operator's pause and enable, a URL change).
     pub health: HealthSettings,
+    /// Serve the operator's console under `/console`.
+    pub console: bool,
 }
 
 impl Default for ApiSettings {
@@ -75,6 +77,7 @@ impl Default for ApiSettings {
             secret_rotation_overlap: Duration::from_secs(24 * 3600),
             gauge_interval: Duration::from_secs(15),
             health: HealthSettings::default(),
+            console: true,
         }
     }
 }

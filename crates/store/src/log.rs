@@ -379,3 +379,36 @@ mod tests {
         assert!(v7_bound(t + TimeDelta::milliseconds(1), false) > id);
     }
 }
+
+/// A scenario's deliveries created since a moment: delivered, failed, and
+/// the newest error among them.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub scenario_id: Uuid,
+    pub delivered: i64,
+    pub failed: i64,
+    pub last_error: Option<String>,
+}
+
+/// Every scenario's [`Summary`] since `since` (ids bound the scan, as in the
+/// list).
+pub async fn summaries_since(
+    e: impl PgExecutor<'_>,
+    since: DateTime<Utc>,
+) -> Result<Vec<Summary>, StoreError> {
+    Ok(sqlx::query_as!(
+        Summary,
+        r#"select scenario_id as "scenario_id!",
+                  count(*) filter (where state = 'delivered') as "delivered!",
+                  count(*) filter (where state = 'failed') as "failed!",
+                  (array_agg(last_error order by id desc) filter (where last_error is not null))[1]
+                    as last_error
+             from deliveries
+            where id >= $1 and created_at >= $2 and scenario_id is not null
+            group by scenario_id"#,
+        v7_bound(since - ID_TIME_MARGIN, false),
+        since,
+    )
+    .fetch_all(e)
+    .await?)
+}

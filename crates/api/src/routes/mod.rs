@@ -93,10 +93,16 @@ pub fn router(state: AppState) -> Router {
                 )),
         );
 
+    let console = if state.settings.console {
+        crate::console::router()
+    } else {
+        Router::new()
+    };
     finish(
         Router::new()
             .merge(admin)
             .merge(ingest)
+            .merge(console)
             .merge(service_routes()),
         state,
     )

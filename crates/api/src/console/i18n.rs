@@ -1,0 +1,92 @@
+//! The console's two languages: every label in Russian and English, chosen
+//! by `?lang=`, then the `callhook_lang` cookie, then `Accept-Language`.
+
+use axum::http::HeaderMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Ru,
+    En,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Ru => "ru",
+            Self::En => "en",
+        }
+    }
+
+    /// The language a request asks for.
+    pub fn of(query: Option<&str>, headers: &HeaderMap) -> Self {
+        let parse = |s: &str| match s.trim().get(..2) {
+            Some("ru") => Some(Self::Ru),
+            Some("en") => Some(Self::En),
+            _ => None,
+        };
+        if let Some(l) = query.and_then(parse) {
+            return l;
+        }
+        let cookie = headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| c.trim().strip_prefix("callhook_lang="));
+        if let Some(l) = cookie.and_then(parse) {
+            return l;
+        }
+        headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').find_map(parse))
+            .unwrap_or(Self::En)
+    }
+
+    /// A label.
+    pub fn t(self, key: &str) -> &'static str {
+        let (ru, en) = match key {
+            "title" => ("Консоль callhook", "callhook console"),
+            "login" => ("Вход", "Sign in"),
+            "token" => ("Токен администратора", "Admin token"),
+            "sign_in" => ("Войти", "Sign in"),
+            "logout" => ("Выйти", "Sign out"),
+            "wrong_token" => ("Неверный токен администратора", "Wrong admin token"),
+            "scenarios" => ("Сценарии", "Scenarios"),
+            "health" => ("Состояние получателей", "Endpoint health"),
+            "name" => ("Название", "Name"),
+            "numbers" => ("Номера", "Numbers"),
+            "during_call" => ("Во время звонка", "During the call"),
+            "after_call" => ("После звонка", "After the call"),
+            "delivered_24h" => ("Доставлено за 24 ч", "Delivered, 24 h"),
+            "failed_24h" => ("Ошибок за 24 ч", "Failed, 24 h"),
+            "last_error" => ("Последняя ошибка", "Last error"),
+            "no_scenarios" => ("Сценариев пока нет", "No scenarios yet"),
+            "state" => ("Состояние", "State"),
+            "since" => ("С", "Since"),
+            "url" => ("Адрес", "URL"),
+            "waiting" => ("Ждут отправки", "Waiting"),
+            "pause" => ("Приостановить", "Pause"),
+            "enable" => ("Включить", "Enable"),
+            "off" => ("выключен", "off"),
+            "healthy" => ("работает", "healthy"),
+            "failing" => ("сбоит", "failing"),
+            "paused" => ("приостановлен", "paused"),
+            "disabled" => ("отключён", "disabled"),
+            "language" => ("English", "Русский"),
+            _ => ("?", "?"),
+        };
+        match self {
+            Self::Ru => ru,
+            Self::En => en,
+        }
+    }
+
+    /// The other language (for the switch link).
+    pub fn other(self) -> Self {
+        match self {
+            Self::Ru => Self::En,
+            Self::En => Self::Ru,
+        }
+    }
+}
