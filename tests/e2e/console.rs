@@ -199,3 +199,90 @@ async fn the_console_can_be_turned_off(pool: PgPool) {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn the_delivery_log_and_a_call_page_show_what_was_sent_and_resend_it(pool: PgPool) {
+    let mut rx = Receiver::ok().await;
+    let app = spawn_app(pool.clone()).await;
+    app.create_scenario(
+        json!({"name": "Main", "numbers": ["78005552233"], "during_call_url": rx.url("/during")}),
+    )
+    .await;
+    let delivery = start_call(&app, "313").await;
+    rx.next(std::time::Duration::from_secs(20)).await;
+    wait_state(
+        &pool,
+        delivery,
+        "delivered",
+        std::time::Duration::from_secs(20),
+    )
+    .await;
+    let http = client();
+    let r = sign_in(&app, &http, ADMIN).await;
+    let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
+
+    let list = http
+        .get(app.url("/console/deliveries?lang=en&state=delivered"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
+    let html = Html::parse_document(&list.text().await.unwrap());
+    assert_eq!(select(&html, "tr[data-delivery] td.call a"), vec!["313"]);
+    assert_eq!(select(&html, "tr[data-delivery] .state"), vec!["delivered"]);
+    let empty = http
+        .get(app.url("/console/deliveries?lang=en&state=failed"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    let html = Html::parse_document(&empty.text().await.unwrap());
+    assert!(
+        select(&html, "tr[data-delivery]").is_empty(),
+        "the state filter applies"
+    );
+
+    let call = http
+        .get(app.url("/console/calls/313?lang=en"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(call.status(), 200);
+    let html = Html::parse_document(&call.text().await.unwrap());
+    let payload = select(&html, "section.delivery pre.payload");
+    let stored: String = sqlx::query_scalar("select payload from deliveries where id = $1")
+        .bind(delivery)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(payload, vec![stored], "the exact body sent");
+    assert_eq!(
+        select(&html, "table.attempts tbody tr td:nth-child(3)"),
+        vec!["200"]
+    );
+    let csrf = attr(&html, "form[action$='/retry'] input[name=csrf]", "value");
+
+    let resent = http
+        .post(app.url(&format!("/console/deliveries/{delivery}/retry")))
+        .header("cookie", &session)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resent.status(), 303);
+    let again = rx.next(std::time::Duration::from_secs(20)).await;
+    assert_eq!(
+        again.header("webhook-id"),
+        delivery.to_string(),
+        "the same webhook-id"
+    );
+    let missing = http
+        .get(app.url("/console/calls/nope"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}

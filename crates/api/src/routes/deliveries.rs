@@ -221,11 +221,11 @@ fn filter(
     })
 }
 
-fn encode_cursor(id: Uuid) -> String {
+pub(crate) fn encode_cursor(id: Uuid) -> String {
     URL_SAFE_NO_PAD.encode(id.as_bytes())
 }
 
-fn decode_cursor(s: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn decode_cursor(s: &str) -> Result<Uuid, ApiError> {
     URL_SAFE_NO_PAD
         .decode(s)
         .ok()
