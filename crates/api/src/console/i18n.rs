@@ -55,6 +55,7 @@ impl Lang {
             "scenarios" => ("Сценарии", "Scenarios"),
             "health" => ("Состояние получателей", "Endpoint health"),
             "name" => ("Название", "Name"),
+            "add" => ("Добавить сценарий", "Add a scenario"),
             "numbers" => ("Номера", "Numbers"),
             "during_call" => ("Во время звонка", "During the call"),
             "after_call" => ("После звонка", "After the call"),
@@ -92,6 +93,32 @@ impl Lang {
             "response" => ("Тело ответа", "Response body"),
             "resend" => ("Отправить снова", "Send again"),
             "not_found" => ("Не найдено", "Not found"),
+            "new_scenario" => ("Новый сценарий", "New scenario"),
+            "during_call_url" => (
+                "Адрес для вебхука во время звонка",
+                "During-call webhook URL",
+            ),
+            "after_call_url" => ("Адрес для вебхука после звонка", "After-call webhook URL"),
+            "custom_fields" => (
+                "Дополнительные поля (имя=значение, по строке; {поле} подставляется)",
+                "Custom fields (name=value, one a line; {field} is filled in)",
+            ),
+            "numbers_field" => ("Номера пула (по строке)", "Pool numbers (one a line)"),
+            "static_numbers" => (
+                "Статические номера (номер;метка;источник 1;источник 2)",
+                "Static numbers (number;marker;source 1;source 2)",
+            ),
+            "timezone" => ("Часовой пояс", "Time zone"),
+            "save" => ("Сохранить", "Save"),
+            "preview" => ("Что уйдёт получателю", "What the receiver gets"),
+            "signing_secret" => ("Секрет подписи", "Signing secret"),
+            "reveal" => ("Показать", "Reveal"),
+            "rotate" => ("Сменить секрет", "Rotate the secret"),
+            "delete" => ("Удалить сценарий", "Delete the scenario"),
+            "confirm_delete" => (
+                "Да, удалить: ожидающие отправки будут отменены",
+                "Yes, delete it: its pending deliveries are cancelled",
+            ),
             _ => ("?", "?"),
         };
         match self {

@@ -184,7 +184,7 @@ pub struct ScenarioInput {
 }
 
 impl ScenarioInput {
-    fn into_settings(self) -> Result<ScenarioSettings, FieldError> {
+    pub(crate) fn into_settings(self) -> Result<ScenarioSettings, FieldError> {
         let name = self.name.trim().to_owned();
         if name.is_empty() {
             return Err(FieldError::new(

@@ -1,0 +1,205 @@
+//! The scenarios list and the endpoints' health page.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use callhook_core::DeliveryKind;
+use callhook_store::{health, log, scenarios};
+use uuid::Uuid;
+
+use super::i18n::Lang;
+use super::{key, lang, page, render, signed, CsrfForm, LangQuery};
+use crate::routes::audit::{self, Action};
+use crate::AppState;
+
+/// A scenario row of the list.
+struct ScenarioRow {
+    id: Uuid,
+    name: String,
+    numbers: String,
+    during_url: Option<String>,
+    after_url: Option<String>,
+    during_state: &'static str,
+    after_state: &'static str,
+    delivered_24h: i64,
+    failed_24h: i64,
+    last_error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/scenarios.html")]
+struct ScenariosPage {
+    lang: Lang,
+    csrf: String,
+    actor: String,
+    rows: Vec<ScenarioRow>,
+}
+
+pub(super) async fn scenarios_page(
+    State(state): State<AppState>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Result<Response, crate::ApiError> {
+    let lang = lang(&q, &headers);
+    let s = match signed(&state, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return Ok(r.into_response()),
+    };
+    let all = scenarios::list(&state.pool).await?;
+    let ids: Vec<Uuid> = all.iter().map(|s| s.id).collect();
+    let endpoints = health::of_scenarios(&state.pool, &ids).await?;
+    let since = chrono::Utc::now() - chrono::Duration::hours(24);
+    let summaries = log::summaries_since(&state.pool, since).await?;
+    let state_of = |id: Uuid, kind: DeliveryKind| {
+        endpoints
+            .iter()
+            .find(|e| e.scenario_id == id && e.kind == kind)
+            .map_or("healthy", |e| e.state.as_str())
+    };
+    let rows = all
+        .into_iter()
+        .map(|sc| {
+            let sum = summaries.iter().find(|x| x.scenario_id == sc.id);
+            ScenarioRow {
+                id: sc.id,
+                during_state: state_of(sc.id, DeliveryKind::DuringCall),
+                after_state: state_of(sc.id, DeliveryKind::AfterCall),
+                name: sc.name,
+                numbers: sc.numbers.join(", "),
+                during_url: sc.during_call_url,
+                after_url: sc.after_call_url,
+                delivered_24h: sum.map_or(0, |x| x.delivered),
+                failed_24h: sum.map_or(0, |x| x.failed),
+                last_error: sum.and_then(|x| x.last_error.clone()),
+            }
+        })
+        .collect();
+    Ok(page(
+        render(&ScenariosPage {
+            lang,
+            csrf: key(&state).csrf(&s.session),
+            actor: s.actor.0,
+            rows,
+        }),
+        vec![s.renewed],
+    ))
+}
+
+/// An endpoint row of the health page.
+struct EndpointRow {
+    scenario_id: Uuid,
+    scenario_name: String,
+    kind: &'static str,
+    url: Option<String>,
+    state: &'static str,
+    since: String,
+    last_error: Option<String>,
+    waiting: i64,
+    /// `pause` or `enable`: what its button does.
+    action: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "console/health.html")]
+struct HealthPage {
+    lang: Lang,
+    csrf: String,
+    actor: String,
+    rows: Vec<EndpointRow>,
+}
+
+pub(super) async fn health_page(
+    State(state): State<AppState>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Result<Response, crate::ApiError> {
+    let lang = lang(&q, &headers);
+    let s = match signed(&state, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return Ok(r.into_response()),
+    };
+    let rows = health::list(&state.pool, None)
+        .await?
+        .into_iter()
+        .map(|e| EndpointRow {
+            scenario_id: e.scenario_id,
+            scenario_name: e.scenario_name,
+            kind: e.kind.as_str(),
+            url: e.url,
+            state: e.state.as_str(),
+            since: e.since.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            last_error: e.last_error,
+            waiting: e.deliveries_waiting,
+            action: if e.state.holds_deliveries() {
+                "enable"
+            } else {
+                "pause"
+            },
+        })
+        .collect();
+    Ok(page(
+        render(&HealthPage {
+            lang,
+            csrf: key(&state).csrf(&s.session),
+            actor: s.actor.0,
+            rows,
+        }),
+        vec![s.renewed],
+    ))
+}
+
+pub(super) async fn switch_endpoint(
+    State(state): State<AppState>,
+    Path((id, kind, action)): Path<(Uuid, String, String)>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, crate::ApiError> {
+    let lang = lang(&q, &headers);
+    let s = match signed(&state, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return Ok(r.into_response()),
+    };
+    if !key(&state).csrf_ok(&s.session, &form.csrf) {
+        return Ok((StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response());
+    }
+    let kind = match kind.parse::<DeliveryKind>() {
+        Ok(k @ (DeliveryKind::DuringCall | DeliveryKind::AfterCall)) => k,
+        _ => return Ok((StatusCode::NOT_FOUND, "no such endpoint").into_response()),
+    };
+    let (switched, audited) = match action.as_str() {
+        "pause" => (
+            health::pause(&state.pool, id, kind, &state.settings.health).await?,
+            Action::EndpointPause,
+        ),
+        "enable" => (
+            health::enable(&state.pool, id, kind, &state.settings.health).await?,
+            Action::EndpointEnable,
+        ),
+        _ => return Ok((StatusCode::NOT_FOUND, "no such action").into_response()),
+    };
+    if let Some(t) = switched.transition {
+        callhook_dispatch::transitions::announce(
+            id,
+            kind,
+            t,
+            switched.endpoint.last_error.as_deref(),
+        );
+    }
+    audit::record(
+        &state,
+        &s.actor,
+        audited,
+        Some(id),
+        serde_json::json!({"kind": kind, "transition": switched.transition.map(|t| t.to.as_str()),
+                           "deliveries": switched.deliveries, "via": "console"}),
+    )
+    .await;
+    let mut r = Redirect::to(&format!("/console/health?lang={}", lang.code())).into_response();
+    if let Ok(v) = HeaderValue::from_str(&s.renewed) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}

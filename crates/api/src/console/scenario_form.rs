@@ -1,0 +1,443 @@
+//! The scenario form: create, edit, preview, rotate the secret, delete. It
+//! goes through the same input checks as `PUT /api/v1/scenarios/{id}`
+//! (`ScenarioInput`), so an error names the same field.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use callhook_core::{build_payload, CustomField, DeliveryKind, FieldError, SigningSecret};
+use callhook_store::scenarios::{self, Scenario, StaticNumber};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::i18n::Lang;
+use super::{key, page, redirect_with, render, signed, CsrfForm, LangQuery};
+use crate::routes::audit::{self, Action};
+use crate::routes::scenarios::{ScenarioInput, StaticNumberView};
+use crate::AppState;
+
+/// The form's fields as text (textareas hold one item a line).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ScenarioFormData {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    during_call_url: String,
+    #[serde(default)]
+    after_call_url: String,
+    #[serde(default)]
+    custom_fields: String,
+    #[serde(default)]
+    numbers: String,
+    #[serde(default)]
+    static_numbers: String,
+    #[serde(default)]
+    timezone: String,
+}
+
+impl ScenarioFormData {
+    /// (field, value, is a textarea), in the form's order.
+    pub(super) fn fields(&self) -> Vec<(&'static str, &str, bool)> {
+        vec![
+            ("name", &self.name, false),
+            ("during_call_url", &self.during_call_url, false),
+            ("after_call_url", &self.after_call_url, false),
+            ("custom_fields", &self.custom_fields, true),
+            ("numbers", &self.numbers, true),
+            ("static_numbers", &self.static_numbers, true),
+            ("timezone", &self.timezone, false),
+        ]
+    }
+
+    fn from_scenario(s: &Scenario) -> Self {
+        Self {
+            csrf: String::new(),
+            name: s.name.clone(),
+            during_call_url: s.during_call_url.clone().unwrap_or_default(),
+            after_call_url: s.after_call_url.clone().unwrap_or_default(),
+            custom_fields: s
+                .custom_fields
+                .0
+                .iter()
+                .map(|f| format!("{}={}", f.name, f.value))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            numbers: s.numbers.join("\n"),
+            static_numbers: s
+                .static_numbers
+                .0
+                .iter()
+                .map(|n: &StaticNumber| {
+                    [
+                        n.number.as_str(),
+                        n.marker.as_deref().unwrap_or(""),
+                        n.source_level_1.as_deref().unwrap_or(""),
+                        n.source_level_2.as_deref().unwrap_or(""),
+                    ]
+                    .join(";")
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            timezone: s.timezone.clone(),
+        }
+    }
+
+    /// The API's input, from the text: the same checks follow.
+    fn input(&self) -> ScenarioInput {
+        let lines = |t: &str| -> Vec<String> {
+            t.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+        ScenarioInput {
+            name: self.name.clone(),
+            during_call_url: Some(self.during_call_url.trim().to_owned()),
+            after_call_url: Some(self.after_call_url.trim().to_owned()),
+            custom_fields: Some(
+                lines(&self.custom_fields)
+                    .into_iter()
+                    .map(|l| {
+                        let (name, value) = l.split_once('=').unwrap_or((&l, ""));
+                        CustomField {
+                            name: name.trim().to_owned(),
+                            value: value.trim().to_owned(),
+                        }
+                    })
+                    .collect(),
+            ),
+            numbers: Some(lines(&self.numbers)),
+            static_numbers: Some(
+                lines(&self.static_numbers)
+                    .into_iter()
+                    .map(|l| {
+                        let mut p = l.split(';').map(str::trim);
+                        StaticNumberView {
+                            number: p.next().unwrap_or("").to_owned(),
+                            marker: p.next().and_then(opt),
+                            source_level_1: p.next().and_then(opt),
+                            source_level_2: p.next().and_then(opt),
+                        }
+                    })
+                    .collect(),
+            ),
+            timezone: opt(&self.timezone),
+            id: None,
+            signing_secret: None,
+            previous_secret_expires_at: None,
+            created_at: None,
+            updated_at: None,
+            health: None,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/scenario.html")]
+struct ScenarioPage<'a> {
+    lang: Lang,
+    csrf: String,
+    actor: String,
+    id: Option<Uuid>,
+    form: &'a ScenarioFormData,
+    error: Option<FieldError>,
+    previews: Vec<(&'static str, String)>,
+    secret: String,
+}
+
+/// The exact bodies each webhook of the scenario carries (the page's
+/// example call), in the page's key order.
+fn previews(s: &Scenario) -> Vec<(&'static str, String)> {
+    let Ok(tz) = s.tz() else { return Vec::new() };
+    DeliveryKind::CALL_KINDS
+        .iter()
+        .map(|k| {
+            let call = callhook_core::payload::example_call(
+                tz,
+                *k == DeliveryKind::AfterCall,
+                chrono::Utc::now(),
+            );
+            let bytes = build_payload(&call, *k, &s.fields(), tz);
+            let pretty = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .and_then(|v| serde_json::to_string_pretty(&v))
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+            (k.as_str(), pretty)
+        })
+        .collect()
+}
+
+#[expect(clippy::too_many_arguments, reason = "a page's parts, each one plain")]
+fn form_page(
+    state: &AppState,
+    lang: Lang,
+    session: &str,
+    actor: String,
+    id: Option<Uuid>,
+    form: &ScenarioFormData,
+    error: Option<FieldError>,
+    scenario: Option<&Scenario>,
+) -> String {
+    render(&ScenarioPage {
+        lang,
+        csrf: key(state).csrf(session),
+        actor,
+        id,
+        form,
+        error,
+        previews: scenario.map(previews).unwrap_or_default(),
+        secret: scenario
+            .and_then(|s| state.sealer.reveal(&s.signing_secret).ok())
+            .unwrap_or_default(),
+    })
+}
+
+pub(super) async fn new_page(
+    State(state): State<AppState>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = Lang::of(q.lang.as_deref(), &headers);
+    let s = match signed(&state, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let form = ScenarioFormData {
+        timezone: "Europe/Moscow".into(),
+        ..ScenarioFormData::default()
+    };
+    page(
+        form_page(
+            &state,
+            lang,
+            &s.session,
+            s.actor.0.clone(),
+            None,
+            &form,
+            None,
+            None,
+        ),
+        vec![s.renewed],
+    )
+}
+
+pub(super) async fn edit_page(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Result<Response, crate::ApiError> {
+    let lang = Lang::of(q.lang.as_deref(), &headers);
+    let s = match signed(&state, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return Ok(r.into_response()),
+    };
+    let Ok(scenario) = scenarios::get(&state.pool, id).await else {
+        return Ok((StatusCode::NOT_FOUND, lang.t("not_found")).into_response());
+    };
+    let form = ScenarioFormData::from_scenario(&scenario);
+    Ok(page(
+        form_page(
+            &state,
+            lang,
+            &s.session,
+            s.actor.0.clone(),
+            Some(id),
+            &form,
+            None,
+            Some(&scenario),
+        ),
+        vec![s.renewed],
+    ))
+}
+
+/// Creates (`id` none) or saves a scenario from the form; the form again,
+/// with the error at its field, when the input is refused.
+pub(super) async fn submit(
+    state: AppState,
+    id: Option<Uuid>,
+    lang: Lang,
+    headers: HeaderMap,
+    form: ScenarioFormData,
+) -> Result<Response, crate::ApiError> {
+    let s = match signed(&state, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return Ok(r.into_response()),
+    };
+    if !key(&state).csrf_ok(&s.session, &form.csrf) {
+        return Ok((StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response());
+    }
+    let refused = |error: FieldError, scenario: Option<&Scenario>| {
+        let mut r = page(
+            form_page(
+                &state,
+                lang,
+                &s.session,
+                s.actor.0.clone(),
+                id,
+                &form,
+                Some(error),
+                scenario,
+            ),
+            vec![s.renewed.clone()],
+        );
+        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+        r
+    };
+    let settings = match form.input().into_settings() {
+        Ok(settings) => settings,
+        Err(e) => {
+            let current = match id {
+                Some(id) => scenarios::get(&state.pool, id).await.ok(),
+                None => None,
+            };
+            return Ok(refused(e, current.as_ref()));
+        }
+    };
+    let saved = match id {
+        None => {
+            let secret = state.sealer.seal(&SigningSecret::generate());
+            scenarios::create(&state.pool, &settings, &secret).await
+        }
+        Some(id) => scenarios::update(&state.pool, id, &settings, &state.settings.health)
+            .await
+            .map(|(s, _)| s),
+    };
+    let scenario = match saved {
+        Ok(sc) => sc,
+        Err(callhook_store::StoreError::NumberTaken {
+            number,
+            scenario_id,
+        }) => {
+            let e = FieldError::new(
+                "numbers",
+                "number_taken",
+                format!("number {number} already belongs to scenario {scenario_id}; remove it there first"),
+            );
+            return Ok(refused(e, None));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (action, details) = match id {
+        None => (
+            Action::ScenarioCreate,
+            serde_json::json!({"name": scenario.name, "via": "console"}),
+        ),
+        Some(_) => (
+            Action::ScenarioSave,
+            serde_json::json!({"during_call_url": scenario.during_call_url,
+                               "after_call_url": scenario.after_call_url, "via": "console"}),
+        ),
+    };
+    audit::record(&state, &s.actor, action, Some(scenario.id), details).await;
+    Ok(redirect_with(
+        &format!("/console/scenarios/{}?lang={}", scenario.id, lang.code()),
+        &s.renewed,
+    ))
+}
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+    Form(form): Form<ScenarioFormData>,
+) -> Result<Response, crate::ApiError> {
+    let lang = Lang::of(q.lang.as_deref(), &headers);
+    submit(state, None, lang, headers, form).await
+}
+
+pub(super) async fn save(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+    Form(form): Form<ScenarioFormData>,
+) -> Result<Response, crate::ApiError> {
+    let lang = Lang::of(q.lang.as_deref(), &headers);
+    submit(state, Some(id), lang, headers, form).await
+}
+
+pub(super) async fn rotate(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, crate::ApiError> {
+    let lang = Lang::of(q.lang.as_deref(), &headers);
+    let s = match signed(&state, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return Ok(r.into_response()),
+    };
+    if !key(&state).csrf_ok(&s.session, &form.csrf) {
+        return Ok((StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response());
+    }
+    let secret = state.sealer.seal(&SigningSecret::generate());
+    let sc = scenarios::rotate_secret(
+        &state.pool,
+        id,
+        &secret,
+        state.settings.secret_rotation_overlap,
+    )
+    .await?;
+    audit::record(
+        &state,
+        &s.actor,
+        Action::SecretRotate,
+        Some(id),
+        serde_json::json!({"previous_secret_expires_at": sc.previous_secret_expires_at, "via": "console"}),
+    )
+    .await;
+    Ok(redirect_with(
+        &format!("/console/scenarios/{id}?lang={}", lang.code()),
+        &s.renewed,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct DeleteForm {
+    csrf: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+    Form(form): Form<DeleteForm>,
+) -> Result<Response, crate::ApiError> {
+    let lang = Lang::of(q.lang.as_deref(), &headers);
+    let s = match signed(&state, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return Ok(r.into_response()),
+    };
+    if !key(&state).csrf_ok(&s.session, &form.csrf) {
+        return Ok((StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response());
+    }
+    if form.confirm != "yes" {
+        return Ok(redirect_with(
+            &format!("/console/scenarios/{id}?lang={}", lang.code()),
+            &s.renewed,
+        ));
+    }
+    let cancelled = scenarios::delete(&state.pool, id).await?;
+    audit::record(
+        &state,
+        &s.actor,
+        Action::ScenarioDelete,
+        Some(id),
+        serde_json::json!({"cancelled": cancelled.len(), "via": "console"}),
+    )
+    .await;
+    Ok(redirect_with(
+        &format!("/console?lang={}", lang.code()),
+        &s.renewed,
+    ))
+}
