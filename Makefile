@@ -45,7 +45,8 @@ run:
 # sqlx::test makes a fresh database per test through DATABASE_URL (the `postgres`
 # database of the server). Doc tests are not run.
 test:
-	@DATABASE_URL=$$(scripts/pg-ensure --db postgres); \
+	@scripts/chromium-ensure >/dev/null || echo 'Chromium is not available: the console browser test will skip, saying so' >&2; \
+	DATABASE_URL=$$(scripts/pg-ensure --db postgres); \
 	export DATABASE_URL SQLX_OFFLINE=true; \
 	if cargo nextest --version >/dev/null 2>&1; then \
 		echo '+ cargo nextest run --workspace --all-targets --no-fail-fast $(ARGS)'; \

@@ -143,7 +143,7 @@ fn render(t: &impl Template) -> String {
 /// to the sign-in page.
 struct Signed {
     actor: Actor,
-    session: String,
+    session: session::Session,
     renewed: String,
 }
 
@@ -151,16 +151,16 @@ fn signed(state: &AppState, headers: &HeaderMap, lang: Lang) -> Result<Signed, R
     let k = key(state);
     let to_login = || Redirect::to(&format!("/console/login?lang={}", lang.code()));
     let value = cookie(headers, COOKIE).ok_or_else(to_login)?;
-    let name = k.verify(value, now()).ok_or_else(to_login)?;
-    let session = k.issue(&name, now());
+    let current = k.verify(value, now()).ok_or_else(to_login)?;
+    let renewed = k.issue(&current, now());
     Ok(Signed {
         renewed: format!(
-            "{COOKIE}={session}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{}",
+            "{COOKIE}={renewed}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{}",
             session::IDLE_SECS,
             secure(headers)
         ),
-        actor: Actor(name),
-        session: value.to_owned(),
+        actor: Actor(current.name.clone()),
+        session: current,
     })
 }
 
@@ -238,7 +238,7 @@ async fn login(
         *r.status_mut() = StatusCode::UNAUTHORIZED;
         return r;
     };
-    let session = key(&state).issue(&who.name, now());
+    let session = key(&state).issue(&session::Session::new(&who.name), now());
     tracing::info!(actor = %who.name, "console sign-in");
     let mut r = Redirect::to(&format!("/console?lang={}", lang.code())).into_response();
     harden(r.headers_mut());

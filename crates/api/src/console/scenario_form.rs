@@ -176,7 +176,7 @@ fn previews(s: &Scenario) -> Vec<(&'static str, String)> {
 fn form_page(
     state: &AppState,
     lang: Lang,
-    session: &str,
+    session: &super::session::Session,
     actor: String,
     id: Option<Uuid>,
     form: &ScenarioFormData,

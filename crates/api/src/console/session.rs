@@ -2,9 +2,11 @@
 //! process behind a load balancer accepts it (they share the admin tokens,
 //! from which the signing key is derived).
 //!
-//! The cookie holds `name.expiry.mac` (the admin token's name, a unix
-//! expiry, HMAC-SHA256 of both); every request renews it (idle expiry).
-//! CSRF: each form carries HMAC("csrf", cookie), checked on every post.
+//! The cookie holds `name.sid.expiry.mac` (the admin token's name, a random
+//! session id kept for the session's life, a unix expiry, HMAC-SHA256 of
+//! them); every request renews the expiry (idle expiry). CSRF: each form
+//! carries HMAC("csrf", name, sid), checked on every post, so a renewal
+//! between showing a form and posting it changes nothing.
 
 use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret;
@@ -48,31 +50,58 @@ impl SessionKey {
             .collect()
     }
 
-    /// A session cookie value for `name`, valid until `now + IDLE_SECS`.
-    pub fn issue(&self, name: &str, now: i64) -> String {
+    /// A session cookie value for `session`, valid until `now + IDLE_SECS`.
+    pub fn issue(&self, session: &Session, now: i64) -> String {
         let exp = (now + IDLE_SECS).to_string();
-        let mac = self.mac(&[name.as_bytes(), exp.as_bytes()]);
-        format!("{}.{exp}.{mac}", hex(name))
+        let mac = self.mac(&[
+            session.name.as_bytes(),
+            session.sid.as_bytes(),
+            exp.as_bytes(),
+        ]);
+        format!("{}.{}.{exp}.{mac}", hex(&session.name), session.sid)
     }
 
-    /// The token name of a valid, unexpired session cookie.
-    pub fn verify(&self, value: &str, now: i64) -> Option<String> {
+    /// The session of a valid, unexpired cookie.
+    pub fn verify(&self, value: &str, now: i64) -> Option<Session> {
         let mut parts = value.split('.');
-        let (name, exp, mac) = (parts.next()?, parts.next()?, parts.next()?);
+        let (name, sid, exp, mac) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         let name = unhex(name)?;
-        let expected = self.mac(&[name.as_bytes(), exp.as_bytes()]);
+        let expected = self.mac(&[name.as_bytes(), sid.as_bytes(), exp.as_bytes()]);
         let same: bool = subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), mac.as_bytes()).into();
-        (same && exp.parse::<i64>().ok()? > now).then_some(name)
+        (same && exp.parse::<i64>().ok()? > now).then(|| Session {
+            name,
+            sid: sid.to_owned(),
+        })
     }
 
     /// The CSRF token of a session (its forms carry it).
-    pub fn csrf(&self, session: &str) -> String {
-        self.mac(&[b"csrf", session.as_bytes()])
+    pub fn csrf(&self, session: &Session) -> String {
+        self.mac(&[b"csrf", session.name.as_bytes(), session.sid.as_bytes()])
     }
 
     /// Whether `token` is the CSRF token of `session`.
-    pub fn csrf_ok(&self, session: &str, token: &str) -> bool {
+    pub fn csrf_ok(&self, session: &Session, token: &str) -> bool {
         subtle::ConstantTimeEq::ct_eq(self.csrf(session).as_bytes(), token.as_bytes()).into()
+    }
+}
+
+/// A signed-in operator: the admin token's name and the session's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub name: String,
+    pub sid: String,
+}
+
+impl Session {
+    /// A new session for the token named `name`.
+    pub fn new(name: &str) -> Self {
+        use rand::RngCore;
+        let mut id = [0u8; 12];
+        rand::rng().fill_bytes(&mut id);
+        Self {
+            name: name.to_owned(),
+            sid: id.iter().map(|b| format!("{b:02x}")).collect(),
+        }
     }
 }
 
@@ -105,17 +134,28 @@ mod tests {
     #[test]
     fn a_session_verifies_until_it_expires_and_not_when_tampered() {
         let k = key();
-        let v = k.issue("alice", 1000);
-        assert_eq!(k.verify(&v, 1000).as_deref(), Some("alice"));
+        let alice = Session::new("alice");
+        let v = k.issue(&alice, 1000);
+        assert_eq!(k.verify(&v, 1000), Some(alice.clone()));
         assert_eq!(k.verify(&v, 1000 + IDLE_SECS), None, "expired");
         let forged = v.replace(&hex("alice"), &hex("mallory"));
         assert_eq!(k.verify(&forged, 1000), None);
+        let renewed = k.issue(&alice, 1500);
+        assert_eq!(
+            k.verify(&renewed, 1500),
+            Some(alice.clone()),
+            "the same session, renewed"
+        );
         let other = SessionKey::derive(&[NamedToken {
             name: "admin".into(),
             token: "other".to_owned().into(),
         }]);
         assert_eq!(other.verify(&v, 1000), None, "another key");
-        assert!(k.csrf_ok(&v, &k.csrf(&v)));
-        assert!(!k.csrf_ok(&v, "0"));
+        assert!(k.csrf_ok(&alice, &k.csrf(&alice)));
+        assert!(!k.csrf_ok(&alice, "0"));
+        assert!(
+            !k.csrf_ok(&Session::new("alice"), &k.csrf(&alice)),
+            "bound to its session"
+        );
     }
 }

@@ -1,0 +1,194 @@
+//! The console in a real headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, installed by `scripts/chromium-ensure` when missing):
+//! sign in, create a scenario through the form (a bad URL first), find a
+//! call in the delivery log, send it again, sign out. Where Chromium cannot
+//! be installed the test says so and skips.
+//!
+//! Chromium is told to resolve nothing but this machine, and its
+//! background services are off: no request leaves the machine.
+
+use std::time::Duration;
+
+use fantoccini::{ClientBuilder, Locator};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::helpers::*;
+use crate::process::free_port;
+
+/// chromedriver's path, installing Chromium where it is missing; `None`
+/// (with the reason printed) where that cannot be done.
+fn chromedriver() -> Option<String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/chromium-ensure");
+    let out = std::process::Command::new(script).output().ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "SKIPPED browser test: Chromium is not available here: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_person_signs_in_creates_a_scenario_and_resends_a_call_in_a_real_browser(pool: PgPool) {
+    let Some(path) = chromedriver() else { return };
+    // fantoccini's TLS stack (unused here: the driver is on loopback) needs
+    // a process-wide rustls provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut rx = Receiver::ok().await;
+    let app = spawn_app(pool.clone()).await;
+    let port = free_port();
+    let _driver = Driver(
+        std::process::Command::new(path)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    eventually(
+        Duration::from_secs(20),
+        "chromedriver to listen",
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({"args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--disable-default-apps",
+            "--disable-domain-reliability", "--no-pings", "--disable-client-side-phishing-detection",
+            "--metrics-recording-only", "--lang=en-US",
+            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+            "--proxy-server=direct://", "--proxy-bypass-list=*"
+        ]}),
+    );
+    let c = ClientBuilder::rustls()
+        .expect("a TLS config")
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a Chromium session");
+    // A click that submits a form returns before the next page is in:
+    // wait for what the next page holds, and for its address.
+    let find = |s: &'static str| {
+        let c = c.clone();
+        async move {
+            c.wait()
+                .at_most(Duration::from_secs(15))
+                .for_element(Locator::Css(s))
+                .await
+                .unwrap_or_else(|e| panic!("{s} on the page: {e}"))
+        }
+    };
+    let at = |prefix: &'static str| {
+        let c = c.clone();
+        async move {
+            eventually(
+                Duration::from_secs(15),
+                &format!("the browser at {prefix}"),
+                || async {
+                    c.current_url()
+                        .await
+                        .ok()
+                        .filter(|u| u.path().starts_with(prefix))
+                        .map(|_| ())
+                },
+            )
+            .await
+        }
+    };
+
+    // Sign in.
+    c.goto(&app.url("/console?lang=en")).await.unwrap();
+    at("/console/login").await;
+    find("input[name=token]")
+        .await
+        .send_keys(ADMIN)
+        .await
+        .unwrap();
+    find("form button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    find("a#add").await;
+
+    // A scenario through the form: a bad URL first, its error at its field.
+    find("a#add").await.click().await.unwrap();
+    find("input#name")
+        .await
+        .send_keys("Main site")
+        .await
+        .unwrap();
+    find("input#during_call_url")
+        .await
+        .send_keys("not a url")
+        .await
+        .unwrap();
+    find("textarea#numbers")
+        .await
+        .send_keys("78005552233")
+        .await
+        .unwrap();
+    find("form#settings button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let error = find("span.field-error").await;
+    assert_eq!(
+        error.attr("data-field").await.unwrap().as_deref(),
+        Some("during_call_url")
+    );
+    let url = find("input#during_call_url").await;
+    url.clear().await.unwrap();
+    url.send_keys(&rx.url("/during")).await.unwrap();
+    find("form#settings button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    find("pre.preview").await;
+    at("/console/scenarios/").await;
+    assert_eq!(find("h1").await.text().await.unwrap(), "Main site");
+
+    // A call through the ingest API, found in the log, sent again.
+    let delivery = start_call(&app, "313").await;
+    rx.next(Duration::from_secs(20)).await;
+    wait_state(&pool, delivery, "delivered", Duration::from_secs(20)).await;
+    c.goto(&app.url("/console/deliveries?lang=en"))
+        .await
+        .unwrap();
+    find("td.call a").await.click().await.unwrap();
+    at("/console/calls/313").await;
+    find("button.resend").await.click().await.unwrap();
+    let again = rx.next(Duration::from_secs(20)).await;
+    assert_eq!(again.header("webhook-id"), delivery.to_string());
+
+    // Sign out.
+    find("header form button").await.click().await.unwrap();
+    find("input[name=token]").await;
+    c.goto(&app.url("/console")).await.unwrap();
+    at("/console/login").await;
+    find("input[name=token]").await;
+    c.close().await.unwrap();
+}
