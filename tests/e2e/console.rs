@@ -433,3 +433,36 @@ async fn the_scenario_form_shows_errors_at_their_field_saves_previews_rotates_an
         404
     );
 }
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn the_pool_page_shows_reserved_and_free_numbers(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let created = app
+        .create_scenario(json!({"name": "Pool", "numbers": ["78005552233", "78005552234"]}))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let (status, reserved) = app
+        .ingest_post(
+            "/api/v1/visits",
+            &json!({"scenario_id": id, "visit_id": "v1"}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{reserved}");
+    let http = client();
+    let r = sign_in(&app, &http, ADMIN).await;
+    let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
+    let page = http
+        .get(app.url(&format!("/console/scenarios/{id}/pool?lang=en")))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = Html::parse_document(&page.text().await.unwrap());
+    assert_eq!(select(&html, "#summary .size"), vec!["2"]);
+    assert_eq!(select(&html, "#summary .reserved"), vec!["1"]);
+    assert_eq!(select(&html, "#summary .free"), vec!["1"]);
+    let mut states = select(&html, "tr[data-number] td.number-state");
+    states.sort();
+    assert_eq!(states, vec!["free", "reserved"]);
+}

@@ -55,6 +55,7 @@ pub fn router() -> Router<AppState> {
             "/console/scenarios/{id}/delete",
             post(scenario_form::delete),
         )
+        .route("/console/scenarios/{id}/pool", get(overview::pool_page))
         .route("/console/login", get(login_page).post(login))
         .route("/console/logout", post(logout))
         .route(

@@ -203,3 +203,79 @@ pub(super) async fn switch_endpoint(
     }
     Ok(r)
 }
+
+struct NumberLine {
+    number: String,
+    /// `reserved`, `free` or `static`.
+    state: &'static str,
+    visit: String,
+    until: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/pool.html")]
+struct PoolPage {
+    lang: Lang,
+    csrf: String,
+    actor: String,
+    name: String,
+    size: i64,
+    reserved: i64,
+    free: i64,
+    shared_today: i64,
+    numbers: Vec<NumberLine>,
+}
+
+/// A scenario's number pool: reserved, free, shared today.
+pub(super) async fn pool_page(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Result<Response, crate::ApiError> {
+    let lang = lang(&q, &headers);
+    let s = match signed(&state, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return Ok(r.into_response()),
+    };
+    let Ok(scenario) = scenarios::get(&state.pool, id).await else {
+        return Ok((StatusCode::NOT_FOUND, lang.t("not_found")).into_response());
+    };
+    let p = callhook_store::pool::status(&state.pool, id).await?;
+    let numbers = p
+        .numbers
+        .into_iter()
+        .map(|n| {
+            let state = if n.is_static {
+                "static"
+            } else if n.reserved_until.is_some() {
+                "reserved"
+            } else {
+                "free"
+            };
+            NumberLine {
+                number: n.number,
+                state,
+                visit: n.visit_id.unwrap_or_default(),
+                until: n
+                    .reserved_until
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    Ok(page(
+        render(&PoolPage {
+            lang,
+            csrf: key(&state).csrf(&s.session),
+            actor: s.actor.0,
+            name: scenario.name,
+            size: p.size,
+            reserved: p.reserved_now,
+            free: p.size - p.reserved_now,
+            shared_today: p.shared_today,
+            numbers,
+        }),
+        vec![s.renewed],
+    ))
+}
