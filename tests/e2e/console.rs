@@ -466,3 +466,43 @@ async fn the_pool_page_shows_reserved_and_free_numbers(pool: PgPool) {
     states.sort();
     assert_eq!(states, vec!["free", "reserved"]);
 }
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_test_send_from_the_form_shows_the_receivers_answer(pool: PgPool) {
+    let mut rx = Receiver::ok().await;
+    let app = spawn_app(pool).await;
+    let created = app
+        .create_scenario(
+            json!({"name": "Main", "numbers": ["78005552233"], "after_call_url": rx.url("/after")}),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let http = client();
+    let r = sign_in(&app, &http, ADMIN).await;
+    let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
+    let page = http
+        .get(app.url(&format!("/console/scenarios/{id}?lang=en")))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    let html = Html::parse_document(&page.text().await.unwrap());
+    let csrf = attr(&html, "form#settings input[name=csrf]", "value");
+    let sent = http
+        .post(app.url(&format!("/console/scenarios/{id}/test?lang=en")))
+        .header("cookie", &session)
+        .form(&[("csrf", csrf.as_str()), ("kind", "after_call")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let html = Html::parse_document(&sent.text().await.unwrap());
+    let result = select(&html, "#test-result").pop().unwrap();
+    assert!(
+        result.contains("HTTP 200") && result.contains(&rx.url("/after")),
+        "{result}"
+    );
+    let got = rx.next(std::time::Duration::from_secs(10)).await;
+    assert!(got.header("webhook-id").starts_with("test_"));
+    assert_eq!(got.json()["status"], "ANSWER", "the after-call example");
+}

@@ -95,6 +95,7 @@ impl Lang {
             "not_found" => ("Не найдено", "Not found"),
             "new_scenario" => ("Новый сценарий", "New scenario"),
             "pool" => ("Пул номеров", "Number pool"),
+            "test_send" => ("Проверить отправку", "Test send"),
             "pool_size" => ("В пуле", "In the pool"),
             "reserved_now" => ("занято сейчас", "reserved now"),
             "free_now" => ("свободно", "free"),

@@ -56,6 +56,10 @@ pub fn router() -> Router<AppState> {
             post(scenario_form::delete),
         )
         .route("/console/scenarios/{id}/pool", get(overview::pool_page))
+        .route(
+            "/console/scenarios/{id}/test",
+            post(scenario_form::test_send),
+        )
         .route("/console/login", get(login_page).post(login))
         .route("/console/logout", post(logout))
         .route(

@@ -149,6 +149,17 @@ struct ScenarioPage<'a> {
     error: Option<FieldError>,
     previews: Vec<(&'static str, String)>,
     secret: String,
+    tested: Option<Tested>,
+}
+
+/// A test send's outcome, shown inline.
+pub(super) struct Tested {
+    kind: &'static str,
+    url: String,
+    ok: bool,
+    outcome: String,
+    duration_ms: i32,
+    body: String,
 }
 
 /// The exact bodies each webhook of the scenario carries (the page's
@@ -183,6 +194,21 @@ fn form_page(
     error: Option<FieldError>,
     scenario: Option<&Scenario>,
 ) -> String {
+    form_page_tested(state, lang, session, actor, id, form, error, scenario, None)
+}
+
+#[expect(clippy::too_many_arguments, reason = "a page's parts, each one plain")]
+fn form_page_tested(
+    state: &AppState,
+    lang: Lang,
+    session: &super::session::Session,
+    actor: String,
+    id: Option<Uuid>,
+    form: &ScenarioFormData,
+    error: Option<FieldError>,
+    scenario: Option<&Scenario>,
+    tested: Option<Tested>,
+) -> String {
     render(&ScenarioPage {
         lang,
         csrf: key(state).csrf(session),
@@ -194,6 +220,7 @@ fn form_page(
         secret: scenario
             .and_then(|s| state.sealer.reveal(&s.signing_secret).ok())
             .unwrap_or_default(),
+        tested,
     })
 }
 
@@ -439,5 +466,85 @@ pub(super) async fn delete(
     Ok(redirect_with(
         &format!("/console?lang={}", lang.code()),
         &s.renewed,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct TestForm {
+    csrf: String,
+    kind: String,
+}
+
+/// A test send from the form: the scenario page again with the outcome.
+pub(super) async fn test_send(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+    Form(form): Form<TestForm>,
+) -> Result<Response, crate::ApiError> {
+    let lang = Lang::of(q.lang.as_deref(), &headers);
+    let s = match signed(&state, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return Ok(r.into_response()),
+    };
+    if !key(&state).csrf_ok(&s.session, &form.csrf) {
+        return Ok((StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response());
+    }
+    let kind = match form.kind.parse::<DeliveryKind>() {
+        Ok(k @ (DeliveryKind::DuringCall | DeliveryKind::AfterCall)) => k,
+        _ => {
+            return Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "kind must be during_call or after_call",
+            )
+                .into_response())
+        }
+    };
+    let Ok(scenario) = scenarios::get(&state.pool, id).await else {
+        return Ok((StatusCode::NOT_FOUND, lang.t("not_found")).into_response());
+    };
+    let input = crate::routes::test_send::TestSendInput { kind, url: None };
+    let tested = match crate::routes::test_send::run(&state, &s.actor, id, input).await {
+        Ok(r) => Tested {
+            kind: kind.as_str(),
+            ok: r.status.is_some_and(|s| (200..300).contains(&s)),
+            outcome: match (r.status, r.error) {
+                (Some(status), _) => format!("HTTP {status}"),
+                (None, Some(e)) => e,
+                (None, None) => "no answer".to_owned(),
+            },
+            url: r.url,
+            duration_ms: r.duration_ms,
+            body: r
+                .response_body
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect(),
+        },
+        Err(e) => Tested {
+            kind: kind.as_str(),
+            ok: false,
+            outcome: e.message,
+            url: String::new(),
+            duration_ms: 0,
+            body: String::new(),
+        },
+    };
+    let form = ScenarioFormData::from_scenario(&scenario);
+    Ok(page(
+        form_page_tested(
+            &state,
+            lang,
+            &s.session,
+            s.actor.0.clone(),
+            Some(id),
+            &form,
+            None,
+            Some(&scenario),
+            Some(tested),
+        ),
+        vec![s.renewed],
     ))
 }

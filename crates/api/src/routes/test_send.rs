@@ -68,6 +68,17 @@ pub async fn test_send(
     body: JsonObject,
 ) -> Result<Json<TestSendResult>, ApiError> {
     let input = body.parse::<TestSendInput>()?;
+    Ok(Json(run(&state, &actor, id, input).await?))
+}
+
+/// A test send, as the API and the console do it: sent, recorded, audited;
+/// a success at the endpoint's own URL enables it.
+pub(crate) async fn run(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    input: TestSendInput,
+) -> Result<TestSendResult, ApiError> {
     if input.kind == DeliveryKind::OperatorEvent {
         return Err(ApiError::unprocessable(
             "kind",
@@ -133,7 +144,7 @@ pub async fn test_send(
         callhook_store::log::record_test_attempt(&state.pool, id, input.kind, &record).await?;
     tracing::info!(scenario_id = %id, kind = %input.kind, status = ?result.status,
         error = ?result.error_text(), "test send");
-    audit::record(&state, &actor, Action::TestSend, Some(id),
+    audit::record(state, actor, Action::TestSend, Some(id),
         serde_json::json!({"kind": input.kind, "url": url, "status": result.status, "error": result.error_text()})).await;
     // A receiver that answers at the endpoint's own URL is back: enable it.
     if result.is_success() && scenario.url_for(input.kind) == Some(url.as_str()) {
@@ -143,7 +154,7 @@ pub async fn test_send(
             callhook_dispatch::transitions::announce(id, input.kind, t, None);
         }
     }
-    Ok(Json(TestSendResult {
+    Ok(TestSendResult {
         status: result.status,
         duration_ms: record.duration_ms,
         error: record.error,
@@ -152,5 +163,5 @@ pub async fn test_send(
         webhook_id,
         attempt_id,
         started_at: record.started_at,
-    }))
+    })
 }
