@@ -506,3 +506,86 @@ async fn a_test_send_from_the_form_shows_the_receivers_answer(pool: PgPool) {
     assert!(got.header("webhook-id").starts_with("test_"));
     assert_eq!(got.json()["status"], "ANSWER", "the after-call example");
 }
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn bulk_recover_shows_the_count_before_it_resends(pool: PgPool) {
+    let mut rx = Receiver::ok().await;
+    let app = spawn_app_with(pool.clone(), |c| c.role = callhook::Role::Api).await;
+    let created = app
+        .create_scenario(json!({"name": "Main", "numbers": ["78005552233"], "during_call_url": rx.url("/during")}))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    for call in ["1", "2", "3"] {
+        start_call(&app, call).await;
+    }
+    sqlx::query(
+        "update deliveries set state = 'failed', next_attempt_at = null, lease_token = null",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let http = client();
+    let r = sign_in(&app, &http, ADMIN).await;
+    let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
+    let page = http
+        .get(app.url("/console/recover?lang=en"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    let html = Html::parse_document(&page.text().await.unwrap());
+    let csrf = attr(&html, "form#recover input[name=csrf]", "value");
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    let post = |confirm: &'static str| {
+        let (http, session, csrf, since, id) = (
+            http.clone(),
+            session.clone(),
+            csrf.clone(),
+            since.clone(),
+            id.clone(),
+        );
+        let url = app.url("/console/recover?lang=en");
+        async move {
+            let r = http
+                .post(url)
+                .header("cookie", session)
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("scenario_id", id.as_str()),
+                    ("since", since.as_str()),
+                    ("confirm", confirm),
+                ])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            Html::parse_document(&r.text().await.unwrap())
+        }
+    };
+    let counted = post("").await;
+    assert_eq!(select(&counted, "#count strong"), vec!["3"]);
+    let left: i64 = sqlx::query_scalar("select count(*) from deliveries where state = 'failed'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 3, "nothing requeued before the confirmation");
+    let done = post("yes").await;
+    assert_eq!(select(&done, "#recovered strong"), vec!["3"]);
+    let pending: i64 =
+        sqlx::query_scalar("select count(*) from deliveries where state = 'pending'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(pending, 3);
+    assert!(
+        tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            rx.next(std::time::Duration::from_secs(1))
+        )
+        .await
+        .is_err(),
+        "an API-only process sends nothing"
+    );
+}

@@ -234,6 +234,18 @@ pub async fn retry(pool: &sqlx::PgPool, id: Uuid) -> Result<Retried, StoreError>
     Ok(Retried::Requeued(Box::new(row)))
 }
 
+/// How many final deliveries match `filter`: what [`retry_matching`] would
+/// requeue (shown before an operator confirms).
+pub async fn count_final(
+    e: impl PgExecutor<'_>,
+    filter: &DeliveryFilter,
+) -> Result<i64, StoreError> {
+    let mut qb = QueryBuilder::new("select count(*) from deliveries");
+    push_filters(&mut qb, filter);
+    qb.push(" and state <> 'pending'");
+    Ok(qb.build_query_scalar().fetch_one(e).await?)
+}
+
 /// Requeues every final delivery matching `filter` (pending ones are left as
 /// they are); returns how many. Wakes dispatchers.
 pub async fn retry_matching(

@@ -6,8 +6,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use callhook_core::{DeliveryKind, DeliveryState};
-use callhook_store::log;
 use callhook_store::log::{DeliveryFilter, Retried};
+use callhook_store::{log, scenarios};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use super::i18n::Lang;
@@ -266,4 +267,117 @@ pub(super) async fn resend(
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     Ok(r)
+}
+
+#[derive(Template)]
+#[template(path = "console/recover.html")]
+struct RecoverPage {
+    lang: Lang,
+    csrf: String,
+    actor: String,
+    scenarios: Vec<(String, String)>,
+    scenario_id: String,
+    since: String,
+    /// Counted, waiting for the confirmation.
+    count: Option<i64>,
+    /// Requeued.
+    done: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RecoverForm {
+    csrf: String,
+    scenario_id: Uuid,
+    since: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+async fn recover_page_for(
+    state: &AppState,
+    s: &super::Signed,
+    lang: Lang,
+    form: Option<&RecoverForm>,
+    count: Option<i64>,
+    done: Option<u64>,
+) -> Result<Response, crate::ApiError> {
+    let scenarios = scenarios::list(&state.pool)
+        .await?
+        .into_iter()
+        .map(|sc| (sc.id.to_string(), sc.name))
+        .collect();
+    let default_since = (chrono::Utc::now() - chrono::Duration::hours(24))
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    Ok(page(
+        render(&RecoverPage {
+            lang,
+            csrf: key(state).csrf(&s.session),
+            actor: s.actor.0.clone(),
+            scenarios,
+            scenario_id: form.map(|f| f.scenario_id.to_string()).unwrap_or_default(),
+            since: form.map_or(default_since, |f| f.since.clone()),
+            count,
+            done,
+        }),
+        vec![s.renewed.clone()],
+    ))
+}
+
+/// "Resend everything failed for this scenario since T": the form.
+pub(super) async fn recover_page(
+    State(state): State<AppState>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Result<Response, crate::ApiError> {
+    let lang = lang(&q, &headers);
+    let s = match signed(&state, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return Ok(r.into_response()),
+    };
+    recover_page_for(&state, &s, lang, None, None, None).await
+}
+
+/// The count first; with `confirm=yes`, the requeue.
+pub(super) async fn recover(
+    State(state): State<AppState>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+    Form(form): Form<RecoverForm>,
+) -> Result<Response, crate::ApiError> {
+    let lang = lang(&q, &headers);
+    let s = match signed(&state, &headers, lang) {
+        Ok(s) => s,
+        Err(r) => return Ok(r.into_response()),
+    };
+    if !key(&state).csrf_ok(&s.session, &form.csrf) {
+        return Ok((StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response());
+    }
+    let Ok(since) = chrono::NaiveDateTime::parse_from_str(&form.since, "%Y-%m-%dT%H:%M") else {
+        return Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "since must be a date and time",
+        )
+            .into_response());
+    };
+    let filter = DeliveryFilter {
+        scenario_id: Some(form.scenario_id),
+        state: Some(DeliveryState::Failed),
+        since: Some(since.and_utc()),
+        ..DeliveryFilter::default()
+    };
+    if form.confirm != "yes" {
+        let n = log::count_final(&state.pool, &filter).await?;
+        return recover_page_for(&state, &s, lang, Some(&form), Some(n), None).await;
+    }
+    let n = log::retry_matching(&state.pool, &filter).await?;
+    audit::record(
+        &state,
+        &s.actor,
+        Action::DeliveriesRetry,
+        Some(form.scenario_id),
+        serde_json::json!({"requeued": n, "state": "failed", "since": filter.since, "via": "console"}),
+    )
+    .await;
+    recover_page_for(&state, &s, lang, Some(&form), None, Some(n)).await
 }

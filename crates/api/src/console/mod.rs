@@ -40,6 +40,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/calls/{id}", get(deliveries::call_page))
         .route("/console/deliveries/{id}/retry", post(deliveries::resend))
         .route(
+            "/console/recover",
+            get(deliveries::recover_page).post(deliveries::recover),
+        )
+        .route(
             "/console/scenarios/new",
             get(scenario_form::new_page).post(scenario_form::create),
         )
