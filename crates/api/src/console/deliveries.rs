@@ -12,7 +12,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::i18n::Lang;
-use super::{key, lang, page, render, signed, CsrfForm, DeliveriesQuery, LangQuery, PAGE};
+use super::{
+    key, lang, page, render, signed, signed_post, CsrfForm, DeliveriesQuery, LangQuery, PAGE,
+};
 use crate::routes::audit::{self, Action};
 use crate::AppState;
 
@@ -233,13 +235,10 @@ pub(super) async fn resend(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, crate::ApiError> {
     let lang = lang(&q, &headers);
-    let s = match signed(&state, &headers, lang) {
+    let s = match signed_post(&state, &headers, lang, &form.csrf) {
         Ok(s) => s,
         Err(r) => return Ok(r.into_response()),
     };
-    if !key(&state).csrf_ok(&s.session, &form.csrf) {
-        return Ok((StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response());
-    }
     let back = match log::retry(&state.pool, id).await? {
         Retried::Requeued(row) => {
             audit::record(
@@ -346,13 +345,10 @@ pub(super) async fn recover(
     Form(form): Form<RecoverForm>,
 ) -> Result<Response, crate::ApiError> {
     let lang = lang(&q, &headers);
-    let s = match signed(&state, &headers, lang) {
+    let s = match signed_post(&state, &headers, lang, &form.csrf) {
         Ok(s) => s,
         Err(r) => return Ok(r.into_response()),
     };
-    if !key(&state).csrf_ok(&s.session, &form.csrf) {
-        return Ok((StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response());
-    }
     let Ok(since) = chrono::NaiveDateTime::parse_from_str(&form.since, "%Y-%m-%dT%H:%M") else {
         return Ok((
             StatusCode::UNPROCESSABLE_ENTITY,

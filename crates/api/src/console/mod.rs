@@ -173,6 +173,37 @@ fn signed(state: &AppState, headers: &HeaderMap, lang: Lang) -> Result<Signed, R
     })
 }
 
+/// Why a form post was not let through.
+enum Refused {
+    /// No valid session: to the sign-in page.
+    SignIn(Redirect),
+    /// The form's CSRF token is missing or wrong.
+    Forged,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Self::SignIn(r) => r.into_response(),
+            Self::Forged => (StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response(),
+        }
+    }
+}
+
+/// The signed-in operator of a form post, its CSRF token checked.
+fn signed_post(
+    state: &AppState,
+    headers: &HeaderMap,
+    lang: Lang,
+    csrf: &str,
+) -> Result<Signed, Refused> {
+    let s = signed(state, headers, lang).map_err(Refused::SignIn)?;
+    if !key(state).csrf_ok(&s.session, csrf) {
+        return Err(Refused::Forged);
+    }
+    Ok(s)
+}
+
 #[derive(Template)]
 #[template(path = "console/login.html")]
 struct LoginPage<'a> {
@@ -273,12 +304,8 @@ async fn logout(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     let lang = lang(&q, &headers);
-    let s = match signed(&state, &headers, lang) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
-    if !key(&state).csrf_ok(&s.session, &form.csrf) {
-        return (StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response();
+    if let Err(r) = signed_post(&state, &headers, lang, &form.csrf) {
+        return r.into_response();
     }
     let mut r = Redirect::to(&format!("/console/login?lang={}", lang.code())).into_response();
     harden(r.headers_mut());

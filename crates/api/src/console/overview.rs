@@ -10,7 +10,7 @@ use callhook_store::{health, log, scenarios};
 use uuid::Uuid;
 
 use super::i18n::Lang;
-use super::{key, lang, page, render, signed, CsrfForm, LangQuery};
+use super::{key, lang, page, render, signed, signed_post, CsrfForm, LangQuery};
 use crate::routes::audit::{self, Action};
 use crate::AppState;
 
@@ -158,13 +158,10 @@ pub(super) async fn switch_endpoint(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, crate::ApiError> {
     let lang = lang(&q, &headers);
-    let s = match signed(&state, &headers, lang) {
+    let s = match signed_post(&state, &headers, lang, &form.csrf) {
         Ok(s) => s,
         Err(r) => return Ok(r.into_response()),
     };
-    if !key(&state).csrf_ok(&s.session, &form.csrf) {
-        return Ok((StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response());
-    }
     let kind = match kind.parse::<DeliveryKind>() {
         Ok(k @ (DeliveryKind::DuringCall | DeliveryKind::AfterCall)) => k,
         _ => return Ok((StatusCode::NOT_FOUND, "no such endpoint").into_response()),

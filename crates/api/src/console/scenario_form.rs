@@ -13,7 +13,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::i18n::Lang;
-use super::{key, page, redirect_with, render, signed, CsrfForm, LangQuery};
+use super::{key, page, redirect_with, render, signed, signed_post, CsrfForm, LangQuery};
 use crate::routes::audit::{self, Action};
 use crate::routes::scenarios::{ScenarioInput, StaticNumberView};
 use crate::AppState;
@@ -292,13 +292,10 @@ pub(super) async fn submit(
     headers: HeaderMap,
     form: ScenarioFormData,
 ) -> Result<Response, crate::ApiError> {
-    let s = match signed(&state, &headers, lang) {
+    let s = match signed_post(&state, &headers, lang, &form.csrf) {
         Ok(s) => s,
         Err(r) => return Ok(r.into_response()),
     };
-    if !key(&state).csrf_ok(&s.session, &form.csrf) {
-        return Ok((StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response());
-    }
     let refused = |error: FieldError, scenario: Option<&Scenario>| {
         let mut r = page(
             form_page(
@@ -397,13 +394,10 @@ pub(super) async fn rotate(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, crate::ApiError> {
     let lang = Lang::of(q.lang.as_deref(), &headers);
-    let s = match signed(&state, &headers, lang) {
+    let s = match signed_post(&state, &headers, lang, &form.csrf) {
         Ok(s) => s,
         Err(r) => return Ok(r.into_response()),
     };
-    if !key(&state).csrf_ok(&s.session, &form.csrf) {
-        return Ok((StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response());
-    }
     let secret = state.sealer.seal(&SigningSecret::generate());
     let sc = scenarios::rotate_secret(
         &state.pool,
@@ -441,13 +435,10 @@ pub(super) async fn delete(
     Form(form): Form<DeleteForm>,
 ) -> Result<Response, crate::ApiError> {
     let lang = Lang::of(q.lang.as_deref(), &headers);
-    let s = match signed(&state, &headers, lang) {
+    let s = match signed_post(&state, &headers, lang, &form.csrf) {
         Ok(s) => s,
         Err(r) => return Ok(r.into_response()),
     };
-    if !key(&state).csrf_ok(&s.session, &form.csrf) {
-        return Ok((StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response());
-    }
     if form.confirm != "yes" {
         return Ok(redirect_with(
             &format!("/console/scenarios/{id}?lang={}", lang.code()),
@@ -484,13 +475,10 @@ pub(super) async fn test_send(
     Form(form): Form<TestForm>,
 ) -> Result<Response, crate::ApiError> {
     let lang = Lang::of(q.lang.as_deref(), &headers);
-    let s = match signed(&state, &headers, lang) {
+    let s = match signed_post(&state, &headers, lang, &form.csrf) {
         Ok(s) => s,
         Err(r) => return Ok(r.into_response()),
     };
-    if !key(&state).csrf_ok(&s.session, &form.csrf) {
-        return Ok((StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response());
-    }
     let kind = match form.kind.parse::<DeliveryKind>() {
         Ok(k @ (DeliveryKind::DuringCall | DeliveryKind::AfterCall)) => k,
         _ => {
