@@ -311,6 +311,11 @@ async fn the_scenario_form_shows_errors_at_their_field_saves_previews_rotates_an
     };
     let html = get("/console/scenarios/new?lang=en".into()).await;
     let csrf = attr(&html, "form#settings input[name=csrf]", "value");
+    let hints = select(&html, "#placeholders code");
+    assert!(
+        hints.contains(&"{utm_source}".to_owned()) && hints.contains(&"{caller}".to_owned()),
+        "the payload's fields are offered: {hints:?}"
+    );
     let post = |path: String, fields: Vec<(&'static str, String)>| {
         let (http, session) = (http.clone(), session.clone());
         let url = app.url(&path);

@@ -96,6 +96,7 @@ impl Lang {
             "new_scenario" => ("Новый сценарий", "New scenario"),
             "pool" => ("Пул номеров", "Number pool"),
             "test_send" => ("Проверить отправку", "Test send"),
+            "placeholders" => ("Можно подставить:", "Fields you can use:"),
             "recover" => (
                 "Отправить заново всё неудавшееся",
                 "Resend everything that failed",

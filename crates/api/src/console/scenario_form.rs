@@ -150,6 +150,8 @@ struct ScenarioPage<'a> {
     previews: Vec<(&'static str, String)>,
     secret: String,
     tested: Option<Tested>,
+    /// The payload's fields a custom field's value may name.
+    placeholders: Vec<&'static str>,
 }
 
 /// A test send's outcome, shown inline.
@@ -221,6 +223,7 @@ fn form_page_tested(
             .and_then(|s| state.sealer.reveal(&s.signing_secret).ok())
             .unwrap_or_default(),
         tested,
+        placeholders: callhook_core::payload::placeholder_fields().collect(),
     })
 }
 
