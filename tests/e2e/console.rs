@@ -204,10 +204,11 @@ async fn the_console_can_be_turned_off(pool: PgPool) {
 async fn the_delivery_log_and_a_call_page_show_what_was_sent_and_resend_it(pool: PgPool) {
     let mut rx = Receiver::ok().await;
     let app = spawn_app(pool.clone()).await;
-    app.create_scenario(
-        json!({"name": "Main", "numbers": ["78005552233"], "during_call_url": rx.url("/during")}),
-    )
-    .await;
+    let created = app
+        .create_scenario(
+            json!({"name": "Main", "numbers": ["78005552233"], "during_call_url": rx.url("/during")}),
+        )
+        .await;
     let delivery = start_call(&app, "313").await;
     rx.next(std::time::Duration::from_secs(20)).await;
     wait_state(
@@ -257,11 +258,41 @@ async fn the_delivery_log_and_a_call_page_show_what_was_sent_and_resend_it(pool:
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(payload, vec![stored], "the exact body sent");
+    assert_eq!(payload, vec![stored.clone()], "the exact body sent");
     assert_eq!(
         select(&html, "table.attempts tbody tr td:nth-child(3)"),
         vec!["200"]
     );
+    let curl = select(&html, "pre.curl").pop().unwrap();
+    assert!(
+        curl.starts_with("curl -sS -X POST ") && curl.contains(&rx.url("/during")),
+        "{curl}"
+    );
+    assert!(curl.contains(&format!("webhook-id: {delivery}")), "{curl}");
+    // Run as it is, it sends the very request, verifiable with the secret.
+    let ran = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&curl)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let replayed = rx.next(std::time::Duration::from_secs(10)).await;
+    assert_eq!(replayed.body, stored.as_bytes());
+    let (_, scenario) = app
+        .admin_get(&format!(
+            "/api/v1/scenarios/{}",
+            created["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(signed_with(
+        &replayed,
+        scenario["signing_secret"].as_str().unwrap()
+    ));
     let csrf = attr(&html, "form[action$='/retry'] input[name=csrf]", "value");
 
     let resent = http

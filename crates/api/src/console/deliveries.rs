@@ -141,6 +141,42 @@ struct DeliveryBlock {
     payload: String,
     attempts: Vec<AttemptLine>,
     can_resend: bool,
+    /// The exact signed request as a curl command (signed now), when the
+    /// scenario still has a URL for it.
+    curl: Option<String>,
+}
+
+/// `text` as one shell word.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// The webhook as callhook would send it now, as a curl command: its URL,
+/// headers (signed with the scenario's current secret) and exact body.
+fn as_curl(
+    state: &AppState,
+    scenario: &callhook_store::scenarios::Scenario,
+    kind: DeliveryKind,
+    id: Uuid,
+    payload: &str,
+) -> Option<String> {
+    let url = scenario.url_for(kind)?;
+    let timestamp = chrono::Utc::now().timestamp();
+    // Signed with the current secret (a rotation's old one aside).
+    let signature = state.sealer.key(&scenario.signing_secret).ok()?.sign(
+        &id.to_string(),
+        timestamp,
+        payload.as_bytes(),
+    );
+    Some(format!(
+        "curl -sS -X POST {} -H 'content-type: application/json' -H {} -H {} -H {} -H {} --data-binary {}",
+        shell_quote(url),
+        shell_quote(&format!("user-agent: callhook/{}", env!("CARGO_PKG_VERSION"))),
+        shell_quote(&format!("webhook-id: {id}")),
+        shell_quote(&format!("webhook-timestamp: {timestamp}")),
+        shell_quote(&format!("webhook-signature: {signature}")),
+        shell_quote(payload),
+    ))
 }
 
 #[derive(Template)]
@@ -185,9 +221,16 @@ pub(super) async fn call_page(
     let rows = log::of_call(&state.pool, &id).await?;
     let ids: Vec<Uuid> = rows.iter().map(|d| d.id).collect();
     let attempts = log::attempts(&state.pool, &ids).await?;
+    let scenario = match rows.iter().find_map(|d| d.scenario_id) {
+        Some(sid) => scenarios::get(&state.pool, sid).await.ok(),
+        None => None,
+    };
     let deliveries = rows
         .into_iter()
         .map(|d| DeliveryBlock {
+            curl: scenario
+                .as_ref()
+                .and_then(|sc| as_curl(&state, sc, d.kind, d.id, &d.payload)),
             id: d.id,
             kind: d.kind.as_str(),
             state: d.state.as_str(),

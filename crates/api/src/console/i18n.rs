@@ -92,6 +92,7 @@ impl Lang {
             "status" => ("Ответ", "Status"),
             "response" => ("Тело ответа", "Response body"),
             "resend" => ("Отправить снова", "Send again"),
+            "copy_curl" => ("Этот запрос как curl", "This request as curl"),
             "not_found" => ("Не найдено", "Not found"),
             "new_scenario" => ("Новый сценарий", "New scenario"),
             "pool" => ("Пул номеров", "Number pool"),
