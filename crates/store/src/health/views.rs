@@ -1,0 +1,97 @@
+//! Endpoints as operators see them (the `endpoint_health` view).
+
+use callhook_core::{DeliveryKind, EndpointState};
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// An endpoint as operators see it (the `endpoint_health` view).
+#[derive(Debug, Clone)]
+pub struct EndpointRow {
+    pub scenario_id: Uuid,
+    pub scenario_name: String,
+    pub kind: DeliveryKind,
+    pub url: Option<String>,
+    pub state: EndpointState,
+    pub since: DateTime<Utc>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: i32,
+    pub deliveries_waiting: i64,
+}
+
+/// One endpoint, as operators see it.
+pub async fn endpoint(
+    e: impl PgExecutor<'_>,
+    scenario_id: Uuid,
+    kind: DeliveryKind,
+) -> Result<Option<EndpointRow>, StoreError> {
+    Ok(select(e, None, Some(&[scenario_id]), Some(kind))
+        .await?
+        .pop())
+}
+
+/// Every endpoint, or those in `state`, worst first (disabled, paused,
+/// failing, healthy), longest in their state first.
+pub async fn list(
+    e: impl PgExecutor<'_>,
+    state: Option<EndpointState>,
+) -> Result<Vec<EndpointRow>, StoreError> {
+    select(e, state, None, None).await
+}
+
+/// The endpoints of these scenarios.
+pub async fn of_scenarios(
+    e: impl PgExecutor<'_>,
+    scenario_ids: &[Uuid],
+) -> Result<Vec<EndpointRow>, StoreError> {
+    select(e, None, Some(scenario_ids), None).await
+}
+
+/// The `endpoint_health` rows matching every filter given, worst first.
+async fn select(
+    e: impl PgExecutor<'_>,
+    state: Option<EndpointState>,
+    scenario_ids: Option<&[Uuid]>,
+    kind: Option<DeliveryKind>,
+) -> Result<Vec<EndpointRow>, StoreError> {
+    Ok(sqlx::query_as!(
+        EndpointRow,
+        r#"select scenario_id as "scenario_id!", scenario_name as "scenario_name!",
+                  kind as "kind!: DeliveryKind", url, state as "state!: EndpointState",
+                  since as "since!", last_success_at, last_error,
+                  consecutive_failures as "consecutive_failures!",
+                  deliveries_waiting as "deliveries_waiting!"
+             from endpoint_health
+            where ($1::text is null or state = $1)
+              and ($2::uuid[] is null or scenario_id = any($2))
+              and ($3::text is null or kind = $3)
+            order by case state when 'disabled' then 0 when 'paused' then 1 when 'failing' then 2 else 3 end,
+                     since, scenario_id, kind"#,
+        state.map(EndpointState::as_str),
+        scenario_ids,
+        kind.map(DeliveryKind::as_str),
+    )
+    .fetch_all(e)
+    .await?)
+}
+
+/// How many endpoints are in each state (every state listed, zeros too).
+pub async fn count_by_state(
+    e: impl PgExecutor<'_>,
+) -> Result<Vec<(EndpointState, i64)>, StoreError> {
+    let rows = sqlx::query!(
+        r#"select state as "state!: EndpointState", count(*) as "n!" from endpoints group by state"#
+    )
+    .fetch_all(e)
+    .await?;
+    Ok(EndpointState::ALL
+        .iter()
+        .map(|s| {
+            let n = rows.iter().find(|r| r.state == *s).map_or(0, |r| r.n);
+            (*s, n)
+        })
+        .collect())
+}
