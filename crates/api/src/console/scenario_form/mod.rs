@@ -7,136 +7,19 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
-use callhook_core::{build_payload, CustomField, DeliveryKind, FieldError, SigningSecret};
-use callhook_store::scenarios::{self, Scenario, StaticNumber};
+use callhook_core::{build_payload, DeliveryKind, FieldError, SigningSecret};
+use callhook_store::scenarios::{self, Scenario};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::i18n::Lang;
 use super::{key, page, redirect_with, render, signed, signed_post, CsrfForm, LangQuery};
 use crate::routes::audit::{self, Action};
-use crate::routes::scenarios::{ScenarioInput, StaticNumberView};
 use crate::AppState;
 
-/// The form's fields as text (textareas hold one item a line).
-#[derive(Debug, Default, Deserialize)]
-pub(super) struct ScenarioFormData {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    during_call_url: String,
-    #[serde(default)]
-    after_call_url: String,
-    #[serde(default)]
-    custom_fields: String,
-    #[serde(default)]
-    numbers: String,
-    #[serde(default)]
-    static_numbers: String,
-    #[serde(default)]
-    timezone: String,
-}
+mod text;
 
-impl ScenarioFormData {
-    /// (field, value, is a textarea), in the form's order.
-    pub(super) fn fields(&self) -> Vec<(&'static str, &str, bool)> {
-        vec![
-            ("name", &self.name, false),
-            ("during_call_url", &self.during_call_url, false),
-            ("after_call_url", &self.after_call_url, false),
-            ("custom_fields", &self.custom_fields, true),
-            ("numbers", &self.numbers, true),
-            ("static_numbers", &self.static_numbers, true),
-            ("timezone", &self.timezone, false),
-        ]
-    }
-
-    fn from_scenario(s: &Scenario) -> Self {
-        Self {
-            csrf: String::new(),
-            name: s.name.clone(),
-            during_call_url: s.during_call_url.clone().unwrap_or_default(),
-            after_call_url: s.after_call_url.clone().unwrap_or_default(),
-            custom_fields: s
-                .custom_fields
-                .0
-                .iter()
-                .map(|f| format!("{}={}", f.name, f.value))
-                .collect::<Vec<_>>()
-                .join("\n"),
-            numbers: s.numbers.join("\n"),
-            static_numbers: s
-                .static_numbers
-                .0
-                .iter()
-                .map(|n: &StaticNumber| {
-                    [
-                        n.number.as_str(),
-                        n.marker.as_deref().unwrap_or(""),
-                        n.source_level_1.as_deref().unwrap_or(""),
-                        n.source_level_2.as_deref().unwrap_or(""),
-                    ]
-                    .join(";")
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
-            timezone: s.timezone.clone(),
-        }
-    }
-
-    /// The API's input, from the text: the same checks follow.
-    fn input(&self) -> ScenarioInput {
-        let lines = |t: &str| -> Vec<String> {
-            t.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect()
-        };
-        let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
-        ScenarioInput {
-            name: self.name.clone(),
-            during_call_url: Some(self.during_call_url.trim().to_owned()),
-            after_call_url: Some(self.after_call_url.trim().to_owned()),
-            custom_fields: Some(
-                lines(&self.custom_fields)
-                    .into_iter()
-                    .map(|l| {
-                        let (name, value) = l.split_once('=').unwrap_or((&l, ""));
-                        CustomField {
-                            name: name.trim().to_owned(),
-                            value: value.trim().to_owned(),
-                        }
-                    })
-                    .collect(),
-            ),
-            numbers: Some(lines(&self.numbers)),
-            static_numbers: Some(
-                lines(&self.static_numbers)
-                    .into_iter()
-                    .map(|l| {
-                        let mut p = l.split(';').map(str::trim);
-                        StaticNumberView {
-                            number: p.next().unwrap_or("").to_owned(),
-                            marker: p.next().and_then(opt),
-                            source_level_1: p.next().and_then(opt),
-                            source_level_2: p.next().and_then(opt),
-                        }
-                    })
-                    .collect(),
-            ),
-            timezone: opt(&self.timezone),
-            id: None,
-            signing_secret: None,
-            previous_secret_expires_at: None,
-            created_at: None,
-            updated_at: None,
-            health: None,
-        }
-    }
-}
+use text::ScenarioFormData;
 
 #[derive(Template)]
 #[template(path = "console/scenario.html")]

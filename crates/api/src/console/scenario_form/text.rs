@@ -1,0 +1,128 @@
+//! The scenario form's fields as text, to and from the API's input
+//! (`ScenarioInput`): textareas hold one item a line.
+
+use callhook_core::CustomField;
+use callhook_store::scenarios::{Scenario, StaticNumber};
+use serde::Deserialize;
+
+use crate::routes::scenarios::{ScenarioInput, StaticNumberView};
+
+/// The form's fields as text (textareas hold one item a line).
+#[derive(Debug, Default, Deserialize)]
+pub(in crate::console) struct ScenarioFormData {
+    #[serde(default)]
+    pub(super) csrf: String,
+    #[serde(default)]
+    pub(super) name: String,
+    #[serde(default)]
+    pub(super) during_call_url: String,
+    #[serde(default)]
+    pub(super) after_call_url: String,
+    #[serde(default)]
+    pub(super) custom_fields: String,
+    #[serde(default)]
+    pub(super) numbers: String,
+    #[serde(default)]
+    pub(super) static_numbers: String,
+    #[serde(default)]
+    pub(super) timezone: String,
+}
+
+impl ScenarioFormData {
+    /// (field, value, is a textarea), in the form's order.
+    pub(super) fn fields(&self) -> Vec<(&'static str, &str, bool)> {
+        vec![
+            ("name", &self.name, false),
+            ("during_call_url", &self.during_call_url, false),
+            ("after_call_url", &self.after_call_url, false),
+            ("custom_fields", &self.custom_fields, true),
+            ("numbers", &self.numbers, true),
+            ("static_numbers", &self.static_numbers, true),
+            ("timezone", &self.timezone, false),
+        ]
+    }
+
+    pub(super) fn from_scenario(s: &Scenario) -> Self {
+        Self {
+            csrf: String::new(),
+            name: s.name.clone(),
+            during_call_url: s.during_call_url.clone().unwrap_or_default(),
+            after_call_url: s.after_call_url.clone().unwrap_or_default(),
+            custom_fields: s
+                .custom_fields
+                .0
+                .iter()
+                .map(|f| format!("{}={}", f.name, f.value))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            numbers: s.numbers.join("\n"),
+            static_numbers: s
+                .static_numbers
+                .0
+                .iter()
+                .map(|n: &StaticNumber| {
+                    [
+                        n.number.as_str(),
+                        n.marker.as_deref().unwrap_or(""),
+                        n.source_level_1.as_deref().unwrap_or(""),
+                        n.source_level_2.as_deref().unwrap_or(""),
+                    ]
+                    .join(";")
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            timezone: s.timezone.clone(),
+        }
+    }
+
+    /// The API's input, from the text: the same checks follow.
+    pub(super) fn input(&self) -> ScenarioInput {
+        let lines = |t: &str| -> Vec<String> {
+            t.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+        ScenarioInput {
+            name: self.name.clone(),
+            during_call_url: Some(self.during_call_url.trim().to_owned()),
+            after_call_url: Some(self.after_call_url.trim().to_owned()),
+            custom_fields: Some(
+                lines(&self.custom_fields)
+                    .into_iter()
+                    .map(|l| {
+                        let (name, value) = l.split_once('=').unwrap_or((&l, ""));
+                        CustomField {
+                            name: name.trim().to_owned(),
+                            value: value.trim().to_owned(),
+                        }
+                    })
+                    .collect(),
+            ),
+            numbers: Some(lines(&self.numbers)),
+            static_numbers: Some(
+                lines(&self.static_numbers)
+                    .into_iter()
+                    .map(|l| {
+                        let mut p = l.split(';').map(str::trim);
+                        StaticNumberView {
+                            number: p.next().unwrap_or("").to_owned(),
+                            marker: p.next().and_then(opt),
+                            source_level_1: p.next().and_then(opt),
+                            source_level_2: p.next().and_then(opt),
+                        }
+                    })
+                    .collect(),
+            ),
+            timezone: opt(&self.timezone),
+            id: None,
+            signing_secret: None,
+            previous_secret_expires_at: None,
+            created_at: None,
+            updated_at: None,
+            health: None,
+        }
+    }
+}
