@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::i18n::Lang;
 use super::{
-    key, lang, page, render, signed, signed_post, CsrfForm, DeliveriesQuery, LangQuery, PAGE,
+    key, lang, page, render, signed_post, CsrfForm, DeliveriesQuery, LangQuery, SignedPage, PAGE,
 };
 use crate::routes::audit::{self, Action};
 use crate::AppState;
@@ -47,13 +47,8 @@ struct DeliveriesPage {
 pub(super) async fn deliveries_page(
     State(state): State<AppState>,
     Query(q): Query<DeliveriesQuery>,
-    headers: HeaderMap,
+    SignedPage { lang, s }: SignedPage,
 ) -> Result<Response, crate::ApiError> {
-    let lang = Lang::of(q.lang.as_deref(), &headers);
-    let s = match signed(&state, &headers, lang) {
-        Ok(s) => s,
-        Err(r) => return Ok(r.into_response()),
-    };
     let blank = |v: &Option<String>| {
         v.as_deref()
             .map(str::trim)
@@ -193,14 +188,8 @@ struct CallPage {
 pub(super) async fn call_page(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
+    SignedPage { lang, s }: SignedPage,
 ) -> Result<Response, crate::ApiError> {
-    let lang = lang(&q, &headers);
-    let s = match signed(&state, &headers, lang) {
-        Ok(s) => s,
-        Err(r) => return Ok(r.into_response()),
-    };
     let Some(call) = log::call_json(&state.pool, &id).await? else {
         return Ok((StatusCode::NOT_FOUND, lang.t("not_found")).into_response());
     };
@@ -369,14 +358,8 @@ async fn recover_page_for(
 /// "Resend everything failed for this scenario since T": the form.
 pub(super) async fn recover_page(
     State(state): State<AppState>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
+    SignedPage { lang, s }: SignedPage,
 ) -> Result<Response, crate::ApiError> {
-    let lang = lang(&q, &headers);
-    let s = match signed(&state, &headers, lang) {
-        Ok(s) => s,
-        Err(r) => return Ok(r.into_response()),
-    };
     recover_page_for(&state, &s, lang, None, None, None).await
 }
 

@@ -14,7 +14,8 @@ mod scenario_form;
 pub mod session;
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -154,6 +155,27 @@ struct Signed {
     actor: Actor,
     session: session::Session,
     renewed: String,
+}
+
+/// A page asked for by a signed-in operator: its language (`?lang=` or
+/// Accept-Language) and the session. Rejects with the redirect to the
+/// sign-in page.
+struct SignedPage {
+    lang: Lang,
+    s: Signed,
+}
+
+impl FromRequestParts<AppState> for SignedPage {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Query(q) = Query::<LangQuery>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let lang = lang(&q, &parts.headers);
+        let s = signed(state, &parts.headers, lang).map_err(IntoResponse::into_response)?;
+        Ok(Self { lang, s })
+    }
 }
 
 fn signed(state: &AppState, headers: &HeaderMap, lang: Lang) -> Result<Signed, Redirect> {
@@ -327,10 +349,9 @@ fn redirect_with(to: &str, cookie: &str) -> Response {
     r
 }
 
-/// The deliveries page's filters and cursor.
+/// The deliveries page's filters and cursor (`lang` is read by [`SignedPage`]).
 #[derive(Debug, Deserialize)]
 struct DeliveriesQuery {
-    lang: Option<String>,
     call_id: Option<String>,
     state: Option<String>,
     kind: Option<String>,

@@ -10,7 +10,7 @@ use callhook_store::{health, log, scenarios};
 use uuid::Uuid;
 
 use super::i18n::Lang;
-use super::{key, lang, page, render, signed, signed_post, CsrfForm, LangQuery};
+use super::{key, lang, page, render, signed_post, CsrfForm, LangQuery, SignedPage};
 use crate::routes::audit::{self, Action};
 use crate::AppState;
 
@@ -39,14 +39,8 @@ struct ScenariosPage {
 
 pub(super) async fn scenarios_page(
     State(state): State<AppState>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
+    SignedPage { lang, s }: SignedPage,
 ) -> Result<Response, crate::ApiError> {
-    let lang = lang(&q, &headers);
-    let s = match signed(&state, &headers, lang) {
-        Ok(s) => s,
-        Err(r) => return Ok(r.into_response()),
-    };
     let all = scenarios::list(&state.pool).await?;
     let ids: Vec<Uuid> = all.iter().map(|s| s.id).collect();
     let endpoints = health::of_scenarios(&state.pool, &ids).await?;
@@ -112,14 +106,8 @@ struct HealthPage {
 
 pub(super) async fn health_page(
     State(state): State<AppState>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
+    SignedPage { lang, s }: SignedPage,
 ) -> Result<Response, crate::ApiError> {
-    let lang = lang(&q, &headers);
-    let s = match signed(&state, &headers, lang) {
-        Ok(s) => s,
-        Err(r) => return Ok(r.into_response()),
-    };
     let rows = health::list(&state.pool, None)
         .await?
         .into_iter()
@@ -227,14 +215,8 @@ struct PoolPage {
 pub(super) async fn pool_page(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
+    SignedPage { lang, s }: SignedPage,
 ) -> Result<Response, crate::ApiError> {
-    let lang = lang(&q, &headers);
-    let s = match signed(&state, &headers, lang) {
-        Ok(s) => s,
-        Err(r) => return Ok(r.into_response()),
-    };
     let Ok(scenario) = scenarios::get(&state.pool, id).await else {
         return Ok((StatusCode::NOT_FOUND, lang.t("not_found")).into_response());
     };

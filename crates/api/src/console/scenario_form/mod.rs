@@ -13,7 +13,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::i18n::Lang;
-use super::{key, page, redirect_with, render, signed, signed_post, CsrfForm, LangQuery};
+use super::{key, page, redirect_with, render, signed_post, CsrfForm, LangQuery, SignedPage};
 use crate::routes::audit::{self, Action};
 use crate::AppState;
 
@@ -112,14 +112,8 @@ fn form_page_tested(
 
 pub(super) async fn new_page(
     State(state): State<AppState>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
+    SignedPage { lang, s }: SignedPage,
 ) -> Response {
-    let lang = Lang::of(q.lang.as_deref(), &headers);
-    let s = match signed(&state, &headers, lang) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     let form = ScenarioFormData {
         timezone: "Europe/Moscow".into(),
         ..ScenarioFormData::default()
@@ -142,14 +136,8 @@ pub(super) async fn new_page(
 pub(super) async fn edit_page(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
+    SignedPage { lang, s }: SignedPage,
 ) -> Result<Response, crate::ApiError> {
-    let lang = Lang::of(q.lang.as_deref(), &headers);
-    let s = match signed(&state, &headers, lang) {
-        Ok(s) => s,
-        Err(r) => return Ok(r.into_response()),
-    };
     let Ok(scenario) = scenarios::get(&state.pool, id).await else {
         return Ok((StatusCode::NOT_FOUND, lang.t("not_found")).into_response());
     };
