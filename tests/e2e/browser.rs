@@ -171,14 +171,25 @@ async fn a_person_signs_in_creates_a_scenario_and_resends_a_call_in_a_real_brows
     at("/console/scenarios/").await;
     assert_eq!(find("h1").await.text().await.unwrap(), "Main site");
 
-    // A call through the ingest API, found in the log, sent again.
-    let delivery = start_call(&app, "313").await;
-    rx.next(Duration::from_secs(20)).await;
-    wait_state(&pool, delivery, "delivered", Duration::from_secs(20)).await;
+    // The log open, a call through the ingest API appears in it live (htmx,
+    // under the page's CSP), is opened and sent again.
     c.goto(&app.url("/console/deliveries?lang=en"))
         .await
         .unwrap();
-    find("td.call a").await.click().await.unwrap();
+    find("span#live-note").await;
+    let delivery = start_call(&app, "313").await;
+    rx.next(Duration::from_secs(20)).await;
+    wait_state(&pool, delivery, "delivered", Duration::from_secs(20)).await;
+    let row = find("td.call a").await;
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/console/deliveries"),
+        "the row came without leaving the page"
+    );
+    row.click().await.unwrap();
     at("/console/calls/313").await;
     find("button.resend").await.click().await.unwrap();
     let again = rx.next(Duration::from_secs(20)).await;

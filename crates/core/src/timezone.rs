@@ -15,6 +15,8 @@ impl Default for Timezone {
 
 impl Timezone {
     pub const DEFAULT_NAME: &'static str = "Europe/Moscow";
+    /// Times that belong to no scenario (an operator event) are shown in UTC.
+    pub const UTC: Self = Self(Tz::UTC);
 
     pub fn parse(name: &str, field: &str) -> Result<Self, FieldError> {
         name.parse::<Tz>().map(Self).map_err(|_| {
@@ -34,6 +36,14 @@ impl Timezone {
     pub fn format_payload_date(&self, at: DateTime<Utc>) -> String {
         at.with_timezone(&self.0)
             .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    }
+
+    /// `YYYY-MM-DD HH:MM:SS +03:00`: the instant in this zone, with its
+    /// offset, as the console shows times.
+    pub fn format_with_offset(&self, at: DateTime<Utc>) -> String {
+        at.with_timezone(&self.0)
+            .format("%Y-%m-%d %H:%M:%S %:z")
             .to_string()
     }
 
@@ -72,6 +82,17 @@ impl Timezone {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_shown_with_the_zones_offset() {
+        let at = DateTime::parse_from_rfc3339("2026-07-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let tz = Timezone::parse("Asia/Yekaterinburg", "timezone").unwrap();
+        assert_eq!(tz.format_with_offset(at), "2026-07-01 17:00:00 +05:00");
+        let tz = Timezone::parse("America/New_York", "timezone").unwrap();
+        assert_eq!(tz.format_with_offset(at), "2026-07-01 08:00:00 -04:00");
+    }
 
     #[test]
     fn moscow_wall_clock_round_trips() {

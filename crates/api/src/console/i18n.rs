@@ -142,6 +142,21 @@ impl Lang {
                 "Да, удалить: ожидающие отправки будут отменены",
                 "Yes, delete it: its pending deliveries are cancelled",
             ),
+            "any" => ("любой", "any"),
+            "zone_note" => (
+                "Время показано в часовом поясе сценария со смещением; без сценария — UTC. Границы периода читаются в поясе выбранного сценария, иначе в UTC.",
+                "Times are shown in each scenario's time zone, with the offset (UTC where there is no scenario). The range is read in the chosen scenario's zone, else in UTC.",
+            ),
+            "live" => (
+                "Новые отправки появляются вверху сами",
+                "New deliveries appear at the top as they arrive",
+            ),
+            "more_new" => (
+                "Новых отправок больше, чем помещается на странице: обновить",
+                "More new deliveries than a page holds: reload",
+            ),
+            "started" => ("Начата", "Started"),
+            "scenario_zone" => ("по часовому поясу сценария", "on the scenario's clock"),
             _ => ("?", "?"),
         };
         match self {

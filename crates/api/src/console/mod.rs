@@ -1,17 +1,22 @@
 //! The operator's console: server-rendered pages under `/console`, compiled
-//! into the binary (askama templates, no JavaScript, no CDN). It calls the
-//! same store functions as the REST API.
+//! into the binary (askama templates, no CDN). Pages read without
+//! JavaScript; htmx (compiled in, [`assets`]) adds live updates. It calls
+//! the same store functions as the REST API.
 //!
 //! Sign-in takes the admin token once and keeps a signed session cookie
 //! (HttpOnly, SameSite=Strict, idle expiry; see [`session`]); every form
 //! carries a CSRF token; every page is sent with a strict
 //! Content-Security-Policy. The ingest token opens nothing here.
 
+mod assets;
+mod call;
 mod deliveries;
 pub mod i18n;
 mod overview;
+mod recover;
 mod scenario_form;
 pub mod session;
+mod time;
 
 use askama::Template;
 use axum::extract::{FromRequestParts, Query, State};
@@ -37,12 +42,14 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/console", get(overview::scenarios_page))
         .route("/console/health", get(overview::health_page))
+        .route(assets::HTMX_PATH, get(assets::htmx))
         .route("/console/deliveries", get(deliveries::deliveries_page))
-        .route("/console/calls/{id}", get(deliveries::call_page))
-        .route("/console/deliveries/{id}/retry", post(deliveries::resend))
+        .route("/console/deliveries/live", get(deliveries::deliveries_live))
+        .route("/console/calls/{id}", get(call::call_page))
+        .route("/console/deliveries/{id}/retry", post(call::resend))
         .route(
             "/console/recover",
-            get(deliveries::recover_page).post(deliveries::recover),
+            get(recover::recover_page).post(recover::recover),
         )
         .route(
             "/console/scenarios/new",
@@ -128,7 +135,7 @@ fn harden(h: &mut HeaderMap) {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     h.insert(
@@ -173,7 +180,20 @@ impl FromRequestParts<AppState> for SignedPage {
             .await
             .map_err(IntoResponse::into_response)?;
         let lang = lang(&q, &parts.headers);
-        let s = signed(state, &parts.headers, lang).map_err(IntoResponse::into_response)?;
+        let s = signed(state, &parts.headers, lang).map_err(|to_login| {
+            // htmx follows no redirect into the page: it is told to go there.
+            if parts.headers.contains_key("hx-request") {
+                let mut r = StatusCode::UNAUTHORIZED.into_response();
+                if let Ok(v) =
+                    HeaderValue::from_str(&format!("/console/login?lang={}", lang.code()))
+                {
+                    r.headers_mut().insert("hx-redirect", v);
+                }
+                r
+            } else {
+                to_login.into_response()
+            }
+        })?;
         Ok(Self { lang, s })
     }
 }
@@ -348,15 +368,3 @@ fn redirect_with(to: &str, cookie: &str) -> Response {
     }
     r
 }
-
-/// The deliveries page's filters and cursor (`lang` is read by [`SignedPage`]).
-#[derive(Debug, Deserialize)]
-struct DeliveriesQuery {
-    call_id: Option<String>,
-    state: Option<String>,
-    kind: Option<String>,
-    after: Option<String>,
-}
-
-/// Rows a page of the delivery log shows.
-const PAGE: usize = 50;

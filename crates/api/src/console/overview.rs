@@ -10,6 +10,7 @@ use callhook_store::{health, log, scenarios};
 use uuid::Uuid;
 
 use super::i18n::Lang;
+use super::time::Zones;
 use super::{key, lang, page, render, signed_post, CsrfForm, LangQuery, SignedPage};
 use crate::routes::audit::{self, Action};
 use crate::AppState;
@@ -108,6 +109,7 @@ pub(super) async fn health_page(
     State(state): State<AppState>,
     SignedPage { lang, s }: SignedPage,
 ) -> Result<Response, crate::ApiError> {
+    let zones = Zones::load(&state.pool).await?;
     let rows = health::list(&state.pool, None)
         .await?
         .into_iter()
@@ -117,7 +119,7 @@ pub(super) async fn health_page(
             kind: e.kind.as_str(),
             url: e.url,
             state: e.state.as_str(),
-            since: e.since.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            since: zones.show(Some(e.scenario_id), e.since),
             last_error: e.last_error,
             waiting: e.deliveries_waiting,
             action: if e.state.holds_deliveries() {
@@ -220,6 +222,7 @@ pub(super) async fn pool_page(
     let Ok(scenario) = scenarios::get(&state.pool, id).await else {
         return Ok((StatusCode::NOT_FOUND, lang.t("not_found")).into_response());
     };
+    let zone = scenario.tz()?;
     let p = callhook_store::pool::status(&state.pool, id).await?;
     let numbers = p
         .numbers
@@ -238,7 +241,7 @@ pub(super) async fn pool_page(
                 visit: n.visit_id.unwrap_or_default(),
                 until: n
                     .reserved_until
-                    .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                    .map(|t| zone.format_with_offset(t))
                     .unwrap_or_default(),
             }
         })

@@ -11,8 +11,13 @@ use chrono::{DateTime, Duration as TimeDelta, Utc};
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::queue::{self, AttemptRecord};
 use crate::StoreError;
+
+mod requeue;
+mod retention;
+
+pub use requeue::{count_final, record_test_attempt, retry, retry_matching, Retried};
+pub use retention::{purge_attempts, purge_calls, purge_deliveries};
 
 /// How far a delivery's id time may be from its `created_at` (the id is made
 /// in the ingest transaction that sets `created_at`; the margin also covers
@@ -124,6 +129,48 @@ pub async fn list(
     Ok(qb.build_query_as::<DeliveryRow>().fetch_all(e).await?)
 }
 
+/// The live view's horizon: every delivery with an id older than it is
+/// committed, so a window of ids below it, once read, never gains a row.
+///
+/// Ids are made inside the inserting transaction, so the horizon is the
+/// start of the oldest open transaction that has written anything (a
+/// second ago at the latest, for the clock the id came from). A transaction
+/// open for more than a minute does not hold the view back further.
+pub async fn live_horizon(e: impl PgExecutor<'_>) -> Result<DateTime<Utc>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        r#"select greatest(now() - interval '1 minute',
+                  least(now() - interval '1 second',
+                        (select min(xact_start) from pg_stat_activity
+                          where datname = current_database() and backend_xid is not null
+                            and pid <> pg_backend_pid()))) as "horizon!""#
+    )
+    .fetch_one(e)
+    .await?)
+}
+
+/// The deliveries matching `filter` whose id time is in `[from, to)`
+/// (milliseconds, as the ids carry them), newest first, at most `limit`.
+pub async fn list_window(
+    e: impl PgExecutor<'_>,
+    filter: &DeliveryFilter,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, StoreError> {
+    let mut qb = QueryBuilder::new(format!("select {DELIVERY_COLUMNS} from deliveries"));
+    push_filters(&mut qb, filter);
+    qb.push(" and id >= ").push_bind(v7_bound(from, false));
+    qb.push(" and id < ").push_bind(v7_bound(to, false));
+    qb.push(" order by id desc limit ").push_bind(limit);
+    Ok(qb.build_query_as::<DeliveryRow>().fetch_all(e).await?)
+}
+
+/// The smallest id of the millisecond `t`: ids below it were made before
+/// `t`, ids at or above it at `t` or later.
+pub fn id_before(t: DateTime<Utc>) -> Uuid {
+    v7_bound(t, false)
+}
+
 /// One delivery.
 pub async fn get(e: impl PgExecutor<'_>, id: Uuid) -> Result<DeliveryRow, StoreError> {
     sqlx::query_as!(
@@ -195,203 +242,6 @@ pub async fn call_json(
     Ok(Some(value))
 }
 
-/// What a single retry did.
-#[derive(Debug, Clone)]
-pub enum Retried {
-    /// Back to pending, due now.
-    Requeued(Box<DeliveryRow>),
-    /// It was pending already: nothing changed.
-    AlreadyPending,
-}
-
-/// Puts a final delivery (`failed`, `cancelled`, `delivered`) back to
-/// `pending`, due now; its attempt numbering continues. Wakes dispatchers.
-pub async fn retry(pool: &sqlx::PgPool, id: Uuid) -> Result<Retried, StoreError> {
-    let mut tx = pool.begin().await?;
-    let row = sqlx::query_as!(
-        DeliveryRow,
-        r#"update deliveries
-            set state = 'pending', next_attempt_at = now(), lease_token = null,
-                delivered_at = null, updated_at = now()
-          where id = $1 and state <> 'pending'
-      returning id, call_id, scenario_id, kind as "kind: DeliveryKind",
-                state as "state: DeliveryState", attempt_count, next_attempt_at, blocked_by, parked,
-                last_status, last_error, created_at, delivered_at, payload"#,
-        id
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(row) = row else {
-        // Either it does not exist or it is pending.
-        get(&mut *tx, id).await?;
-        return Ok(Retried::AlreadyPending);
-    };
-    if let Some(call_id) = &row.call_id {
-        queue::block_behind_during_call(&mut tx, std::slice::from_ref(call_id)).await?;
-    }
-    queue::notify(&mut *tx).await?;
-    tx.commit().await?;
-    Ok(Retried::Requeued(Box::new(row)))
-}
-
-/// How many final deliveries match `filter`: what [`retry_matching`] would
-/// requeue (shown before an operator confirms).
-pub async fn count_final(
-    e: impl PgExecutor<'_>,
-    filter: &DeliveryFilter,
-) -> Result<i64, StoreError> {
-    let mut qb = QueryBuilder::new("select count(*) from deliveries");
-    push_filters(&mut qb, filter);
-    qb.push(" and state <> 'pending'");
-    Ok(qb.build_query_scalar().fetch_one(e).await?)
-}
-
-/// Requeues every final delivery matching `filter` (pending ones are left as
-/// they are); returns how many. Wakes dispatchers.
-pub async fn retry_matching(
-    pool: &sqlx::PgPool,
-    filter: &DeliveryFilter,
-) -> Result<u64, StoreError> {
-    let mut tx = pool.begin().await?;
-    let mut qb = QueryBuilder::new(
-        "update deliveries
-            set state = 'pending', next_attempt_at = now(), lease_token = null,
-                delivered_at = null, updated_at = now()
-          where id in (select id from deliveries",
-    );
-    push_filters(&mut qb, filter);
-    qb.push(" and state <> 'pending') returning call_id");
-    let requeued: Vec<Option<String>> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
-    let n = requeued.len() as u64;
-    // Operator events (no call) are requeued too.
-    let call_ids: Vec<String> = requeued.into_iter().flatten().collect();
-    if n > 0 {
-        queue::block_behind_during_call(&mut tx, &call_ids).await?;
-        queue::notify(&mut *tx).await?;
-    }
-    tx.commit().await?;
-    Ok(n)
-}
-
-/// Records a test send of a scenario as an attempt (`is_test`, no delivery).
-pub async fn record_test_attempt(
-    e: impl PgExecutor<'_>,
-    scenario_id: Uuid,
-    kind: DeliveryKind,
-    a: &AttemptRecord,
-) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar!(
-        "insert into delivery_attempts
-                (delivery_id, scenario_id, kind, is_test, attempt, url, started_at, duration_ms,
-                 response_status, response_body, error)
-         values (null, $1, $2, true, 1, $3, $4, $5, $6, $7, $8)
-      returning id",
-        scenario_id,
-        kind as _,
-        a.url,
-        a.started_at,
-        a.duration_ms,
-        a.response_status,
-        a.response_body,
-        a.error,
-    )
-    .fetch_one(e)
-    .await?)
-}
-
-/// Deletes up to `batch` attempts started before `cutoff`; returns how many.
-pub async fn purge_attempts(
-    e: impl PgExecutor<'_>,
-    cutoff: DateTime<Utc>,
-    batch: i64,
-) -> Result<u64, StoreError> {
-    let r = sqlx::query!(
-        "delete from delivery_attempts where id in (
-             select id from delivery_attempts where started_at < $1 order by started_at limit $2)",
-        cutoff,
-        batch
-    )
-    .execute(e)
-    .await?;
-    Ok(r.rows_affected())
-}
-
-/// Walks up to `batch` deliveries in id order (oldest first) after `after`,
-/// among those whose id is older than `cutoff` (plus a margin), and deletes
-/// the delivered or cancelled ones created before `cutoff`, with their
-/// attempts; pending and failed ones are kept. Returns how many were deleted
-/// and the last id walked (`None` once there is nothing more to walk), the
-/// `after` of the next call. Ids are UUIDv7, so this walks the primary key
-/// and needs no index of its own.
-pub async fn purge_deliveries(
-    e: impl PgExecutor<'_>,
-    cutoff: DateTime<Utc>,
-    after: Option<Uuid>,
-    batch: i64,
-) -> Result<(u64, Option<Uuid>), StoreError> {
-    let row = sqlx::query!(
-        r#"with walked as (
-               select id, state, created_at from deliveries
-                where id < $1 and id > $2
-                order by id limit $3
-           ), gone as (
-               delete from deliveries d using walked w
-                where d.id = w.id and w.state in ('delivered', 'cancelled') and w.created_at < $4
-                  and d.state in ('delivered', 'cancelled')
-            returning d.id
-           )
-           select (select count(*) from gone) as "deleted!", (select id from walked order by id desc limit 1) as "last""#,
-        v7_bound(cutoff + ID_TIME_MARGIN, true),
-        after.unwrap_or(Uuid::nil()),
-        batch,
-        cutoff,
-    )
-    .fetch_one(e)
-    .await?;
-    Ok((row.deleted as u64, row.last))
-}
-
-/// Deletes up to `batch` calls created before `cutoff` that have no
-/// deliveries left.
-pub async fn purge_calls(
-    e: impl PgExecutor<'_>,
-    cutoff: DateTime<Utc>,
-    batch: i64,
-) -> Result<u64, StoreError> {
-    let r = sqlx::query!(
-        "delete from calls where id in (
-             select c.id from calls c
-              where c.created_at < $1
-                and not exists (select 1 from deliveries d where d.call_id = c.id)
-              order by c.created_at limit $2)
-            and not exists (select 1 from deliveries d where d.call_id = calls.id)",
-        cutoff,
-        batch
-    )
-    .execute(e)
-    .await?;
-    Ok(r.rows_affected())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn v7_bounds_enclose_ids_of_that_millisecond() {
-        let t = Utc::now();
-        let ts = uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            t.timestamp() as u64,
-            t.timestamp_subsec_nanos() / 1_000_000 * 1_000_000,
-        );
-        let id = Uuid::new_v7(ts);
-        assert!(v7_bound(t, false) <= id && id <= v7_bound(t, true));
-        assert!(v7_bound(t - TimeDelta::milliseconds(1), true) < id);
-        assert!(v7_bound(t + TimeDelta::milliseconds(1), false) > id);
-    }
-}
-
 /// A scenario's deliveries created since a moment: delivered, failed, and
 /// the newest error among them.
 #[derive(Debug, Clone)]
@@ -423,4 +273,23 @@ pub async fn summaries_since(
     )
     .fetch_all(e)
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v7_bounds_enclose_ids_of_that_millisecond() {
+        let t = Utc::now();
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            t.timestamp() as u64,
+            t.timestamp_subsec_nanos() / 1_000_000 * 1_000_000,
+        );
+        let id = Uuid::new_v7(ts);
+        assert!(v7_bound(t, false) <= id && id <= v7_bound(t, true));
+        assert!(v7_bound(t - TimeDelta::milliseconds(1), true) < id);
+        assert!(v7_bound(t + TimeDelta::milliseconds(1), false) > id);
+    }
 }

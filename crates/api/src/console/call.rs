@@ -1,0 +1,202 @@
+//! A call's page: its fields, each delivery's exact body and attempts, the
+//! request as a signed curl command, and "send again".
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use callhook_core::{DeliveryKind, Timezone};
+use callhook_store::log::Retried;
+use callhook_store::{log, scenarios};
+use uuid::Uuid;
+
+use super::i18n::Lang;
+use super::{key, lang, page, render, signed_post, CsrfForm, LangQuery, SignedPage};
+use crate::routes::audit::{self, Action};
+use crate::AppState;
+
+struct AttemptLine {
+    attempt: i32,
+    started: String,
+    url: String,
+    status: String,
+    error: String,
+    duration_ms: i32,
+    response: String,
+}
+
+struct DeliveryBlock {
+    id: Uuid,
+    kind: &'static str,
+    state: &'static str,
+    next: Option<String>,
+    payload: String,
+    attempts: Vec<AttemptLine>,
+    can_resend: bool,
+    /// The exact signed request as a curl command (signed now), when the
+    /// scenario still has a URL for it.
+    curl: Option<String>,
+}
+
+/// `text` as one shell word.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// The webhook as callhook would send it now, as a curl command: its URL,
+/// headers (signed with the scenario's current secret) and exact body.
+fn as_curl(
+    state: &AppState,
+    scenario: &callhook_store::scenarios::Scenario,
+    kind: DeliveryKind,
+    id: Uuid,
+    payload: &str,
+) -> Option<String> {
+    let url = scenario.url_for(kind)?;
+    let timestamp = chrono::Utc::now().timestamp();
+    // Signed with the current secret (a rotation's old one aside).
+    let signature = state.sealer.key(&scenario.signing_secret).ok()?.sign(
+        &id.to_string(),
+        timestamp,
+        payload.as_bytes(),
+    );
+    Some(format!(
+        "curl -sS -X POST {} -H 'content-type: application/json' -H {} -H {} -H {} -H {} --data-binary {}",
+        shell_quote(url),
+        shell_quote(&format!("user-agent: callhook/{}", env!("CARGO_PKG_VERSION"))),
+        shell_quote(&format!("webhook-id: {id}")),
+        shell_quote(&format!("webhook-timestamp: {timestamp}")),
+        shell_quote(&format!("webhook-signature: {signature}")),
+        shell_quote(payload),
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "console/call.html")]
+struct CallPage {
+    lang: Lang,
+    csrf: String,
+    actor: String,
+    call_id: String,
+    fields: Vec<(String, String)>,
+    deliveries: Vec<DeliveryBlock>,
+}
+
+pub(super) async fn call_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    SignedPage { lang, s }: SignedPage,
+) -> Result<Response, crate::ApiError> {
+    let Some(call) = log::call_json(&state.pool, &id).await? else {
+        return Ok((StatusCode::NOT_FOUND, lang.t("not_found")).into_response());
+    };
+    let fields = call
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let rows = log::of_call(&state.pool, &id).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|d| d.id).collect();
+    let attempts = log::attempts(&state.pool, &ids).await?;
+    let scenario = match rows.iter().find_map(|d| d.scenario_id) {
+        Some(sid) => scenarios::get(&state.pool, sid).await.ok(),
+        None => None,
+    };
+    let zone = scenario
+        .as_ref()
+        .and_then(|sc| sc.tz().ok())
+        .unwrap_or(Timezone::UTC);
+    let deliveries = rows
+        .into_iter()
+        .map(|d| DeliveryBlock {
+            curl: scenario
+                .as_ref()
+                .and_then(|sc| as_curl(&state, sc, d.kind, d.id, &d.payload)),
+            id: d.id,
+            kind: d.kind.as_str(),
+            state: d.state.as_str(),
+            next: d.next_attempt_at.map(|t| zone.format_with_offset(t)),
+            payload: d.payload.clone(),
+            can_resend: d.state.is_final(),
+            attempts: attempts
+                .iter()
+                .filter(|a| a.delivery_id == Some(d.id))
+                .map(|a| AttemptLine {
+                    attempt: a.attempt,
+                    started: zone.format_with_offset(a.started_at),
+                    url: a.url.clone(),
+                    status: a.response_status.map(|s| s.to_string()).unwrap_or_default(),
+                    error: a.error.clone().unwrap_or_default(),
+                    duration_ms: a.duration_ms,
+                    response: a
+                        .response_body
+                        .as_deref()
+                        .map(|b| b.chars().take(300).collect())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(page(
+        render(&CallPage {
+            lang,
+            csrf: key(&state).csrf(&s.session),
+            actor: s.actor.0,
+            call_id: id,
+            fields,
+            deliveries,
+        }),
+        vec![s.renewed],
+    ))
+}
+
+pub(super) async fn resend(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, crate::ApiError> {
+    let lang = lang(&q, &headers);
+    let s = match signed_post(&state, &headers, lang, &form.csrf) {
+        Ok(s) => s,
+        Err(r) => return Ok(r.into_response()),
+    };
+    let back = match log::retry(&state.pool, id).await? {
+        Retried::Requeued(row) => {
+            audit::record(
+                &state,
+                &s.actor,
+                Action::DeliveryRetry,
+                row.scenario_id,
+                serde_json::json!({"delivery_id": id, "call_id": row.call_id, "kind": row.kind, "via": "console"}),
+            )
+            .await;
+            row.call_id
+        }
+        Retried::AlreadyPending => log::get(&state.pool, id).await?.call_id,
+    };
+    let to = match back {
+        Some(call) => format!(
+            "/console/calls/{}?lang={}",
+            form_urlencoded::byte_serialize(call.as_bytes()).collect::<String>(),
+            lang.code()
+        ),
+        None => format!("/console/deliveries?lang={}", lang.code()),
+    };
+    let mut r = Redirect::to(&to).into_response();
+    if let Ok(v) = HeaderValue::from_str(&s.renewed) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}

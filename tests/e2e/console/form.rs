@@ -1,0 +1,234 @@
+//! The scenario form (errors at their field, preview, secret, delete),
+//! the test send and the pool page.
+
+use scraper::{Html, Selector};
+use serde_json::json;
+use sqlx::PgPool;
+
+use super::{attr, client, select, set_cookie, sign_in};
+use crate::helpers::*;
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn the_scenario_form_shows_errors_at_their_field_saves_previews_rotates_and_deletes(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool.clone()).await;
+    let http = client();
+    let r = sign_in(&app, &http, ADMIN).await;
+    let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
+    let get = |path: String| {
+        let (http, session) = (http.clone(), session.clone());
+        let url = app.url(&path);
+        async move {
+            let r = http
+                .get(url)
+                .header("cookie", session)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            Html::parse_document(&r.text().await.unwrap())
+        }
+    };
+    let html = get("/console/scenarios/new?lang=en".into()).await;
+    let csrf = attr(&html, "form#settings input[name=csrf]", "value");
+    let hints = select(&html, "#placeholders code");
+    assert!(
+        hints.contains(&"{utm_source}".to_owned()) && hints.contains(&"{caller}".to_owned()),
+        "the payload's fields are offered: {hints:?}"
+    );
+    let post = |path: String, fields: Vec<(&'static str, String)>| {
+        let (http, session) = (http.clone(), session.clone());
+        let url = app.url(&path);
+        async move {
+            http.post(url)
+                .header("cookie", session)
+                .form(&fields)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let fields = |url: &str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("name", "Main site".to_owned()),
+            ("during_call_url", url.to_owned()),
+            ("after_call_url", String::new()),
+            ("custom_fields", "source={marker}".to_owned()),
+            ("numbers", "+7 (800) 555-22-33".to_owned()),
+            ("static_numbers", String::new()),
+            ("timezone", "Europe/Moscow".to_owned()),
+        ]
+    };
+
+    // A bad URL first: the form again, the error at its field.
+    let bad = post("/console/scenarios/new?lang=en".into(), fields("not a url")).await;
+    assert_eq!(bad.status(), 422);
+    let html = Html::parse_document(&bad.text().await.unwrap());
+    let at_field = html
+        .select(&Selector::parse("span.field-error").unwrap())
+        .map(|e| e.value().attr("data-field").unwrap().to_owned())
+        .collect::<Vec<_>>();
+    assert_eq!(at_field, vec!["during_call_url"]);
+    assert_eq!(
+        attr(&html, "input#name", "value"),
+        "Main site",
+        "what was typed stays"
+    );
+
+    let good = post(
+        "/console/scenarios/new?lang=en".into(),
+        fields("https://crm.example.com/hook"),
+    )
+    .await;
+    assert_eq!(good.status(), 303);
+    let location = good.headers()["location"].to_str().unwrap().to_owned();
+    let id = location
+        .trim_start_matches("/console/scenarios/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_, api) = app.admin_get(&format!("/api/v1/scenarios/{id}")).await;
+    assert_eq!(api["numbers"], json!(["78005552233"]));
+    assert_eq!(
+        api["custom_fields"],
+        json!([{"name": "source", "value": "{marker}"}])
+    );
+
+    let html = get(location.clone()).await;
+    assert_eq!(
+        attr(&html, "input#during_call_url", "value"),
+        "https://crm.example.com/hook"
+    );
+    let preview = select(&html, "pre.preview[data-kind=during_call]")
+        .pop()
+        .unwrap();
+    let keys: Vec<String> =
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&preview)
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+    assert_eq!(
+        &keys[..4],
+        ["id", "caller", "callee", "visit_id"],
+        "the page's key order"
+    );
+    assert!(
+        preview.contains(r#""source": "vk_new""#),
+        "placeholders filled: {preview}"
+    );
+    let secret = select(&html, "code#secret").pop().unwrap();
+    assert_eq!(secret, api["signing_secret"].as_str().unwrap());
+
+    let csrf = attr(
+        &html,
+        "form[action*='/secret/rotate'] input[name=csrf]",
+        "value",
+    );
+    let rotated = post(
+        format!("/console/scenarios/{id}/secret/rotate"),
+        vec![("csrf", csrf.clone())],
+    )
+    .await;
+    assert_eq!(rotated.status(), 303);
+    let html = get(location).await;
+    assert_ne!(select(&html, "code#secret").pop().unwrap(), secret);
+
+    let kept = post(
+        format!("/console/scenarios/{id}/delete"),
+        vec![("csrf", csrf.clone())],
+    )
+    .await;
+    assert_eq!(kept.status(), 303);
+    assert_eq!(
+        app.admin_get(&format!("/api/v1/scenarios/{id}")).await.0,
+        200,
+        "not without the confirmation"
+    );
+    let gone = post(
+        format!("/console/scenarios/{id}/delete"),
+        vec![("csrf", csrf.clone()), ("confirm", "yes".to_owned())],
+    )
+    .await;
+    assert_eq!(gone.status(), 303);
+    assert_eq!(
+        app.admin_get(&format!("/api/v1/scenarios/{id}")).await.0,
+        404
+    );
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn the_pool_page_shows_reserved_and_free_numbers(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let created = app
+        .create_scenario(json!({"name": "Pool", "numbers": ["78005552233", "78005552234"]}))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let (status, reserved) = app
+        .ingest_post(
+            "/api/v1/visits",
+            &json!({"scenario_id": id, "visit_id": "v1"}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{reserved}");
+    let http = client();
+    let r = sign_in(&app, &http, ADMIN).await;
+    let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
+    let page = http
+        .get(app.url(&format!("/console/scenarios/{id}/pool?lang=en")))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = Html::parse_document(&page.text().await.unwrap());
+    assert_eq!(select(&html, "#summary .size"), vec!["2"]);
+    assert_eq!(select(&html, "#summary .reserved"), vec!["1"]);
+    assert_eq!(select(&html, "#summary .free"), vec!["1"]);
+    let mut states = select(&html, "tr[data-number] td.number-state");
+    states.sort();
+    assert_eq!(states, vec!["free", "reserved"]);
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_test_send_from_the_form_shows_the_receivers_answer(pool: PgPool) {
+    let mut rx = Receiver::ok().await;
+    let app = spawn_app(pool).await;
+    let created = app
+        .create_scenario(
+            json!({"name": "Main", "numbers": ["78005552233"], "after_call_url": rx.url("/after")}),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let http = client();
+    let r = sign_in(&app, &http, ADMIN).await;
+    let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
+    let page = http
+        .get(app.url(&format!("/console/scenarios/{id}?lang=en")))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    let html = Html::parse_document(&page.text().await.unwrap());
+    let csrf = attr(&html, "form#settings input[name=csrf]", "value");
+    let sent = http
+        .post(app.url(&format!("/console/scenarios/{id}/test?lang=en")))
+        .header("cookie", &session)
+        .form(&[("csrf", csrf.as_str()), ("kind", "after_call")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let html = Html::parse_document(&sent.text().await.unwrap());
+    let result = select(&html, "#test-result").pop().unwrap();
+    assert!(
+        result.contains("HTTP 200") && result.contains(&rx.url("/after")),
+        "{result}"
+    );
+    let got = rx.next(std::time::Duration::from_secs(10)).await;
+    assert!(got.header("webhook-id").starts_with("test_"));
+    assert_eq!(got.json()["status"], "ANSWER", "the after-call example");
+}

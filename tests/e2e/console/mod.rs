@@ -1,0 +1,209 @@
+//! The operator's console: sign-in, sessions, CSRF, and the pages, read
+//! as HTML. The delivery log and a call's page are in `log`, the scenario
+//! form and the pool in `form`.
+
+use reqwest::header::{HeaderMap, SET_COOKIE};
+use scraper::{Html, Selector};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::helpers::*;
+
+mod form;
+mod log;
+
+pub(super) fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// `name=value` of a `Set-Cookie` for `name`, and the whole header.
+pub(super) fn set_cookie(headers: &HeaderMap, name: &str) -> Option<(String, String)> {
+    headers.get_all(SET_COOKIE).iter().find_map(|v| {
+        let whole = v.to_str().ok()?.to_owned();
+        let pair = whole.split(';').next()?.trim().to_owned();
+        pair.starts_with(&format!("{name}="))
+            .then_some((pair, whole))
+    })
+}
+
+pub(super) fn select(html: &Html, css: &str) -> Vec<String> {
+    html.select(&Selector::parse(css).unwrap())
+        .map(|e| e.text().collect::<String>().trim().to_owned())
+        .collect()
+}
+
+pub(super) fn attr(html: &Html, css: &str, name: &str) -> String {
+    html.select(&Selector::parse(css).unwrap())
+        .next()
+        .unwrap_or_else(|| panic!("{css} on the page"))
+        .value()
+        .attr(name)
+        .unwrap()
+        .to_owned()
+}
+
+/// Signs in with `token`; the session cookie (`name=value`).
+pub(super) async fn sign_in(
+    app: &TestApp,
+    http: &reqwest::Client,
+    token: &str,
+) -> reqwest::Response {
+    let form = http.get(app.url("/console/login")).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    let csp = form.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("form-action 'self'"),
+        "{csp}"
+    );
+    let (login_cookie, _) = set_cookie(form.headers(), "callhook_login_csrf").unwrap();
+    let html = Html::parse_document(&form.text().await.unwrap());
+    let csrf = attr(&html, "input[name=csrf]", "value");
+    assert_eq!(attr(&html, "input[name=token]", "type"), "password");
+    http.post(app.url("/console/login"))
+        .header("cookie", login_cookie)
+        .form(&[("token", token), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn the_console_opens_with_the_admin_token_only_and_shows_scenarios_and_health(pool: PgPool) {
+    let rx = Receiver::ok().await;
+    let app = spawn_app(pool.clone()).await;
+    let created = app
+        .create_scenario(json!({"name": "Main site", "numbers": ["78005552233"],
+                                "during_call_url": rx.url("/during")}))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let http = client();
+
+    // Nothing without a session.
+    let r = http.get(app.url("/console")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/console/login"));
+
+    // The ingest token opens nothing; a forged form is refused.
+    let r = sign_in(&app, &http, INGEST).await;
+    assert_eq!(r.status(), 401);
+    assert!(set_cookie(r.headers(), "callhook_session").is_none());
+    let html = Html::parse_document(&r.text().await.unwrap());
+    assert_eq!(select(&html, "[role=alert]"), vec!["Wrong admin token"]);
+    let forged = http
+        .post(app.url("/console/login"))
+        .form(&[("token", ADMIN), ("csrf", "made-up")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+
+    // The admin token opens a session held in a strict cookie.
+    let r = sign_in(&app, &http, ADMIN).await;
+    assert_eq!(r.status(), 303);
+    let (session, whole) = set_cookie(r.headers(), "callhook_session").unwrap();
+    assert!(
+        whole.contains("HttpOnly") && whole.contains("SameSite=Strict"),
+        "{whole}"
+    );
+
+    let page = http
+        .get(app.url("/console"))
+        .header("cookie", &session)
+        .header("accept-language", "ru-RU,ru;q=0.9,en;q=0.5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = Html::parse_document(&page.text().await.unwrap());
+    assert_eq!(
+        select(&html, "h1"),
+        vec!["Сценарии"],
+        "Russian by Accept-Language"
+    );
+    assert_eq!(
+        select(&html, "tr[data-scenario] td.name"),
+        vec!["Main site"]
+    );
+    assert_eq!(
+        select(&html, "tr[data-scenario] td.numbers"),
+        vec!["78005552233"]
+    );
+    assert_eq!(select(&html, "td.during .state"), vec!["работает"]);
+    assert_eq!(select(&html, "td.after .state"), vec!["работает"]);
+
+    // The health page pauses an endpoint through a form with its CSRF token.
+    let page = http
+        .get(app.url("/console/health?lang=en"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    let html = Html::parse_document(&page.text().await.unwrap());
+    assert_eq!(select(&html, "h1"), vec!["Endpoint health"]);
+    let csrf = attr(
+        &html,
+        "form[action$='/during_call/pause'] input[name=csrf]",
+        "value",
+    );
+    let action = format!("/console/scenarios/{id}/endpoints/during_call/pause");
+    let without = http
+        .post(app.url(&action))
+        .header("cookie", &session)
+        .form(&[("csrf", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        without.status(),
+        403,
+        "a post without the CSRF token is refused"
+    );
+    let done = http
+        .post(app.url(&action))
+        .header("cookie", &session)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 303);
+    let (_, scenario) = app.admin_get(&format!("/api/v1/scenarios/{id}")).await;
+    assert_eq!(scenario["health"]["during_call"]["state"], "paused");
+    let (_, trail) = app
+        .admin_get(&format!("/api/v1/audit-log?scenario_id={id}"))
+        .await;
+    assert_eq!(trail["items"][0]["action"], "endpoint.pause");
+    assert_eq!(trail["items"][0]["actor"], "admin");
+
+    // Sign out: the cookie is cleared.
+    let out = http
+        .post(app.url("/console/logout"))
+        .header("cookie", &session)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    let (cleared, whole) = set_cookie(out.headers(), "callhook_session").unwrap();
+    assert_eq!(cleared, "callhook_session=");
+    assert!(whole.contains("Max-Age=0"));
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn the_console_can_be_turned_off(pool: PgPool) {
+    let app = spawn_app_with(pool, |c| c.console = false).await;
+    let r = client()
+        .get(app.url("/console/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
