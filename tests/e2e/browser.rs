@@ -159,6 +159,27 @@ async fn a_person_signs_in_creates_a_scenario_and_resends_a_call_in_a_real_brows
         error.attr("data-field").await.unwrap().as_deref(),
         Some("during_call_url")
     );
+    // The preview follows the custom fields as they are typed (htmx).
+    find("textarea#custom_fields")
+        .await
+        .send_keys("crm={marker}")
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "the live preview to show the custom field",
+        || async {
+            let pre = c
+                .find(Locator::Css("pre.preview[data-kind=during_call]"))
+                .await
+                .ok()?;
+            pre.text()
+                .await
+                .ok()
+                .filter(|t| t.contains(r#""crm": "vk_new""#))
+        },
+    )
+    .await;
     let url = find("input#during_call_url").await;
     url.clear().await.unwrap();
     url.send_keys(&rx.url("/during")).await.unwrap();
@@ -167,7 +188,7 @@ async fn a_person_signs_in_creates_a_scenario_and_resends_a_call_in_a_real_brows
         .click()
         .await
         .unwrap();
-    find("pre.preview").await;
+    find("a#pool").await;
     at("/console/scenarios/").await;
     assert_eq!(find("h1").await.text().await.unwrap(), "Main site");
 

@@ -232,3 +232,76 @@ async fn a_test_send_from_the_form_shows_the_receivers_answer(pool: PgPool) {
     assert!(got.header("webhook-id").starts_with("test_"));
     assert_eq!(got.json()["status"], "ANSWER", "the after-call example");
 }
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn the_preview_follows_the_form_as_it_is_typed_and_saves_nothing(pool: PgPool) {
+    let app = spawn_app_with(pool.clone(), |c| c.role = callhook::Role::Api).await;
+    let http = client();
+    let r = sign_in(&app, &http, ADMIN).await;
+    let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
+    let new = http
+        .get(app.url("/console/scenarios/new?lang=en"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    let html = Html::parse_document(&new.text().await.unwrap());
+    let csrf = attr(&html, "form#settings input[name=csrf]", "value");
+    assert_eq!(
+        attr(&html, "form#settings", "hx-post"),
+        "/console/scenarios/preview?lang=en"
+    );
+    assert_eq!(
+        select(&html, "#previews pre.preview").len(),
+        2,
+        "the new form previews both bodies"
+    );
+    let preview = |fields: &'static str, csrf: String| {
+        let (http, session, url) = (
+            http.clone(),
+            session.clone(),
+            app.url("/console/scenarios/preview?lang=en"),
+        );
+        async move {
+            let r = http
+                .post(url)
+                .header("cookie", session)
+                .header("hx-request", "true")
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("name", ""),
+                    ("during_call_url", ""),
+                    ("after_call_url", ""),
+                    ("custom_fields", fields),
+                    ("numbers", ""),
+                    ("static_numbers", ""),
+                    ("timezone", "Asia/Yekaterinburg"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                Html::parse_document(&r.text().await.unwrap()),
+            )
+        }
+    };
+    let (status, html) = preview("crm={marker}-{city}", csrf.clone()).await;
+    assert_eq!(status, 200);
+    let bodies = select(&html, "#previews pre.preview");
+    let during: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    assert_eq!(during["custom_fields"]["crm"], "vk_new-Москва", "{during}");
+    assert_eq!(during["date"], "2019-02-19 00:00:00");
+    let (_, html) = preview("=nameless", csrf.clone()).await;
+    assert_eq!(
+        attr(&html, "#previews p.preview-error", "data-field"),
+        "custom_fields[0].name"
+    );
+    let (status, _) = preview("crm=x", "forged".into()).await;
+    assert_eq!(status, 403, "the preview checks the CSRF token too");
+    let saved: i64 = sqlx::query_scalar("select count(*) from scenarios")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(saved, 0, "a preview saves nothing");
+}

@@ -51,6 +51,7 @@ pub fn router() -> Router<AppState> {
             "/console/recover",
             get(recover::recover_page).post(recover::recover),
         )
+        .route("/console/scenarios/preview", post(scenario_form::preview))
         .route(
             "/console/scenarios/new",
             get(scenario_form::new_page).post(scenario_form::create),

@@ -184,7 +184,20 @@ pub struct ScenarioInput {
 }
 
 impl ScenarioInput {
+    /// What the webhook bodies depend on (the custom fields and the zone),
+    /// checked as a save checks them: the console's live preview uses it.
+    pub(crate) fn payload_parts(&self) -> Result<(CustomFields, Timezone), FieldError> {
+        let fields = CustomFields::parse(self.custom_fields.clone().unwrap_or_default())?;
+        let timezone = match &self.timezone {
+            Some(tz) => Timezone::parse(tz, "timezone")?,
+            None => Timezone::default(),
+        };
+        Ok((fields, timezone))
+    }
+
     pub(crate) fn into_settings(self) -> Result<ScenarioSettings, FieldError> {
+        // Checked here, reported in the order of the fields below.
+        let payload_parts = self.payload_parts();
         let name = self.name.trim().to_owned();
         if name.is_empty() {
             return Err(FieldError::new(
@@ -241,17 +254,17 @@ impl ScenarioInput {
                 source_level_2: text(n.source_level_2, "source_level_2")?,
             });
         }
+        let during_call_url = url(self.during_call_url, "during_call_url")?;
+        let after_call_url = url(self.after_call_url, "after_call_url")?;
+        let (custom_fields, timezone) = payload_parts?;
         Ok(ScenarioSettings {
             static_numbers,
             name,
-            during_call_url: url(self.during_call_url, "during_call_url")?,
-            after_call_url: url(self.after_call_url, "after_call_url")?,
-            custom_fields: CustomFields::parse(self.custom_fields.unwrap_or_default())?,
+            during_call_url,
+            after_call_url,
+            custom_fields,
             numbers,
-            timezone: match self.timezone {
-                Some(tz) => Timezone::parse(&tz, "timezone")?,
-                None => Timezone::default(),
-            },
+            timezone,
         })
     }
 }

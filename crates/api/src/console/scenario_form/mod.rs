@@ -7,7 +7,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
-use callhook_core::{build_payload, DeliveryKind, FieldError, SigningSecret};
+use callhook_core::{
+    build_payload, CustomFields, DeliveryKind, FieldError, SigningSecret, Timezone,
+};
 use callhook_store::scenarios::{self, Scenario};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -31,6 +33,7 @@ struct ScenarioPage<'a> {
     form: &'a ScenarioFormData,
     error: Option<FieldError>,
     previews: Vec<(&'static str, String)>,
+    preview_error: Option<FieldError>,
     secret: String,
     tested: Option<Tested>,
     /// The payload's fields a custom field's value may name.
@@ -47,10 +50,9 @@ pub(super) struct Tested {
     body: String,
 }
 
-/// The exact bodies each webhook of the scenario carries (the page's
-/// example call), in the page's key order.
-fn previews(s: &Scenario) -> Vec<(&'static str, String)> {
-    let Ok(tz) = s.tz() else { return Vec::new() };
+/// The exact bodies each webhook carries with these custom fields in this
+/// zone (the page's example call), in the page's key order.
+fn previews_of(fields: &CustomFields, tz: Timezone) -> Vec<(&'static str, String)> {
     DeliveryKind::CALL_KINDS
         .iter()
         .map(|k| {
@@ -59,13 +61,54 @@ fn previews(s: &Scenario) -> Vec<(&'static str, String)> {
                 *k == DeliveryKind::AfterCall,
                 chrono::Utc::now(),
             );
-            let bytes = build_payload(&call, *k, &s.fields(), tz);
+            let bytes = build_payload(&call, *k, fields, tz);
             let pretty = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .and_then(|v| serde_json::to_string_pretty(&v))
                 .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
             (k.as_str(), pretty)
         })
         .collect()
+}
+
+/// The previews of what the form says now, or the error that stops them.
+fn previews_of_form(form: &ScenarioFormData) -> Result<Vec<(&'static str, String)>, FieldError> {
+    let (fields, tz) = form.input().payload_parts()?;
+    Ok(previews_of(&fields, tz))
+}
+
+#[derive(Template)]
+#[template(path = "console/previews.html")]
+struct Previews {
+    lang: Lang,
+    previews: Vec<(&'static str, String)>,
+    preview_error: Option<FieldError>,
+}
+
+/// The live preview (htmx posts the form as it is typed): the bodies, or
+/// the error at the field that stops them. Nothing is saved.
+pub(super) async fn preview(
+    State(state): State<AppState>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+    Form(form): Form<ScenarioFormData>,
+) -> Response {
+    let lang = super::lang(&q, &headers);
+    let s = match signed_post(&state, &headers, lang, &form.csrf) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let (previews, preview_error) = match previews_of_form(&form) {
+        Ok(p) => (p, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    page(
+        render(&Previews {
+            lang,
+            previews,
+            preview_error,
+        }),
+        vec![s.renewed],
+    )
 }
 
 #[expect(clippy::too_many_arguments, reason = "a page's parts, each one plain")]
@@ -101,7 +144,11 @@ fn form_page_tested(
         id,
         form,
         error,
-        previews: scenario.map(previews).unwrap_or_default(),
+        previews: previews_of_form(form)
+            .ok()
+            .or_else(|| scenario.and_then(|s| Some(previews_of(&s.fields(), s.tz().ok()?))))
+            .unwrap_or_default(),
+        preview_error: None,
         secret: scenario
             .and_then(|s| state.sealer.reveal(&s.signing_secret).ok())
             .unwrap_or_default(),
