@@ -31,7 +31,7 @@ fn chromedriver() -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-struct Driver(std::process::Child);
+pub(crate) struct Driver(std::process::Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -40,16 +40,15 @@ impl Drop for Driver {
     }
 }
 
-#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
-async fn a_person_signs_in_creates_a_scenario_and_resends_a_call_in_a_real_browser(pool: PgPool) {
-    let Some(path) = chromedriver() else { return };
+/// A headless Chromium session (and its driver, stopped when dropped), the
+/// window `width` × `height`; `None` where Chromium is not available.
+pub(crate) async fn open_browser(width: u32, height: u32) -> Option<(fantoccini::Client, Driver)> {
+    let path = chromedriver()?;
     // fantoccini's TLS stack (unused here: the driver is on loopback) needs
     // a process-wide rustls provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut rx = Receiver::ok().await;
-    let app = spawn_app(pool.clone()).await;
     let port = free_port();
-    let _driver = Driver(
+    let driver = Driver(
         std::process::Command::new(path)
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
@@ -76,7 +75,8 @@ async fn a_person_signs_in_creates_a_scenario_and_resends_a_call_in_a_real_brows
             "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--disable-default-apps",
             "--disable-domain-reliability", "--no-pings", "--disable-client-side-phishing-detection",
-            "--metrics-recording-only", "--lang=en-US",
+            "--metrics-recording-only", "--lang=en-US", "--hide-scrollbars",
+            format!("--window-size={width},{height}"),
             "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
             "--proxy-server=direct://", "--proxy-bypass-list=*"
         ]}),
@@ -87,6 +87,16 @@ async fn a_person_signs_in_creates_a_scenario_and_resends_a_call_in_a_real_brows
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("a Chromium session");
+    Some((c, driver))
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_person_signs_in_creates_a_scenario_and_resends_a_call_in_a_real_browser(pool: PgPool) {
+    let Some((c, _driver)) = open_browser(1280, 900).await else {
+        return;
+    };
+    let mut rx = Receiver::ok().await;
+    let app = spawn_app(pool.clone()).await;
     // A click that submits a form returns before the next page is in:
     // wait for what the next page holds, and for its address.
     let find = |s: &'static str| {

@@ -15,6 +15,7 @@ mod operator;
 mod ordering;
 mod process;
 mod scenarios;
+mod screenshots;
 mod security;
 mod soak;
 mod storage;

@@ -59,6 +59,17 @@ impl DeliveryState {
     }
 }
 
+/// How a failed attempt reads where one word is shown (health's last error,
+/// the console's log): the transport error when there was one (`timeout`,
+/// `connect`, …), else `http_<status>` for a status that is not 2xx.
+pub fn failure_text(status: Option<i32>, error: Option<&str>) -> Option<String> {
+    match (error, status) {
+        (Some(e), _) => Some(e.to_owned()),
+        (None, Some(s)) if !(200..300).contains(&s) => Some(format!("http_{s}")),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +91,20 @@ mod tests {
             "x".parse::<DeliveryKind>().unwrap_err().message,
             "kind must be one of during_call, after_call, operator_event"
         );
+    }
+
+    #[test]
+    fn a_failure_reads_as_its_transport_error_else_its_status() {
+        assert_eq!(
+            failure_text(None, Some("timeout")).as_deref(),
+            Some("timeout")
+        );
+        assert_eq!(
+            failure_text(Some(503), Some("timeout")).as_deref(),
+            Some("timeout")
+        );
+        assert_eq!(failure_text(Some(500), None).as_deref(), Some("http_500"));
+        assert_eq!(failure_text(Some(204), None), None);
+        assert_eq!(failure_text(None, None), None);
     }
 }

@@ -104,6 +104,30 @@ pub struct Webhook<'a> {
     pub secrets: &'a [SigningSecret],
 }
 
+impl Webhook<'_> {
+    /// Every header of the request, signed at `timestamp` (seconds) with
+    /// each secret (space-separated signatures during a rotation's
+    /// overlap): what the sender sends, and what the console shows.
+    pub fn headers(&self, timestamp: i64) -> [(&'static str, String); 5] {
+        let signature = self
+            .secrets
+            .iter()
+            .map(|s| s.sign(self.id, timestamp, self.payload))
+            .collect::<Vec<_>>()
+            .join(" ");
+        [
+            (CONTENT_TYPE.as_str(), "application/json".to_owned()),
+            (
+                USER_AGENT.as_str(),
+                concat!("callhook/", env!("CARGO_PKG_VERSION")).to_owned(),
+            ),
+            ("webhook-id", self.id.to_owned()),
+            ("webhook-timestamp", timestamp.to_string()),
+            ("webhook-signature", signature),
+        ]
+    }
+}
+
 /// Sends webhooks over one shared connection pool.
 #[derive(Debug, Clone)]
 pub struct Sender {
@@ -176,22 +200,11 @@ impl Sender {
                 Err(()) => return done(None, None, Some(AttemptError::Dns), None),
             }
         }
-        let timestamp = started_at.timestamp();
-        let signature = hook
-            .secrets
-            .iter()
-            .map(|s| s.sign(hook.id, timestamp, hook.payload))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let request = self
-            .client
-            .post(hook.url)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(USER_AGENT, concat!("callhook/", env!("CARGO_PKG_VERSION")))
-            .header("webhook-id", hook.id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(hook.payload.to_vec());
+        let mut request = self.client.post(hook.url);
+        for (name, value) in hook.headers(started_at.timestamp()) {
+            request = request.header(name, value);
+        }
+        let request = request.body(hook.payload.to_vec());
         let mut response = match request.send().await {
             Ok(r) => r,
             Err(e) => return done(None, None, Some(classify(&e)), None),

@@ -231,6 +231,21 @@ async fn a_test_send_from_the_form_shows_the_receivers_answer(pool: PgPool) {
     let got = rx.next(std::time::Duration::from_secs(10)).await;
     assert!(got.header("webhook-id").starts_with("test_"));
     assert_eq!(got.json()["status"], "ANSWER", "the after-call example");
+    // The signed request shown is the one that arrived.
+    let shown = select(&html, "#test-request pre").pop().unwrap();
+    let (head, body) = shown.split_once("\n\n").unwrap();
+    assert_eq!(body.as_bytes(), got.body, "the exact body");
+    assert_eq!(
+        head.lines().next().unwrap(),
+        format!("POST {}", rx.url("/after"))
+    );
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        assert!(
+            head.lines()
+                .any(|l| l == format!("{name}: {}", got.header(name))),
+            "{name} in {head}"
+        );
+    }
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]

@@ -70,6 +70,13 @@ async fn the_delivery_log_and_a_call_page_show_what_was_sent_and_resend_it(pool:
         select(&html, "table.attempts tbody tr td:nth-child(4)"),
         vec!["200"]
     );
+    let fields: Vec<String> = select(&html, "table#call tr");
+    assert!(
+        fields
+            .iter()
+            .any(|f| f.starts_with("started_at") && f.ends_with("2019-02-19 00:00:00 +03:00")),
+        "the call's date on the scenario's clock: {fields:?}"
+    );
     let started = select(&html, "table.attempts tbody tr td:nth-child(2)");
     assert!(
         started[0].ends_with(" +03:00"),
@@ -327,6 +334,28 @@ async fn the_delivery_log_filters_by_scenario_and_time_range_in_the_scenarios_zo
     assert!(
         select(&page, "tr[data-delivery]").is_empty(),
         "until is before the call"
+    );
+
+    // A receiver's refusal reads as http_<status> in the log and the overview.
+    sqlx::query(
+        "update deliveries set state = 'failed', next_attempt_at = null, last_status = 500
+          where call_id = 'e1'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (_, page) = get_html(&http, &app, &session, &only(String::new())).await;
+    assert_eq!(
+        select(&page, "tr[data-delivery] td:last-child"),
+        vec!["http_500"]
+    );
+    let (_, overview) = get_html(&http, &app, &session, "/console?lang=en").await;
+    assert_eq!(
+        select(
+            &overview,
+            &format!("tr[data-scenario='{ekb}'] td.last-error")
+        ),
+        vec!["http_500"]
     );
 
     let (status, page) = get_html(&http, &app, &session, &only("&since=yesterday".into())).await;

@@ -54,22 +54,23 @@ fn as_curl(
     payload: &str,
 ) -> Option<String> {
     let url = scenario.url_for(kind)?;
-    let timestamp = chrono::Utc::now().timestamp();
     // Signed with the current secret (a rotation's old one aside).
-    let signature = state.sealer.key(&scenario.signing_secret).ok()?.sign(
-        &id.to_string(),
-        timestamp,
-        payload.as_bytes(),
-    );
-    Some(format!(
-        "curl -sS -X POST {} -H 'content-type: application/json' -H {} -H {} -H {} -H {} --data-binary {}",
-        shell_quote(url),
-        shell_quote(&format!("user-agent: callhook/{}", env!("CARGO_PKG_VERSION"))),
-        shell_quote(&format!("webhook-id: {id}")),
-        shell_quote(&format!("webhook-timestamp: {timestamp}")),
-        shell_quote(&format!("webhook-signature: {signature}")),
-        shell_quote(payload),
-    ))
+    let secrets = [state.sealer.key(&scenario.signing_secret).ok()?];
+    let id = id.to_string();
+    let hook = callhook_dispatch::Webhook {
+        url,
+        id: &id,
+        payload: payload.as_bytes(),
+        secrets: &secrets,
+    };
+    let mut curl = format!("curl -sS -X POST {}", shell_quote(url));
+    for (name, value) in hook.headers(chrono::Utc::now().timestamp()) {
+        curl.push_str(" -H ");
+        curl.push_str(&shell_quote(&format!("{name}: {value}")));
+    }
+    curl.push_str(" --data-binary ");
+    curl.push_str(&shell_quote(payload));
+    Some(curl)
 }
 
 #[derive(Template)]
@@ -91,24 +92,14 @@ pub(super) async fn call_page(
     let Some(call) = log::call_json(&state.pool, &id).await? else {
         return Ok((StatusCode::NOT_FOUND, lang.t("not_found")).into_response());
     };
-    let fields = call
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
     let rows = log::of_call(&state.pool, &id).await?;
     let ids: Vec<Uuid> = rows.iter().map(|d| d.id).collect();
     let attempts = log::attempts(&state.pool, &ids).await?;
-    let scenario = match rows.iter().find_map(|d| d.scenario_id) {
+    let scenario_id = call
+        .get("scenario_id")
+        .and_then(|v| v.as_str()?.parse::<Uuid>().ok())
+        .or_else(|| rows.iter().find_map(|d| d.scenario_id));
+    let scenario = match scenario_id {
         Some(sid) => scenarios::get(&state.pool, sid).await.ok(),
         None => None,
     };
@@ -116,6 +107,24 @@ pub(super) async fn call_page(
         .as_ref()
         .and_then(|sc| sc.tz().ok())
         .unwrap_or(Timezone::UTC);
+    // The row's columns as they are, its moments on the scenario's clock.
+    let fields = call
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| {
+                    let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                    let moment = k
+                        .ends_with("_at")
+                        .then(|| chrono::DateTime::parse_from_rfc3339(&text).ok())
+                        .flatten();
+                    let shown = moment.map_or(text, |t| zone.format_with_offset(t.to_utc()));
+                    (k.clone(), shown)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let deliveries = rows
         .into_iter()
         .map(|d| DeliveryBlock {

@@ -82,19 +82,9 @@ impl DeliveriesQuery {
             .transpose()?;
         let zone = zones.zone(scenario_id);
         let state = blank(state)
-            .map(|v| {
-                v.parse::<DeliveryState>().map_err(|_| {
-                    FieldError::new("state", "invalid", format!("{v:?} is not a delivery state"))
-                })
-            })
+            .map(|v| v.parse::<DeliveryState>())
             .transpose()?;
-        let kind = blank(kind)
-            .map(|v| {
-                v.parse::<DeliveryKind>().map_err(|_| {
-                    FieldError::new("kind", "invalid", format!("{v:?} is not a delivery kind"))
-                })
-            })
-            .transpose()?;
+        let kind = blank(kind).map(|v| v.parse::<DeliveryKind>()).transpose()?;
         Ok((
             DeliveryFilter {
                 scenario_id,
@@ -145,7 +135,10 @@ fn lines(rows: Vec<DeliveryRow>, zones: &Zones) -> Vec<DeliveryLine> {
             kind: d.kind.as_str(),
             state: d.state.as_str(),
             attempts: d.attempt_count,
-            last_error: d.last_error,
+            last_error: callhook_core::delivery::failure_text(
+                d.last_status,
+                d.last_error.as_deref(),
+            ),
         })
         .collect()
 }

@@ -156,6 +156,8 @@ impl Lang {
                 "More new deliveries than a page holds: reload",
             ),
             "started" => ("Начата", "Started"),
+            "call_fields" => ("Поля звонка", "The call's fields"),
+            "signed_request" => ("Отправленный запрос с подписью", "The signed request sent"),
             "scenario_zone" => ("по часовому поясу сценария", "on the scenario's clock"),
             _ => ("?", "?"),
         };

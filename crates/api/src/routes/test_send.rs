@@ -50,6 +50,10 @@ pub struct TestSendResult {
     /// The recorded attempt's id (`delivery_attempts.id`, `is_test`).
     pub attempt_id: i64,
     pub started_at: DateTime<Utc>,
+    /// The request's headers as sent, signature included.
+    pub request_headers: std::collections::BTreeMap<String, String>,
+    /// The request's body as sent (the page's example call).
+    pub payload: String,
 }
 
 /// Send a sample webhook now and answer with the outcome (a receiver's 500
@@ -130,15 +134,18 @@ pub(crate) async fn run(
         )
     })?];
     let webhook_id = format!("test_{}", Uuid::now_v7());
-    let result = state
-        .sender
-        .send(Webhook {
-            url: &url,
-            id: &webhook_id,
-            payload: &payload,
-            secrets: &secrets,
-        })
-        .await;
+    let hook = Webhook {
+        url: &url,
+        id: &webhook_id,
+        payload: &payload,
+        secrets: &secrets,
+    };
+    let result = state.sender.send(hook).await;
+    let request_headers = hook
+        .headers(result.started_at.timestamp())
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
     let record = callhook_dispatch::worker::attempt_record(&url, &result);
     let attempt_id =
         callhook_store::log::record_test_attempt(&state.pool, id, input.kind, &record).await?;
@@ -163,5 +170,7 @@ pub(crate) async fn run(
         webhook_id,
         attempt_id,
         started_at: record.started_at,
+        request_headers,
+        payload: String::from_utf8_lossy(&payload).into_owned(),
     })
 }

@@ -99,11 +99,9 @@ pub fn observed(result: &AttemptResult) -> Observed {
     if result.is_success() {
         return Observed::Success;
     }
-    let error = match (result.error_text(), result.status) {
-        (Some(e), _) => e.to_owned(),
-        (None, Some(s)) => format!("http_{s}"),
-        (None, None) => "request".to_owned(),
-    };
+    let error =
+        callhook_core::delivery::failure_text(result.status.map(i32::from), result.error_text())
+            .unwrap_or_else(|| "request".to_owned());
     Observed::Failure {
         error,
         gone: result.status == Some(410),

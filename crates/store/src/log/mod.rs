@@ -263,7 +263,9 @@ pub async fn summaries_since(
         r#"select scenario_id as "scenario_id!",
                   count(*) filter (where state = 'delivered') as "delivered!",
                   count(*) filter (where state = 'failed') as "failed!",
-                  (array_agg(last_error order by id desc) filter (where last_error is not null))[1]
+                  -- core's failure_text: the transport error, else http_<status> (not 2xx)
+                  (array_agg(coalesce(last_error, 'http_' || last_status) order by id desc)
+                     filter (where last_error is not null or last_status not between 200 and 299))[1]
                     as last_error
              from deliveries
             where id >= $1 and created_at >= $2 and scenario_id is not null

@@ -48,6 +48,8 @@ pub(super) struct Tested {
     outcome: String,
     duration_ms: i32,
     body: String,
+    /// The signed request as sent: request line, headers, body.
+    request: String,
 }
 
 /// The exact bodies each webhook carries with these custom fields in this
@@ -423,6 +425,11 @@ pub(super) async fn test_send(
                 (None, Some(e)) => e,
                 (None, None) => "no answer".to_owned(),
             },
+            request: std::iter::once(format!("POST {}", r.url))
+                .chain(r.request_headers.iter().map(|(k, v)| format!("{k}: {v}")))
+                .chain([String::new(), r.payload])
+                .collect::<Vec<_>>()
+                .join("\n"),
             url: r.url,
             duration_ms: r.duration_ms,
             body: r
@@ -436,6 +443,7 @@ pub(super) async fn test_send(
             kind: kind.as_str(),
             ok: false,
             outcome: e.message,
+            request: String::new(),
             url: String::new(),
             duration_ms: 0,
             body: String::new(),
