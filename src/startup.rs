@@ -112,14 +112,14 @@ pub async fn run(
     )?;
 
     // With the API and the dispatcher in one process, ingest hands new
-    // deliveries straight to the dispatcher.
+    // deliveries straight to the dispatcher (through the door its claims
+    // use too).
     let mut handoff = None;
     let dispatcher = config.role.dispatches().then(|| {
-        let inbox = config.role.serves_api().then(|| {
-            let (h, inbox) = callhook_dispatch::handoff(config.concurrency, config.lease);
-            handoff = Some(h);
-            inbox
-        });
+        let door = callhook_dispatch::handoff(config.concurrency, config.lease);
+        if config.role.serves_api() {
+            handoff = Some(door.0.clone());
+        }
         let dispatch = DispatchConfig {
             concurrency: config.concurrency,
             per_host: config.per_host_concurrency,
@@ -139,7 +139,7 @@ pub async fn run(
             pool.clone(),
             sender.clone(),
             dispatch,
-            inbox,
+            door,
             shutdown.clone(),
         ))
     });

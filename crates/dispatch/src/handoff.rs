@@ -1,10 +1,12 @@
-//! The door from ingest into this process's dispatcher.
+//! The door into this process's dispatcher's workers.
 //!
-//! When the API and the dispatcher share a process, ingest inserts a new
-//! delivery already leased and, once its transaction has committed, passes
-//! the row over here in memory, so it is sent without a claim, a `NOTIFY` or
-//! a poll. This module owns that door and the dispatcher's worker slots,
-//! which claims and hand-offs share.
+//! Every leased delivery but a probe comes in through it: the claim loop's
+//! and, when the API and the dispatcher share a process, ingest's. Ingest
+//! inserts a new delivery already leased and, once its transaction has
+//! committed, passes the row over here in memory, so it is sent without a
+//! claim, a `NOTIFY` or a poll. Behind the door each row waits its turn for
+//! a worker seat ([`Seats`]), in order, for a bounded time. This module
+//! owns that door.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,8 +15,10 @@ use std::time::Duration;
 use callhook_store::calls::LeasePlan;
 use callhook_store::queue::{self, Claimed};
 use sqlx::PgPool;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use uuid::Uuid;
+
+use crate::seats::Seats;
 
 /// Hands deliveries from ingest straight to this process's dispatcher.
 ///
@@ -24,15 +28,15 @@ use uuid::Uuid;
 /// over in memory: it is sent without a claim, a `NOTIFY` or a poll, one
 /// write fewer per delivery. The rest are inserted due now, for claims.
 ///
-/// A handed-off row waits for a worker slot like a claimed one, so at most
-/// `concurrency` deliveries are ever being sent and unrecorded; up to as
-/// many again may wait for a slot in memory (not yet sent, so a crash only
+/// A handed-off row waits for a worker seat like a claimed one (see
+/// [`Seats`] for what that bounds); up to `concurrency` more may wait for a
+/// seat in memory (not yet sent, so a crash only
 /// delays them by the lease), and one that waits too long goes back to the
 /// queue. Should the process die, a handed-off row becomes due when its
 /// lease runs out, like a claimed one.
 #[derive(Clone, Debug)]
 pub struct Handoff {
-    slots: Arc<Semaphore>,
+    seats: Seats,
     tx: mpsc::UnboundedSender<Handed>,
     lease: Duration,
     /// Rows handed over and still waiting for a slot.
@@ -47,13 +51,15 @@ pub struct Handoff {
 pub struct Handed {
     pub row: Claimed,
     pub at: tokio::time::Instant,
+    /// From ingest (not a claim).
+    pub from_ingest: bool,
 }
 
-/// The dispatcher's side of a [`Handoff`]: its worker slots (which claims
+/// The dispatcher's side of a [`Handoff`]: its worker seats (which claims
 /// take too) and the deliveries handed to it.
 #[derive(Debug)]
 pub struct HandoffInbox {
-    pub slots: Arc<Semaphore>,
+    pub seats: Seats,
     pub rx: mpsc::UnboundedReceiver<Handed>,
     waiting: Arc<AtomicUsize>,
 }
@@ -67,30 +73,30 @@ impl HandoffInbox {
 
 /// A hand-off to a dispatcher of `concurrency` workers leasing for `lease`.
 pub fn handoff(concurrency: usize, lease: Duration) -> (Handoff, HandoffInbox) {
-    let slots = Arc::new(Semaphore::new(concurrency));
+    let seats = Seats::new(concurrency);
     let (tx, rx) = mpsc::unbounded_channel();
     let waiting = Arc::new(AtomicUsize::new(0));
     (
         Handoff {
-            slots: slots.clone(),
+            seats: seats.clone(),
             tx,
             lease,
             waiting: waiting.clone(),
             room: concurrency,
         },
-        HandoffInbox { slots, rx, waiting },
+        HandoffInbox { seats, rx, waiting },
     )
 }
 
 impl Handoff {
-    /// How many new deliveries to hand off now: the free workers and the
-    /// room left to wait for one (none once the dispatcher has stopped; it
-    /// closes its slots).
-    fn budget(&self) -> usize {
-        if self.slots.is_closed() {
+    /// How many deliveries may come through the door now: the free seats
+    /// and the room left to wait for one (none once the dispatcher has
+    /// stopped; it closes its seats).
+    pub fn budget(&self) -> usize {
+        if self.seats.is_closed() {
             0
         } else {
-            (self.slots.available_permits() + self.room)
+            (self.seats.available() + self.room)
                 .saturating_sub(self.waiting.load(Ordering::Acquire))
         }
     }
@@ -103,14 +109,34 @@ impl Handoff {
         }
     }
 
-    /// Passes committed, leased deliveries to the dispatcher. Any it can no
-    /// longer take (it stopped meanwhile) go back to the queue, due now.
+    /// Passes committed, leased deliveries from ingest to the dispatcher.
+    /// Any it can no longer take (it stopped meanwhile) go back to the
+    /// queue, due now.
     pub async fn deliver(&self, pool: &PgPool, handed: Vec<Claimed>) {
+        self.pass(pool, handed, true).await;
+    }
+
+    /// Passes claimed deliveries to the workers, as [`Handoff::deliver`].
+    pub(crate) async fn pass_claimed(&self, pool: &PgPool, claimed: Vec<Claimed>) {
+        self.pass(pool, claimed, false).await;
+    }
+
+    /// Waits until a seat is free (then the budget is not zero, unless the
+    /// room is full of waiting rows).
+    pub(crate) async fn seat_freed(&self) {
+        drop(self.seats.take().await);
+    }
+
+    async fn pass(&self, pool: &PgPool, handed: Vec<Claimed>, from_ingest: bool) {
         let mut back = Vec::new();
         let at = tokio::time::Instant::now();
         for row in handed {
             self.waiting.fetch_add(1, Ordering::AcqRel);
-            if let Err(mpsc::error::SendError(h)) = self.tx.send(Handed { row, at }) {
+            if let Err(mpsc::error::SendError(h)) = self.tx.send(Handed {
+                row,
+                at,
+                from_ingest,
+            }) {
                 self.waiting.fetch_sub(1, Ordering::AcqRel);
                 back.push(h.row);
             }

@@ -9,10 +9,12 @@
 
 pub mod guard;
 pub mod handoff;
+pub mod seats;
 pub mod sender;
 pub mod transitions;
 pub mod worker;
 
 pub use handoff::{handoff, Handoff, HandoffInbox};
+pub use seats::{Seat, Seats};
 pub use sender::{AttemptError, AttemptResult, Sender, SenderConfig, Webhook};
 pub use worker::{run, DispatchConfig, OperatorWebhook};

@@ -1,39 +1,38 @@
-//! The claim loop: due deliveries from the shared queue, as many as there
-//! are free workers.
+//! The claim loop: due deliveries from the shared queue, as many as the
+//! door has room for (free seats, and as many again to wait for one),
+//! passed through the door like ingest's hand-offs.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use callhook_store::queue;
 use sqlx::PgPool;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{db_backoff, log_store_error, Crew, DispatchConfig};
+use super::{db_backoff, log_store_error, DispatchConfig};
+use crate::handoff::Handoff;
 
 pub(super) async fn claim_loop(
     pool: &PgPool,
     config: &DispatchConfig,
-    crew: &Crew,
-    slots: &Arc<Semaphore>,
+    door: &Handoff,
     wake: &Notify,
     shutdown: &CancellationToken,
 ) {
     let mut backoff = db_backoff();
     loop {
-        // Wait for at least one free worker.
-        let first = tokio::select! {
-            p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
-            () = shutdown.cancelled() => return,
-        };
-        // Take every free slot now: ingest's hand-off takes slots too.
-        let mut permits = vec![first];
-        while let Ok(p) = slots.clone().try_acquire_owned() {
-            permits.push(p);
+        // Claim for the room behind the door: one claim of many rows, the
+        // next while these are being sent.
+        // When busy, wait for some room rather than claim a row at a time.
+        let room = door.budget();
+        if room < (config.concurrency / 8).max(1) {
+            tokio::select! {
+                () = door.seat_freed() => continue,
+                () = shutdown.cancelled() => return,
+            }
         }
-        let free = permits.len();
         let claimed = tokio::select! {
-            r = queue::claim(pool, free as i64, config.lease) => r,
+            r = queue::claim(pool, room as i64, config.lease) => r,
             () = shutdown.cancelled() => return,
         };
         let claimed = match claimed {
@@ -44,18 +43,14 @@ pub(super) async fn claim_loop(
             Err(e) => {
                 let pause = backoff.next().unwrap_or(Duration::from_secs(5));
                 log_store_error(&e, "claiming deliveries", pause);
-                drop(permits);
                 tokio::select! {
                     () = tokio::time::sleep(pause) => continue,
                     () = shutdown.cancelled() => return,
                 }
             }
         };
-        let full = claimed.len() == free;
-        // A claim returns at most `free` rows; unused slots go back.
-        for (row, permit) in claimed.into_iter().zip(permits) {
-            crew.spawn(row, permit);
-        }
+        let full = claimed.len() == room;
+        door.pass_claimed(pool, claimed).await;
         if full {
             continue;
         }

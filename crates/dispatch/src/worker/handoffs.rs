@@ -1,4 +1,5 @@
-//! The hand-off's receiving end: what this process's ingest hands over.
+//! The door's receiving end: what claims and this process's ingest hand
+//! over, seated in order.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +13,8 @@ use uuid::Uuid;
 use super::{untrack, Crew};
 use crate::handoff::{Handed, HandoffInbox};
 
-/// Sends what ingest hands over until shutdown, each once a worker slot is
-/// free. A delivery that has waited `wait` since it was handed over goes back
+/// Sends what comes through the door until shutdown, each once a worker
+/// seat is free. A delivery that has waited `wait` since it was handed over goes back
 /// to the queue for claims, with every other that waited as long (one
 /// statement): a wait never eats into the lease the request needs, however
 /// many wait. Returns the inbox, so what is left in it can be given back.
@@ -40,14 +41,16 @@ pub(super) async fn receive_handoffs(
         // Tracked from now on, so a shutdown hands it back.
         crew.track(&handed.row);
         let deadline = handed.at + wait;
-        let slot = tokio::select! {
-            s = tokio::time::timeout_at(deadline, inbox.slots.clone().acquire_owned()) => s,
+        let seat = tokio::select! {
+            s = tokio::time::timeout_at(deadline, inbox.seats.take()) => s,
             () = shutdown.cancelled() => return inbox,
         };
         inbox.taken();
-        if let Ok(Ok(slot)) = slot {
-            metrics::counter!("callhook_deliveries_handed_off_total").increment(1);
-            crew.spawn(handed.row, slot);
+        if let Ok(Some(seat)) = seat {
+            if handed.from_ingest {
+                metrics::counter!("callhook_deliveries_handed_off_total").increment(1);
+            }
+            crew.spawn(handed.row, seat);
             continue;
         }
         // Every worker has been busy (slow receivers): let claims take it,

@@ -1,4 +1,5 @@
-//! The dispatcher: a few actors around one pool of worker slots.
+//! The dispatcher: a few actors around one pool of worker seats
+//! ([`crate::Seats`]).
 //!
 //! - [`claim`]: claims due deliveries in batches (as many as there are free
 //!   workers), woken by [`listen`] (`LISTEN/NOTIFY`) with a poll as fallback;
@@ -26,12 +27,13 @@ use callhook_store::health::HealthSettings;
 use callhook_store::queue::{self, Claimed, Completion};
 use callhook_store::StoreError;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::handoff::HandoffInbox;
+use crate::handoff::{Handoff, HandoffInbox};
+use crate::seats::{Seat, Seats};
 use crate::sender::Sender;
 use hosts::HostLimits;
 
@@ -110,18 +112,21 @@ fn untrack<'a>(in_flight: &InFlight, ids: impl IntoIterator<Item = &'a Uuid>) {
 
 /// Runs the dispatcher until `shutdown` is cancelled; then stops claiming,
 /// lets in-flight requests finish within the grace period, records them and
-/// hands back the leases of whatever is left. With an `inbox`, it also sends
-/// the deliveries this process's ingest hands it (see [`crate::Handoff`]).
+/// hands back the leases of whatever is left. Claimed deliveries, and those
+/// this process's ingest hands over, come in through `door` (see
+/// [`crate::Handoff`]; make it with [`crate::handoff`]).
 pub async fn run(
     pool: PgPool,
     sender: Sender,
     config: DispatchConfig,
-    inbox: Option<HandoffInbox>,
+    door: (Handoff, HandoffInbox),
     shutdown: CancellationToken,
 ) {
+    let (door, inbox) = door;
     let wake = Arc::new(Notify::new());
     let in_flight: InFlight = Arc::default();
-    let (done_tx, done_rx) = mpsc::channel::<Done>(config.concurrency + 16);
+    let (done_tx, done_rx) =
+        mpsc::channel::<Done>(Seats::unrecorded_capacity(config.concurrency) + 16);
 
     let listener = tokio::spawn(listen::listen(pool.clone(), wake.clone(), shutdown.clone()));
     let writer = tokio::spawn(writer::write_completions(
@@ -144,38 +149,31 @@ pub async fn run(
         tracker: TaskTracker::new(),
         in_flight: in_flight.clone(),
     };
-    let slots = match &inbox {
-        Some(inbox) => inbox.slots.clone(),
-        None => Arc::new(Semaphore::new(config.concurrency)),
-    };
+    let seats = inbox.seats.clone();
     let probing = tokio::spawn(probes::take_probes(
         pool.clone(),
         config.clone(),
         crew.clone(),
-        slots.clone(),
+        seats.clone(),
         shutdown.clone(),
     ));
-    let receiving = inbox.map(|inbox| {
-        tokio::spawn(handoffs::receive_handoffs(
-            inbox,
-            pool.clone(),
-            config.handoff_wait,
-            crew.clone(),
-            wake.clone(),
-            shutdown.clone(),
-        ))
-    });
-    claim::claim_loop(&pool, &config, &crew, &slots, &wake, &shutdown).await;
+    let receiving = tokio::spawn(handoffs::receive_handoffs(
+        inbox,
+        pool.clone(),
+        config.handoff_wait,
+        crew.clone(),
+        wake.clone(),
+        shutdown.clone(),
+    ));
+    claim::claim_loop(&pool, &config, &door, &wake, &shutdown).await;
     let _ = probing.await;
 
     // No more hand-offs: ingest now queues for claims. Deliveries handed
     // off but not yet started are given back below with the rest.
-    slots.close();
-    if let Some(task) = receiving {
-        if let Ok(mut inbox) = task.await {
-            while let Ok(h) = inbox.rx.try_recv() {
-                crew.track(&h.row);
-            }
+    seats.close();
+    if let Ok(mut inbox) = receiving.await {
+        while let Ok(h) = inbox.rx.try_recv() {
+            crew.track(&h.row);
         }
     }
 
@@ -205,7 +203,8 @@ pub async fn run(
     tracing::info!("dispatcher stopped");
 }
 
-/// A result on its way to the database, holding its worker's slot.
+/// A result on its way to the database, holding its place among the
+/// unrecorded.
 struct Done {
     completion: Completion,
     slot: OwnedSemaphorePermit,
@@ -238,17 +237,16 @@ impl Crew {
             .insert(row.id, row.lease_token);
     }
 
-    /// Sends one leased delivery on its own task, holding its worker slot
-    /// until the result is recorded.
-    fn spawn(&self, row: Claimed, slot: OwnedSemaphorePermit) {
+    /// Sends one leased delivery on its own task: its request slot goes
+    /// back when the request is done, its place among the unrecorded when
+    /// the writer has recorded the result.
+    fn spawn(&self, row: Claimed, seat: Seat) {
         self.track(&row);
         let ctx = self.ctx.clone();
         self.tracker.spawn(async move {
             let completion = send::process(&ctx, row).await;
+            let slot = seat.sent();
             // The writer only stops after every worker has finished.
-            // The worker's slot is freed once the result is recorded, so
-            // at most `concurrency` deliveries are ever being sent and not
-            // yet recorded: what a crash can make us send twice.
             let _ = ctx.done.send(Done { completion, slot }).await;
         });
     }

@@ -6,21 +6,20 @@
 //! shorter); taking a probe moves the endpoint's next probe time in the same
 //! statement, so only one process sends each.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use callhook_store::health;
 use sqlx::PgPool;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::{log_store_error, Crew, DispatchConfig};
+use crate::seats::Seats;
 
 pub(super) async fn take_probes(
     pool: PgPool,
     config: DispatchConfig,
     crew: Crew,
-    slots: Arc<Semaphore>,
+    seats: Seats,
     shutdown: CancellationToken,
 ) {
     let interval = config.health.policy.probe_interval;
@@ -40,10 +39,10 @@ pub(super) async fn take_probes(
             }
         };
         for row in probes {
-            let slot = tokio::select! {
-                s = slots.clone().acquire_owned() => match s {
-                    Ok(s) => s,
-                    Err(_) => return, // the dispatcher stopped
+            let seat = tokio::select! {
+                s = seats.take() => match s {
+                    Some(s) => s,
+                    None => return, // the dispatcher stopped
                 },
                 () = shutdown.cancelled() => {
                     // Given back with the rest at shutdown.
@@ -52,7 +51,7 @@ pub(super) async fn take_probes(
                 }
             };
             tracing::info!(delivery_id = %row.id, scenario_id = ?row.scenario_id, kind = %row.kind, "probing a paused endpoint");
-            crew.spawn(row, slot);
+            crew.spawn(row, seat);
         }
     }
 }

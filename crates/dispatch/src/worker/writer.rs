@@ -58,7 +58,7 @@ pub(super) async fn write_completions(
             }
         }
         untrack(&in_flight, batch.iter().map(|c| &c.id));
-        drop(slots); // frees the workers' slots
+        drop(slots); // frees their places among the unrecorded
         if woken {
             wake.notify_one();
         }
