@@ -105,6 +105,8 @@ async fn main() -> anyhow::Result<()> {
         ("call_id", format!("call_id=c{}", calls / 3)),
         ("state=failed", "state=failed".into()),
         ("state=pending", "state=pending".into()),
+        // Delivered rows are in no state index: the primary key, newest first.
+        ("state=delivered", "state=delivered".into()),
         ("kind=after_call", "kind=after_call".into()),
         (
             "since=1h ago",
@@ -125,6 +127,10 @@ async fn main() -> anyhow::Result<()> {
         (
             "scenario_id+state=failed",
             format!("scenario_id={scenario}&state=failed"),
+        ),
+        (
+            "scenario_id+state=delivered",
+            format!("scenario_id={scenario}&state=delivered"),
         ),
         (
             "scenario_id+state=failed+since=1d",

@@ -91,7 +91,10 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, f: &DeliveryFilter) {
         qb.push(" and call_id = ").push_bind(c.clone());
     }
     if let Some(s) = &f.state {
-        qb.push(" and state = ").push_bind(*s);
+        // A literal, not a parameter: the partial indexes of the rarer
+        // states (`where state <> 'delivered'`) are only usable when the
+        // planner sees the value. `as_str` is one of four fixed words.
+        qb.push(format_args!(" and state = '{}'", s.as_str()));
     }
     if let Some(k) = &f.kind {
         qb.push(" and kind = ").push_bind(*k);
