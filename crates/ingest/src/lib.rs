@@ -25,9 +25,12 @@ use sqlx::PgPool;
 
 pub use notifier::Notifier;
 
-/// Transactions storing single start events at once: enough to keep
-/// Postgres's WAL flushes overlapping, few enough to leave the pool to others.
-const START_COMMITTERS: usize = 4;
+/// Transactions storing single start events at once: two keep one WAL flush
+/// overlapping the next group's statements; more only make the groups
+/// smaller. `callhook-bench burst`, alternated: 4 committers 4,381–4,623
+/// deliveries/s at 0.226–0.234 ms of Postgres CPU each, 2 committers
+/// 4,776–5,304/s at 0.164–0.182 ms (`docs/performance.md`).
+const START_COMMITTERS: usize = 2;
 
 /// How often a transaction that lost a deadlock (or a serialization
 /// conflict) is run again before its error is answered.
