@@ -58,12 +58,22 @@ pub async fn run(pool: PgPool, days: u32, shutdown: CancellationToken) {
             partitions(&pool).await;
             retention(&pool, days, &shutdown).await;
         }
+        // Without a session (the database was not reachable, or had no
+        // connection to spare) try again soon: the leader may be dead.
+        let next_try = if session.is_some() {
+            TRY_EVERY
+        } else {
+            RECONNECT_EVERY
+        };
         tokio::select! {
-            () = tokio::time::sleep(TRY_EVERY) => {}
+            () = tokio::time::sleep(next_try) => {}
             () = shutdown.cancelled() => return,
         }
     }
 }
+
+/// How soon a process without a session for the leader lock tries again.
+const RECONNECT_EVERY: Duration = Duration::from_secs(2);
 
 /// Rows per delete statement (rows walked, for deliveries).
 const BATCH: i64 = 1000;
