@@ -2,17 +2,16 @@
 //! request as a signed curl command, and "send again".
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use callhook_core::{DeliveryKind, Timezone};
 use callhook_store::log::Retried;
 use callhook_store::{log, scenarios};
 use uuid::Uuid;
 
 use super::i18n::Lang;
-use super::{key, lang, page, render, signed_post, CsrfForm, LangQuery, SignedPage};
+use super::{key, page, render, CsrfForm, SignedForm, SignedPage};
 use crate::routes::audit::{self, Action};
 use crate::AppState;
 
@@ -172,15 +171,8 @@ pub(super) async fn call_page(
 pub(super) async fn resend(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    SignedForm { lang, s, form: _ }: SignedForm<CsrfForm>,
 ) -> Result<Response, crate::ApiError> {
-    let lang = lang(&q, &headers);
-    let s = match signed_post(&state, &headers, lang, &form.csrf) {
-        Ok(s) => s,
-        Err(r) => return Ok(r.into_response()),
-    };
     let back = match log::retry(&state.pool, id).await? {
         Retried::Requeued(row) => {
             audit::record(

@@ -233,6 +233,50 @@ impl IntoResponse for Refused {
     }
 }
 
+/// A form post from a signed-in operator, its CSRF token checked: the
+/// page's language, the session and the form. Rejects with the redirect to
+/// the sign-in page, a `403` for a missing or wrong CSRF token, or the
+/// form's own rejection.
+struct SignedForm<T> {
+    lang: Lang,
+    s: Signed,
+    form: T,
+}
+
+/// A console form: every one carries the CSRF token.
+trait CsrfField {
+    fn csrf(&self) -> &str;
+}
+
+impl<T> axum::extract::FromRequest<AppState> for SignedForm<T>
+where
+    T: serde::de::DeserializeOwned + CsrfField + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Query(q) = Query::<LangQuery>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let lang = lang(&q, &parts.headers);
+        let headers = parts.headers.clone();
+        let Form(form) =
+            Form::<T>::from_request(axum::extract::Request::from_parts(parts, body), state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        let s =
+            signed_post(state, &headers, lang, form.csrf()).map_err(IntoResponse::into_response)?;
+        Ok(Self { lang, s, form })
+    }
+}
+
+impl CsrfField for CsrfForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// The signed-in operator of a form post, its CSRF token checked.
 fn signed_post(
     state: &AppState,
@@ -340,16 +384,7 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(
-    State(state): State<AppState>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    let lang = lang(&q, &headers);
-    if let Err(r) = signed_post(&state, &headers, lang, &form.csrf) {
-        return r.into_response();
-    }
+async fn logout(SignedForm { lang, .. }: SignedForm<CsrfForm>) -> Response {
     let mut r = Redirect::to(&format!("/console/login?lang={}", lang.code())).into_response();
     harden(r.headers_mut());
     r.headers_mut().append(

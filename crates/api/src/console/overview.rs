@@ -1,17 +1,16 @@
 //! The scenarios list and the endpoints' health page.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use callhook_core::DeliveryKind;
 use callhook_store::{health, log, scenarios};
 use uuid::Uuid;
 
 use super::i18n::Lang;
 use super::time::Zones;
-use super::{key, lang, page, render, signed_post, CsrfForm, LangQuery, SignedPage};
+use super::{key, page, render, CsrfForm, SignedForm, SignedPage};
 use crate::routes::audit::{self, Action};
 use crate::AppState;
 
@@ -143,15 +142,8 @@ pub(super) async fn health_page(
 pub(super) async fn switch_endpoint(
     State(state): State<AppState>,
     Path((id, kind, action)): Path<(Uuid, String, String)>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    SignedForm { lang, s, form: _ }: SignedForm<CsrfForm>,
 ) -> Result<Response, crate::ApiError> {
-    let lang = lang(&q, &headers);
-    let s = match signed_post(&state, &headers, lang, &form.csrf) {
-        Ok(s) => s,
-        Err(r) => return Ok(r.into_response()),
-    };
     let kind = match kind.parse::<DeliveryKind>() {
         Ok(k @ (DeliveryKind::DuringCall | DeliveryKind::AfterCall)) => k,
         _ => return Ok((StatusCode::NOT_FOUND, "no such endpoint").into_response()),

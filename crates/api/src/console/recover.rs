@@ -2,10 +2,8 @@
 //! counted first, then confirmed.
 
 use askama::Template;
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use axum::Form;
+use axum::extract::State;
+use axum::response::Response;
 use callhook_core::{DeliveryState, FieldError};
 use callhook_store::log::DeliveryFilter;
 use callhook_store::{log, scenarios};
@@ -14,7 +12,7 @@ use uuid::Uuid;
 
 use super::i18n::Lang;
 use super::time::{input_value, read_input, Zones};
-use super::{key, lang, page, render, signed_post, LangQuery, SignedPage};
+use super::{key, page, render, CsrfField, SignedForm, SignedPage};
 use crate::routes::audit::{self, Action};
 use crate::AppState;
 
@@ -40,6 +38,12 @@ pub(super) struct RecoverForm {
     since: String,
     #[serde(default)]
     confirm: String,
+}
+
+impl CsrfField for RecoverForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 async fn recover_page_for(
@@ -84,15 +88,8 @@ pub(super) async fn recover_page(
 /// The count first; with `confirm=yes`, the requeue.
 pub(super) async fn recover(
     State(state): State<AppState>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
-    Form(form): Form<RecoverForm>,
+    SignedForm { lang, s, form }: SignedForm<RecoverForm>,
 ) -> Result<Response, crate::ApiError> {
-    let lang = lang(&q, &headers);
-    let s = match signed_post(&state, &headers, lang, &form.csrf) {
-        Ok(s) => s,
-        Err(r) => return Ok(r.into_response()),
-    };
     // The moment is read on the scenario's wall clock.
     let zone = scenarios::get(&state.pool, form.scenario_id).await?.tz()?;
     let since = match read_input(zone, &form.since, "since") {

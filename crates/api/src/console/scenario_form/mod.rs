@@ -3,10 +3,9 @@
 //! (`ScenarioInput`), so an error names the same field.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Form;
 use callhook_core::{
     build_payload, CustomFields, DeliveryKind, FieldError, SigningSecret, Timezone,
 };
@@ -15,7 +14,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::i18n::Lang;
-use super::{key, page, redirect_with, render, signed_post, CsrfForm, LangQuery, SignedPage};
+use super::{key, page, redirect_with, render, CsrfField, CsrfForm, SignedForm, SignedPage};
 use crate::routes::audit::{self, Action};
 use crate::AppState;
 
@@ -89,16 +88,9 @@ struct Previews {
 /// The live preview (htmx posts the form as it is typed): the bodies, or
 /// the error at the field that stops them. Nothing is saved.
 pub(super) async fn preview(
-    State(state): State<AppState>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
-    Form(form): Form<ScenarioFormData>,
+    State(_state): State<AppState>,
+    SignedForm { lang, s, form }: SignedForm<ScenarioFormData>,
 ) -> Response {
-    let lang = super::lang(&q, &headers);
-    let s = match signed_post(&state, &headers, lang, &form.csrf) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     let (previews, preview_error) = match previews_of_form(&form) {
         Ok(p) => (p, None),
         Err(e) => (Vec::new(), Some(e)),
@@ -208,17 +200,11 @@ pub(super) async fn edit_page(
 
 /// Creates (`id` none) or saves a scenario from the form; the form again,
 /// with the error at its field, when the input is refused.
-pub(super) async fn submit(
+async fn submit(
     state: AppState,
     id: Option<Uuid>,
-    lang: Lang,
-    headers: HeaderMap,
-    form: ScenarioFormData,
+    SignedForm { lang, s, form }: SignedForm<ScenarioFormData>,
 ) -> Result<Response, crate::ApiError> {
-    let s = match signed_post(&state, &headers, lang, &form.csrf) {
-        Ok(s) => s,
-        Err(r) => return Ok(r.into_response()),
-    };
     let refused = |error: FieldError, scenario: Option<&Scenario>| {
         let mut r = page(
             form_page(
@@ -290,37 +276,24 @@ pub(super) async fn submit(
 
 pub(super) async fn create(
     State(state): State<AppState>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
-    Form(form): Form<ScenarioFormData>,
+    signed: SignedForm<ScenarioFormData>,
 ) -> Result<Response, crate::ApiError> {
-    let lang = Lang::of(q.lang.as_deref(), &headers);
-    submit(state, None, lang, headers, form).await
+    submit(state, None, signed).await
 }
 
 pub(super) async fn save(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
-    Form(form): Form<ScenarioFormData>,
+    signed: SignedForm<ScenarioFormData>,
 ) -> Result<Response, crate::ApiError> {
-    let lang = Lang::of(q.lang.as_deref(), &headers);
-    submit(state, Some(id), lang, headers, form).await
+    submit(state, Some(id), signed).await
 }
 
 pub(super) async fn rotate(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    SignedForm { lang, s, form: _ }: SignedForm<CsrfForm>,
 ) -> Result<Response, crate::ApiError> {
-    let lang = Lang::of(q.lang.as_deref(), &headers);
-    let s = match signed_post(&state, &headers, lang, &form.csrf) {
-        Ok(s) => s,
-        Err(r) => return Ok(r.into_response()),
-    };
     let secret = state.sealer.seal(&SigningSecret::generate());
     let sc = scenarios::rotate_secret(
         &state.pool,
@@ -350,18 +323,17 @@ pub(super) struct DeleteForm {
     confirm: String,
 }
 
+impl CsrfField for DeleteForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 pub(super) async fn delete(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
-    Form(form): Form<DeleteForm>,
+    SignedForm { lang, s, form }: SignedForm<DeleteForm>,
 ) -> Result<Response, crate::ApiError> {
-    let lang = Lang::of(q.lang.as_deref(), &headers);
-    let s = match signed_post(&state, &headers, lang, &form.csrf) {
-        Ok(s) => s,
-        Err(r) => return Ok(r.into_response()),
-    };
     if form.confirm != "yes" {
         return Ok(redirect_with(
             &format!("/console/scenarios/{id}?lang={}", lang.code()),
@@ -389,19 +361,18 @@ pub(super) struct TestForm {
     kind: String,
 }
 
+impl CsrfField for TestForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// A test send from the form: the scenario page again with the outcome.
 pub(super) async fn test_send(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    Query(q): Query<LangQuery>,
-    headers: HeaderMap,
-    Form(form): Form<TestForm>,
+    SignedForm { lang, s, form }: SignedForm<TestForm>,
 ) -> Result<Response, crate::ApiError> {
-    let lang = Lang::of(q.lang.as_deref(), &headers);
-    let s = match signed_post(&state, &headers, lang, &form.csrf) {
-        Ok(s) => s,
-        Err(r) => return Ok(r.into_response()),
-    };
     let kind = match form.kind.parse::<DeliveryKind>() {
         Ok(k @ (DeliveryKind::DuringCall | DeliveryKind::AfterCall)) => k,
         _ => {

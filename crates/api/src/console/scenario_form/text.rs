@@ -28,6 +28,12 @@ pub(in crate::console) struct ScenarioFormData {
     pub(super) timezone: String,
 }
 
+impl crate::console::CsrfField for ScenarioFormData {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 impl ScenarioFormData {
     /// (field, value, is a textarea), in the form's order.
     pub(super) fn fields(&self) -> Vec<(&'static str, &str, bool)> {
