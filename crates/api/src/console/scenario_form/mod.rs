@@ -18,8 +18,11 @@ use super::{key, page, redirect_with, render, CsrfField, CsrfForm, SignedForm, S
 use crate::routes::audit::{self, Action};
 use crate::AppState;
 
+mod test_send;
 mod text;
 
+pub(super) use test_send::test_send;
+use test_send::Tested;
 use text::ScenarioFormData;
 
 #[derive(Template)]
@@ -37,18 +40,6 @@ struct ScenarioPage<'a> {
     tested: Option<Tested>,
     /// The payload's fields a custom field's value may name.
     placeholders: Vec<&'static str>,
-}
-
-/// A test send's outcome, shown inline.
-pub(super) struct Tested {
-    kind: &'static str,
-    url: String,
-    ok: bool,
-    outcome: String,
-    duration_ms: i32,
-    body: String,
-    /// The signed request as sent: request line, headers, body.
-    request: String,
 }
 
 /// The exact bodies each webhook carries with these custom fields in this
@@ -352,87 +343,5 @@ pub(super) async fn delete(
     Ok(redirect_with(
         &format!("/console?lang={}", lang.code()),
         &s.renewed,
-    ))
-}
-
-#[derive(Debug, Deserialize)]
-pub(super) struct TestForm {
-    csrf: String,
-    kind: String,
-}
-
-impl CsrfField for TestForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-/// A test send from the form: the scenario page again with the outcome.
-pub(super) async fn test_send(
-    State(state): State<AppState>,
-    Path(id): Path<Uuid>,
-    SignedForm { lang, s, form }: SignedForm<TestForm>,
-) -> Result<Response, crate::ApiError> {
-    let kind = match form.kind.parse::<DeliveryKind>() {
-        Ok(k @ (DeliveryKind::DuringCall | DeliveryKind::AfterCall)) => k,
-        _ => {
-            return Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "kind must be during_call or after_call",
-            )
-                .into_response())
-        }
-    };
-    let Ok(scenario) = scenarios::get(&state.pool, id).await else {
-        return Ok((StatusCode::NOT_FOUND, lang.t("not_found")).into_response());
-    };
-    let input = crate::routes::test_send::TestSendInput { kind, url: None };
-    let tested = match crate::routes::test_send::run(&state, &s.actor, id, input).await {
-        Ok(r) => Tested {
-            kind: kind.as_str(),
-            ok: r.status.is_some_and(|s| (200..300).contains(&s)),
-            outcome: match (r.status, r.error) {
-                (Some(status), _) => format!("HTTP {status}"),
-                (None, Some(e)) => e,
-                (None, None) => "no answer".to_owned(),
-            },
-            request: std::iter::once(format!("POST {}", r.url))
-                .chain(r.request_headers.iter().map(|(k, v)| format!("{k}: {v}")))
-                .chain([String::new(), r.payload])
-                .collect::<Vec<_>>()
-                .join("\n"),
-            url: r.url,
-            duration_ms: r.duration_ms,
-            body: r
-                .response_body
-                .unwrap_or_default()
-                .chars()
-                .take(300)
-                .collect(),
-        },
-        Err(e) => Tested {
-            kind: kind.as_str(),
-            ok: false,
-            outcome: e.message,
-            request: String::new(),
-            url: String::new(),
-            duration_ms: 0,
-            body: String::new(),
-        },
-    };
-    let form = ScenarioFormData::from_scenario(&scenario);
-    Ok(page(
-        form_page_tested(
-            &state,
-            lang,
-            &s.session,
-            s.actor.0.clone(),
-            Some(id),
-            &form,
-            None,
-            Some(&scenario),
-            Some(tested),
-        ),
-        vec![s.renewed],
     ))
 }

@@ -1,0 +1,108 @@
+//! A test send from the form: the signed request and the receiver's answer,
+//! shown inline on the scenario's page (through the API's own test send).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use callhook_core::DeliveryKind;
+use callhook_store::scenarios;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::text::ScenarioFormData;
+use super::{form_page_tested, page, CsrfField, SignedForm};
+use crate::AppState;
+
+/// A test send's outcome, shown inline.
+pub(super) struct Tested {
+    pub(super) kind: &'static str,
+    pub(super) url: String,
+    pub(super) ok: bool,
+    pub(super) outcome: String,
+    pub(super) duration_ms: i32,
+    pub(super) body: String,
+    /// The signed request as sent: request line, headers, body.
+    pub(super) request: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(in crate::console) struct TestForm {
+    csrf: String,
+    kind: String,
+}
+
+impl CsrfField for TestForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// A test send from the form: the scenario page again with the outcome.
+pub(in crate::console) async fn test_send(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    SignedForm { lang, s, form }: SignedForm<TestForm>,
+) -> Result<Response, crate::ApiError> {
+    let kind = match form.kind.parse::<DeliveryKind>() {
+        Ok(k @ (DeliveryKind::DuringCall | DeliveryKind::AfterCall)) => k,
+        _ => {
+            return Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "kind must be during_call or after_call",
+            )
+                .into_response())
+        }
+    };
+    let Ok(scenario) = scenarios::get(&state.pool, id).await else {
+        return Ok((StatusCode::NOT_FOUND, lang.t("not_found")).into_response());
+    };
+    let input = crate::routes::test_send::TestSendInput { kind, url: None };
+    let tested = match crate::routes::test_send::run(&state, &s.actor, id, input).await {
+        Ok(r) => Tested {
+            kind: kind.as_str(),
+            ok: r.status.is_some_and(|s| (200..300).contains(&s)),
+            outcome: match (r.status, r.error) {
+                (Some(status), _) => format!("HTTP {status}"),
+                (None, Some(e)) => e,
+                (None, None) => "no answer".to_owned(),
+            },
+            request: std::iter::once(format!("POST {}", r.url))
+                .chain(r.request_headers.iter().map(|(k, v)| format!("{k}: {v}")))
+                .chain([String::new(), r.payload])
+                .collect::<Vec<_>>()
+                .join("\n"),
+            url: r.url,
+            duration_ms: r.duration_ms,
+            body: r
+                .response_body
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect(),
+        },
+        Err(e) => Tested {
+            kind: kind.as_str(),
+            ok: false,
+            outcome: e.message,
+            request: String::new(),
+            url: String::new(),
+            duration_ms: 0,
+            body: String::new(),
+        },
+    };
+    let form = ScenarioFormData::from_scenario(&scenario);
+    Ok(page(
+        form_page_tested(
+            &state,
+            lang,
+            &s.session,
+            s.actor.0.clone(),
+            Some(id),
+            &form,
+            None,
+            Some(&scenario),
+            Some(tested),
+        ),
+        vec![s.renewed],
+    ))
+}

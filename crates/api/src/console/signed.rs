@@ -1,0 +1,151 @@
+//! Who may ask: the extractors every console page and form post goes
+//! through (a signed-in session; for a post, its CSRF token too).
+
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+
+use super::i18n::Lang;
+use super::session::{self, COOKIE};
+use super::{cookie, key, lang, now, secure, CsrfForm, LangQuery};
+use crate::auth::Actor;
+use crate::AppState;
+
+/// The signed-in operator and the renewed session cookie, or a redirect
+/// to the sign-in page.
+pub(super) struct Signed {
+    pub(super) actor: Actor,
+    pub(super) session: session::Session,
+    pub(super) renewed: String,
+}
+
+/// A page asked for by a signed-in operator: its language (`?lang=` or
+/// Accept-Language) and the session. Rejects with the redirect to the
+/// sign-in page.
+pub(super) struct SignedPage {
+    pub(super) lang: Lang,
+    pub(super) s: Signed,
+}
+
+impl FromRequestParts<AppState> for SignedPage {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Query(q) = Query::<LangQuery>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let lang = lang(&q, &parts.headers);
+        let s = signed(state, &parts.headers, lang).map_err(|to_login| {
+            // htmx follows no redirect into the page: it is told to go there.
+            if parts.headers.contains_key("hx-request") {
+                let mut r = StatusCode::UNAUTHORIZED.into_response();
+                if let Ok(v) =
+                    HeaderValue::from_str(&format!("/console/login?lang={}", lang.code()))
+                {
+                    r.headers_mut().insert("hx-redirect", v);
+                }
+                r
+            } else {
+                to_login.into_response()
+            }
+        })?;
+        Ok(Self { lang, s })
+    }
+}
+
+pub(super) fn signed(
+    state: &AppState,
+    headers: &HeaderMap,
+    lang: Lang,
+) -> Result<Signed, Redirect> {
+    let k = key(state);
+    let to_login = || Redirect::to(&format!("/console/login?lang={}", lang.code()));
+    let value = cookie(headers, COOKIE).ok_or_else(to_login)?;
+    let current = k.verify(value, now()).ok_or_else(to_login)?;
+    let renewed = k.issue(&current, now());
+    Ok(Signed {
+        renewed: format!(
+            "{COOKIE}={renewed}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{}",
+            session::IDLE_SECS,
+            secure(headers)
+        ),
+        actor: Actor(current.name.clone()),
+        session: current,
+    })
+}
+
+/// Why a form post was not let through.
+pub(super) enum Refused {
+    /// No valid session: to the sign-in page.
+    SignIn(Redirect),
+    /// The form's CSRF token is missing or wrong.
+    Forged,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Self::SignIn(r) => r.into_response(),
+            Self::Forged => (StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response(),
+        }
+    }
+}
+
+/// A form post from a signed-in operator, its CSRF token checked: the
+/// page's language, the session and the form. Rejects with the redirect to
+/// the sign-in page, a `403` for a missing or wrong CSRF token, or the
+/// form's own rejection.
+pub(super) struct SignedForm<T> {
+    pub(super) lang: Lang,
+    pub(super) s: Signed,
+    pub(super) form: T,
+}
+
+/// A console form: every one carries the CSRF token.
+pub(super) trait CsrfField {
+    fn csrf(&self) -> &str;
+}
+
+impl<T> FromRequest<AppState> for SignedForm<T>
+where
+    T: serde::de::DeserializeOwned + CsrfField + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Query(q) = Query::<LangQuery>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let lang = lang(&q, &parts.headers);
+        let headers = parts.headers.clone();
+        let Form(form) = Form::<T>::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let s =
+            signed_post(state, &headers, lang, form.csrf()).map_err(IntoResponse::into_response)?;
+        Ok(Self { lang, s, form })
+    }
+}
+
+impl CsrfField for CsrfForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// The signed-in operator of a form post, its CSRF token checked.
+pub(super) fn signed_post(
+    state: &AppState,
+    headers: &HeaderMap,
+    lang: Lang,
+    csrf: &str,
+) -> Result<Signed, Refused> {
+    let s = signed(state, headers, lang).map_err(Refused::SignIn)?;
+    if !key(state).csrf_ok(&s.session, csrf) {
+        return Err(Refused::Forged);
+    }
+    Ok(s)
+}

@@ -1,0 +1,120 @@
+//! Signing in with the admin token, and out.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use rand::RngCore;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::i18n::Lang;
+use super::session::{self, COOKIE};
+use super::{
+    cookie, harden, key, lang, now, page, render, secure, CsrfForm, LangQuery, SignedForm,
+};
+use crate::AppState;
+
+const LOGIN_CSRF: &str = "callhook_login_csrf";
+
+#[derive(Template)]
+#[template(path = "console/login.html")]
+struct LoginPage<'a> {
+    lang: Lang,
+    csrf: String,
+    error: Option<&'a str>,
+}
+
+pub(super) async fn login_page(Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
+    let lang = lang(&q, &headers);
+    let mut token = [0u8; 16];
+    rand::rng().fill_bytes(&mut token);
+    let csrf: String = token.iter().map(|b| format!("{b:02x}")).collect();
+    page(
+        render(&LoginPage {
+            lang,
+            csrf: csrf.clone(),
+            error: None,
+        }),
+        vec![
+            format!(
+                "{LOGIN_CSRF}={csrf}; Path=/console/login; HttpOnly; SameSite=Strict{}",
+                secure(&headers)
+            ),
+            format!(
+                "callhook_lang={}; Path=/console; SameSite=Strict",
+                lang.code()
+            ),
+        ],
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LoginForm {
+    token: String,
+    csrf: String,
+}
+
+pub(super) async fn login(
+    State(state): State<AppState>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let lang = lang(&q, &headers);
+    let expected = cookie(&headers, LOGIN_CSRF).unwrap_or("");
+    if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) {
+        return (
+            StatusCode::FORBIDDEN,
+            "the form is stale or forged: reload the sign-in page",
+        )
+            .into_response();
+    }
+    let presented = form.token.trim();
+    let who = state.tokens.admin.iter().find(|t| {
+        bool::from(
+            presented
+                .as_bytes()
+                .ct_eq(t.token.expose_secret().as_bytes()),
+        )
+    });
+    let Some(who) = who else {
+        tracing::warn!("console sign-in with a wrong token");
+        let mut r = page(
+            render(&LoginPage {
+                lang,
+                csrf: form.csrf,
+                error: Some(lang.t("wrong_token")),
+            }),
+            vec![],
+        );
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+        return r;
+    };
+    let session = key(&state).issue(&session::Session::new(&who.name), now());
+    tracing::info!(actor = %who.name, "console sign-in");
+    let mut r = Redirect::to(&format!("/console?lang={}", lang.code())).into_response();
+    harden(r.headers_mut());
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{COOKIE}={session}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        session::IDLE_SECS,
+        secure(&headers)
+    )) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+pub(super) async fn logout(SignedForm { lang, .. }: SignedForm<CsrfForm>) -> Response {
+    let mut r = Redirect::to(&format!("/console/login?lang={}", lang.code())).into_response();
+    harden(r.headers_mut());
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "callhook_session=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    r
+}
