@@ -1,0 +1,543 @@
+//! The driver: the scenario it makes, the calls it sends (one by one or in
+//! batches), and how it measures them against their arrivals.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt as _};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::pg;
+use crate::receiver::{self, Arrivals};
+use crate::stats::{percentiles, rate, Percentiles};
+use crate::{BurstArgs, Common, SteadyArgs};
+
+/// What one sending phase measured.
+#[derive(Debug, Clone)]
+pub(crate) struct Measured {
+    pub(crate) calls: usize,
+    pub(crate) acked: usize,
+    pub(crate) ingest_errors: usize,
+    pub(crate) ingest_per_s: f64,
+    pub(crate) deliveries_per_s: f64,
+    pub(crate) lost: usize,
+    pub(crate) duplicates: u64,
+    /// Ingest acknowledged → first arrival at the receiver.
+    pub(crate) latency: Option<Percentiles>,
+    /// Ingest request sent → first arrival (never negative, unlike the above).
+    pub(crate) send_latency: Option<Percentiles>,
+    /// Webhooks that arrived before their call's acknowledgement did.
+    pub(crate) before_ack: usize,
+}
+
+/// One call as the bench sent it.
+#[derive(Debug, Clone)]
+pub(crate) struct Sent {
+    pub(crate) id: String,
+    pub(crate) sent: Instant,
+    /// When the server acknowledged it with a 2xx; `None` if it did not.
+    pub(crate) acked: Option<Instant>,
+}
+
+pub(crate) struct Bench {
+    pub(crate) http: reqwest::Client,
+    pub(crate) server: String,
+    pub(crate) admin_auth: String,
+    pub(crate) ingest_auth: String,
+    pub(crate) arrivals: Arc<Arrivals>,
+    pub(crate) receiver: std::net::SocketAddr,
+    pub(crate) run: String,
+    pub(crate) callee: String,
+    pub(crate) scenario_id: Uuid,
+    pub(crate) concurrency: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_wait: Duration,
+    pub(crate) first_error: Mutex<Option<String>>,
+}
+
+impl Bench {
+    /// Starts the receiver and creates the run's scenario (a fresh callee number
+    /// per run, so runs never collide), then checks one webhook gets through.
+    pub(crate) async fn connect(c: &Common) -> anyhow::Result<Self> {
+        let admin = c.admin_token.as_deref().context(
+            "the admin token is missing: pass --admin-token or set CALLHOOK_ADMIN_TOKEN",
+        )?;
+        let ingest = c.ingest_token.as_deref().context(
+            "the ingest token is missing: pass --ingest-token or set CALLHOOK_INGEST_TOKEN",
+        )?;
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(usize::from(c.concurrency) * 2)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .context("building the HTTP client")?;
+        let server = c.server.trim_end_matches('/').to_owned();
+        http.get(format!("{server}/healthz"))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .with_context(|| {
+                format!("is callhook running at {server}? (`make run`, or `callhook serve`)")
+            })?;
+
+        let (receiver, arrivals) = receiver::start().await?;
+        let nonce = Uuid::new_v4().as_u128();
+        let run = format!("{:08x}", nonce as u32);
+        // 13 digits: "7" and 12 random ones.
+        let callee = format!("7{:012}", (nonce >> 32) % 1_000_000_000_000);
+        let admin_auth = format!("Bearer {admin}");
+        let created = http
+            .post(format!("{server}/api/v1/scenarios"))
+            .header("authorization", &admin_auth)
+            .header("content-type", "application/json")
+            .body(
+                json!({
+                    "name": format!("callhook-bench {run}"),
+                    "numbers": [callee],
+                    "during_call_url": format!("http://{receiver}/hook"),
+                })
+                .to_string(),
+            )
+            .send()
+            .await
+            .context("creating the bench's scenario")?;
+        let status = created.status();
+        let body = created
+            .text()
+            .await
+            .context("reading the scenario answer")?;
+        if !status.is_success() {
+            bail!("creating the bench's scenario: {status}: {body}");
+        }
+        let scenario: Value =
+            serde_json::from_str(&body).context("the scenario answer is not JSON")?;
+        let scenario_id = scenario["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("no id in the scenario answer: {body}"))?;
+        let bench = Self {
+            http,
+            server,
+            admin_auth,
+            ingest_auth: format!("Bearer {ingest}"),
+            arrivals,
+            receiver,
+            run,
+            callee,
+            scenario_id,
+            concurrency: usize::from(c.concurrency),
+            idle_timeout: c.idle_timeout,
+            max_wait: c.max_wait,
+            first_error: Mutex::new(None),
+        };
+        eprintln!(
+            "run {}: scenario {} (callee {}), receiver http://{}",
+            bench.run, bench.scenario_id, bench.callee, bench.receiver
+        );
+        bench
+            .check_one_gets_through(c.database_url.as_deref())
+            .await?;
+        Ok(bench)
+    }
+
+    pub(crate) async fn check_one_gets_through(
+        &self,
+        database_url: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let id = format!("bench-{}-check", self.run);
+        let sent = self.send_one(id.clone()).await;
+        if sent.acked.is_none() {
+            bail!(
+                "the server refused a start event: {}",
+                self.take_error().unwrap_or_default()
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.arrivals.count_arrived(std::iter::once(id.as_str())) == 1 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let seen = match database_url {
+            Some(url) => match pg::delivery_outcome(url, &id).await {
+                Ok(Some(o)) => format!(" The delivery in the database: {o}."),
+                Ok(None) => " The database holds no delivery for it.".to_owned(),
+                Err(e) => format!(" (Reading its delivery failed: {e:#}.)"),
+            },
+            None => String::new(),
+        };
+        bail!(
+            "the first webhook did not reach the bench's receiver within 10 s. Is the server running with \
+             CALLHOOK_ALLOW_PRIVATE_DESTINATIONS=true (the receiver is on 127.0.0.1)?{seen}"
+        )
+    }
+
+    pub(crate) async fn delete_scenario(&self) -> anyhow::Result<()> {
+        self.http
+            .delete(format!(
+                "{}/api/v1/scenarios/{}",
+                self.server, self.scenario_id
+            ))
+            .header("authorization", &self.admin_auth)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    pub(crate) fn start_body(&self, id: &str) -> Value {
+        json!({"id": id, "caller": "79990000000", "callee": self.callee})
+    }
+
+    pub(crate) fn note_error(&self, e: String) {
+        let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
+        first.get_or_insert(e);
+    }
+
+    pub(crate) fn take_error(&self) -> Option<String> {
+        self.first_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// `POST /api/v1/calls` with one start event.
+    pub(crate) async fn send_one(&self, id: String) -> Sent {
+        let body = self.start_body(&id).to_string();
+        let sent = Instant::now();
+        let res = self
+            .http
+            .post(format!("{}/api/v1/calls", self.server))
+            .header("authorization", &self.ingest_auth)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
+        let acked = match res {
+            Ok(r) if r.status().is_success() => {
+                // Read the answer: the acknowledgement is the whole response.
+                match r.bytes().await {
+                    Ok(_) => Some(Instant::now()),
+                    Err(e) => {
+                        self.note_error(format!("reading the answer: {e}"));
+                        None
+                    }
+                }
+            }
+            Ok(r) => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                self.note_error(format!("{status}: {text}"));
+                None
+            }
+            Err(e) => {
+                self.note_error(format!("{e:#}"));
+                None
+            }
+        };
+        Sent { id, sent, acked }
+    }
+
+    /// `POST /api/v1/calls/batch` with these start events; an error when the
+    /// server has no such endpoint (404), so the run stops there.
+    pub(crate) async fn send_batch(&self, ids: Vec<String>) -> anyhow::Result<Vec<Sent>> {
+        let calls: Vec<Value> = ids.iter().map(|id| self.start_body(id)).collect();
+        let body = json!({ "calls": calls }).to_string();
+        let sent = Instant::now();
+        let res = self
+            .http
+            .post(format!("{}/api/v1/calls/batch", self.server))
+            .header("authorization", &self.ingest_auth)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
+        let failed_all = |e: String| -> Vec<Sent> {
+            self.note_error(e);
+            ids.iter()
+                .map(|id| Sent {
+                    id: id.clone(),
+                    sent,
+                    acked: None,
+                })
+                .collect()
+        };
+        let r = match res {
+            Ok(r) => r,
+            Err(e) => return Ok(failed_all(format!("{e:#}"))),
+        };
+        let status = r.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            bail!(
+                "this server has no batch ingest endpoint (POST /api/v1/calls/batch answered 404); \
+                 run without --batch, or against a build that has it"
+            );
+        }
+        let text = match r.text().await {
+            Ok(t) => t,
+            Err(e) => return Ok(failed_all(format!("reading the batch answer: {e}"))),
+        };
+        let acked_at = Instant::now();
+        if !status.is_success() {
+            return Ok(failed_all(format!("batch: {status}: {text}")));
+        }
+        let items = item_failures(&text, ids.len());
+        Ok(ids
+            .into_iter()
+            .zip(items)
+            .map(|(id, failure)| {
+                let acked = match failure {
+                    None => Some(acked_at),
+                    Some(why) => {
+                        self.note_error(format!("batch item {id}: {why}"));
+                        None
+                    }
+                };
+                Sent { id, sent, acked }
+            })
+            .collect())
+    }
+
+    /// N calls from C connections (or C concurrent batch requests).
+    pub(crate) async fn burst(&self, phase: &str, a: &BurstArgs) -> anyhow::Result<Measured> {
+        let n = a.calls as usize;
+        let ids: Vec<String> = (0..n)
+            .map(|i| format!("bench-{}-{phase}-{i}", self.run))
+            .collect();
+        let unit = if a.batch {
+            usize::from(a.batch_size)
+        } else {
+            1
+        };
+        let chunks: Vec<Vec<String>> = ids.chunks(unit).map(<[String]>::to_vec).collect();
+        let next = &AtomicUsize::new(0);
+        let chunks = &chunks;
+        eprintln!(
+            "{phase}: {n} calls, {} connections{}…",
+            self.concurrency,
+            if a.batch {
+                format!(", batches of {unit}")
+            } else {
+                String::new()
+            }
+        );
+        let worker = move || async move {
+            let mut mine = Vec::new();
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some(chunk) = chunks.get(k) else {
+                    return anyhow::Ok(mine);
+                };
+                if a.batch {
+                    mine.extend(self.send_batch(chunk.clone()).await?);
+                } else {
+                    mine.push(self.send_one(chunk[0].clone()).await);
+                }
+            }
+        };
+        let results = join_all((0..self.concurrency).map(|_| worker())).await;
+        let mut sent = Vec::with_capacity(n);
+        for r in results {
+            sent.extend(r?);
+        }
+        self.measure(sent).await
+    }
+
+    /// R calls/s for T, each its own request, paced by a tokio interval.
+    pub(crate) async fn steady(&self, a: &SteadyArgs) -> anyhow::Result<Measured> {
+        let total = (f64::from(a.rate) * a.duration.as_secs_f64()).round() as usize;
+        eprintln!(
+            "steady: {} calls/s for {:?} ({total} calls)…",
+            a.rate, a.duration
+        );
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(a.rate)));
+        // The requests run concurrently with the pacing, on this task.
+        let mut in_flight = FuturesUnordered::new();
+        let mut sent = Vec::with_capacity(total);
+        let mut i = 0;
+        while i < total {
+            tokio::select! {
+                _ = tick.tick() => {
+                    in_flight.push(self.send_one(format!("bench-{}-steady-{i}", self.run)));
+                    i += 1;
+                }
+                Some(s) = in_flight.next(), if !in_flight.is_empty() => sent.push(s),
+            }
+        }
+        while let Some(s) = in_flight.next().await {
+            sent.push(s);
+        }
+        self.measure(sent).await
+    }
+
+    /// Waits for the acknowledged calls' webhooks, then works out the figures.
+    pub(crate) async fn measure(&self, sent: Vec<Sent>) -> anyhow::Result<Measured> {
+        let calls = sent.len();
+        let acked: Vec<&Sent> = sent.iter().filter(|s| s.acked.is_some()).collect();
+        let ingest_errors = calls - acked.len();
+        if let Some(e) = self.take_error() {
+            eprintln!("warning: {ingest_errors} calls not acknowledged; the first error: {e}");
+        }
+        let first_send = sent
+            .iter()
+            .map(|s| s.sent)
+            .min()
+            .context("nothing was sent")?;
+        let last_ack = acked.iter().filter_map(|s| s.acked).max();
+        self.wait_for(&acked).await;
+
+        let arrivals = self.arrivals.lookup(acked.iter().map(|s| s.id.as_str()));
+        let mut latencies = Vec::with_capacity(acked.len());
+        let mut send_latencies = Vec::with_capacity(acked.len());
+        let mut before_ack = 0;
+        let mut last_arrival = None::<Instant>;
+        let mut arrived = 0;
+        let mut duplicates = 0u64;
+        for (s, a) in acked.iter().zip(&arrivals) {
+            let Some(a) = a else { continue };
+            arrived += 1;
+            duplicates += u64::from(a.count - 1);
+            last_arrival = Some(last_arrival.map_or(a.first, |l| l.max(a.first)));
+            send_latencies.push(a.first.saturating_duration_since(s.sent));
+            if let Some(ack) = s.acked {
+                // The webhook may beat the acknowledgement back to the bench
+                // (it is sent once the call is committed, while the answer is
+                // still on its way): 0 then.
+                before_ack += usize::from(a.first < ack);
+                latencies.push(a.first.saturating_duration_since(ack));
+            }
+        }
+        Ok(Measured {
+            calls,
+            acked: acked.len(),
+            ingest_errors,
+            ingest_per_s: last_ack.map_or(0.0, |l| rate(acked.len(), l - first_send)),
+            deliveries_per_s: last_arrival.map_or(0.0, |l| rate(acked.len(), l - first_send)),
+            lost: acked.len() - arrived,
+            duplicates,
+            latency: percentiles(&mut latencies),
+            send_latency: percentiles(&mut send_latencies),
+            before_ack,
+        })
+    }
+
+    /// Until every acknowledged call arrived, or none arrived for
+    /// `idle_timeout`, or `max_wait` passed.
+    pub(crate) async fn wait_for(&self, acked: &[&Sent]) {
+        let start = Instant::now();
+        let mut seen_total = self.arrivals.total();
+        let mut progress = Instant::now();
+        let mut checked_total = u64::MAX;
+        loop {
+            let total = self.arrivals.total();
+            if total != seen_total {
+                seen_total = total;
+                progress = Instant::now();
+            }
+            if total != checked_total {
+                checked_total = total;
+                let arrived = self
+                    .arrivals
+                    .count_arrived(acked.iter().map(|s| s.id.as_str()));
+                if arrived >= acked.len() {
+                    return;
+                }
+            }
+            if progress.elapsed() >= self.idle_timeout || start.elapsed() >= self.max_wait {
+                eprintln!(
+                    "stopped waiting for webhooks after {:.1} s",
+                    start.elapsed().as_secs_f64()
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The receiver's own request rate: C connections of the bench's client
+    /// posting a webhook-sized body straight to it for `time`.
+    pub(crate) async fn receiver_limit(&self, time: Duration) -> anyhow::Result<f64> {
+        let url = format!("http://{}/hook", self.receiver);
+        let body = bytes::Bytes::from(
+            json!({"id": format!("bench-{}-probe", self.run), "pad": "x".repeat(600)}).to_string(),
+        );
+        let (url, body) = (&url, &body);
+        let started = Instant::now();
+        let deadline = started + time;
+        let worker = move || async move {
+            let mut n = 0usize;
+            while Instant::now() < deadline {
+                self.http
+                    .post(url.as_str())
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .and_then(|r| r.error_for_status())
+                    .context("posting to the bench's own receiver")?
+                    .bytes()
+                    .await?;
+                n += 1;
+            }
+            anyhow::Ok(n)
+        };
+        let mut total = 0;
+        for r in join_all((0..self.concurrency).map(|_| worker())).await {
+            total += r?;
+        }
+        Ok(rate(total, started.elapsed()))
+    }
+}
+
+/// Per item of a batch answer, why it failed (`None`: stored). The answer is
+/// read leniently: an array under `results`, `items` or `calls` (or the answer
+/// itself), whose items failed when they carry an `error` or a `status` ≥ 300.
+/// Without such an array the HTTP status stands for every item.
+pub(crate) fn item_failures(answer: &str, n: usize) -> Vec<Option<String>> {
+    let parsed: Value = serde_json::from_str(answer).unwrap_or(Value::Null);
+    let items = ["results", "items", "calls"]
+        .iter()
+        .find_map(|k| parsed.get(k).and_then(Value::as_array))
+        .or_else(|| parsed.as_array());
+    let Some(items) = items else {
+        return vec![None; n];
+    };
+    (0..n)
+        .map(|i| match items.get(i) {
+            None => Some("missing from the batch answer".to_owned()),
+            Some(item) => {
+                let status = item.get("status").and_then(Value::as_u64);
+                match item.get("error") {
+                    Some(e) if !e.is_null() => Some(e.to_string()),
+                    _ if status.is_some_and(|s| s >= 300) => Some(item.to_string()),
+                    _ => None,
+                }
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    pub(crate) fn batch_items_fail_on_an_error_or_a_failing_status() {
+        let answer = r#"{"results": [{"status": 202}, {"error": {"code": "unknown_number"}}, {"status": 409}, {"status": 200, "error": null}]}"#;
+        let f = item_failures(answer, 5);
+        assert_eq!(f[0], None);
+        assert!(f[1].is_some() && f[2].is_some());
+        assert_eq!(f[3], None);
+        assert_eq!(f[4].as_deref(), Some("missing from the batch answer"));
+    }
+
+    #[test]
+    pub(crate) fn batch_answer_without_items_stands_for_every_call() {
+        assert_eq!(item_failures(r#"{"stored": 3}"#, 3), vec![None, None, None]);
+    }
+}
