@@ -537,6 +537,54 @@ async fn a_batch_stores_each_call_as_a_single_start_would(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_batch_to_many_numbers_finds_each_calls_scenario(pool: PgPool) {
+    let app = api_only(pool.clone()).await;
+    scenario(&app, true, false).await;
+    let other = app
+        .create_scenario(json!({"name": "Other", "numbers": ["78005550002", "78005550003"],
+            "during_call_url": "https://other.example.com/during", "timezone": "Asia/Yekaterinburg"}))
+        .await;
+    let to = |id: &str, callee: &str| {
+        let mut c = page_call(id);
+        c["callee"] = json!(callee);
+        c
+    };
+    let mut by_id = to("n5", "79990000005");
+    by_id["scenario_id"] = other["id"].clone();
+    let body = json!({"calls": [
+        to("n1", "78005552233"), to("n2", "78005550002"), to("n3", "78005559999"),
+        to("n4", "78005550003"), by_id, to("n6", "78005552233"),
+    ]});
+    let (status, answer) = app.ingest_post("/api/v1/calls/batch", &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let statuses: Vec<u64> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, vec![202, 202, 422, 202, 202, 202], "{answer}");
+    assert_eq!(answer["results"][2]["error"]["code"], "unknown_number");
+    let owners: Vec<(String, String)> = sqlx::query_as(
+        "select c.id, s.name from calls c join scenarios s on s.id = c.scenario_id order by c.id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let expect = [
+        ("n1", "Main"),
+        ("n2", "Other"),
+        ("n4", "Other"),
+        ("n5", "Other"),
+        ("n6", "Main"),
+    ];
+    assert_eq!(
+        owners,
+        expect.map(|(c, s)| (c.to_owned(), s.to_owned())).to_vec()
+    );
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn a_batch_must_carry_1_to_1000_calls(pool: PgPool) {
     let app = api_only(pool.clone()).await;
     scenario(&app, true, true).await;

@@ -14,23 +14,85 @@ use super::{IngestError, StartCall};
 use crate::StoreError;
 
 /// The scenarios one transaction has resolved, by the (scenario id, callee)
-/// the event named them with: a batch's calls to one number read their
-/// scenario once.
+/// the event named them with (`None`: no such scenario): a batch's calls read
+/// their scenarios in one query, and calls to one number share it.
 #[derive(Default)]
-pub(super) struct ScenarioCache(HashMap<(Option<Uuid>, String), IngestScenario>);
+pub(super) struct ScenarioCache(HashMap<(Option<Uuid>, String), Option<IngestScenario>>);
 
 impl ScenarioCache {
+    /// Resolves every scenario `inputs` name that is not known yet, in one
+    /// query.
+    pub(super) async fn load(
+        &mut self,
+        conn: &mut PgConnection,
+        inputs: &[StartCall],
+    ) -> Result<(), StoreError> {
+        let mut keys: Vec<(Option<Uuid>, String)> = Vec::new();
+        for input in inputs {
+            let key = (input.scenario_id, input.callee.as_str().to_owned());
+            if !self.0.contains_key(&key) && !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Option<Uuid>> = keys.iter().map(|k| k.0).collect();
+        let numbers: Vec<String> = keys.iter().map(|k| k.1.clone()).collect();
+        let rows = sqlx::query!(
+            r#"select t.ord as "ord!", s.id, s.during_call_url, s.after_call_url,
+                      s.custom_fields as "custom_fields: Json<Vec<CustomField>>", s.timezone,
+                      s.signing_secret as "signing_secret: StoredSecret",
+                      case when s.previous_secret_expires_at > now() then s.previous_signing_secret end
+                        as "previous_signing_secret?: StoredSecret",
+                      coalesce((select e.state from endpoints e where e.scenario_id = s.id and e.kind = 'during_call'),
+                               'healthy') as "during_state!: EndpointState",
+                      coalesce((select e.state from endpoints e where e.scenario_id = s.id and e.kind = 'after_call'),
+                               'healthy') as "after_state!: EndpointState"
+                 from unnest($1::uuid[], $2::text[]) with ordinality as t(scenario_id, callee, ord)
+                 join scenarios s
+                   on s.id = coalesce(t.scenario_id,
+                                      (select n.scenario_id from scenario_numbers n where n.number = t.callee))"#,
+            &ids as &[Option<Uuid>],
+            &numbers,
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut found: Vec<Option<IngestScenario>> = keys.iter().map(|_| None).collect();
+        for r in rows {
+            let scenario = IngestScenario {
+                id: r.id,
+                during_call_url: r.during_call_url,
+                after_call_url: r.after_call_url,
+                custom_fields: r.custom_fields,
+                timezone: r.timezone,
+                signing_secret: r.signing_secret,
+                previous_signing_secret: r.previous_signing_secret,
+                during_state: r.during_state,
+                after_state: r.after_state,
+            };
+            check_zone(&scenario)?;
+            let index = usize::try_from(r.ord - 1).expect("ordinality starts at 1");
+            found[index] = Some(scenario);
+        }
+        self.0.extend(keys.into_iter().zip(found));
+        Ok(())
+    }
+
+    /// The scenario of `input` (read by [`ScenarioCache::load`], or now).
     pub(super) async fn resolve(
         &mut self,
         conn: &mut PgConnection,
         input: &StartCall,
     ) -> Result<IngestScenario, IngestError> {
         let key = (input.scenario_id, input.callee.as_str().to_owned());
-        if let Some(found) = self.0.get(&key) {
-            return Ok(found.clone());
+        if let Some(known) = self.0.get(&key) {
+            return known
+                .clone()
+                .ok_or_else(|| not_found(input.scenario_id, Some(&input.callee)));
         }
         let found = resolve_scenario(conn, input.scenario_id, Some(&input.callee)).await?;
-        self.0.insert(key, found.clone());
+        self.0.insert(key, Some(found.clone()));
         Ok(found)
     }
 }
@@ -88,16 +150,26 @@ pub(super) async fn resolve_scenario(
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(s) = &found {
-        // Zones are checked at save; one that no longer parses was damaged
-        // by hand, and must not silently become Moscow.
-        Timezone::parse(&s.timezone, "timezone").map_err(|_| {
-            StoreError::Corrupt(format!(
-                "scenario {} has an invalid stored timezone {:?}: save the scenario with a valid IANA zone",
-                s.id, s.timezone
-            ))
-        })?;
+        check_zone(s)?;
     }
-    found.ok_or_else(|| match (scenario_id, callee) {
+    found.ok_or_else(|| not_found(scenario_id, callee))
+}
+
+/// Zones are checked at save; one that no longer parses was damaged by
+/// hand, and must not silently become Moscow.
+fn check_zone(s: &IngestScenario) -> Result<(), StoreError> {
+    Timezone::parse(&s.timezone, "timezone").map_err(|_| {
+        StoreError::Corrupt(format!(
+            "scenario {} has an invalid stored timezone {:?}: save the scenario with a valid IANA zone",
+            s.id, s.timezone
+        ))
+    })?;
+    Ok(())
+}
+
+/// No scenario by that id, or none owns that number.
+fn not_found(scenario_id: Option<Uuid>, callee: Option<&PhoneNumber>) -> IngestError {
+    match (scenario_id, callee) {
         (Some(id), _) => FieldError::new(
             "scenario_id",
             "unknown_scenario",
@@ -111,7 +183,7 @@ pub(super) async fn resolve_scenario(
         )
         .into(),
         (None, None) => IngestError::Store(StoreError::NotFound),
-    })
+    }
 }
 
 impl IngestScenario {

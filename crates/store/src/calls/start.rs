@@ -36,7 +36,7 @@ struct Checked {
 }
 
 /// Stores many starts in one transaction (one commit) and a handful of
-/// statements, whatever their number: the scenarios (once per number), the
+/// statements, whatever their number: the scenarios (one query), the
 /// attribution of every call (one query), then every new call and its
 /// during-call delivery (one insert). A start whose call is stored already
 /// is a repeat, a conflict, or a late start joining a call stored from its
@@ -58,6 +58,7 @@ pub async fn start_batch(
 
     let mut checked = Vec::with_capacity(inputs.len());
     let mut scenarios = ScenarioCache::default();
+    scenarios.load(&mut tx, inputs).await?;
     for (index, input) in inputs.iter().enumerate() {
         match check(&mut tx, &mut scenarios, index, input).await {
             Ok(c) => checked.push(c),
