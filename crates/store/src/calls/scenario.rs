@@ -37,44 +37,9 @@ impl ScenarioCache {
         if keys.is_empty() {
             return Ok(());
         }
-        let ids: Vec<Option<Uuid>> = keys.iter().map(|k| k.0).collect();
-        let numbers: Vec<String> = keys.iter().map(|k| k.1.clone()).collect();
-        let rows = sqlx::query!(
-            r#"select t.ord as "ord!", s.id, s.during_call_url, s.after_call_url,
-                      s.custom_fields as "custom_fields: Json<Vec<CustomField>>", s.timezone,
-                      s.signing_secret as "signing_secret: StoredSecret",
-                      case when s.previous_secret_expires_at > now() then s.previous_signing_secret end
-                        as "previous_signing_secret?: StoredSecret",
-                      coalesce((select e.state from endpoints e where e.scenario_id = s.id and e.kind = 'during_call'),
-                               'healthy') as "during_state!: EndpointState",
-                      coalesce((select e.state from endpoints e where e.scenario_id = s.id and e.kind = 'after_call'),
-                               'healthy') as "after_state!: EndpointState"
-                 from unnest($1::uuid[], $2::text[]) with ordinality as t(scenario_id, callee, ord)
-                 join scenarios s
-                   on s.id = coalesce(t.scenario_id,
-                                      (select n.scenario_id from scenario_numbers n where n.number = t.callee))"#,
-            &ids as &[Option<Uuid>],
-            &numbers,
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut found: Vec<Option<IngestScenario>> = keys.iter().map(|_| None).collect();
-        for r in rows {
-            let scenario = IngestScenario {
-                id: r.id,
-                during_call_url: r.during_call_url,
-                after_call_url: r.after_call_url,
-                custom_fields: r.custom_fields,
-                timezone: r.timezone,
-                signing_secret: r.signing_secret,
-                previous_signing_secret: r.previous_signing_secret,
-                during_state: r.during_state,
-                after_state: r.after_state,
-            };
-            check_zone(&scenario)?;
-            let index = usize::try_from(r.ord - 1).expect("ordinality starts at 1");
-            found[index] = Some(scenario);
-        }
+        let named: Vec<(Option<Uuid>, Option<&str>)> =
+            keys.iter().map(|(id, n)| (*id, Some(n.as_str()))).collect();
+        let found = fetch(conn, &named).await?;
         self.0.extend(keys.into_iter().zip(found));
         Ok(())
     }
@@ -131,9 +96,23 @@ pub(super) async fn resolve_scenario(
     scenario_id: Option<Uuid>,
     callee: Option<&PhoneNumber>,
 ) -> Result<IngestScenario, IngestError> {
-    let found = sqlx::query_as!(
-        IngestScenario,
-        r#"select s.id, s.during_call_url, s.after_call_url,
+    let found = fetch(conn, &[(scenario_id, callee.map(PhoneNumber::as_str))])
+        .await?
+        .pop()
+        .flatten();
+    found.ok_or_else(|| not_found(scenario_id, callee))
+}
+
+/// The scenario each key names (by id, or else the one owning the number),
+/// in the keys' order, `None` where there is none: one query.
+async fn fetch(
+    conn: &mut PgConnection,
+    keys: &[(Option<Uuid>, Option<&str>)],
+) -> Result<Vec<Option<IngestScenario>>, StoreError> {
+    let ids: Vec<Option<Uuid>> = keys.iter().map(|k| k.0).collect();
+    let numbers: Vec<Option<String>> = keys.iter().map(|k| k.1.map(str::to_owned)).collect();
+    let rows = sqlx::query!(
+        r#"select t.ord as "ord!", s.id, s.during_call_url, s.after_call_url,
                   s.custom_fields as "custom_fields: Json<Vec<CustomField>>", s.timezone,
                   s.signing_secret as "signing_secret: StoredSecret",
                   case when s.previous_secret_expires_at > now() then s.previous_signing_secret end
@@ -142,17 +121,33 @@ pub(super) async fn resolve_scenario(
                            'healthy') as "during_state!: EndpointState",
                   coalesce((select e.state from endpoints e where e.scenario_id = s.id and e.kind = 'after_call'),
                            'healthy') as "after_state!: EndpointState"
-             from scenarios s
-            where s.id = coalesce($1, (select n.scenario_id from scenario_numbers n where n.number = $2))"#,
-        scenario_id,
-        callee.map(PhoneNumber::as_str),
+             from unnest($1::uuid[], $2::text[]) with ordinality as t(scenario_id, callee, ord)
+             join scenarios s
+               on s.id = coalesce(t.scenario_id,
+                                  (select n.scenario_id from scenario_numbers n where n.number = t.callee))"#,
+        &ids as &[Option<Uuid>],
+        &numbers as &[Option<String>],
     )
-    .fetch_optional(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    if let Some(s) = &found {
-        check_zone(s)?;
+    let mut found: Vec<Option<IngestScenario>> = keys.iter().map(|_| None).collect();
+    for r in rows {
+        let scenario = IngestScenario {
+            id: r.id,
+            during_call_url: r.during_call_url,
+            after_call_url: r.after_call_url,
+            custom_fields: r.custom_fields,
+            timezone: r.timezone,
+            signing_secret: r.signing_secret,
+            previous_signing_secret: r.previous_signing_secret,
+            during_state: r.during_state,
+            after_state: r.after_state,
+        };
+        check_zone(&scenario)?;
+        let index = usize::try_from(r.ord - 1).expect("ordinality starts at 1");
+        found[index] = Some(scenario);
     }
-    found.ok_or_else(|| not_found(scenario_id, callee))
+    Ok(found)
 }
 
 /// Zones are checked at save; one that no longer parses was damaged by
