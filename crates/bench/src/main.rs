@@ -18,6 +18,7 @@ mod pg;
 mod procfs;
 mod receiver;
 mod report;
+mod send;
 mod stats;
 mod watch;
 
