@@ -253,11 +253,32 @@ impl Tally {
 
 /// A receiver that answers 200 after `delay` and tallies call ids.
 pub async fn counting_receiver(delay: Duration) -> (String, Tally) {
+    let (url, tally, gate) = gated_counting_receiver(delay, 0).await;
+    gate.open();
+    (url, tally)
+}
+
+/// Holds a gated receiver's answers: each answer takes one permit, so the
+/// test decides how many requests are answered before it acts.
+#[derive(Clone)]
+pub struct Gate(Arc<tokio::sync::Semaphore>);
+
+impl Gate {
+    /// Answers every request from now on.
+    pub fn open(&self) {
+        self.0.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+    }
+}
+
+/// A counting receiver that tallies every request on arrival but answers
+/// only `allowed` of them until its gate is opened; the rest wait, held.
+pub async fn gated_counting_receiver(delay: Duration, allowed: usize) -> (String, Tally, Gate) {
     let tally = Tally::default();
-    let t = tally.clone();
+    let gate = Gate(Arc::new(tokio::sync::Semaphore::new(allowed)));
+    let (t, g) = (tally.clone(), gate.clone());
     let app = axum::Router::new().fallback(
         move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let t = t.clone();
+            let (t, g) = (t.clone(), g.clone());
             async move {
                 let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
                 let call = v["id"].as_str().unwrap().to_owned();
@@ -268,6 +289,7 @@ pub async fn counting_receiver(delay: Duration) -> (String, Tally) {
                     .unwrap()
                     .to_owned();
                 t.0.lock().unwrap().entry(call).or_default().push(id);
+                g.0.acquire().await.unwrap().forget();
                 tokio::time::sleep(delay).await;
                 "ok"
             }
@@ -276,7 +298,7 @@ pub async fn counting_receiver(delay: Duration) -> (String, Tally) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/hook"), tally)
+    (format!("http://{addr}/hook"), tally, gate)
 }
 
 /// A Postgres cluster of the test's own, on a free port, so it can be
