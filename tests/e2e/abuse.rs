@@ -100,6 +100,7 @@ async fn a_client_dribbling_its_headers_is_cut_off(pool: PgPool) {
     // One more header byte now and then, never the blank line.
     let mut closed = false;
     for _ in 0..40 {
+        // Not a wait: the slow client's pacing (one header byte per 100 ms).
         tokio::time::sleep(Duration::from_millis(100)).await;
         if s.write_all(b"x").await.is_err() {
             closed = true;

@@ -44,6 +44,7 @@ pub async fn ingest(http: &reqwest::Client, base: &str, range: std::ops::Range<u
                         Err(_) => {}
                     }
                     assert!(std::time::Instant::now() < deadline, "call c{i} never acknowledged");
+                    // Not a wait: a telephony client's retry pacing.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }

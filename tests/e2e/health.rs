@@ -100,6 +100,8 @@ async fn a_receiver_down_is_paused_probed_and_drained_in_order_when_it_recovers(
     // While paused, at most one attempt per probe interval reaches it.
     let window = Duration::from_secs(4);
     let since = chrono::Utc::now();
+    // Not a wait: an observation window; the assertion below is an upper bound
+    // on attempts within it, which a slower machine only makes easier to hold.
     tokio::time::sleep(window).await;
     let attempts: i64 = sqlx::query_scalar(
         "select count(*) from delivery_attempts a join deliveries d on d.id = a.delivery_id
@@ -387,6 +389,8 @@ async fn sigkill_around_transitions_sends_each_operator_event_once(pool: PgPool)
         }
         assert!(Instant::now() < deadline, "the endpoint was never paused");
         let pause = rand::rng().random_range(150..700);
+        // Not a wait: the fault timeline's pacing between kills (random on purpose);
+        // the loop ends on a state read from Postgres.
         tokio::time::sleep(Duration::from_millis(pause)).await;
         server.kill().await;
         kills += 1;

@@ -200,6 +200,7 @@ where
             Instant::now() < end,
             "timed out after {deadline:?} waiting for {what}"
         );
+        // Not a wait for the system: the poll interval of a check that reads state.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -335,6 +336,7 @@ async fn receive(
     match reply {
         Reply::Status(s) => (StatusCode::from_u16(s).unwrap(), "ok").into_response(),
         Reply::Slow(d, s) => {
+            // Not a wait: the receiver's own behaviour (a slow answer).
             tokio::time::sleep(d).await;
             (StatusCode::from_u16(s).unwrap(), "slow").into_response()
         }

@@ -122,6 +122,7 @@ impl Client {
                 200 | 202 => return,
                 404 if !p.end_has_caller && tokio::time::Instant::now() < deadline => {
                     assert_eq!(body["error"]["code"], "call_not_found", "{body}");
+                    // Not a wait: a client's retry pacing (the end is sent again until stored).
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 _ => panic!("end {}: {status} {body}", p.id),
@@ -137,6 +138,7 @@ async fn send(client: Client, plans: Vec<Plan>) {
         let client = client.clone();
         let plans = plans.clone();
         async move {
+            // Not a wait: the plan's offset between the end and the start (pacing).
             tokio::time::sleep(Duration::from_millis(first.end_ahead_ms)).await;
             if plans.len() > 1 {
                 client.start_batch(&plans).await;

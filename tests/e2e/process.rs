@@ -115,6 +115,7 @@ impl ServerProcess {
             if up {
                 return Some(Self { child, addr });
             }
+            // Not a wait: the poll interval while the process comes up (ends on /healthz).
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         None
@@ -290,6 +291,7 @@ pub async fn gated_counting_receiver(delay: Duration, allowed: usize) -> (String
                     .to_owned();
                 t.0.lock().unwrap().entry(call).or_default().push(id);
                 g.0.acquire().await.unwrap().forget();
+                // Not a wait: the receiver's own behaviour (its answer delay).
                 tokio::time::sleep(delay).await;
                 "ok"
             }

@@ -92,6 +92,7 @@ async fn misbehaving_receiver(seen: Shared, down: Arc<AtomicBool>, seed: u64) ->
         loop {
             if down.load(Ordering::Relaxed) {
                 listener = None; // refuse connections
+                                 // Not a wait: the receiver's down-time loop, polling its own switch.
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -100,6 +101,7 @@ async fn misbehaving_receiver(seen: Shared, down: Arc<AtomicBool>, seed: u64) ->
                 None => match TcpListener::bind(addr).await {
                     Ok(l) => listener.insert(l),
                     Err(_) => {
+                        // Not a wait: pacing while the port cannot be bound again yet.
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -197,6 +199,7 @@ async fn serve_one(mut s: TcpStream, seen: Shared, rng: Arc<Mutex<u64>>) {
         }
         Behaviour::Slow => {
             // Longer than the dispatcher's 2 s request timeout.
+            // Not a wait: the receiver's own behaviour (slower than the timeout).
             tokio::time::sleep(Duration::from_secs(4)).await;
             let _ = s.write_all(answer("200 OK", "").as_bytes()).await;
         }
@@ -227,6 +230,7 @@ async fn post_until_acknowledged(
             Ok(r) => panic!("{path}: unexpected {}", r.status()),
             Err(_) => {}
         }
+        // Not a wait: a telephony client's retry pacing.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     false
@@ -365,6 +369,7 @@ async fn soak_loses_nothing_under_kills_restarts_and_misbehaving_receivers() {
                         return;
                     }
                     acked.lock().unwrap().push((id.clone(), "during_call"));
+                    // Not a wait: the load's pacing between a call's start and its end.
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     let end = json!({"status": "ANSWER", "duration": 7});
                     let path = format!("/api/v1/calls/{id}/end");
@@ -407,10 +412,12 @@ async fn soak_loses_nothing_under_kills_restarts_and_misbehaving_receivers() {
             let in_flight = claimed_unrecorded(&pool).await;
             cluster.stop();
             let at = Instant::now();
+            // Not a wait: how long Postgres stays down (the fault itself).
             tokio::time::sleep(Duration::from_secs(3)).await;
             cluster.start_again();
             pg_restart = Some((at, in_flight));
         }
+        // Not a wait: the fault timeline's tick.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     down.store(false, Ordering::Relaxed);
@@ -430,6 +437,7 @@ async fn soak_loses_nothing_under_kills_restarts_and_misbehaving_receivers() {
             if left == Some(0) {
                 return;
             }
+            // Not a wait: the poll interval of a drain check that reads Postgres.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     })

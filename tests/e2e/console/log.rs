@@ -457,6 +457,7 @@ async fn new_deliveries_appear_live_once_each_and_the_page_is_not_repeated(pool:
         calls.reverse(); // each window is newest first: keep arrival order
         seen.extend(calls);
         next = then;
+        // Not a wait: the live log's poll pacing, as the browser's htmx does.
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert_eq!(seen, later, "each new call once, none from the page");
