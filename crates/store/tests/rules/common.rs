@@ -1,7 +1,9 @@
 //! What every rule test sets up: a scenario with tracking numbers, call
-//! events, claims and completions, row reads.
+//! events, claims and completions, row reads, and the barriers that hold a
+//! transaction open until another is seen waiting on it (read from
+//! `pg_stat_activity`, never a timer).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use callhook_core::{
     CallStatus, CustomFields, Observed, PhoneNumber, StoredSecret, Timezone, Visit, WebhookUrl,
@@ -10,7 +12,8 @@ use callhook_store::calls::{self, DeliveryRef, EndCall, IngestError, Ingested, S
 use callhook_store::queue::{self, AttemptRecord, Claimed, Completion, Outcome};
 use callhook_store::scenarios::{self, ScenarioSettings};
 use chrono::Utc;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
+use tokio::task::AbortHandle;
 use uuid::Uuid;
 
 /// The scenario's tracking number.
@@ -192,4 +195,86 @@ pub fn delivered(c: &Claimed) -> Completion {
         attempt: Some(attempt(200)),
         health: Some((c.scenario_id.unwrap(), c.kind, Observed::Success)),
     }
+}
+
+/// An open transaction holding the scenario's row lock (`FOR UPDATE`).
+/// Any insert that references the scenario (a call, a delivery) stops at
+/// its foreign-key check (`FOR KEY SHARE`) with its rows written and not
+/// committed, until this transaction ends: a way to hold another
+/// transaction open at that point.
+pub async fn lock_scenario_row(pool: &PgPool, scenario: Uuid) -> Transaction<'static, Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("select 1 from scenarios where id = $1 for update")
+        .bind(scenario)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
+}
+
+/// Returns once `n` other sessions of this test's database wait for a lock
+/// (`pg_stat_activity`: the state Postgres reports, not a timer). Panics
+/// when one of `tasks` ends first (it did not stop where the test meant it
+/// to), or after 30 s, showing what the sessions were doing.
+pub async fn until_waiting(pool: &PgPool, n: i64, tasks: &[AbortHandle]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity
+              where datname = current_database() and pid <> pg_backend_pid()
+                and wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting >= n {
+            return;
+        }
+        if let Some(i) = tasks.iter().position(AbortHandle::is_finished) {
+            panic!("task {i} ended before {n} sessions waited on a lock ({waiting} did)");
+        }
+        if Instant::now() > deadline {
+            let sessions: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+                "select state, wait_event_type || '/' || wait_event, left(query, 120)
+                   from pg_stat_activity where datname = current_database()",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            panic!("{waiting} of {n} sessions wait on a lock after 30 s: {sessions:#?}");
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// The Postgres backend a transaction runs on.
+pub async fn backend_pid(tx: &mut Transaction<'static, Postgres>) -> i32 {
+    sqlx::query_scalar("select pg_backend_pid()")
+        .fetch_one(&mut **tx)
+        .await
+        .unwrap()
+}
+
+/// Checks the sessions waiting on a lock stand in line behind `holder`:
+/// the first waits for `holder` alone, the second for the first alone
+/// (`pg_blocking_pids`). So the second is held up by the first's
+/// uncommitted work, not by `holder`.
+pub async fn assert_in_line_behind(pool: &PgPool, holder: i32) {
+    let waits: Vec<(i32, Vec<i32>)> = sqlx::query_as(
+        "select pid, pg_blocking_pids(pid) from pg_stat_activity
+          where datname = current_database() and wait_event_type = 'Lock'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let first = waits
+        .iter()
+        .find(|(_, by)| *by == [holder])
+        .unwrap_or_else(|| panic!("no session waits for {holder} alone: {waits:?}"));
+    assert!(
+        waits.iter().any(|(_, by)| *by == [first.0]),
+        "no session waits for {} alone: {waits:?}",
+        first.0
+    );
+    assert_eq!(waits.len(), 2, "{waits:?}");
 }
