@@ -6,12 +6,13 @@
 use std::time::{Duration, Instant};
 
 use callhook_core::{
-    CallStatus, CustomFields, Observed, PhoneNumber, StoredSecret, Timezone, Visit, WebhookUrl,
+    CallStatus, CustomFields, DeliveryKind, Observed, PhoneNumber, StoredSecret, Timezone, Visit,
+    WebhookUrl,
 };
 use callhook_store::calls::{self, DeliveryRef, EndCall, IngestError, Ingested, StartCall};
 use callhook_store::queue::{self, AttemptRecord, Claimed, Completion, Outcome};
 use callhook_store::scenarios::{self, ScenarioSettings};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::task::AbortHandle;
 use uuid::Uuid;
@@ -130,6 +131,7 @@ pub struct Row {
     pub state: String,
     pub blocked_by: Option<Uuid>,
     pub lease_token: Option<Uuid>,
+    pub attempt_count: i32,
     pub last_error: Option<String>,
     pub payload: String,
     /// `next_attempt_at - now()`; `None` without a due time.
@@ -143,7 +145,7 @@ impl Row {
     }
 }
 
-const ROW: &str = "select state, blocked_by, lease_token, last_error,
+const ROW: &str = "select state, blocked_by, lease_token, attempt_count, last_error,
                           payload, extract(epoch from next_attempt_at - now())::float8 as due_in
                      from deliveries";
 
@@ -186,6 +188,13 @@ pub fn attempt(status: i32) -> AttemptRecord {
     }
 }
 
+pub fn failure(gone: bool) -> Observed {
+    Observed::Failure {
+        error: if gone { "http_410" } else { "http_500" }.into(),
+        gone,
+    }
+}
+
 /// A claimed delivery delivered (a 200), its endpoint told so.
 pub fn delivered(c: &Claimed) -> Completion {
     Completion {
@@ -195,6 +204,35 @@ pub fn delivered(c: &Claimed) -> Completion {
         attempt: Some(attempt(200)),
         health: Some((c.scenario_id.unwrap(), c.kind, Observed::Success)),
     }
+}
+
+/// A claimed delivery that failed (a 500, or a 410 when `gone`), to be
+/// retried in a minute, its endpoint told so.
+pub fn failed(c: &Claimed, gone: bool) -> Completion {
+    Completion {
+        id: c.id,
+        lease_token: c.lease_token,
+        outcome: Outcome::Retry(Duration::from_secs(60)),
+        attempt: Some(attempt(if gone { 410 } else { 500 })),
+        health: Some((c.scenario_id.unwrap(), c.kind, failure(gone))),
+    }
+}
+
+/// An endpoint row: (state, consecutive_failures, next_probe_at).
+pub async fn endpoint(
+    pool: &PgPool,
+    scenario: Uuid,
+    kind: DeliveryKind,
+) -> (String, i32, Option<DateTime<Utc>>) {
+    sqlx::query_as(
+        "select state, consecutive_failures, next_probe_at from endpoints
+          where scenario_id = $1 and kind = $2",
+    )
+    .bind(scenario)
+    .bind(kind.as_str())
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 /// An open transaction holding the scenario's row lock (`FOR UPDATE`).

@@ -7,5 +7,6 @@
 mod common;
 
 mod crossing;
+mod lease;
 mod ordering;
 mod repeats;
