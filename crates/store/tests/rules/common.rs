@@ -6,10 +6,11 @@
 use std::time::{Duration, Instant};
 
 use callhook_core::{
-    CallStatus, CustomFields, DeliveryKind, Observed, PhoneNumber, StoredSecret, Timezone, Visit,
-    WebhookUrl,
+    CallStatus, CustomFields, DeliveryKind, HealthPolicy, Observed, PhoneNumber, StoredSecret,
+    Timezone, Visit, WebhookUrl,
 };
 use callhook_store::calls::{self, DeliveryRef, EndCall, IngestError, Ingested, StartCall};
+use callhook_store::health::HealthSettings;
 use callhook_store::queue::{self, AttemptRecord, Claimed, Completion, Outcome};
 use callhook_store::scenarios::{self, ScenarioSettings};
 use chrono::{DateTime, Utc};
@@ -131,6 +132,7 @@ pub struct Row {
     pub state: String,
     pub blocked_by: Option<Uuid>,
     pub lease_token: Option<Uuid>,
+    pub parked: bool,
     pub attempt_count: i32,
     pub last_error: Option<String>,
     pub payload: String,
@@ -145,7 +147,7 @@ impl Row {
     }
 }
 
-const ROW: &str = "select state, blocked_by, lease_token, attempt_count, last_error,
+const ROW: &str = "select state, blocked_by, lease_token, parked, attempt_count, last_error,
                           payload, extract(epoch from next_attempt_at - now())::float8 as due_in
                      from deliveries";
 
@@ -218,6 +220,15 @@ pub fn failed(c: &Claimed, gone: bool) -> Completion {
     }
 }
 
+/// Health as applied with `policy`, operator events on.
+pub fn health(policy: HealthPolicy) -> HealthSettings {
+    HealthSettings {
+        policy,
+        operator_events: true,
+        drain_per_second: 1000,
+    }
+}
+
 /// An endpoint row: (state, consecutive_failures, next_probe_at).
 pub async fn endpoint(
     pool: &PgPool,
@@ -235,6 +246,21 @@ pub async fn endpoint(
     .unwrap()
 }
 
+/// Puts the scenario's during-call endpoint where its health leaves it
+/// after five failures and no success for two hours.
+pub async fn failing_for_two_hours(pool: &PgPool, scenario: Uuid) {
+    sqlx::query(
+        "update endpoints
+            set state = 'failing', consecutive_failures = 5, last_error = 'http_500',
+                failing_since = now() - interval '2 hours', since = now() - interval '2 hours'
+          where scenario_id = $1 and kind = 'during_call'",
+    )
+    .bind(scenario)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 /// An open transaction holding the scenario's row lock (`FOR UPDATE`).
 /// Any insert that references the scenario (a call, a delivery) stops at
 /// its foreign-key check (`FOR KEY SHARE`) with its rows written and not
@@ -244,6 +270,23 @@ pub async fn lock_scenario_row(pool: &PgPool, scenario: Uuid) -> Transaction<'st
     let mut tx = pool.begin().await.unwrap();
     sqlx::query("select 1 from scenarios where id = $1 for update")
         .bind(scenario)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
+}
+
+/// An open transaction holding an endpoint's row lock, as a recorder of
+/// attempts or a probe taker holds it.
+pub async fn lock_endpoint_row(
+    pool: &PgPool,
+    scenario: Uuid,
+    kind: DeliveryKind,
+) -> Transaction<'static, Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("select 1 from endpoints where scenario_id = $1 and kind = $2 for update")
+        .bind(scenario)
+        .bind(kind.as_str())
         .execute(&mut *tx)
         .await
         .unwrap();

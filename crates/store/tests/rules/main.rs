@@ -7,6 +7,8 @@
 mod common;
 
 mod crossing;
+mod health;
 mod lease;
 mod ordering;
+mod probes;
 mod repeats;
