@@ -87,6 +87,10 @@ pub(crate) async fn enable_in(
     let mut h = row.health();
     let t = h.enable(Utc::now());
     if t.is_none() {
+        // Healthy already: only its failure count (if any) is reset.
+        if h != row.health() {
+            save(tx, scenario_id, kind, &h).await?;
+        }
         return Ok((None, 0));
     }
     save(tx, scenario_id, kind, &h).await?;

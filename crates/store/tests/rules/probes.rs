@@ -149,3 +149,30 @@ async fn a_successful_probe_makes_the_paused_endpoint_healthy_and_drains_the_res
     let row = delivery(&pool, newer).await;
     assert!(!row.parked && row.is_due(), "drained: {row:?}");
 }
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn an_enable_resets_the_failure_count_of_an_endpoint_still_healthy(pool: PgPool) {
+    let s = scenario(&pool).await;
+    sqlx::query(
+        "update endpoints set consecutive_failures = 4, failing_since = now() - interval '2 hours'
+          where scenario_id = $1 and kind = 'during_call'",
+    )
+    .bind(s)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let switched = health::enable(&pool, s, DURING, &settings()).await.unwrap();
+
+    assert_eq!(switched.transition, None, "it was healthy");
+    let (state, failures, _) = endpoint(&pool, s, DURING).await;
+    assert_eq!((state.as_str(), failures), ("healthy", 0), "counts reset");
+    let failing_since: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "select failing_since from endpoints where scenario_id = $1 and kind = 'during_call'",
+    )
+    .bind(s)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(failing_since, None);
+}
