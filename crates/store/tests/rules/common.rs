@@ -18,8 +18,9 @@ use sqlx::{PgPool, Postgres, Transaction};
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
-/// The scenario's tracking number.
+/// The scenario's tracking number (and the second one of a pool of two).
 pub const NUMBER: &str = "78005552233";
+pub const NUMBER_2: &str = "78005552234";
 pub const CALLER: &str = "79990009911";
 /// The start grace ends pass to the store: long enough that nothing held
 /// for it falls due during a test.

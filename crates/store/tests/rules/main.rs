@@ -10,5 +10,6 @@ mod crossing;
 mod health;
 mod lease;
 mod ordering;
+mod pool;
 mod probes;
 mod repeats;
