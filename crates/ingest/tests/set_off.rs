@@ -1,0 +1,140 @@
+//! What ingest does once a start has committed (crate docs, `Outlet::set_off`,
+//! `Handoff`): a new delivery goes to this process's dispatcher leased
+//! while it has room, back to the queue due now if it can no longer take
+//! it, and each start of a group is answered with its own result.
+
+use std::time::Duration;
+
+use callhook_core::{
+    CustomFields, FieldError, PhoneNumber, StoredSecret, Timezone, Visit, WebhookUrl,
+};
+use callhook_ingest::{Ingest, IngestConfig};
+use callhook_store::calls::{DeliveryRef, IngestError, Ingested, StartCall};
+use callhook_store::scenarios::{self, ScenarioSettings};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+const NUMBER: &str = "78005552233";
+const LEASE: Duration = Duration::from_secs(60);
+
+fn phone(digits: &str) -> PhoneNumber {
+    PhoneNumber::parse(digits, "number").unwrap()
+}
+
+/// A scenario with a during-call webhook and [`NUMBER`].
+async fn scenario(pool: &PgPool) {
+    let settings = ScenarioSettings {
+        name: "Ingest".into(),
+        during_call_url: Some(WebhookUrl::from_trusted(
+            "https://receiver.test/during".into(),
+        )),
+        after_call_url: None,
+        custom_fields: CustomFields::from_trusted(Vec::new()),
+        numbers: vec![phone(NUMBER)],
+        static_numbers: Vec::new(),
+        timezone: Timezone::default(),
+    };
+    scenarios::create(pool, &settings, &StoredSecret::new("whsec_test".into()))
+        .await
+        .unwrap();
+}
+
+fn start(id: &str, callee: &str) -> StartCall {
+    StartCall {
+        id: id.into(),
+        caller: phone("79990009911"),
+        callee: phone(callee),
+        date: None,
+        scenario_id: None,
+        visit: Visit::default(),
+    }
+}
+
+fn created_one(result: Result<Ingested, IngestError>) -> DeliveryRef {
+    match result {
+        Ok(Ingested::Created(mut d)) if d.len() == 1 => d.pop().unwrap(),
+        other => panic!("expected one delivery created, got {other:?}"),
+    }
+}
+
+/// A delivery's lease token, and whether claims would take it now.
+async fn lease_and_due(pool: &PgPool, id: Uuid) -> (Option<Uuid>, bool) {
+    sqlx::query_as(
+        "select lease_token, coalesce(next_attempt_at <= now(), false) from deliveries where id = $1",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_start_is_stored_leased_and_handed_to_a_dispatcher_with_room(pool: PgPool) {
+    scenario(&pool).await;
+    let (handoff, mut inbox) = callhook_dispatch::handoff(4, LEASE);
+    let ingest = Ingest::new(pool.clone(), Some(handoff), IngestConfig::default());
+
+    let d = created_one(ingest.start(start("c1", NUMBER)).await);
+
+    // Handed over before the start was answered.
+    let handed = inbox.rx.try_recv().expect("handed to the dispatcher");
+    assert!(handed.from_ingest);
+    assert_eq!(handed.row.id, d.id);
+    let (lease, due) = lease_and_due(&pool, d.id).await;
+    assert_eq!(
+        lease,
+        Some(handed.row.lease_token),
+        "stored under the lease it was handed with"
+    );
+    assert!(!due, "no claim takes it while the lease runs");
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_start_is_stored_due_for_claims_when_the_dispatcher_has_stopped(pool: PgPool) {
+    scenario(&pool).await;
+    let (handoff, mut inbox) = callhook_dispatch::handoff(4, LEASE);
+    inbox.seats.close();
+    let ingest = Ingest::new(pool.clone(), Some(handoff), IngestConfig::default());
+
+    let d = created_one(ingest.start(start("c1", NUMBER)).await);
+
+    assert!(inbox.rx.try_recv().is_err(), "nothing handed over");
+    assert_eq!(lease_and_due(&pool, d.id).await, (None, true));
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_leased_start_the_dispatcher_can_no_longer_take_goes_back_due_now(pool: PgPool) {
+    scenario(&pool).await;
+    let (handoff, inbox) = callhook_dispatch::handoff(4, LEASE);
+    // The dispatcher went away between the lease and the hand-over.
+    drop(inbox);
+    let ingest = Ingest::new(pool.clone(), Some(handoff), IngestConfig::default());
+
+    let d = created_one(ingest.start(start("c1", NUMBER)).await);
+
+    assert_eq!(lease_and_due(&pool, d.id).await, (None, true), "released");
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn starts_sent_together_are_each_answered_with_their_own_result(pool: PgPool) {
+    scenario(&pool).await;
+    let ingest = Ingest::new(pool.clone(), None, IngestConfig::default());
+
+    let (a, unknown, b) = tokio::join!(
+        ingest.start(start("c1", NUMBER)),
+        ingest.start(start("c2", "78009990000")),
+        ingest.start(start("c3", NUMBER)),
+    );
+
+    created_one(a);
+    created_one(b);
+    match unknown {
+        Err(IngestError::Field(FieldError { code, .. })) => assert_eq!(code, "unknown_number"),
+        other => panic!("expected unknown_number, got {other:?}"),
+    }
+    let calls: Vec<String> = sqlx::query_scalar("select id from calls order by id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(calls, ["c1", "c3"]);
+}
