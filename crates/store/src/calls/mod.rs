@@ -17,8 +17,11 @@
 //! - **late start** (the call row came from an end): the start's fields and
 //!   its visit join the row. While the after-call delivery has not been
 //!   attempted (nor is being), it is rebuilt with them and blocked on the new
-//!   during-call delivery, which goes first; once it has gone out, the
-//!   during-call delivery is stored `cancelled` (`call_already_ended`).
+//!   during-call delivery, which goes first; with no during-call delivery to
+//!   wait for (the scenario has no during-call URL, or that endpoint holds
+//!   its deliveries) it is due now, the grace having done its work. Once it
+//!   has gone out, the during-call delivery is stored `cancelled`
+//!   (`call_already_ended`).
 //! - **repeats**: the same event again is answered with what it stored
 //!   (`Ingested::Repeated`); the same call id with other data (caller,
 //!   callee, a start date other than the one the end gave) is a conflict.

@@ -223,7 +223,9 @@ async fn stored_before(
 
 /// A start arriving after its call was stored from the end event: its fields
 /// join the row, and its during-call delivery goes first if the after-call
-/// one has not gone out yet, or is stored `cancelled` if it has.
+/// one has not gone out yet, or is stored `cancelled` if it has. An
+/// after-call delivery not gone out yet is rebuilt with the start's fields,
+/// whether or not the scenario has a during-call webhook.
 async fn join_start(
     tx: &mut PgConnection,
     c: &Checked,
@@ -281,12 +283,6 @@ async fn join_start(
     if c.unattributed {
         work.unattributed.push(c.scenario.id);
     }
-    if c.scenario.during_call_url.is_none() {
-        return Ok(Ingested::Created(Vec::new()));
-    }
-    let joined = lock_call(tx, id).await?.ok_or(StoreError::NotFound)?;
-    let mut call = joined.call();
-    let end = call.end.take();
 
     // The after-call delivery, locked: a claim holding it has it in flight.
     let after = sqlx::query!(
@@ -304,39 +300,61 @@ async fn join_start(
     let gone_out = after
         .as_ref()
         .is_some_and(|a| held.is_none() && (a.attempt_count > 0 || a.lease_token.is_some()));
-    let delivery = insert_delivery(
-        tx,
-        NewRow {
-            call_id: id,
-            scenario_id: c.scenario.id,
-            kind: DeliveryKind::DuringCall,
-            payload: c.scenario.payload(&call, DeliveryKind::DuringCall),
-            due_in: std::time::Duration::ZERO,
-            blocked_by: None,
-            cancelled: gone_out.then_some(CancelReason::CallAlreadyEnded),
-            parked: c.scenario.during_state.holds_deliveries(),
-        },
-    )
-    .await?;
-    if let Some(after) = held {
-        // Sent with this start's fields, and after its webhook (unless the
-        // during-call endpoint holds its deliveries: then it does not wait).
-        call.end = end;
-        let wait = !c.scenario.during_state.holds_deliveries();
-        sqlx::query!(
-            "update deliveries
-                set blocked_by = case when $4::bool then $2::uuid end,
-                    next_attempt_at = case when $4::bool then null else next_attempt_at end,
-                    payload = $3, updated_at = now()
-              where id = $1",
-            after.id,
-            delivery.id,
-            c.scenario.payload(&call, DeliveryKind::AfterCall),
-            wait,
-        )
-        .execute(&mut *tx)
-        .await?;
+    if c.scenario.during_call_url.is_none() && held.is_none() {
+        return Ok(Ingested::Created(Vec::new()));
     }
+    let joined = lock_call(tx, id).await?.ok_or(StoreError::NotFound)?;
+    let mut call = joined.call();
+    let end = call.end.take();
+
+    let delivery = match c.scenario.during_call_url {
+        Some(_) => Some(
+            insert_delivery(
+                tx,
+                NewRow {
+                    call_id: id,
+                    scenario_id: c.scenario.id,
+                    kind: DeliveryKind::DuringCall,
+                    payload: c.scenario.payload(&call, DeliveryKind::DuringCall),
+                    due_in: std::time::Duration::ZERO,
+                    blocked_by: None,
+                    cancelled: gone_out.then_some(CancelReason::CallAlreadyEnded),
+                    parked: c.scenario.during_state.holds_deliveries(),
+                },
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    if let Some(after) = held {
+        // Sent with this start's fields, and after its webhook; with none to
+        // wait for (no during-call URL, or its endpoint holds its
+        // deliveries), due now unless its own endpoint holds it (parked).
+        call.end = end;
+        let blocked_by = delivery
+            .as_ref()
+            .filter(|_| !c.scenario.during_state.holds_deliveries())
+            .map(|d| d.id);
+        let due = sqlx::query_scalar!(
+            r#"update deliveries
+                  set blocked_by = $2,
+                      next_attempt_at = case when $2::uuid is null and not parked then now() end,
+                      payload = $3, updated_at = now()
+                where id = $1
+            returning next_attempt_at is not null as "due!""#,
+            after.id,
+            blocked_by,
+            c.scenario.payload(&call, DeliveryKind::AfterCall),
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if due {
+            work.queued += 1;
+        }
+    }
+    let Some(delivery) = delivery else {
+        return Ok(Ingested::Created(Vec::new()));
+    };
     if delivery.state == DeliveryState::Pending && !c.scenario.during_state.holds_deliveries() {
         work.queued += 1;
     }

@@ -173,7 +173,6 @@ async fn a_late_start_while_the_after_call_is_being_sent_is_stored_cancelled(poo
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
-#[ignore = "bug: join_start returns before rebuilding the held after-call when there is no during-call URL"]
 async fn a_late_start_rebuilds_the_held_after_call_of_a_scenario_without_a_during_call_webhook(
     pool: PgPool,
 ) {
@@ -187,6 +186,7 @@ async fn a_late_start_rebuilds_the_held_after_call_of_a_scenario_without_a_durin
     .await;
     let after = created_one(store_end(&pool, "c1", &end_with_caller()).await);
     let late = calls::StartCall {
+        date: Some("2026-03-02 10:00:00".into()),
         visit: Visit {
             utm_source: Some("spring-sale".into()),
             ..Visit::default()
@@ -194,14 +194,64 @@ async fn a_late_start_rebuilds_the_held_after_call_of_a_scenario_without_a_durin
         ..start("c1")
     };
 
-    assert_eq!(created(store_start(&pool, late).await), vec![]);
+    let mut batch = calls::start_batch(&pool, &[late], None).await.unwrap();
+    assert_eq!(created(batch.results.pop().unwrap()), vec![]);
 
     let row = delivery(&pool, after.id).await;
-    assert!(
-        row.payload.contains("spring-sale"),
-        "rebuilt with the start's fields: {}",
-        row.payload
+    let payload: serde_json::Value = serde_json::from_str(&row.payload).unwrap();
+    assert_eq!(
+        payload["utm_source"], "spring-sale",
+        "rebuilt with the start's fields: {payload}"
     );
+    assert_eq!(
+        payload["date"], "2026-03-02 10:00:00",
+        "the start's date, not the end's estimate: {payload}"
+    );
+    assert_eq!(row.blocked_by, None, "no during-call delivery to wait for");
+    assert!(row.is_due(), "due now, not at the grace's end: {row:?}");
+    assert_eq!(batch.work.queued, 1, "claims are told");
+    assert_eq!(claim_one(&pool).await.id, after.id);
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_late_start_rebuilds_a_parked_after_call_without_a_during_call_webhook_and_it_stays_parked(
+    pool: PgPool,
+) {
+    let s = create_scenario(
+        &pool,
+        &callhook_store::scenarios::ScenarioSettings {
+            during_call_url: None,
+            ..settings(&[NUMBER])
+        },
+    )
+    .await;
+    callhook_store::health::pause(
+        &pool,
+        s,
+        DeliveryKind::AfterCall,
+        &HealthSettings::default(),
+    )
+    .await
+    .unwrap();
+    let after = created_one(store_end(&pool, "c1", &end_with_caller()).await);
+    let late = calls::StartCall {
+        visit: Visit {
+            utm_source: Some("spring-sale".into()),
+            ..Visit::default()
+        },
+        ..start("c1")
+    };
+
+    let mut batch = calls::start_batch(&pool, &[late], None).await.unwrap();
+    assert_eq!(created(batch.results.pop().unwrap()), vec![]);
+
+    let row = delivery(&pool, after.id).await;
+    assert!(row.payload.contains("spring-sale"), "{}", row.payload);
+    assert!(
+        row.parked && row.due_in.is_none(),
+        "its endpoint is paused: {row:?}"
+    );
+    assert_eq!(batch.work.queued, 0, "nothing for claims");
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
