@@ -22,6 +22,10 @@
 //!   its deliveries) it is due now, the grace having done its work. Once it
 //!   has gone out, the during-call delivery is stored `cancelled`
 //!   (`call_already_ended`).
+//! - **blocked is never due, nor parked**: an after-call delivery waiting
+//!   for its during-call one has no due time, and only that one's end (or
+//!   its endpoint's pause) makes it due; should its own endpoint hold its
+//!   deliveries then, the claim that takes it sees so and parks it.
 //! - **repeats**: the same event again is answered with what it stored
 //!   (`Ingested::Repeated`); the same call id with other data (caller,
 //!   callee, a start date other than the one the end gave) is a conflict.

@@ -330,6 +330,9 @@ async fn join_start(
         // Sent with this start's fields, and after its webhook; with none to
         // wait for (no during-call URL, or its endpoint holds its
         // deliveries), due now unless its own endpoint holds it (parked).
+        // Blocked, it is not parked (see the module docs): the during-call
+        // delivery's end makes it due, and the claim parks it then if its
+        // endpoint holds its deliveries.
         call.end = end;
         let blocked_by = delivery
             .as_ref()
@@ -338,6 +341,7 @@ async fn join_start(
         let due = sqlx::query_scalar!(
             r#"update deliveries
                   set blocked_by = $2,
+                      parked = parked and $2::uuid is null,
                       next_attempt_at = case when $2::uuid is null and not parked then now() end,
                       payload = $3, updated_at = now()
                 where id = $1

@@ -61,7 +61,9 @@ pub(super) async fn park_these(tx: &mut PgConnection, ids: &[Uuid]) -> Result<()
 /// Makes a recovered (or enabled) endpoint's parked deliveries due, oldest
 /// first and `per_second` at most, so a receiver coming back is not flooded;
 /// after-call ones whose call's during-call delivery is pending (and not
-/// itself held) wait for it again. Returns how many will go.
+/// itself held) wait for it again. A row waiting for its during-call
+/// delivery (`blocked_by`) is never made due here: that one's end does it.
+/// Returns how many will go.
 pub(super) async fn drain(
     tx: &mut PgConnection,
     scenario_id: Uuid,
@@ -72,6 +74,7 @@ pub(super) async fn drain(
         "with p as (
              select id, row_number() over (order by id) - 1 as n
                from deliveries where scenario_id = $1 and kind = $2 and parked
+                and blocked_by is null
          )
          update deliveries d
             set parked = false, next_attempt_at = now() + make_interval(secs => p.n / $3::float8),

@@ -255,7 +255,6 @@ async fn a_late_start_rebuilds_a_parked_after_call_without_a_during_call_webhook
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
-#[ignore = "bug: join_start blocks a parked after-call without unparking it; the drain then makes it due while blocked"]
 async fn a_parked_after_call_a_late_start_put_behind_its_during_call_stays_behind_it_when_enabled(
     pool: PgPool,
 ) {
@@ -284,4 +283,48 @@ async fn a_parked_after_call_a_late_start_put_behind_its_during_call_stays_behin
         .map(|c| c.id)
         .collect();
     assert_eq!(claimed, vec![during.id], "the during-call one goes first");
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_blocked_after_call_of_a_paused_endpoint_is_parked_again_once_unblocked(pool: PgPool) {
+    let s = scenario(&pool).await;
+    let settings = HealthSettings::default();
+    callhook_store::health::pause(&pool, s, DeliveryKind::AfterCall, &settings)
+        .await
+        .unwrap();
+    let after = created_one(store_end(&pool, "c1", &end_with_caller()).await);
+    let during = created_one(store_start(&pool, start("c1")).await);
+    let row = delivery(&pool, after.id).await;
+    assert_eq!(row.blocked_by, Some(during.id));
+    assert!(
+        !row.parked && row.due_in.is_none(),
+        "blocked, not parked: {row:?}"
+    );
+
+    let sent = claim_one(&pool).await;
+    assert_eq!(sent.id, during.id);
+    queue::complete(&pool, &[delivered(&sent)], &settings)
+        .await
+        .unwrap();
+
+    // Due once its during-call delivery is final; the claim tells its
+    // endpoint is paused, so a dispatcher parks it instead of sending it.
+    let taken = claim_one(&pool).await;
+    assert_eq!(taken.id, after.id);
+    assert_eq!(
+        taken.endpoint_state,
+        Some(callhook_core::EndpointState::Paused)
+    );
+    assert!(!taken.probe);
+    let parked = queue::Completion {
+        id: taken.id,
+        lease_token: taken.lease_token,
+        outcome: queue::Outcome::Parked,
+        attempt: None,
+        health: None,
+    };
+    queue::complete(&pool, &[parked], &settings).await.unwrap();
+    let row = delivery(&pool, after.id).await;
+    assert!(row.parked && row.due_in.is_none(), "waits parked: {row:?}");
+    assert_eq!(row.attempt_count, 0, "never sent while paused");
 }
