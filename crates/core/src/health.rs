@@ -96,6 +96,17 @@ pub enum Observed {
     Failure { error: String, gone: bool },
 }
 
+impl Observed {
+    /// The receiver asks for less: a `429`, a `503` or a timeout. Its
+    /// endpoint's in-flight cap halves (at most once a second) and grows
+    /// back by one at a time while it answers (additive increase,
+    /// multiplicative decrease; `callhook_store::queue::complete`).
+    pub fn asks_to_slow_down(&self) -> bool {
+        matches!(self, Observed::Failure { error, .. }
+            if matches!(error.as_str(), "http_429" | "http_503" | "timeout"))
+    }
+}
+
 /// A change of state, for the log, the metrics and the operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transition {

@@ -39,6 +39,7 @@ pub struct Handoff {
     seats: Seats,
     tx: mpsc::UnboundedSender<Handed>,
     lease: Duration,
+    endpoint_cap: i32,
     /// Rows handed over and still waiting for a slot.
     waiting: Arc<AtomicUsize>,
     /// How many may wait.
@@ -71,8 +72,10 @@ impl HandoffInbox {
     }
 }
 
-/// A hand-off to a dispatcher of `concurrency` workers leasing for `lease`.
-pub fn handoff(concurrency: usize, lease: Duration) -> (Handoff, HandoffInbox) {
+/// A hand-off to a dispatcher of `concurrency` workers leasing for `lease`,
+/// whose endpoints take at most `endpoint_cap` in flight unless their
+/// scenario says otherwise.
+pub fn handoff(concurrency: usize, lease: Duration, endpoint_cap: i32) -> (Handoff, HandoffInbox) {
     let seats = Seats::new(concurrency);
     let (tx, rx) = mpsc::unbounded_channel();
     let waiting = Arc::new(AtomicUsize::new(0));
@@ -81,6 +84,7 @@ pub fn handoff(concurrency: usize, lease: Duration) -> (Handoff, HandoffInbox) {
             seats: seats.clone(),
             tx,
             lease,
+            endpoint_cap,
             waiting: waiting.clone(),
             room: concurrency,
         },
@@ -106,6 +110,7 @@ impl Handoff {
         LeasePlan {
             budget: self.budget(),
             lease: self.lease,
+            endpoint_cap: self.endpoint_cap,
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use callhook_store::queue;
+use callhook_store::queue::{self, ClaimLimits};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +32,11 @@ pub(super) async fn claim_loop(
             }
         }
         let claimed = tokio::select! {
-            r = queue::claim(pool, room as i64, config.lease) => r,
+            r = queue::claim(pool, ClaimLimits {
+                limit: room as i64,
+                lease: config.lease,
+                endpoint_cap: config.endpoint_cap,
+            }) => r,
             () = shutdown.cancelled() => return,
         };
         let claimed = match claimed {

@@ -62,6 +62,9 @@ pub struct DispatchConfig {
     /// Webhooks in flight at once to one host, so a slow receiver cannot
     /// take every worker.
     pub per_host: usize,
+    /// Webhooks in flight at once to one endpoint, across processes, when
+    /// its scenario sets no cap of its own (see `callhook_store::queue::claim`).
+    pub endpoint_cap: i32,
     /// How long a claim holds a delivery; must exceed the request timeout
     /// plus `handoff_wait`.
     pub lease: Duration,
@@ -86,6 +89,7 @@ impl Default for DispatchConfig {
         Self {
             concurrency: 64,
             per_host: 16,
+            endpoint_cap: 16,
             lease: Duration::from_secs(60),
             handoff_wait: Duration::from_secs(1),
             poll_interval: Duration::from_secs(1),

@@ -129,6 +129,9 @@ pub enum Ingested {
 pub struct LeasePlan {
     pub budget: usize,
     pub lease: Duration,
+    /// An endpoint's in-flight cap when its scenario sets none: no more are
+    /// leased to an endpoint than it has room for (see `queue::claim`).
+    pub endpoint_cap: i32,
 }
 
 /// What an ingest transaction left to do once committed.

@@ -77,6 +77,11 @@ pub(super) struct IngestScenario {
     /// parked.
     pub during_state: EndpointState,
     pub after_state: EndpointState,
+    /// The during-call endpoint's in-flight cap in force (`None`: the
+    /// dispatcher's default) and what it has in flight now: ingest hands
+    /// over no more than the claims would take.
+    pub during_cap: Option<i32>,
+    pub during_in_flight: i64,
 }
 
 impl IngestScenario {
@@ -120,7 +125,13 @@ async fn fetch(
                   coalesce((select e.state from endpoints e where e.scenario_id = s.id and e.kind = 'during_call'),
                            'healthy') as "during_state!: EndpointState",
                   coalesce((select e.state from endpoints e where e.scenario_id = s.id and e.kind = 'after_call'),
-                           'healthy') as "after_state!: EndpointState"
+                           'healthy') as "after_state!: EndpointState",
+                  (select coalesce(e.cap, e.max_in_flight) from endpoints e
+                    where e.scenario_id = s.id and e.kind = 'during_call') as "during_cap?",
+                  (select count(*) from deliveries d
+                    where delivery_endpoint(d.scenario_id) = s.id and d.kind = 'during_call'
+                      and d.state = 'pending' and d.lease_token is not null and d.next_attempt_at > now())
+                    as "during_in_flight!"
              from unnest($1::uuid[], $2::text[]) with ordinality as t(scenario_id, callee, ord)
              join scenarios s
                on s.id = coalesce(t.scenario_id,
@@ -142,6 +153,8 @@ async fn fetch(
             previous_signing_secret: r.previous_signing_secret,
             during_state: r.during_state,
             after_state: r.after_state,
+            during_cap: r.during_cap,
+            during_in_flight: r.during_in_flight,
         };
         check_zone(&scenario)?;
         let index = usize::try_from(r.ord - 1).expect("ordinality starts at 1");

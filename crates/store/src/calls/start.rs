@@ -1,7 +1,7 @@
 //! Start events: many to a transaction, and the late start that joins a call
 //! stored from its end.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use callhook_core::{fingerprint, Call, CancelReason, DeliveryKind, DeliveryState};
 use chrono::{SubsecRound as _, Utc};
@@ -91,6 +91,9 @@ pub async fn start_batch(
     let token = Uuid::now_v7();
     let mut leases_left = lease.map_or(0, |l| l.budget);
     let lease_secs = lease.map_or(0.0, |l| l.lease.as_secs_f64());
+    let endpoint_cap = lease.map_or(0, |l| l.endpoint_cap);
+    // What each during-call endpoint may still take in flight.
+    let mut room: HashMap<Uuid, i64> = HashMap::new();
     let mut seen = HashSet::new();
     let mut rows = Vec::with_capacity(checked.len());
     for c in &checked {
@@ -103,8 +106,12 @@ pub async fn start_batch(
             .is_some()
             .then(|| c.scenario.payload(&c.call, DeliveryKind::DuringCall));
         let parked = c.scenario.during_state.holds_deliveries();
-        let lease = (payload.is_some() && !parked && leases_left > 0).then(|| {
+        let room = room.entry(c.scenario.id).or_insert_with(|| {
+            i64::from(c.scenario.during_cap.unwrap_or(endpoint_cap)) - c.scenario.during_in_flight
+        });
+        let lease = (payload.is_some() && !parked && leases_left > 0 && *room > 0).then(|| {
             leases_left -= 1;
+            *room -= 1;
             (token, lease_secs)
         });
         rows.push(NewCall {

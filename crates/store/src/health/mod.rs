@@ -39,6 +39,9 @@ pub struct HealthSettings {
     pub operator_events: bool,
     /// How fast a recovered endpoint's waiting deliveries are made due.
     pub drain_per_second: u32,
+    /// An endpoint's in-flight cap when its scenario sets none (what a
+    /// slowed-down cap grows back to).
+    pub endpoint_cap: i32,
 }
 
 impl Default for HealthSettings {
@@ -47,6 +50,7 @@ impl Default for HealthSettings {
             policy: HealthPolicy::default(),
             operator_events: false,
             drain_per_second: 50,
+            endpoint_cap: 16,
         }
     }
 }

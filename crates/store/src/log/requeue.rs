@@ -61,7 +61,8 @@ pub async fn count_final(
 }
 
 /// Requeues every final delivery matching `filter` (pending ones are left as
-/// they are); returns how many. Wakes dispatchers.
+/// they are); returns how many. Wakes dispatchers. They go in the lowest
+/// priority class (`requeued`): a bulk recover does not delay fresh calls.
 pub async fn retry_matching(
     pool: &sqlx::PgPool,
     filter: &DeliveryFilter,
@@ -70,7 +71,7 @@ pub async fn retry_matching(
     let mut qb = QueryBuilder::new(
         "update deliveries
             set state = 'pending', next_attempt_at = now(), lease_token = null,
-                delivered_at = null, updated_at = now()
+                delivered_at = null, requeued = true, updated_at = now()
           where id in (select id from deliveries",
     );
     push_filters(&mut qb, filter);

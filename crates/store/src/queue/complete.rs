@@ -66,8 +66,9 @@ pub struct Completed {
     /// Deliveries still held by their claim, and so updated.
     pub updated: u64,
     /// Deliveries made due here that were not before (after-call ones no
-    /// longer waiting, a recovered endpoint's, operator events): claims
-    /// should look again.
+    /// longer waiting, a recovered endpoint's, operator events), and
+    /// endpoints with due work whose in-flight room these results freed:
+    /// claims should look again.
     pub woken: u64,
     /// Endpoints that changed state.
     pub transitions: Vec<Changed>,
@@ -146,7 +147,7 @@ pub async fn complete(
                       updated_at = now()
                  from input i
                 where d.id = i.id and d.lease_token = i.lease_token
-            returning d.id, d.attempt_count, d.call_id, d.kind, d.state
+            returning d.id, d.attempt_count, d.call_id, d.kind, d.state, d.scenario_id
            ), ins as (
                insert into delivery_attempts
                       (delivery_id, attempt, url, started_at, duration_ms, response_status, response_body, error)
@@ -157,7 +158,12 @@ pub async fn complete(
            )
            select array(select id from upd) as "updated!",
                   array(select id from upd where kind = 'during_call' and state <> 'pending')
-                    as "finished!""#,
+                    as "finished!",
+                  -- endpoints with due work that these results freed in-flight room for
+                  (select count(*) from endpoint_queue q
+                    where q.due_at <= now()
+                      and (q.scenario_id, q.kind) in (select delivery_endpoint(scenario_id), kind from upd))
+                    as "waiting!""#,
         &ids,
         &tokens,
         &states as _,
@@ -190,10 +196,11 @@ pub async fn complete(
         })
         .collect();
     let health = health::observe(&mut tx, &observed, &row.finished, settings).await?;
+    super::congestion::adjust_caps(&mut tx, &observed, settings.endpoint_cap).await?;
     tx.commit().await?;
     Ok(Completed {
         updated: row.updated.len() as u64,
-        woken: health.woken,
+        woken: health.woken + row.waiting as u64,
         transitions: health.transitions,
     })
 }

@@ -17,9 +17,12 @@ use uuid::Uuid;
 
 use crate::StoreError;
 
+mod claim;
 mod complete;
+mod congestion;
 mod order;
 
+pub use claim::{claim, ClaimLimits};
 pub use complete::{complete, AttemptRecord, Completed, Completion, Outcome};
 pub(crate) use order::{block_behind_during_call, cancel_pending};
 
@@ -50,69 +53,6 @@ pub struct Claimed {
     pub probe: bool,
 }
 
-/// Claims up to `limit` due deliveries for `lease`. An after-call delivery
-/// waiting for its call's during-call delivery (`blocked_by`) has no due time,
-/// so it is never claimed before that one is final.
-pub async fn claim(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Claimed>, StoreError> {
-    let token = Uuid::now_v7();
-    let mut tx = pool.begin().await?;
-    // A claim only stamps a lease. Should a crash lose it, the row is still
-    // pending and due, and is claimed again: nothing acknowledged depends on
-    // this commit being flushed, so it need not wait for the WAL flush.
-    //
-    // And the claim must walk the due index in order and stop at `limit`.
-    // When a burst leaves thousands of rows due, a planner that misjudges
-    // the range (fresh statistics) picks a bitmap scan that reads and sorts
-    // every due row on every claim; these settings rule that plan out for
-    // this transaction only.
-    sqlx::query!(
-        r#"select set_config('synchronous_commit', 'off', true) as "a",
-                  set_config('enable_bitmapscan', 'off', true) as "b",
-                  set_config('enable_seqscan', 'off', true) as "c""#
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    let rows = sqlx::query_as!(
-        Claimed,
-        r#"with due as (
-               select d.id
-                 from deliveries d
-                where d.state = 'pending'
-                  and d.next_attempt_at <= now()
-                order by d.next_attempt_at
-                limit $1
-                  for update of d skip locked
-           ), claimed as (
-               update deliveries d
-                  set lease_token = $2,
-                      next_attempt_at = now() + make_interval(secs => $3),
-                      updated_at = now()
-                 from due
-                where d.id = due.id
-            returning d.id, d.call_id, d.kind, d.payload, d.attempt_count, d.created_at, d.scenario_id
-           )
-           select c.id as "id!", c.call_id, c.kind as "kind!: DeliveryKind",
-                  c.payload as "payload!",
-                  c.attempt_count as "attempt_count!", c.created_at as "created_at!",
-                  case c.kind when 'during_call' then s.during_call_url else s.after_call_url end as url,
-                  s.signing_secret as "signing_secret?: StoredSecret",
-                  case when s.previous_secret_expires_at > now() then s.previous_signing_secret end
-                    as "previous_signing_secret?: StoredSecret",
-                  $2::uuid as "lease_token!", c.scenario_id,
-                  e.state as "endpoint_state?: EndpointState", false as "probe!"
-             from claimed c
-             left join scenarios s on s.id = c.scenario_id
-             left join endpoints e on e.scenario_id = c.scenario_id and e.kind = c.kind"#,
-        limit,
-        token,
-        lease.as_secs_f64(),
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(rows)
-}
-
 /// Hands claimed deliveries back (at shutdown): due now, lease cleared.
 pub async fn release(
     e: impl PgExecutor<'_>,
@@ -132,14 +72,14 @@ pub async fn release(
     Ok(r.rows_affected())
 }
 
-/// When the next pending delivery falls due, if it is in the future: how
+/// When the next endpoint in the round falls due, if it is in the future: how
 /// long a dispatcher with nothing to do may sleep. (Blocked after-call
 /// deliveries have no due time; what unblocks them wakes the dispatchers.)
 pub async fn next_due_in(e: impl PgExecutor<'_>) -> Result<Option<Duration>, StoreError> {
     let secs = sqlx::query_scalar!(
-        r#"select extract(epoch from min(next_attempt_at) - now())::float8 as "secs"
-             from deliveries
-            where state = 'pending' and next_attempt_at > now()"#
+        r#"select extract(epoch from min(due_at) - now())::float8 as "secs"
+             from endpoint_queue
+            where due_at > now()"#
     )
     .fetch_one(e)
     .await?;

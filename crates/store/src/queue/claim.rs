@@ -1,0 +1,221 @@
+//! The fair claim: due deliveries, round the endpoints that have some.
+//!
+//! The rules (docs/scheduling.md has the why):
+//!
+//! - **The round.** `endpoint_queue` holds the endpoints with pending
+//!   deliveries that have a due time; a trigger on `deliveries` adds them.
+//!   A claim locks up to `limit` of those whose `due_at` has come, least
+//!   recently served first (`turn_at`, plus the slack of their best class),
+//!   `SKIP LOCKED`: two dispatchers claiming at once take different
+//!   endpoints, and each endpoint's cap is checked under its row lock.
+//! - **What an endpoint may take.** At most its in-flight cap (`cap` in
+//!   force, else `max_in_flight`, else the dispatcher's default) minus what
+//!   it has in flight (leased, lease running), and at most what its
+//!   `max_per_second` allows now.
+//! - **Which of its deliveries.** Oldest first by `next_attempt_at` plus the
+//!   slack of their class (`delivery_class_slack`: fresh during-call 0,
+//!   fresh after-call 100 ms, retries 1 s, operator requeues 2 s).
+//! - **Round robin.** Every endpoint's first delivery goes before any
+//!   endpoint's second, and so on: with room for `limit`, each of `limit`
+//!   busy endpoints gets one seat, however many deliveries one has queued.
+//!   Among equals (seats scarcer than endpoints), the least recently served
+//!   and the better class first. Work-conserving: one busy endpoint alone
+//!   takes every seat its cap allows.
+//! - **Bookkeeping.** Each locked endpoint's `turn_at` moves to now (at its
+//!   cap or not: it had its turn), `due_at` to its next pending delivery's
+//!   due time (or its rate's next slot), or the row goes when nothing is
+//!   pending; all in the claim's one statement.
+
+use std::time::Duration;
+
+use callhook_core::{DeliveryKind, EndpointState, StoredSecret};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::Claimed;
+use crate::StoreError;
+
+/// How much one claim may take.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimLimits {
+    /// Deliveries at most (the dispatcher's free seats).
+    pub limit: i64,
+    /// How long the claim holds them.
+    pub lease: Duration,
+    /// An endpoint's in-flight cap when its scenario sets none.
+    pub endpoint_cap: i32,
+}
+
+/// Claims up to `limit` due deliveries, fairly (see the module docs). An
+/// after-call delivery waiting for its call's during-call delivery
+/// (`blocked_by`) and a parked one have no due time: never claimed here.
+pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, StoreError> {
+    let token = Uuid::now_v7();
+    let mut tx = pool.begin().await?;
+    // A claim only stamps a lease. Should a crash lose it, the row is still
+    // pending and due, and is claimed again: nothing acknowledged depends on
+    // this commit being flushed, so it need not wait for the WAL flush. The
+    // claim keeps `endpoint_queue` right itself: the trigger stays out. Its
+    // plan is the same for every claim, and planning it costs more than
+    // running it: the generic plan from the first execution.
+    sqlx::query!(
+        r#"select set_config('synchronous_commit', 'off', true) as "a",
+                  set_config('callhook.claiming', 'on', true) as "b",
+                  set_config('plan_cache_mode', 'force_generic_plan', true) as "c""#
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let rows = sqlx::query_as!(
+        Claimed,
+        r#"with q as (
+               select q.scenario_id, q.kind, q.turn_at, q.rate_at,
+                      coalesce(e.cap, e.max_in_flight, $4) as cap, e.max_per_second
+                 from endpoint_queue q
+                 left join endpoints e on e.scenario_id = q.scenario_id and e.kind = q.kind
+                where q.due_at <= now()
+                order by q.turn_at + delivery_class_slack(q.head_class)
+                limit $1
+                  for update of q skip locked
+           ), budget as (
+               select q.*,
+                      greatest(0, least(
+                          $1,
+                          q.cap - (select count(*) from deliveries d
+                                    where delivery_endpoint(d.scenario_id) = q.scenario_id
+                                      and d.kind = q.kind and d.state = 'pending'
+                                      and d.lease_token is not null and d.next_attempt_at > now()),
+                          case when q.max_per_second is null then $1
+                               else floor(q.max_per_second::float8 * extract(epoch from
+                                        now() + make_interval(secs => 1.0 / q.max_per_second::float8)
+                                        - greatest(q.rate_at, now()))::float8)::bigint
+                          end))::int4 as n
+                 from q
+           ), cand as (
+               select c.id, b.scenario_id, b.kind,
+                      row_number() over (partition by b.scenario_id, b.kind order by c.rank_at) as rn,
+                      b.turn_at + delivery_class_slack(c.class) as turn
+                 from budget b
+                 cross join lateral (
+                     select u.id, u.class, u.rank_at from (
+                         select * from (
+                             select d.id, 0::int2 as class, d.next_attempt_at as rank_at from deliveries d
+                              where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
+                                and d.state = 'pending' and delivery_class(d.kind, d.attempt_count, d.requeued) = 0
+                                and d.next_attempt_at <= now()
+                              order by d.next_attempt_at limit b.n) c0
+                         union all
+                         select * from (
+                             select d.id, 1::int2, d.next_attempt_at + delivery_class_slack(1::int2) from deliveries d
+                              where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
+                                and d.state = 'pending' and delivery_class(d.kind, d.attempt_count, d.requeued) = 1
+                                and d.next_attempt_at <= now()
+                              order by d.next_attempt_at limit b.n) c1
+                         union all
+                         select * from (
+                             select d.id, 2::int2, d.next_attempt_at + delivery_class_slack(2::int2) from deliveries d
+                              where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
+                                and d.state = 'pending' and delivery_class(d.kind, d.attempt_count, d.requeued) = 2
+                                and d.next_attempt_at <= now()
+                              order by d.next_attempt_at limit b.n) c2
+                         union all
+                         select * from (
+                             select d.id, 3::int2, d.next_attempt_at + delivery_class_slack(3::int2) from deliveries d
+                              where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
+                                and d.state = 'pending' and delivery_class(d.kind, d.attempt_count, d.requeued) = 3
+                                and d.next_attempt_at <= now()
+                              order by d.next_attempt_at limit b.n) c3
+                     ) u
+                     order by u.rank_at
+                     limit b.n
+                 ) c
+                where b.n > 0
+           ), picked as (
+               select id, rn, turn from cand order by rn, turn limit $1
+           ), locked as (
+               select d.id, p.rn, p.turn
+                 from deliveries d join picked p on p.id = d.id
+                where d.state = 'pending' and d.next_attempt_at <= now()
+                  for update of d skip locked
+           ), claimed as (
+               update deliveries d
+                  set lease_token = $2,
+                      next_attempt_at = now() + make_interval(secs => $3),
+                      updated_at = now()
+                 from locked
+                where d.id = locked.id
+            returning d.id, d.call_id, d.kind, d.payload, d.attempt_count, d.created_at, d.scenario_id,
+                      locked.rn, locked.turn
+           ), served as (
+               select delivery_endpoint(scenario_id) as scenario_id, kind, count(*) as n
+                 from claimed group by 1, 2
+           ), next as (
+               select b.scenario_id, b.kind, s.n as served,
+                      case when b.max_per_second is not null and s.n > 0
+                           then greatest(b.rate_at, now()) + make_interval(secs => s.n / b.max_per_second::float8)
+                           else b.rate_at end as rate_at,
+                      least(m.c0, m.c1, m.c2, m.c3,
+                            case when s.n > 0 then now() + make_interval(secs => $3) end) as due_at,
+                      case when m.c0 is not null then 0 when m.c1 is not null then 1
+                           when m.c2 is not null then 2 when m.c3 is not null then 3 else 2 end::int2 as head_class
+                 from budget b
+                 left join served s on s.scenario_id = b.scenario_id and s.kind = b.kind
+                 cross join lateral (
+                     select (select d.next_attempt_at from deliveries d
+                              where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
+                                and d.state = 'pending' and delivery_class(d.kind, d.attempt_count, d.requeued) = 0
+                                and d.next_attempt_at is not null
+                                and not exists (select 1 from claimed c where c.id = d.id)
+                              order by d.next_attempt_at limit 1) as c0,
+                            (select d.next_attempt_at from deliveries d
+                              where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
+                                and d.state = 'pending' and delivery_class(d.kind, d.attempt_count, d.requeued) = 1
+                                and d.next_attempt_at is not null
+                                and not exists (select 1 from claimed c where c.id = d.id)
+                              order by d.next_attempt_at limit 1) as c1,
+                            (select d.next_attempt_at from deliveries d
+                              where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
+                                and d.state = 'pending' and delivery_class(d.kind, d.attempt_count, d.requeued) = 2
+                                and d.next_attempt_at is not null
+                                and not exists (select 1 from claimed c where c.id = d.id)
+                              order by d.next_attempt_at limit 1) as c2,
+                            (select d.next_attempt_at from deliveries d
+                              where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
+                                and d.state = 'pending' and delivery_class(d.kind, d.attempt_count, d.requeued) = 3
+                                and d.next_attempt_at is not null
+                                and not exists (select 1 from claimed c where c.id = d.id)
+                              order by d.next_attempt_at limit 1) as c3
+                 ) m
+           ), kept as (
+               update endpoint_queue q
+                  set due_at = greatest(n.due_at, n.rate_at), head_class = n.head_class,
+                      turn_at = now(), rate_at = n.rate_at
+                 from next n
+                where q.scenario_id = n.scenario_id and q.kind = n.kind and n.due_at is not null
+           ), gone as (
+               delete from endpoint_queue q
+                using next n
+                where q.scenario_id = n.scenario_id and q.kind = n.kind and n.due_at is null
+           )
+           select c.id as "id!", c.call_id, c.kind as "kind!: DeliveryKind",
+                  c.payload as "payload!",
+                  c.attempt_count as "attempt_count!", c.created_at as "created_at!",
+                  case c.kind when 'during_call' then s.during_call_url else s.after_call_url end as url,
+                  s.signing_secret as "signing_secret?: StoredSecret",
+                  case when s.previous_secret_expires_at > now() then s.previous_signing_secret end
+                    as "previous_signing_secret?: StoredSecret",
+                  $2::uuid as "lease_token!", c.scenario_id,
+                  e.state as "endpoint_state?: EndpointState", false as "probe!"
+             from claimed c
+             left join scenarios s on s.id = c.scenario_id
+             left join endpoints e on e.scenario_id = c.scenario_id and e.kind = c.kind
+            order by c.rn, c.turn"#,
+        limits.limit,
+        token,
+        limits.lease.as_secs_f64(),
+        limits.endpoint_cap,
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows)
+}
