@@ -72,8 +72,9 @@ create table endpoint_queue (
     due_at      timestamptz not null,
     -- the best priority class among them
     head_class  smallint    not null,
-    -- when it last had a turn in a claim: least recently served goes first
-    turn_at     timestamptz not null default now(),
+    -- when it last had a turn in a claim: least recently served goes first; a
+    -- newcomer ranks as served a second ago, ahead of the busy endpoints
+    turn_at     timestamptz not null default now() - interval '1 second',
     -- max_per_second's schedule: when its next webhook may go
     rate_at     timestamptz,
     primary key (scenario_id, kind)
@@ -114,3 +115,35 @@ select delivery_endpoint(scenario_id), kind, min(next_attempt_at),
   from deliveries
  where state = 'pending' and next_attempt_at is not null
  group by 1, 2;
+
+-- Operators see each endpoint's share of the queue: due now, in flight, and
+-- the limits in force (null cap: the dispatcher's default, or max_in_flight).
+create or replace view endpoint_health as
+select e.scenario_id,
+       s.name                 as scenario_name,
+       e.kind,
+       case e.kind when 'during_call' then s.during_call_url else s.after_call_url end as url,
+       e.state,
+       e.since,
+       e.last_success_at,
+       e.last_error,
+       e.consecutive_failures,
+       (select count(*) from deliveries d
+         where d.scenario_id = e.scenario_id and d.kind = e.kind and d.state = 'pending')
+                              as deliveries_waiting,
+       (select count(*) from deliveries d
+         where delivery_endpoint(d.scenario_id) = e.scenario_id and d.kind = e.kind
+           and d.state = 'pending' and d.next_attempt_at <= now())
+                              as deliveries_due,
+       (select count(*) from deliveries d
+         where delivery_endpoint(d.scenario_id) = e.scenario_id and d.kind = e.kind
+           and d.state = 'pending' and d.lease_token is not null and d.next_attempt_at > now())
+                              as deliveries_in_flight,
+       e.max_in_flight,
+       coalesce(e.cap, e.max_in_flight) as cap,
+       e.max_per_second
+  from endpoints e
+  join scenarios s on s.id = e.scenario_id;
+
+comment on view endpoint_health is
+    'One row per endpoint (a scenario''s during-call or after-call URL): healthy, failing, paused or disabled; how many deliveries wait, are due and are in flight; its limits (cap null: the dispatcher''s CALLHOOK_ENDPOINT_MAX_IN_FLIGHT). Read-only.';

@@ -7,6 +7,7 @@ mod browser;
 mod console;
 mod crash;
 mod dispatch;
+mod fairness;
 mod health;
 mod helpers;
 mod ingest;

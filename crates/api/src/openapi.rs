@@ -14,7 +14,7 @@ use crate::routes::{audit, calls, deliveries, endpoints, scenarios, service, tes
         calls::start, calls::start_batch, calls::end,
         visits::reserve, visits::pool,
         test_send::test_send,
-        endpoints::list, endpoints::pause, endpoints::enable,
+        endpoints::list, endpoints::pause, endpoints::enable, endpoints::set_limits,
         audit::list,
         deliveries::get_call, deliveries::list, deliveries::get, deliveries::retry, deliveries::retry_matching,
         service::healthz, service::readyz, service::metrics, service::openapi,
@@ -23,7 +23,7 @@ use crate::routes::{audit, calls, deliveries, endpoints, scenarios, service, tes
     modifiers(&Security),
     tags((name = "scenarios", description = "Admin API (admin token)"),
          (name = "deliveries", description = "Delivery log, replay (admin token)"),
-         (name = "endpoints", description = "Endpoint health: list, pause, enable (admin token)"),
+         (name = "endpoints", description = "Endpoint health and limits: list, pause, enable, limits (admin token)"),
          (name = "audit", description = "Who changed what (admin token)"),
          (name = "ingest", description = "Call events (ingest token)"),
          (name = "service", description = "Probes and metrics (no token)"))

@@ -5,6 +5,46 @@
 //! so the store reads and writes them as they are. (The derive is a trait
 //! impl: this crate still does no IO.)
 
+/// A delivery's priority class in the claim (`delivery_class` in SQL, the
+/// number its index stores): fresh during-call webhooks first, then fresh
+/// after-call ones, then retries, then operators' requeues. A lower class
+/// waits at most its slack behind higher ones (docs/scheduling.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PriorityClass {
+    /// A during-call webhook's first attempt (and operator events).
+    FreshDuringCall = 0,
+    /// An after-call webhook's first attempt.
+    FreshAfterCall = 1,
+    /// Any webhook after a failed attempt.
+    Retry = 2,
+    /// Put back by an operator (bulk recover).
+    Requeue = 3,
+}
+
+impl PriorityClass {
+    pub const ALL: [PriorityClass; 4] = [
+        Self::FreshDuringCall,
+        Self::FreshAfterCall,
+        Self::Retry,
+        Self::Requeue,
+    ];
+
+    /// The class stored as `delivery_class(...)` returns it.
+    pub fn from_number(n: i16) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| *c as i16 == n)
+    }
+
+    /// Its label in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FreshDuringCall => "during_call",
+            Self::FreshAfterCall => "after_call",
+            Self::Retry => "retry",
+            Self::Requeue => "requeue",
+        }
+    }
+}
+
 text_enum! {
     /// The two webhooks a call produces.
     pub enum DeliveryKind ("kind", "invalid_kind") {

@@ -91,6 +91,11 @@ struct EndpointRow {
     since: String,
     last_error: Option<String>,
     waiting: i64,
+    due: i64,
+    in_flight: i64,
+    /// The in-flight cap in force (its own, the default, or lowered).
+    cap: i32,
+    max_per_second: Option<f32>,
     /// `pause` or `enable`: what its button does.
     action: &'static str,
 }
@@ -121,6 +126,10 @@ pub(super) async fn health_page(
             since: zones.show(Some(e.scenario_id), e.since),
             last_error: e.last_error,
             waiting: e.deliveries_waiting,
+            due: e.deliveries_due,
+            in_flight: e.deliveries_in_flight,
+            cap: e.cap.unwrap_or(state.settings.health.endpoint_cap),
+            max_per_second: e.max_per_second,
             action: if e.state.holds_deliveries() {
                 "enable"
             } else {

@@ -26,6 +26,7 @@ pub enum Action {
     DeliveriesRetry,
     EndpointPause,
     EndpointEnable,
+    EndpointLimits,
     TestSend,
 }
 
@@ -40,6 +41,7 @@ impl Action {
             Self::DeliveriesRetry => "deliveries.retry",
             Self::EndpointPause => "endpoint.pause",
             Self::EndpointEnable => "endpoint.enable",
+            Self::EndpointLimits => "endpoint.limits",
             Self::TestSend => "scenario.test",
         }
     }
@@ -69,7 +71,7 @@ pub struct AuditView {
     pub at: DateTime<Utc>,
     /// `scenario.create`, `scenario.save`, `scenario.delete`, `secret.rotate`,
     /// `delivery.retry`, `deliveries.retry`, `endpoint.pause`,
-    /// `endpoint.enable`, `scenario.test`.
+    /// `endpoint.enable`, `endpoint.limits`, `scenario.test`.
     pub action: String,
     pub scenario_id: Option<Uuid>,
     /// The name of the token used.

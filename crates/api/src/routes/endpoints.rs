@@ -40,10 +40,24 @@ pub struct EndpointView {
     pub consecutive_failures: i32,
     /// Its pending deliveries (waiting, parked, or due).
     pub deliveries_waiting: i64,
+    /// Pending and due now: waiting for a seat, its cap or its rate.
+    pub deliveries_due: i64,
+    /// Being sent now, by every dispatcher.
+    pub deliveries_in_flight: i64,
+    /// Webhooks in flight at once in force now: its `max_in_flight` (else
+    /// `CALLHOOK_ENDPOINT_MAX_IN_FLIGHT`), lower while the receiver answers
+    /// 429/503 or times out.
+    pub cap: i32,
+    /// Its own in-flight limit (null: the dispatcher's default).
+    pub max_in_flight: Option<i32>,
+    /// Its own rate limit, webhooks per second (null: none).
+    pub max_per_second: Option<f32>,
 }
 
-impl From<EndpointRow> for EndpointView {
-    fn from(e: EndpointRow) -> Self {
+impl EndpointView {
+    /// The view of a row, with the dispatcher's default cap for one that
+    /// sets none.
+    pub fn new(e: EndpointRow, default_cap: i32) -> Self {
         Self {
             scenario_id: e.scenario_id,
             scenario_name: e.scenario_name,
@@ -55,6 +69,11 @@ impl From<EndpointRow> for EndpointView {
             last_error: e.last_error,
             consecutive_failures: e.consecutive_failures,
             deliveries_waiting: e.deliveries_waiting,
+            deliveries_due: e.deliveries_due,
+            deliveries_in_flight: e.deliveries_in_flight,
+            cap: e.cap.unwrap_or(default_cap),
+            max_in_flight: e.max_in_flight,
+            max_per_second: e.max_per_second,
         }
     }
 }
@@ -73,10 +92,11 @@ pub async fn health_of(
 ) -> Result<HashMap<Uuid, HealthView>, ApiError> {
     let mut during = HashMap::new();
     let mut after = HashMap::new();
+    let cap = state.settings.health.endpoint_cap;
     for e in health::of_scenarios(&state.pool, ids).await? {
         match e.kind {
-            DeliveryKind::DuringCall => during.insert(e.scenario_id, e.into()),
-            _ => after.insert(e.scenario_id, e.into()),
+            DeliveryKind::DuringCall => during.insert(e.scenario_id, EndpointView::new(e, cap)),
+            _ => after.insert(e.scenario_id, EndpointView::new(e, cap)),
         };
     }
     Ok(ids
@@ -114,7 +134,12 @@ pub async fn list(
     QueryParams(q): QueryParams<EndpointsQuery>,
 ) -> Result<Json<Vec<EndpointView>>, ApiError> {
     let rows = health::list(&state.pool, q.state).await?;
-    Ok(Json(rows.into_iter().map(Into::into).collect()))
+    let cap = state.settings.health.endpoint_cap;
+    Ok(Json(
+        rows.into_iter()
+            .map(|e| EndpointView::new(e, cap))
+            .collect(),
+    ))
 }
 
 /// What a pause or an enable did.
@@ -138,12 +163,12 @@ fn kind_param(kind: &str) -> Result<DeliveryKind, ApiError> {
     }
 }
 
-fn switched(id: Uuid, kind: DeliveryKind, s: Switched) -> Json<SwitchedView> {
+fn switched(state: &AppState, id: Uuid, kind: DeliveryKind, s: Switched) -> Json<SwitchedView> {
     if let Some(t) = s.transition {
         callhook_dispatch::transitions::announce(id, kind, t, s.endpoint.last_error.as_deref());
     }
     Json(SwitchedView {
-        endpoint: s.endpoint.into(),
+        endpoint: EndpointView::new(s.endpoint, state.settings.health.endpoint_cap),
         deliveries: s.deliveries,
     })
 }
@@ -174,7 +199,7 @@ pub async fn pause(
         .await
         .map_err(not_found(id))?;
     audit::record(&state, &actor, Action::EndpointPause, Some(id), serde_json::json!({"kind": kind, "transition": s.transition.map(|t| t.to.as_str()), "deliveries": s.deliveries})).await;
-    Ok(switched(id, kind, s))
+    Ok(switched(&state, id, kind, s))
 }
 
 /// Enable an endpoint (paused, disabled or failing): healthy again, and
@@ -194,5 +219,79 @@ pub async fn enable(
         .await
         .map_err(not_found(id))?;
     audit::record(&state, &actor, Action::EndpointEnable, Some(id), serde_json::json!({"kind": kind, "transition": s.transition.map(|t| t.to.as_str()), "deliveries": s.deliveries})).await;
-    Ok(switched(id, kind, s))
+    Ok(switched(&state, id, kind, s))
+}
+
+/// An endpoint's own limits; null or absent: none of its own.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsBody {
+    /// Webhooks in flight at once to this endpoint, across every dispatcher
+    /// (1 to 1000; null: `CALLHOOK_ENDPOINT_MAX_IN_FLIGHT`).
+    #[serde(default)]
+    pub max_in_flight: Option<i32>,
+    /// Webhooks per second at most (above 0, up to 10000; null: no rate limit).
+    #[serde(default)]
+    pub max_per_second: Option<f32>,
+}
+
+impl LimitsBody {
+    fn check(&self) -> Result<health::EndpointLimits, ApiError> {
+        if let Some(n) = self.max_in_flight {
+            if !(1..=1000).contains(&n) {
+                return Err(FieldError::new(
+                    "max_in_flight",
+                    "out_of_range",
+                    "max_in_flight must be between 1 and 1000, or null for the default",
+                )
+                .into());
+            }
+        }
+        if let Some(r) = self.max_per_second {
+            if !(r.is_finite() && r > 0.0 && r <= 10_000.0) {
+                return Err(FieldError::new(
+                    "max_per_second",
+                    "out_of_range",
+                    "max_per_second must be above 0 and at most 10000, or null for no limit",
+                )
+                .into());
+            }
+        }
+        Ok(health::EndpointLimits {
+            max_in_flight: self.max_in_flight,
+            max_per_second: self.max_per_second,
+        })
+    }
+}
+
+/// Set an endpoint's own limits: how many webhooks may be in flight to it at
+/// once, and how many per second. Claims on every dispatcher honour them at
+/// once; a cap lowered by 429s starts again from the new limit.
+#[utoipa::path(put, path = "/api/v1/scenarios/{id}/endpoints/{kind}/limits", tag = "endpoints",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path), ("kind" = String, Path, description = "during_call or after_call")),
+    request_body = LimitsBody,
+    responses((status = 200, body = EndpointView), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn set_limits(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    PathParam((id, kind)): PathParam<(Uuid, String)>,
+    body: crate::json::JsonObject,
+) -> Result<Json<EndpointView>, ApiError> {
+    let kind = kind_param(&kind)?;
+    let limits = body.parse::<LimitsBody>()?.check()?;
+    health::set_limits(&state.pool, id, kind, limits)
+        .await
+        .map_err(not_found(id))?;
+    audit::record(&state, &actor, Action::EndpointLimits, Some(id), serde_json::json!({"kind": kind, "max_in_flight": limits.max_in_flight, "max_per_second": limits.max_per_second})).await;
+    let row = health::endpoint(&state.pool, id, kind)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("scenario {id} does not exist")).with_field("id")
+        })?;
+    Ok(Json(EndpointView::new(
+        row,
+        state.settings.health.endpoint_cap,
+    )))
 }

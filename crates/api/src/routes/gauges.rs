@@ -36,6 +36,21 @@ async fn refresh(pool: &PgPool) {
         }
         Err(e) => tracing::warn!(error = %e, "could not read the backlog for /metrics"),
     }
+    // By priority class only: the label's values are four, however many
+    // scenarios there are.
+    match callhook_store::queue::oldest_due_by_class(pool).await {
+        Ok(ages) => {
+            for class in callhook_core::PriorityClass::ALL {
+                let age = ages
+                    .iter()
+                    .find(|(c, _)| *c == class)
+                    .map_or(0.0, |(_, a)| *a);
+                metrics::gauge!("callhook_oldest_due_age_seconds", "class" => class.as_str())
+                    .set(age);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read the due ages for /metrics"),
+    }
 }
 
 /// Endpoints by state (`callhook_endpoints{state}`).

@@ -3,7 +3,7 @@
 use axum::error_handling::HandleErrorLayer;
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use tower::limit::{ConcurrencyLimitLayer, GlobalConcurrencyLimitLayer};
 use tower::load_shed::error::Overloaded;
@@ -57,6 +57,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/scenarios/{id}/endpoints/{kind}/enable",
             post(endpoints::enable),
+        )
+        .route(
+            "/api/v1/scenarios/{id}/endpoints/{kind}/limits",
+            put(endpoints::set_limits),
         )
         .route_layer(from_fn_with_state(
             RequiredToken(std::sync::Arc::new(state.tokens.admin.clone())),

@@ -28,7 +28,9 @@ mod views;
 pub(crate) use control::enable_in;
 pub use control::{enable, pause, take_probes, Switched};
 use effects::{drain, hold, park_these, queue_event};
-pub use views::{count_by_state, endpoint, list, of_scenarios, EndpointRow};
+pub use views::{
+    count_by_state, endpoint, list, of_scenarios, set_limits, EndpointLimits, EndpointRow,
+};
 
 /// How health is applied.
 #[derive(Debug, Clone, Copy)]

@@ -20,6 +20,48 @@ pub struct EndpointRow {
     pub last_error: Option<String>,
     pub consecutive_failures: i32,
     pub deliveries_waiting: i64,
+    /// Pending and due now (waiting for a seat or for its cap).
+    pub deliveries_due: i64,
+    /// Being sent now (claimed, lease running), by every dispatcher.
+    pub deliveries_in_flight: i64,
+    /// Its own in-flight limit (`None`: the dispatcher's default).
+    pub max_in_flight: Option<i32>,
+    /// The in-flight cap in force when below the default: lowered after
+    /// 429/503/timeouts, or its own `max_in_flight` (`None`: the default).
+    pub cap: Option<i32>,
+    pub max_per_second: Option<f32>,
+}
+
+/// An operator's limits for one endpoint (`None`: no limit of its own).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EndpointLimits {
+    pub max_in_flight: Option<i32>,
+    pub max_per_second: Option<f32>,
+}
+
+/// Sets an endpoint's limits; a lowered cap starts again from them.
+pub async fn set_limits(
+    e: impl PgExecutor<'_>,
+    scenario_id: Uuid,
+    kind: DeliveryKind,
+    limits: EndpointLimits,
+) -> Result<(), StoreError> {
+    let r = sqlx::query!(
+        "update endpoints
+            set max_in_flight = $3, max_per_second = $4, cap = null, cap_changed_at = now(),
+                updated_at = now()
+          where scenario_id = $1 and kind = $2",
+        scenario_id,
+        kind as _,
+        limits.max_in_flight,
+        limits.max_per_second,
+    )
+    .execute(e)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
 }
 
 /// One endpoint, as operators see it.
@@ -63,7 +105,9 @@ async fn select(
                   kind as "kind!: DeliveryKind", url, state as "state!: EndpointState",
                   since as "since!", last_success_at, last_error,
                   consecutive_failures as "consecutive_failures!",
-                  deliveries_waiting as "deliveries_waiting!"
+                  deliveries_waiting as "deliveries_waiting!",
+                  deliveries_due as "deliveries_due!", deliveries_in_flight as "deliveries_in_flight!",
+                  max_in_flight, cap, max_per_second
              from endpoint_health
             where ($1::text is null or state = $1)
               and ($2::uuid[] is null or scenario_id = any($2))

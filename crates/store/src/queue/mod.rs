@@ -124,3 +124,33 @@ pub async fn notify(e: impl PgExecutor<'_>) -> Result<(), StoreError> {
         .await?;
     Ok(())
 }
+
+/// How long the oldest due delivery of each priority class has waited
+/// (classes with nothing due are absent): one short index read per due
+/// endpoint and class.
+pub async fn oldest_due_by_class(
+    e: impl PgExecutor<'_>,
+) -> Result<Vec<(callhook_core::PriorityClass, f64)>, StoreError> {
+    let rows = sqlx::query!(
+        r#"select c.class as "class!", extract(epoch from now() - min(m.due))::float8 as "age!"
+             from (values (0::int2), (1::int2), (2::int2), (3::int2)) as c(class)
+             cross join lateral (
+                 select (select d.next_attempt_at from deliveries d
+                          where delivery_endpoint(d.scenario_id) = q.scenario_id and d.kind = q.kind
+                            and d.state = 'pending'
+                            and delivery_class(d.kind, d.attempt_count, d.requeued) = c.class
+                            and d.next_attempt_at <= now()
+                          order by d.next_attempt_at limit 1) as due
+                   from endpoint_queue q
+                  where q.due_at <= now()
+             ) m
+            where m.due is not null
+            group by c.class"#
+    )
+    .fetch_all(e)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some((callhook_core::PriorityClass::from_number(r.class)?, r.age)))
+        .collect())
+}

@@ -1,0 +1,386 @@
+//! Fair, priority-aware dispatch: one scenario's flood or slow receiver
+//! delays nobody else's webhooks (docs/scheduling.md). Every moment the tests
+//! act on is made certain: the flood's receiver is held closed (a gate) and
+//! the claims' state is read from Postgres.
+
+use std::time::Duration;
+
+use callhook::Role;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::helpers::*;
+use crate::process::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+const FLOOD: &str = "78005550001";
+const QUIET: &str = "78005550002";
+
+/// A scenario sending only during-call webhooks (or only after-call ones)
+/// to `url`, for calls to `number`; returns its id.
+async fn scenario(app: &TestApp, name: &str, number: &str, during: &str, after: &str) -> String {
+    let v = app
+        .create_scenario(json!({"name": name, "numbers": [number],
+                                "during_call_url": during, "after_call_url": after}))
+        .await;
+    v["id"].as_str().unwrap().to_owned()
+}
+
+fn call(id: &str, callee: &str) -> Value {
+    json!({"id": id, "caller": "79990009911", "callee": callee})
+}
+
+/// `n` calls to `callee` through the batch API, 1,000 to a request.
+async fn flood(app: &TestApp, prefix: &str, callee: &str, n: usize) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let calls: Vec<Value> = chunk
+            .iter()
+            .map(|i| call(&format!("{prefix}{i}"), callee))
+            .collect();
+        app.store_batch(&json!({ "calls": calls })).await;
+    }
+}
+
+/// Deliveries of a scenario claimed and not yet recorded (lease running).
+async fn leased(pool: &PgPool, scenario_id: &str) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from deliveries
+          where scenario_id = $1::uuid and state = 'pending' and lease_token is not null
+            and next_attempt_at > now()",
+    )
+    .bind(scenario_id)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// How many of `flood`'s attempts started after `quiet`'s first delivery was
+/// stored and before its first attempt started.
+async fn flood_sent_ahead_of_quiet(pool: &PgPool, flood: &str, quiet: &str) -> i64 {
+    sqlx::query_scalar(
+        "with q as (
+             select d.created_at, a.started_at
+               from deliveries d join delivery_attempts a on a.delivery_id = d.id
+              where d.scenario_id = $2::uuid and d.kind = 'during_call'
+              order by a.started_at limit 1
+         )
+         select count(*) from delivery_attempts a join deliveries d on d.id = a.delivery_id, q
+          where d.scenario_id = $1::uuid
+            and a.started_at > q.created_at and a.started_at < q.started_at",
+    )
+    .bind(flood)
+    .bind(quiet)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_flood_behind_a_held_receiver_delays_no_other_scenarios_during_call_webhook(
+    pool: PgPool,
+) {
+    const SEATS: usize = 8;
+    let (flood_url, arrived, gate) = gated_counting_receiver(Duration::ZERO, 0).await;
+    let mut quiet_rx = Receiver::ok().await;
+    // The flood is stored first, with no dispatcher running: 2,000 due
+    // deliveries ahead of anything the quiet scenario will send.
+    let api = spawn_app_with(pool.clone(), |c| c.role = Role::Api).await;
+    let flood_id = scenario(&api, "flood", FLOOD, &flood_url, "").await;
+    let quiet_id = scenario(&api, "quiet", QUIET, &quiet_rx.url("/during"), "").await;
+    flood(&api, "f", FLOOD, 2000).await;
+    // The endpoint cap is above the seats: what is measured is the round,
+    // not the cap.
+    let dispatcher = spawn_app_with(pool.clone(), |c| {
+        c.role = Role::Dispatcher;
+        c.concurrency = SEATS;
+        c.endpoint_max_in_flight = 100;
+    })
+    .await;
+    // Every seat is held by the flood, and the dispatcher has claimed as many
+    // again to wait for a seat (its door's room): nothing more can go.
+    eventually(WAIT, "the flood holds every seat and the door", || async {
+        (arrived.total() == SEATS && leased(&pool, &flood_id).await == 2 * SEATS as i64)
+            .then_some(())
+    })
+    .await;
+
+    let (status, body) = api.ingest_post("/api/v1/calls", &call("q1", QUIET)).await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+    gate.open();
+    let got = quiet_rx.next(WAIT).await;
+    assert_eq!(got.json()["id"], "q1");
+    wait_state(
+        &pool,
+        body["deliveries"][0]["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+        "delivered",
+        WAIT,
+    )
+    .await;
+
+    // Only what was already claimed for the door went ahead of it: not the
+    // 1,984 due deliveries behind.
+    let ahead = flood_sent_ahead_of_quiet(&pool, &flood_id, &quiet_id).await;
+    eprintln!("flood webhooks sent ahead of the quiet one: {ahead}");
+    assert!(
+        ahead <= SEATS as i64,
+        "{ahead} flood webhooks were sent ahead of the quiet scenario's (seats: {SEATS})"
+    );
+    dispatcher.stop().await;
+    api.stop().await;
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_flood_delays_no_other_scenario_with_two_dispatcher_processes(pool: PgPool) {
+    const SEATS_EACH: usize = 4;
+    let (flood_url, arrived, gate) = gated_counting_receiver(Duration::ZERO, 0).await;
+    let mut quiet_rx = Receiver::ok().await;
+    let api = spawn_app_with(pool.clone(), |c| c.role = Role::Api).await;
+    let flood_id = scenario(&api, "flood", FLOOD, &flood_url, "").await;
+    let quiet_id = scenario(&api, "quiet", QUIET, &quiet_rx.url("/during"), "").await;
+    flood(&api, "f", FLOOD, 2000).await;
+    let db = database_url_of(&pool);
+    let env = [
+        ("CALLHOOK_ROLE", "dispatcher"),
+        ("CALLHOOK_CONCURRENCY", "4"),
+        ("CALLHOOK_ENDPOINT_MAX_IN_FLIGHT", "100"),
+        ("CALLHOOK_NO_MIGRATE", "true"),
+    ];
+    let d1 = ServerProcess::start(&db, &env).await;
+    let d2 = ServerProcess::start(&db, &env).await;
+    let seats = 2 * SEATS_EACH;
+    eventually(
+        WAIT,
+        "the flood holds every seat of both and their doors",
+        || async {
+            (arrived.total() == seats && leased(&pool, &flood_id).await == 2 * seats as i64)
+                .then_some(())
+        },
+    )
+    .await;
+
+    let (status, body) = api.ingest_post("/api/v1/calls", &call("q1", QUIET)).await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+    gate.open();
+    assert_eq!(quiet_rx.next(WAIT).await.json()["id"], "q1");
+    wait_state(
+        &pool,
+        body["deliveries"][0]["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+        "delivered",
+        WAIT,
+    )
+    .await;
+
+    // Ahead of it: what both doors held, and at most one claim of the other
+    // process made while this one held the quiet endpoint's turn.
+    let ahead = flood_sent_ahead_of_quiet(&pool, &flood_id, &quiet_id).await;
+    eprintln!("flood webhooks sent ahead of the quiet one: {ahead}");
+    assert!(
+        ahead <= (seats + SEATS_EACH) as i64,
+        "{ahead} flood webhooks were sent ahead of the quiet scenario's (seats: {seats})"
+    );
+    d1.kill().await;
+    d2.kill().await;
+    api.stop().await;
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn an_after_call_webhook_due_with_another_calls_during_call_one_goes_second(pool: PgPool) {
+    let (hold_url, held, gate) = gated_counting_receiver(Duration::ZERO, 0).await;
+    let mut rx = Receiver::ok().await;
+    // One seat: a held scenario takes it and the door's one place.
+    let app = spawn_app_with(pool.clone(), |c| c.concurrency = 1).await;
+    let hold_id = scenario(&app, "hold", "78005550009", &hold_url, "").await;
+    let after_id = scenario(&app, "after", "78005550003", "", &rx.url("/after")).await;
+    let during_id = scenario(&app, "during", "78005550004", &rx.url("/during"), "").await;
+    app.ingest_post("/api/v1/calls", &call("h1", "78005550009"))
+        .await;
+    app.ingest_post("/api/v1/calls", &call("h2", "78005550009"))
+        .await;
+    eventually(WAIT, "the seat and the door held", || async {
+        (held.total() == 1 && leased(&pool, &hold_id).await == 2).then_some(())
+    })
+    .await;
+
+    // An after-call webhook, then a during-call one of another call.
+    app.ingest_post("/api/v1/calls", &call("a1", "78005550003"))
+        .await;
+    let (status, body) = app
+        .ingest_post(
+            "/api/v1/calls/a1/end",
+            &json!({"status": "ANSWER", "duration": 12}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+    app.ingest_post("/api/v1/calls", &call("d1", "78005550004"))
+        .await;
+    // Due at the same moment, their endpoints' turns alike.
+    sqlx::query(
+        "update deliveries set next_attempt_at = now() - interval '1 second'
+          where scenario_id in ($1::uuid, $2::uuid) and state = 'pending'",
+    )
+    .bind(&after_id)
+    .bind(&during_id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "update endpoint_queue set turn_at = now() - interval '10 seconds', due_at = now() - interval '1 second'
+          where scenario_id in ($1::uuid, $2::uuid)",
+    )
+    .bind(&after_id)
+    .bind(&during_id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    gate.open();
+    let first = rx.next(WAIT).await;
+    let second = rx.next(WAIT).await;
+    assert_eq!(
+        (first.path.as_str(), second.path.as_str()),
+        ("/during", "/after"),
+        "the fresh during-call webhook goes ahead of the after-call one"
+    );
+    app.stop().await;
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn an_endpoint_at_its_cap_is_not_claimed(pool: PgPool) {
+    let (flood_url, arrived, gate) = gated_counting_receiver(Duration::ZERO, 0).await;
+    let mut quiet_rx = Receiver::ok().await;
+    let api = spawn_app_with(pool.clone(), |c| c.role = Role::Api).await;
+    let flood_id = scenario(&api, "flood", FLOOD, &flood_url, "").await;
+    scenario(&api, "quiet", QUIET, &quiet_rx.url("/during"), "").await;
+    let (status, view) = api
+        .admin_put(
+            &format!("/api/v1/scenarios/{flood_id}/endpoints/during_call/limits"),
+            &json!({"max_in_flight": 2}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{view}");
+    assert_eq!(view["max_in_flight"], 2);
+    flood(&api, "f", FLOOD, 10).await;
+    let dispatcher = spawn_app_with(pool.clone(), |c| c.role = Role::Dispatcher).await;
+    eventually(WAIT, "two flood webhooks in flight", || async {
+        (arrived.total() == 2).then_some(())
+    })
+    .await;
+    // A claim after that one: the quiet call's webhook is claimed and sent.
+    api.ingest_post("/api/v1/calls", &call("q1", QUIET)).await;
+    quiet_rx.next(WAIT).await;
+    assert_eq!(
+        leased(&pool, &flood_id).await,
+        2,
+        "nothing more claimed for it"
+    );
+    assert_eq!(arrived.total(), 2);
+    let (_, list) = api.admin_get("/api/v1/endpoints").await;
+    let e = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["scenario_id"] == flood_id.as_str() && e["kind"] == "during_call")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&e["deliveries_in_flight"], &e["deliveries_due"], &e["cap"]),
+        (&json!(2), &json!(8), &json!(2)),
+        "{e}"
+    );
+    gate.open();
+    dispatcher.stop().await;
+    api.stop().await;
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn endpoint_limits_are_checked_and_name_the_field(pool: PgPool) {
+    let app = spawn_app_with(pool, |c| c.role = Role::Api).await;
+    let id = scenario(&app, "s", FLOOD, "http://127.0.0.1:9/d", "").await;
+    let path = format!("/api/v1/scenarios/{id}/endpoints/during_call/limits");
+    for (body, field) in [
+        (json!({"max_in_flight": 0}), "max_in_flight"),
+        (json!({"max_per_second": -1}), "max_per_second"),
+        (json!({"max_in_flight": 2, "burst": 1}), "burst"),
+    ] {
+        let (status, err) = app.admin_put(&path, &body).await;
+        assert_eq!(status.as_u16(), 422, "{body}: {err}");
+        assert_eq!(err["error"]["field"], field, "{err}");
+    }
+    let (status, err) = app
+        .admin_put(
+            &format!("/api/v1/scenarios/{id}/endpoints/operator_event/limits"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), &err["error"]["field"]),
+        (422, &json!("kind")),
+        "{err}"
+    );
+    let (status, v) = app
+        .admin_put(&path, &json!({"max_in_flight": 3, "max_per_second": 2.5}))
+        .await;
+    assert_eq!(status.as_u16(), 200, "{v}");
+    assert_eq!((&v["cap"], &v["max_per_second"]), (&json!(3), &json!(2.5)));
+    let (_, audit) = app.admin_get("/api/v1/audit-log").await;
+    assert_eq!(audit["items"][0]["action"], "endpoint.limits", "{audit}");
+}
+
+/// The during-call endpoint's cap in force, as the API shows it.
+async fn cap_of(app: &TestApp, scenario_id: &str) -> i64 {
+    let (_, list) = app.admin_get("/api/v1/endpoints").await;
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["scenario_id"] == scenario_id && e["kind"] == "during_call")
+        .unwrap()["cap"]
+        .as_i64()
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_receiver_answering_429_gets_a_lower_cap_that_recovers_when_it_answers_again(
+    pool: PgPool,
+) {
+    let rx = Receiver::scripted(
+        vec![Reply::Status(429), Reply::Status(429), Reply::Status(429)],
+        Reply::Status(200),
+    )
+    .await;
+    let app = spawn_app_with(pool.clone(), |c| {
+        c.retry_schedule = "200ms,200ms,200ms,200ms".parse().unwrap();
+        c.endpoint_max_in_flight = 8;
+    })
+    .await;
+    let id = scenario(&app, "busy", FLOOD, &rx.url("/busy"), "").await;
+    for i in 0..3 {
+        app.ingest_post("/api/v1/calls", &call(&format!("c{i}"), FLOOD))
+            .await;
+    }
+    eventually(WAIT, "the cap halved after the 429s", || async {
+        (cap_of(&app, &id).await <= 4).then_some(())
+    })
+    .await;
+    // The receiver answers 200 from now on: each good batch raises the cap
+    // by one until it is back at 8.
+    let mut n = 3;
+    eventually(WAIT, "the cap back at its maximum", || {
+        n += 1;
+        let call_id = format!("c{n}");
+        let (app, scenario) = (&app, &id);
+        async move {
+            app.ingest_post("/api/v1/calls", &call(&call_id, FLOOD))
+                .await;
+            (cap_of(app, scenario).await == 8).then_some(())
+        }
+    })
+    .await;
+    app.stop().await;
+}
