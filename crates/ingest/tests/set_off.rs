@@ -71,7 +71,7 @@ async fn lease_and_due(pool: &PgPool, id: Uuid) -> (Option<Uuid>, bool) {
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn a_start_is_stored_leased_and_handed_to_a_dispatcher_with_room(pool: PgPool) {
     scenario(&pool).await;
-    let (handoff, mut inbox) = callhook_dispatch::handoff(4, LEASE);
+    let (handoff, mut inbox) = callhook_dispatch::handoff(4, LEASE, 16);
     let ingest = Ingest::new(pool.clone(), Some(handoff), IngestConfig::default());
 
     let d = created_one(ingest.start(start("c1", NUMBER)).await);
@@ -92,7 +92,7 @@ async fn a_start_is_stored_leased_and_handed_to_a_dispatcher_with_room(pool: PgP
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn a_start_is_stored_due_for_claims_when_the_dispatcher_has_stopped(pool: PgPool) {
     scenario(&pool).await;
-    let (handoff, mut inbox) = callhook_dispatch::handoff(4, LEASE);
+    let (handoff, mut inbox) = callhook_dispatch::handoff(4, LEASE, 16);
     inbox.seats.close();
     let ingest = Ingest::new(pool.clone(), Some(handoff), IngestConfig::default());
 
@@ -105,7 +105,7 @@ async fn a_start_is_stored_due_for_claims_when_the_dispatcher_has_stopped(pool: 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn a_leased_start_the_dispatcher_can_no_longer_take_goes_back_due_now(pool: PgPool) {
     scenario(&pool).await;
-    let (handoff, inbox) = callhook_dispatch::handoff(4, LEASE);
+    let (handoff, inbox) = callhook_dispatch::handoff(4, LEASE, 16);
     // The dispatcher went away between the lease and the hand-over.
     drop(inbox);
     let ingest = Ingest::new(pool.clone(), Some(handoff), IngestConfig::default());

@@ -28,6 +28,24 @@ pub const GRACE: Duration = Duration::from_secs(60);
 /// The lease claims take: nothing leased falls due again during a test.
 pub const LEASE: Duration = Duration::from_secs(60);
 
+/// A claim of up to `limit` deliveries for `lease`, with an endpoint cap
+/// high enough never to be what limits it (the cap has tests of its own).
+pub async fn claim(
+    pool: &PgPool,
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<Claimed>, callhook_store::StoreError> {
+    queue::claim(
+        pool,
+        queue::ClaimLimits {
+            limit,
+            lease,
+            endpoint_cap: 1000,
+        },
+    )
+    .await
+}
+
 pub fn phone(digits: &str) -> PhoneNumber {
     PhoneNumber::parse(digits, "number").expect("a test number parses")
 }
@@ -166,7 +184,7 @@ pub async fn count(pool: &PgPool, sql: &str) -> i64 {
 
 /// Claims exactly one due delivery for [`LEASE`].
 pub async fn claim_one(pool: &PgPool) -> Claimed {
-    let mut got = queue::claim(pool, 1, LEASE).await.expect("claim");
+    let mut got = claim(pool, 1, LEASE).await.expect("claim");
     assert_eq!(got.len(), 1, "one delivery due: {got:?}");
     got.pop().unwrap()
 }
@@ -227,6 +245,7 @@ pub fn health(policy: HealthPolicy) -> HealthSettings {
         policy,
         operator_events: true,
         drain_per_second: 1000,
+        endpoint_cap: 16,
     }
 }
 

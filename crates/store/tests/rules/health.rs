@@ -91,7 +91,7 @@ async fn a_failing_endpoint_without_a_success_for_pause_after_is_paused_and_its_
         assert!(row.parked && row.state == "pending", "{row:?}");
         assert_eq!(row.due_in, None, "out of the claims' way");
     }
-    let claimed = queue::claim(&pool, 10, LEASE).await.unwrap();
+    let claimed = claim(&pool, 10, LEASE).await.unwrap();
     assert!(
         claimed
             .iter()
@@ -136,7 +136,7 @@ async fn two_recorders_racing_the_same_transition_make_it_once(pool: PgPool) {
     for call in ["c1", "c2"] {
         created_one(store_start(&pool, start(call)).await);
     }
-    let claimed = queue::claim(&pool, 2, LEASE).await.unwrap();
+    let claimed = claim(&pool, 2, LEASE).await.unwrap();
     assert_eq!(claimed.len(), 2);
     // Each failure alone makes the endpoint failing. Both recorders wait on
     // the endpoint's row lock, and go once it is free.

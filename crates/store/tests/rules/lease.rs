@@ -46,10 +46,7 @@ async fn a_completion_whose_lease_was_taken_over_changes_nothing(pool: PgPool) {
     let s = scenario(&pool).await;
     created_one(store_start(&pool, start("c1")).await);
     // A lease that runs out at once: the next claim takes the delivery over.
-    let first = queue::claim(&pool, 1, Duration::ZERO)
-        .await
-        .unwrap()
-        .remove(0);
+    let first = claim(&pool, 1, Duration::ZERO).await.unwrap().remove(0);
     let second = claim_one(&pool).await;
     assert_eq!(second.id, first.id);
     assert_ne!(second.lease_token, first.lease_token);
@@ -83,7 +80,7 @@ async fn a_completion_whose_lease_was_taken_over_changes_nothing(pool: PgPool) {
 async fn a_released_delivery_is_due_again_without_a_lease(pool: PgPool) {
     scenario(&pool).await;
     let claimed = started_and_claimed(&pool, "c1").await;
-    assert!(queue::claim(&pool, 10, LEASE).await.unwrap().is_empty());
+    assert!(claim(&pool, 10, LEASE).await.unwrap().is_empty());
 
     let released = queue::release(&pool, &[claimed.id], &[claimed.lease_token])
         .await
@@ -102,10 +99,7 @@ async fn a_released_delivery_is_due_again_without_a_lease(pool: PgPool) {
 async fn a_release_under_a_lease_taken_over_leaves_the_new_claim_alone(pool: PgPool) {
     scenario(&pool).await;
     created_one(store_start(&pool, start("c1")).await);
-    let first = queue::claim(&pool, 1, Duration::ZERO)
-        .await
-        .unwrap()
-        .remove(0);
+    let first = claim(&pool, 1, Duration::ZERO).await.unwrap().remove(0);
     let second = claim_one(&pool).await;
 
     let released = queue::release(&pool, &[first.id], &[first.lease_token])
@@ -131,7 +125,7 @@ async fn a_claim_skips_a_delivery_another_claim_holds_without_waiting_for_it(poo
         .await
         .unwrap();
 
-    let got = tokio::time::timeout(Duration::from_secs(30), queue::claim(&pool, 10, LEASE))
+    let got = tokio::time::timeout(Duration::from_secs(30), claim(&pool, 10, LEASE))
         .await
         .expect("the claim does not wait for the other")
         .unwrap();
@@ -159,7 +153,7 @@ async fn concurrent_claims_never_hand_out_the_same_delivery(pool: PgPool) {
                 gate.wait().await;
                 let mut mine = Vec::new();
                 loop {
-                    let got = queue::claim(&pool, 3, LEASE).await.unwrap();
+                    let got = claim(&pool, 3, LEASE).await.unwrap();
                     if got.is_empty() {
                         return mine;
                     }

@@ -21,7 +21,7 @@ async fn an_end_after_its_start_waits_for_the_during_call_delivery(pool: PgPool)
     assert_eq!(row.blocked_by, Some(during.id));
     assert_eq!(row.due_in, None, "no due time while it waits");
     assert_eq!(work.queued, 0, "nothing new for claims");
-    let claimed: Vec<_> = queue::claim(&pool, 10, LEASE)
+    let claimed: Vec<_> = claim(&pool, 10, LEASE)
         .await
         .unwrap()
         .into_iter()
@@ -92,7 +92,7 @@ async fn an_end_before_its_start_holds_the_after_call_for_the_start_grace(pool: 
         "due in the grace: {due_in} s"
     );
     assert_eq!(work.queued, 0, "nothing for claims yet");
-    assert!(queue::claim(&pool, 10, LEASE).await.unwrap().is_empty());
+    assert!(claim(&pool, 10, LEASE).await.unwrap().is_empty());
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
@@ -276,7 +276,7 @@ async fn a_parked_after_call_a_late_start_put_behind_its_during_call_stays_behin
         !row.is_due(),
         "due while its during-call delivery is pending: {row:?}"
     );
-    let claimed: Vec<_> = queue::claim(&pool, 10, LEASE)
+    let claimed: Vec<_> = claim(&pool, 10, LEASE)
         .await
         .unwrap()
         .into_iter()

@@ -67,7 +67,7 @@ async fn an_operators_pause_parks_the_endpoints_deliveries_and_sends_no_probes(p
         .await
         .unwrap();
     assert!(probes.is_empty(), "{probes:?}");
-    assert!(queue::claim(&pool, 10, LEASE).await.unwrap().is_empty());
+    assert!(claim(&pool, 10, LEASE).await.unwrap().is_empty());
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
