@@ -14,6 +14,7 @@
 //! the commit-rate probe. It is not a test and not part of `make test`.
 
 mod driver;
+mod neighbours;
 mod pg;
 mod procfs;
 mod receiver;
@@ -106,6 +107,32 @@ enum Mode {
     /// day, or with --parked parked behind a paused endpoint of another
     /// scenario), then the same burst again; the ratio of the two.
     Backlog(BacklogArgs),
+    /// The quiet bench scenario at R calls/s, alone, then beside a flood of
+    /// another scenario by batch to a fast receiver, then beside one to a
+    /// receiver taking 500 ms: the quiet webhooks' latency in each.
+    Neighbours(NeighboursArgs),
+}
+
+#[derive(Debug, Args)]
+struct NeighboursArgs {
+    /// The quiet scenario's calls per second.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    quiet_rate: u32,
+    /// How long the quiet scenario sends beside each flood (a third of it alone).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    window: Duration,
+    /// Calls of the flood to the fast receiver.
+    #[arg(long, default_value_t = 30_000)]
+    fast_calls: u32,
+    /// Calls of the flood to the slow receiver.
+    #[arg(long, default_value_t = 3_000)]
+    slow_calls: u32,
+    /// How long the slow receiver takes to answer.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    slow_delay: Duration,
+    /// Flood batch requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    batches_in_flight: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -182,6 +209,11 @@ async fn run(cli: &Cli, bench: &Bench) -> anyhow::Result<()> {
     let c = &cli.common;
     let mut report = Report::new(&cli.mode, c);
     let server = ServerProc::find(c);
+    if let Mode::Neighbours(a) = &cli.mode {
+        let phases = bench.neighbours(a).await?;
+        println!("{}", neighbours::json(&phases));
+        return Ok(());
+    }
     match &cli.mode {
         Mode::Burst(a) => {
             let pg = PgWatch::start(c.database_url.as_deref(), server.ticks).await;
@@ -205,6 +237,7 @@ async fn run(cli: &Cli, bench: &Bench) -> anyhow::Result<()> {
             };
             report.main = Some(m);
         }
+        Mode::Neighbours(_) => unreachable!("run above"),
         Mode::Backlog(a) => {
             let url = c
                 .database_url

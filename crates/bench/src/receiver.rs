@@ -67,6 +67,14 @@ impl Arrivals {
 
 /// Binds 127.0.0.1 on a free port and serves until the process ends.
 pub async fn start() -> anyhow::Result<(SocketAddr, Arc<Arrivals>)> {
+    start_answering_after(std::time::Duration::ZERO).await
+}
+
+/// A receiver that records each request as it arrives and answers it after
+/// `delay` (a slow CRM).
+pub async fn start_answering_after(
+    delay: std::time::Duration,
+) -> anyhow::Result<(SocketAddr, Arc<Arrivals>)> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .context("binding the bench receiver on 127.0.0.1")?;
@@ -81,7 +89,7 @@ pub async fn start() -> anyhow::Result<(SocketAddr, Arc<Arrivals>)> {
             let _ = stream.set_nodelay(true);
             let state = state.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |req| handle(req, state.clone()));
+                let service = service_fn(move |req| handle(req, state.clone(), delay));
                 // A connection error (the peer went away) ends that connection only.
                 let _ = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
@@ -96,6 +104,7 @@ pub async fn start() -> anyhow::Result<(SocketAddr, Arc<Arrivals>)> {
 async fn handle(
     req: Request<Incoming>,
     arrivals: Arc<Arrivals>,
+    delay: std::time::Duration,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
@@ -104,6 +113,9 @@ async fn handle(
     let at = Instant::now();
     if let Some(id) = call_id(&body) {
         arrivals.record(id, at);
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
 }

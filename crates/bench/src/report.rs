@@ -32,6 +32,7 @@ impl Report {
             Mode::Burst(a) => ("burst", a.batch.then_some(a.batch_size), None),
             Mode::Steady(a) => ("steady", None, Some(a.rate)),
             Mode::Backlog(a) => ("backlog", a.burst.batch.then_some(a.burst.batch_size), None),
+            Mode::Neighbours(a) => ("neighbours", Some(1000), Some(a.quiet_rate)),
         };
         Self {
             mode: name,

@@ -11,7 +11,7 @@ use crate::driver::{Bench, Sent};
 
 impl Bench {
     pub(crate) fn start_body(&self, id: &str) -> Value {
-        json!({"id": id, "caller": "79990000000", "callee": self.callee})
+        start_body_to(id, &self.callee)
     }
 
     pub(crate) fn note_error(&self, e: String) {
@@ -66,7 +66,16 @@ impl Bench {
     /// `POST /api/v1/calls/batch` with these start events; an error when the
     /// server has no such endpoint (404), so the run stops there.
     pub(crate) async fn send_batch(&self, ids: Vec<String>) -> anyhow::Result<Vec<Sent>> {
-        let calls: Vec<Value> = ids.iter().map(|id| self.start_body(id)).collect();
+        self.send_batch_to(ids, &self.callee).await
+    }
+
+    /// A batch of start events to `callee` (the number of another scenario).
+    pub(crate) async fn send_batch_to(
+        &self,
+        ids: Vec<String>,
+        callee: &str,
+    ) -> anyhow::Result<Vec<Sent>> {
+        let calls: Vec<Value> = ids.iter().map(|id| start_body_to(id, callee)).collect();
         let body = json!({ "calls": calls }).to_string();
         let sent = Instant::now();
         let res = self
@@ -122,6 +131,11 @@ impl Bench {
             })
             .collect())
     }
+}
+
+/// A start event of call `id` to `callee`.
+pub(crate) fn start_body_to(id: &str, callee: &str) -> Value {
+    json!({"id": id, "caller": "79990000000", "callee": callee})
 }
 
 /// Per item of a batch answer, why it failed (`None`: stored). The answer is

@@ -1,0 +1,266 @@
+//! `neighbours`: does one scenario's flood delay another's webhooks? The
+//! bench's own scenario is the quiet one: R calls a second, each its own
+//! request. Alone first; then while a second scenario ("flood") sends N calls
+//! through the batch API (1,000 to a request, a few requests in flight) to a
+//! fast receiver; then while another sends M calls to a receiver that answers
+//! after 500 ms (a slow CRM). Each phase prints the quiet scenario's request
+//! sent → webhook arrival percentiles and the flood's delivered rate.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt as _};
+use serde_json::{json, Value};
+
+use crate::driver::{Bench, Sent};
+use crate::receiver::{self, Arrivals};
+use crate::stats::{percentiles, rate, round2, Percentiles};
+use crate::NeighboursArgs;
+
+/// What one phase measured.
+pub(crate) struct Phase {
+    pub(crate) name: String,
+    /// The quiet scenario's request sent → arrival.
+    pub(crate) quiet: Option<Percentiles>,
+    pub(crate) quiet_lost: usize,
+    /// The flood's webhooks that arrived within the phase, per second.
+    pub(crate) flood_per_s: Option<f64>,
+    pub(crate) flood_ingest_s: Option<f64>,
+}
+
+/// A flood scenario: its id, its number and its receiver's arrivals.
+struct Flood {
+    id: String,
+    callee: String,
+    arrivals: Arc<Arrivals>,
+}
+
+impl Bench {
+    /// Runs the three phases and prints them.
+    pub(crate) async fn neighbours(&self, a: &NeighboursArgs) -> anyhow::Result<Vec<Phase>> {
+        let mut phases = Vec::new();
+        let alone = self.quiet_for(a, "alone", a.window / 3).await;
+        phases.push(self.phase("quiet alone", alone, None, None).await);
+        print_phase(phases.last().expect("pushed"));
+
+        for (name, calls, delay) in [
+            (
+                format!("flood of {} to a fast receiver", a.fast_calls),
+                a.fast_calls,
+                Duration::ZERO,
+            ),
+            (
+                format!(
+                    "flood of {} to a receiver taking {:?}",
+                    a.slow_calls, a.slow_delay
+                ),
+                a.slow_calls,
+                a.slow_delay,
+            ),
+        ] {
+            let flood = self.flood_scenario(&name, delay).await?;
+            let started = Instant::now();
+            let prefix = format!("bench-{}-flood-{}-", self.run, phases.len());
+            let quiet_phase = format!("under-{}", phases.len());
+            let (quiet, ingested) = tokio::join!(
+                self.quiet_for(a, &quiet_phase, a.window),
+                self.flood_batches(&flood, &prefix, calls as usize, a.batches_in_flight),
+            );
+            let ingested = ingested?;
+            let window = started.elapsed();
+            let delivered = flood.arrivals.total() as usize;
+            let p = self
+                .phase(
+                    &name,
+                    quiet,
+                    Some(rate(delivered, window)),
+                    Some(ingested.as_secs_f64()),
+                )
+                .await;
+            print_phase(&p);
+            phases.push(p);
+            self.delete_flood(&flood).await;
+        }
+        Ok(phases)
+    }
+
+    /// The quiet scenario's calls at `a.quiet_rate` a second for `window`.
+    async fn quiet_for(&self, a: &NeighboursArgs, phase: &str, window: Duration) -> Vec<Sent> {
+        let total = (f64::from(a.quiet_rate) * window.as_secs_f64()).round() as usize;
+        let mut tick =
+            tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(a.quiet_rate)));
+        let mut in_flight = FuturesUnordered::new();
+        let mut sent = Vec::with_capacity(total);
+        let mut i = 0;
+        while i < total {
+            tokio::select! {
+                _ = tick.tick() => {
+                    in_flight.push(self.send_one(format!("bench-{}-quiet-{phase}-{i}", self.run)));
+                    i += 1;
+                }
+                Some(s) = in_flight.next(), if !in_flight.is_empty() => sent.push(s),
+            }
+        }
+        while let Some(s) = in_flight.next().await {
+            sent.push(s);
+        }
+        sent
+    }
+
+    /// Waits for the quiet calls' webhooks and works out the phase's figures.
+    async fn phase(
+        &self,
+        name: &str,
+        quiet: Vec<Sent>,
+        flood_per_s: Option<f64>,
+        flood_ingest_s: Option<f64>,
+    ) -> Phase {
+        let acked: Vec<&Sent> = quiet.iter().filter(|s| s.acked.is_some()).collect();
+        self.wait_for(&acked).await;
+        let arrivals = self.arrivals.lookup(acked.iter().map(|s| s.id.as_str()));
+        let mut latencies: Vec<Duration> = acked
+            .iter()
+            .zip(&arrivals)
+            .filter_map(|(s, a)| Some(a.as_ref()?.first.saturating_duration_since(s.sent)))
+            .collect();
+        Phase {
+            name: name.to_owned(),
+            quiet_lost: acked.len() - latencies.len() + (quiet.len() - acked.len()),
+            quiet: percentiles(&mut latencies),
+            flood_per_s,
+            flood_ingest_s,
+        }
+    }
+
+    /// A scenario of its own sending during-call webhooks to a receiver of
+    /// its own that answers after `delay`.
+    async fn flood_scenario(&self, name: &str, delay: Duration) -> anyhow::Result<Flood> {
+        let (addr, arrivals) = receiver::start_answering_after(delay).await?;
+        // The bench's number with its last digit changed: unique per run.
+        let mut callee = self.callee.clone();
+        let last = callee.pop().context("the bench's number is empty")?;
+        callee.push(if last == '9' {
+            '0'
+        } else {
+            char::from(last as u8 + 1)
+        });
+        let answer = self
+            .http
+            .post(format!("{}/api/v1/scenarios", self.server))
+            .header("authorization", &self.admin_auth)
+            .header("content-type", "application/json")
+            .body(
+                json!({
+                    "name": format!("callhook-bench {} {name}", self.run),
+                    "numbers": [callee],
+                    "during_call_url": format!("http://{addr}/flood"),
+                })
+                .to_string(),
+            )
+            .send()
+            .await
+            .context("creating the flood's scenario")?;
+        let status = answer.status();
+        let body: Value =
+            serde_json::from_str(&answer.text().await.context("the scenario answer")?)
+                .context("the scenario answer is not JSON")?;
+        if !status.is_success() {
+            bail!("creating the flood's scenario: {status}: {body}");
+        }
+        let id = body["id"]
+            .as_str()
+            .context("no id in the scenario answer")?
+            .to_owned();
+        Ok(Flood {
+            id,
+            callee,
+            arrivals,
+        })
+    }
+
+    /// `n` calls to the flood's number, 1,000 to a batch, `in_flight`
+    /// batches at once; returns how long ingesting them took.
+    async fn flood_batches(
+        &self,
+        flood: &Flood,
+        prefix: &str,
+        n: usize,
+        in_flight: usize,
+    ) -> anyhow::Result<Duration> {
+        let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+        let chunks: Vec<Vec<String>> = ids.chunks(1000).map(<[String]>::to_vec).collect();
+        let next = &AtomicUsize::new(0);
+        let chunks = &chunks;
+        let started = Instant::now();
+        let worker = move || async move {
+            loop {
+                let Some(chunk) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    return anyhow::Ok(());
+                };
+                let sent = self.send_batch_to(chunk.clone(), &flood.callee).await?;
+                if let Some(e) = self.take_error() {
+                    eprintln!("warning: flood batch: {e}");
+                }
+                drop(sent);
+            }
+        };
+        for r in join_all((0..in_flight.max(1)).map(|_| worker())).await {
+            r?;
+        }
+        Ok(started.elapsed())
+    }
+
+    async fn delete_flood(&self, flood: &Flood) {
+        let r = self
+            .http
+            .delete(format!("{}/api/v1/scenarios/{}", self.server, flood.id))
+            .header("authorization", &self.admin_auth)
+            .send()
+            .await;
+        if !r.is_ok_and(|r| r.status().is_success()) {
+            eprintln!(
+                "warning: could not delete the flood's scenario {}",
+                flood.id
+            );
+        }
+    }
+}
+
+fn print_phase(p: &Phase) {
+    println!("{}", p.name);
+    match p.quiet {
+        Some(l) => println!(
+            "  {:<38} p50 {:.2} / p99 {:.2} / max {:.2} ms ({} lost)",
+            "quiet: request sent → webhook arrival", l.p50, l.p99, l.max, p.quiet_lost
+        ),
+        None => println!("  quiet: nothing arrived"),
+    }
+    if let (Some(r), Some(i)) = (p.flood_per_s, p.flood_ingest_s) {
+        println!(
+            "  {:<38} {r:.0} /s (ingested in {i:.1} s)",
+            "flood: delivered within the phase"
+        );
+    }
+}
+
+/// The phases as one JSON line, for docs/performance.md.
+pub(crate) fn json(phases: &[Phase]) -> Value {
+    Value::Array(
+        phases
+            .iter()
+            .map(|p| {
+                json!({
+                    "phase": p.name,
+                    "quiet_p50_ms": p.quiet.map(|l| round2(l.p50)),
+                    "quiet_p99_ms": p.quiet.map(|l| round2(l.p99)),
+                    "quiet_max_ms": p.quiet.map(|l| round2(l.max)),
+                    "quiet_lost": p.quiet_lost,
+                    "flood_delivered_per_s": p.flood_per_s.map(|r| r.round()),
+                })
+            })
+            .collect(),
+    )
+}
