@@ -229,19 +229,40 @@ async fn upkeep_runs_in_one_process_at_a_time_and_moves_when_its_leader_dies(poo
     const LEADER: &str = "callhook_upkeep_leader";
     let db = database_url_of(&pool);
     let http = reqwest::Client::new();
-    let a = ServerProcess::start(&db, &[]).await;
-    let b = ServerProcess::start(&db, &[("CALLHOOK_ROLE", "dispatcher")]).await;
-    let (leader, other) = eventually(Duration::from_secs(40), "one upkeep leader", || async {
+    // Their logs, to say why should no leader appear.
+    let log = |name: &str| {
+        std::env::temp_dir().join(format!("callhook-upkeep-{}-{name}.log", std::process::id()))
+    };
+    let (log_a, log_b) = (log("a"), log("b"));
+    let verbose = ("RUST_LOG", "info,callhook=debug,sqlx=warn");
+    let a = ServerProcess::start_logging(&db, &[verbose], &log_a).await;
+    let b = ServerProcess::start_logging(&db, &[("CALLHOOK_ROLE", "dispatcher"), verbose], &log_b)
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let (leader, other) = loop {
         let la = metric(&http, &a, LEADER).await;
         let lb = metric(&http, &b, LEADER).await;
         match (la, lb) {
-            (1.0, 0.0) => Some(("a", "b")),
-            (0.0, 1.0) => Some(("b", "a")),
+            (1.0, 0.0) => break ("a", "b"),
+            (0.0, 1.0) => break ("b", "a"),
             (1.0, 1.0) => panic!("two upkeep leaders at once"),
-            _ => None,
+            _ => {}
         }
-    })
-    .await;
+        if Instant::now() > deadline {
+            let tail = |p: &std::path::Path| {
+                let text = std::fs::read_to_string(p).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            };
+            panic!(
+                "no upkeep leader after 40 s ({la}, {lb}); a's log:\n{}\nb's log:\n{}",
+                tail(&log_a),
+                tail(&log_b)
+            );
+        }
+        // Not a wait for the system: the poll interval of a check that reads state.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     // The lock is "callhook" as a number: classid 0x63616c6c, objid 0x686f6f6b.
     let holders: i64 = sqlx::query_scalar(
         "select count(*) from pg_locks where locktype = 'advisory' and granted
