@@ -7,6 +7,7 @@
 mod common;
 
 mod crossing;
+mod fair;
 mod health;
 mod lease;
 mod ordering;
