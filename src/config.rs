@@ -153,10 +153,10 @@ pub struct ServeConfig {
     /// Webhooks in flight at once to one receiver host.
     #[arg(long, env = "CALLHOOK_PER_HOST_CONCURRENCY", default_value_t = 16)]
     pub per_host_concurrency: usize,
-    /// Webhooks in flight at once to one endpoint (a scenario's during-call or
-    /// after-call URL), across every dispatcher process; a scenario may set
-    /// its own (`PATCH /api/v1/endpoints/{scenario}/{kind}`).
-    #[arg(long, env = "CALLHOOK_ENDPOINT_MAX_IN_FLIGHT", default_value_t = 16, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    /// Webhooks claimed and not yet recorded for one endpoint (a scenario's
+    /// during-call or after-call URL), across every dispatcher process; an
+    /// endpoint may set its own (`PUT .../endpoints/{kind}/limits`).
+    #[arg(long, env = "CALLHOOK_ENDPOINT_MAX_IN_FLIGHT", default_value_t = 64, value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub endpoint_max_in_flight: i32,
     /// Allow webhooks to loopback, private and other internal addresses.
     #[arg(long, env = "CALLHOOK_ALLOW_PRIVATE_DESTINATIONS", default_value_t = false, action = clap::ArgAction::Set)]

@@ -32,9 +32,49 @@ pub struct Seats {
 pub struct Seat {
     request: OwnedSemaphorePermit,
     unrecorded: OwnedSemaphorePermit,
+    requests: Arc<Semaphore>,
+}
+
+/// A seat whose request slot was given back while its delivery waits for
+/// something else (its receiver host's turn): it keeps its place among the
+/// unrecorded, so the wait costs no other delivery a request slot.
+#[derive(Debug)]
+pub struct Aside {
+    unrecorded: OwnedSemaphorePermit,
+    requests: Arc<Semaphore>,
+}
+
+impl Aside {
+    /// A request slot again, waiting for one; itself back once the
+    /// dispatcher has stopped.
+    pub async fn back(self) -> Result<Seat, Aside> {
+        match self.requests.clone().acquire_owned().await {
+            Ok(request) => Ok(Seat {
+                request,
+                unrecorded: self.unrecorded,
+                requests: self.requests,
+            }),
+            Err(_) => Err(self),
+        }
+    }
+
+    /// Gives up the wait: the place among the unrecorded is kept until
+    /// the result is written.
+    pub fn sent(self) -> OwnedSemaphorePermit {
+        self.unrecorded
+    }
 }
 
 impl Seat {
+    /// Gives the request slot back while the delivery waits.
+    pub fn step_aside(self) -> Aside {
+        drop(self.request);
+        Aside {
+            unrecorded: self.unrecorded,
+            requests: self.requests,
+        }
+    }
+
     /// The request is done: its slot goes back; the place among the
     /// unrecorded is kept until the result is written.
     pub fn sent(self) -> OwnedSemaphorePermit {
@@ -65,6 +105,7 @@ impl Seats {
         Some(Seat {
             request,
             unrecorded,
+            requests: self.requests.clone(),
         })
     }
 
@@ -75,6 +116,7 @@ impl Seats {
         Some(Seat {
             request,
             unrecorded,
+            requests: self.requests.clone(),
         })
     }
 

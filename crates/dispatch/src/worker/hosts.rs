@@ -20,9 +20,25 @@ impl HostLimits {
         }
     }
 
-    /// A slot for `url`'s host, waiting briefly for one: a fast receiver frees
-    /// slots within milliseconds, a hanging one does not.
-    pub(super) async fn acquire(&self, url: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    /// A slot for `url`'s host if one is free now.
+    pub(super) fn try_acquire(&self, url: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.semaphore(url).try_acquire_owned().ok()
+    }
+
+    /// A slot for `url`'s host, waiting up to `wait` for one: a fast receiver
+    /// frees slots within milliseconds, a hanging one does not.
+    pub(super) async fn acquire(
+        &self,
+        url: &str,
+        wait: Duration,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        tokio::time::timeout(wait, self.semaphore(url).acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    fn semaphore(&self, url: &str) -> Arc<Semaphore> {
         let host = reqwest::Url::parse(url)
             .ok()
             .map(|u| {
@@ -33,20 +49,14 @@ impl HostLimits {
                 )
             })
             .unwrap_or_default();
-        let sem = {
-            let mut hosts = self.hosts.lock().expect("host limits lock");
-            if hosts.len() > 10_000 {
-                // Forget idle hosts so the map cannot grow without bound.
-                hosts.retain(|_, s| s.available_permits() < self.per_host);
-            }
-            hosts
-                .entry(host)
-                .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
-                .clone()
-        };
-        tokio::time::timeout(Duration::from_millis(100), sem.acquire_owned())
-            .await
-            .ok()?
-            .ok()
+        let mut hosts = self.hosts.lock().expect("host limits lock");
+        if hosts.len() > 10_000 {
+            // Forget idle hosts so the map cannot grow without bound.
+            hosts.retain(|_, s| s.available_permits() < self.per_host);
+        }
+        hosts
+            .entry(host)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
+            .clone()
     }
 }

@@ -89,7 +89,7 @@ impl Default for DispatchConfig {
         Self {
             concurrency: 64,
             per_host: 16,
-            endpoint_cap: 16,
+            endpoint_cap: 64,
             lease: Duration::from_secs(60),
             handoff_wait: Duration::from_secs(1),
             poll_interval: Duration::from_secs(1),
@@ -248,8 +248,7 @@ impl Crew {
         self.track(&row);
         let ctx = self.ctx.clone();
         self.tracker.spawn(async move {
-            let completion = send::process(&ctx, row).await;
-            let slot = seat.sent();
+            let (completion, slot) = send::process(&ctx, row, seat).await;
             // The writer only stops after every worker has finished.
             let _ = ctx.done.send(Done { completion, slot }).await;
         });

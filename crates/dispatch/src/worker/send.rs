@@ -5,11 +5,47 @@ use std::time::Duration;
 use callhook_core::{CancelReason, DeliveryKind, Observed, RetrySchedule, SigningSecret};
 use callhook_store::queue::{AttemptRecord, Claimed, Completion, Outcome};
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use super::Ctx;
+use crate::seats::{Aside, Seat};
 use crate::sender::{AttemptResult, Webhook};
 
-/// Sends one claimed delivery and decides its fate.
-pub(super) async fn process(ctx: &Ctx, row: Claimed) -> Completion {
+/// How long a delivery waits for its receiver host's turn (its request slot
+/// given back meanwhile) before it goes back to the queue.
+const HOST_WAIT: Duration = Duration::from_secs(1);
+
+/// What a worker holds of its seat.
+enum Held {
+    Seat(Seat),
+    /// Its request slot given back (waiting for its host, or stopping).
+    Aside(Aside),
+}
+
+impl Held {
+    /// Its place among the unrecorded, for the writer to free.
+    fn into_unrecorded(self) -> OwnedSemaphorePermit {
+        match self {
+            Held::Seat(s) => s.sent(),
+            Held::Aside(a) => a.sent(),
+        }
+    }
+}
+
+/// Sends one claimed delivery on `seat` and decides its fate; returns it
+/// with the seat's place among the unrecorded (its request slot is free).
+pub(super) async fn process(
+    ctx: &Ctx,
+    row: Claimed,
+    seat: Seat,
+) -> (Completion, OwnedSemaphorePermit) {
+    let mut held = Some(Held::Seat(seat));
+    let completion = attempt(ctx, &row, &mut held).await;
+    let held = held.expect("a worker always ends holding its place");
+    (completion, held.into_unrecorded())
+}
+
+async fn attempt(ctx: &Ctx, row: &Claimed, held: &mut Option<Held>) -> Completion {
     let completion = |outcome, attempt, health| Completion {
         id: row.id,
         lease_token: row.lease_token,
@@ -65,10 +101,34 @@ pub(super) async fn process(ctx: &Ctx, row: Claimed) -> Completion {
         // Its endpoint is paused or disabled: it waits with the others.
         return completion(Outcome::Parked, None, None);
     }
-    let Some(_host_slot) = ctx.hosts.acquire(url).await else {
-        // The host has had its share of workers busy for a while (a slow or
-        // hanging receiver): hand the delivery back and serve other hosts.
-        return completion(Outcome::Deferred(Duration::from_millis(500)), None, None);
+    let _host_slot = match ctx.hosts.try_acquire(url) {
+        Some(slot) => slot,
+        None => {
+            // The host has its share of requests in flight (a slow receiver,
+            // or a busy one): wait for its turn without a request slot, so
+            // other receivers' webhooks are not held up behind it.
+            let Some(Held::Seat(seat)) = held.take() else {
+                unreachable!("a worker is seated until it waits for its host")
+            };
+            let aside = seat.step_aside();
+            let slot = ctx.hosts.acquire(url, HOST_WAIT).await;
+            match aside.back().await {
+                Ok(seat) => *held = Some(Held::Seat(seat)),
+                Err(aside) => {
+                    // Stopping: back to the queue with the rest.
+                    *held = Some(Held::Aside(aside));
+                    return completion(Outcome::Deferred(Duration::ZERO), None, None);
+                }
+            }
+            match slot {
+                Some(slot) => slot,
+                // Still not its host's turn after a while (a hanging
+                // receiver): back to the queue, and serve other hosts.
+                None => {
+                    return completion(Outcome::Deferred(Duration::from_millis(500)), None, None)
+                }
+            }
+        }
     };
     let id = row.id.to_string();
     let result = ctx
@@ -82,7 +142,7 @@ pub(super) async fn process(ctx: &Ctx, row: Claimed) -> Completion {
         .await;
     let attempt_no = row.attempt_count as u32 + 1;
     let outcome = decide(&ctx.schedule, &result, attempt_no);
-    record_metrics(&row, &result, &outcome);
+    record_metrics(row, &result, &outcome);
     tracing::debug!(
         delivery_id = %row.id, call_id = ?row.call_id, kind = %row.kind, attempt = attempt_no,
         probe = row.probe, status = ?result.status, error = ?result.error_text(), ?outcome, "attempt"

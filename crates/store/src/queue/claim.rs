@@ -11,7 +11,9 @@
 //! - **What an endpoint may take.** At most its in-flight cap (`cap` in
 //!   force, else `max_in_flight`, else the dispatcher's default) minus what
 //!   it has in flight (leased, lease running), and at most what its
-//!   `max_per_second` allows now.
+//!   `max_per_second` allows now. An endpoint at its cap is taken again once
+//!   a quarter of its cap is free: a saturated endpoint costs a claim per few
+//!   deliveries, not one per delivery.
 //! - **Which of its deliveries.** Oldest first by `next_attempt_at` plus the
 //!   slack of their class (`delivery_class_slack`: fresh during-call 0,
 //!   fresh after-call 100 ms, retries 1 s, operator requeues 2 s).
@@ -55,13 +57,10 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
     // A claim only stamps a lease. Should a crash lose it, the row is still
     // pending and due, and is claimed again: nothing acknowledged depends on
     // this commit being flushed, so it need not wait for the WAL flush. The
-    // claim keeps `endpoint_queue` right itself: the trigger stays out. Its
-    // plan is the same for every claim, and planning it costs more than
-    // running it: the generic plan from the first execution.
+    // claim keeps `endpoint_queue` right itself: the trigger stays out.
     sqlx::query!(
         r#"select set_config('synchronous_commit', 'off', true) as "a",
-                  set_config('callhook.claiming', 'on', true) as "b",
-                  set_config('plan_cache_mode', 'force_generic_plan', true) as "c""#
+                  set_config('callhook.claiming', 'on', true) as "b""#
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -76,20 +75,29 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
                 order by q.turn_at + delivery_class_slack(q.head_class)
                 limit $1
                   for update of q skip locked
-           ), budget as (
+           ), room as (
                select q.*,
-                      greatest(0, least(
-                          $1,
-                          q.cap - (select count(*) from deliveries d
-                                    where delivery_endpoint(d.scenario_id) = q.scenario_id
-                                      and d.kind = q.kind and d.state = 'pending'
-                                      and d.lease_token is not null and d.next_attempt_at > now()),
-                          case when q.max_per_second is null then $1
-                               else floor(q.max_per_second::float8 * extract(epoch from
-                                        now() + make_interval(secs => 1.0 / q.max_per_second::float8)
-                                        - greatest(q.rate_at, now()))::float8)::bigint
-                          end))::int4 as n
+                      q.cap - (select count(*) from deliveries d
+                                where delivery_endpoint(d.scenario_id) = q.scenario_id
+                                  and d.kind = q.kind and d.state = 'pending'
+                                  and d.lease_token is not null and d.next_attempt_at > now())
+                        as free
                  from q
+           ), budget as (
+               -- An endpoint at its cap waits until a quarter of it is free
+               -- again: claims then take a few at a time, not one each.
+               select r.*,
+                      case when r.free < greatest(1, r.cap / 4) then 0
+                           else least(
+                               $1,
+                               r.free,
+                               case when r.max_per_second is null then $1
+                                    else floor(r.max_per_second::float8 * extract(epoch from
+                                             now() + make_interval(secs => 1.0 / r.max_per_second::float8)
+                                             - greatest(r.rate_at, now()))::float8)::bigint
+                               end)
+                      end::int4 as n
+                 from room r
            ), cand as (
                select c.id, b.scenario_id, b.kind,
                       row_number() over (partition by b.scenario_id, b.kind order by c.rank_at) as rn,
@@ -132,9 +140,12 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
            ), picked as (
                select id, rn, turn from cand order by rn, turn limit $1
            ), locked as (
-               select d.id, p.rn, p.turn
-                 from deliveries d join picked p on p.id = d.id
-                where d.state = 'pending' and d.next_attempt_at <= now()
+               -- By primary key (an array, so no plan can walk an index of
+               -- every pending row and join it).
+               select d.id
+                 from deliveries d
+                where d.id = any(array(select id from picked))
+                  and d.state = 'pending' and d.next_attempt_at <= now()
                   for update of d skip locked
            ), claimed as (
                update deliveries d
@@ -143,8 +154,7 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
                       updated_at = now()
                  from locked
                 where d.id = locked.id
-            returning d.id, d.call_id, d.kind, d.payload, d.attempt_count, d.created_at, d.scenario_id,
-                      locked.rn, locked.turn
+            returning d.id, d.call_id, d.kind, d.payload, d.attempt_count, d.created_at, d.scenario_id
            ), served as (
                select delivery_endpoint(scenario_id) as scenario_id, kind, count(*) as n
                  from claimed group by 1, 2
@@ -206,9 +216,10 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
                   $2::uuid as "lease_token!", c.scenario_id,
                   e.state as "endpoint_state?: EndpointState", false as "probe!"
              from claimed c
+             join picked p on p.id = c.id
              left join scenarios s on s.id = c.scenario_id
              left join endpoints e on e.scenario_id = c.scenario_id and e.kind = c.kind
-            order by c.rn, c.turn"#,
+            order by p.rn, p.turn"#,
         limits.limit,
         token,
         limits.lease.as_secs_f64(),
