@@ -75,19 +75,56 @@ async fn flood_sent_ahead_of_quiet(pool: &PgPool, flood: &str, quiet: &str) -> i
     .unwrap()
 }
 
+/// A flood scenario with 2,000 due deliveries to a receiver held closed, a
+/// quiet scenario beside it, and an API-only process that stored them (no
+/// dispatcher yet: the flood is due ahead of anything the quiet one sends).
+struct Flooded {
+    api: TestApp,
+    flood_id: String,
+    quiet_id: String,
+    quiet_rx: Receiver,
+    arrived: Tally,
+    gate: Gate,
+}
+
+async fn flooded(pool: &PgPool) -> Flooded {
+    let (flood_url, arrived, gate) = gated_counting_receiver(Duration::ZERO, 0).await;
+    let quiet_rx = Receiver::ok().await;
+    let api = spawn_app_with(pool.clone(), |c| c.role = Role::Api).await;
+    let flood_id = scenario(&api, "flood", FLOOD, &flood_url, "").await;
+    let quiet_id = scenario(&api, "quiet", QUIET, &quiet_rx.url("/during"), "").await;
+    flood(&api, "f", FLOOD, 2000).await;
+    Flooded {
+        api,
+        flood_id,
+        quiet_id,
+        quiet_rx,
+        arrived,
+        gate,
+    }
+}
+
+/// Reports the quiet scenario's call, opens the flood's receiver and waits
+/// for the quiet webhook to be delivered.
+async fn quiet_call_through(pool: &PgPool, f: &mut Flooded) {
+    let (status, body) = f.api.ingest_post("/api/v1/calls", &call("q1", QUIET)).await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+    f.gate.open();
+    assert_eq!(f.quiet_rx.next(WAIT).await.json()["id"], "q1");
+    let id = body["deliveries"][0]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    wait_state(pool, id, "delivered", WAIT).await;
+}
+
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn a_flood_behind_a_held_receiver_delays_no_other_scenarios_during_call_webhook(
     pool: PgPool,
 ) {
     const SEATS: usize = 8;
-    let (flood_url, arrived, gate) = gated_counting_receiver(Duration::ZERO, 0).await;
-    let mut quiet_rx = Receiver::ok().await;
-    // The flood is stored first, with no dispatcher running: 2,000 due
-    // deliveries ahead of anything the quiet scenario will send.
-    let api = spawn_app_with(pool.clone(), |c| c.role = Role::Api).await;
-    let flood_id = scenario(&api, "flood", FLOOD, &flood_url, "").await;
-    let quiet_id = scenario(&api, "quiet", QUIET, &quiet_rx.url("/during"), "").await;
-    flood(&api, "f", FLOOD, 2000).await;
+    let mut f = flooded(&pool).await;
     // The endpoint cap is above the seats: what is measured is the round,
     // not the cap.
     let dispatcher = spawn_app_with(pool.clone(), |c| {
@@ -99,49 +136,29 @@ async fn a_flood_behind_a_held_receiver_delays_no_other_scenarios_during_call_we
     // Every seat is held by the flood, and the dispatcher has claimed as many
     // again to wait for a seat (its door's room): nothing more can go.
     eventually(WAIT, "the flood holds every seat and the door", || async {
-        (arrived.total() == SEATS && leased(&pool, &flood_id).await == 2 * SEATS as i64)
+        (f.arrived.total() == SEATS && leased(&pool, &f.flood_id).await == 2 * SEATS as i64)
             .then_some(())
     })
     .await;
 
-    let (status, body) = api.ingest_post("/api/v1/calls", &call("q1", QUIET)).await;
-    assert_eq!(status.as_u16(), 202, "{body}");
-    gate.open();
-    let got = quiet_rx.next(WAIT).await;
-    assert_eq!(got.json()["id"], "q1");
-    wait_state(
-        &pool,
-        body["deliveries"][0]["id"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap(),
-        "delivered",
-        WAIT,
-    )
-    .await;
+    quiet_call_through(&pool, &mut f).await;
 
     // Only what was already claimed for the door went ahead of it: not the
     // 1,984 due deliveries behind.
-    let ahead = flood_sent_ahead_of_quiet(&pool, &flood_id, &quiet_id).await;
+    let ahead = flood_sent_ahead_of_quiet(&pool, &f.flood_id, &f.quiet_id).await;
     eprintln!("flood webhooks sent ahead of the quiet one: {ahead}");
     assert!(
         ahead <= SEATS as i64,
         "{ahead} flood webhooks were sent ahead of the quiet scenario's (seats: {SEATS})"
     );
     dispatcher.stop().await;
-    api.stop().await;
+    f.api.stop().await;
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn a_flood_delays_no_other_scenario_with_two_dispatcher_processes(pool: PgPool) {
     const SEATS_EACH: usize = 4;
-    let (flood_url, arrived, gate) = gated_counting_receiver(Duration::ZERO, 0).await;
-    let mut quiet_rx = Receiver::ok().await;
-    let api = spawn_app_with(pool.clone(), |c| c.role = Role::Api).await;
-    let flood_id = scenario(&api, "flood", FLOOD, &flood_url, "").await;
-    let quiet_id = scenario(&api, "quiet", QUIET, &quiet_rx.url("/during"), "").await;
-    flood(&api, "f", FLOOD, 2000).await;
+    let mut f = flooded(&pool).await;
     let db = database_url_of(&pool);
     let env = [
         ("CALLHOOK_ROLE", "dispatcher"),
@@ -156,31 +173,17 @@ async fn a_flood_delays_no_other_scenario_with_two_dispatcher_processes(pool: Pg
         WAIT,
         "the flood holds every seat of both and their doors",
         || async {
-            (arrived.total() == seats && leased(&pool, &flood_id).await == 2 * seats as i64)
+            (f.arrived.total() == seats && leased(&pool, &f.flood_id).await == 2 * seats as i64)
                 .then_some(())
         },
     )
     .await;
 
-    let (status, body) = api.ingest_post("/api/v1/calls", &call("q1", QUIET)).await;
-    assert_eq!(status.as_u16(), 202, "{body}");
-    gate.open();
-    assert_eq!(quiet_rx.next(WAIT).await.json()["id"], "q1");
-    wait_state(
-        &pool,
-        body["deliveries"][0]["id"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap(),
-        "delivered",
-        WAIT,
-    )
-    .await;
+    quiet_call_through(&pool, &mut f).await;
 
     // Ahead of it: what both doors held, and at most one claim of the other
     // process made while this one held the quiet endpoint's turn.
-    let ahead = flood_sent_ahead_of_quiet(&pool, &flood_id, &quiet_id).await;
+    let ahead = flood_sent_ahead_of_quiet(&pool, &f.flood_id, &f.quiet_id).await;
     eprintln!("flood webhooks sent ahead of the quiet one: {ahead}");
     assert!(
         ahead <= (seats + SEATS_EACH) as i64,
@@ -188,7 +191,7 @@ async fn a_flood_delays_no_other_scenario_with_two_dispatcher_processes(pool: Pg
     );
     d1.kill().await;
     d2.kill().await;
-    api.stop().await;
+    f.api.stop().await;
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]

@@ -143,6 +143,7 @@ async fn api_and_two_dispatchers(
     pool: &PgPool,
     delay: Duration,
     allowed: usize,
+    (lease, request_timeout): (&str, &str),
 ) -> (reqwest::Client, Tally, Gate, [ServerProcess; 3]) {
     let db = database_url_of(pool);
     let (hook, tally, gate) = gated_counting_receiver(delay, allowed).await;
@@ -151,6 +152,8 @@ async fn api_and_two_dispatchers(
     let dispatcher = [
         ("CALLHOOK_ROLE", "dispatcher"),
         ("CALLHOOK_CONCURRENCY", "8"),
+        ("CALLHOOK_LEASE", lease),
+        ("CALLHOOK_REQUEST_TIMEOUT", request_timeout),
     ];
     let d1 = ServerProcess::start(&db, &dispatcher).await;
     let d2 = ServerProcess::start(&db, &dispatcher).await;
@@ -165,9 +168,10 @@ const DELIVERED: &str = r#"callhook_deliveries_total{kind="during_call",outcome=
 async fn one_api_and_two_dispatchers_each_send_a_fair_share(pool: PgPool) {
     // The receiver answers nothing until 9 requests are in flight at once:
     // more than one dispatcher's 8 workers, so both are sending. Then it
-    // answers everything.
+    // answers everything. The lease and the request timeout outlast any
+    // hold, so nothing is taken over (and sent twice) however long it takes.
     let (http, tally, gate, [api, d1, d2]) =
-        api_and_two_dispatchers(&pool, Duration::from_millis(5), 0).await;
+        api_and_two_dispatchers(&pool, Duration::from_millis(5), 0, ("120s", "60s")).await;
     eventually(
         Duration::from_secs(30),
         "9 requests in flight at once",
@@ -204,7 +208,7 @@ async fn sigkill_of_one_dispatcher_of_two_under_load_loses_nothing(pool: PgPool)
     // The receiver answers a third of the calls, then holds the rest until
     // the kill: it comes while work is left, on any machine.
     let (_, tally, gate, [api, d1, d2]) =
-        api_and_two_dispatchers(&pool, Duration::from_millis(20), CALLS / 3).await;
+        api_and_two_dispatchers(&pool, Duration::from_millis(20), CALLS / 3, ("3s", "2s")).await;
     eventually(Duration::from_secs(30), "a third answered", || async {
         (tally.total() >= CALLS / 3).then_some(())
     })

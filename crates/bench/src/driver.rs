@@ -242,15 +242,28 @@ impl Bench {
             "steady: {} calls/s for {:?} ({total} calls)…",
             a.rate, a.duration
         );
-        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(a.rate)));
-        // The requests run concurrently with the pacing, on this task.
+        let sent = self
+            .paced(a.rate, total, |i| format!("bench-{}-steady-{i}", self.run))
+            .await;
+        self.measure(sent).await
+    }
+
+    /// `total` calls at `rate` a second, each its own request, named by
+    /// `id`; the requests run concurrently with the pacing, on this task.
+    pub(crate) async fn paced(
+        &self,
+        rate: u32,
+        total: usize,
+        id: impl Fn(usize) -> String,
+    ) -> Vec<Sent> {
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
         let mut in_flight = FuturesUnordered::new();
         let mut sent = Vec::with_capacity(total);
         let mut i = 0;
         while i < total {
             tokio::select! {
                 _ = tick.tick() => {
-                    in_flight.push(self.send_one(format!("bench-{}-steady-{i}", self.run)));
+                    in_flight.push(self.send_one(id(i)));
                     i += 1;
                 }
                 Some(s) = in_flight.next(), if !in_flight.is_empty() => sent.push(s),
@@ -259,7 +272,7 @@ impl Bench {
         while let Some(s) = in_flight.next().await {
             sent.push(s);
         }
-        self.measure(sent).await
+        sent
     }
 
     /// Waits for the acknowledged calls' webhooks, then works out the figures.

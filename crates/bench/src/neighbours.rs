@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use futures::future::join_all;
-use futures::stream::{FuturesUnordered, StreamExt as _};
 use serde_json::{json, Value};
 
 use crate::driver::{Bench, Sent};
@@ -90,24 +89,10 @@ impl Bench {
     /// The quiet scenario's calls at `a.quiet_rate` a second for `window`.
     async fn quiet_for(&self, a: &NeighboursArgs, phase: &str, window: Duration) -> Vec<Sent> {
         let total = (f64::from(a.quiet_rate) * window.as_secs_f64()).round() as usize;
-        let mut tick =
-            tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(a.quiet_rate)));
-        let mut in_flight = FuturesUnordered::new();
-        let mut sent = Vec::with_capacity(total);
-        let mut i = 0;
-        while i < total {
-            tokio::select! {
-                _ = tick.tick() => {
-                    in_flight.push(self.send_one(format!("bench-{}-quiet-{phase}-{i}", self.run)));
-                    i += 1;
-                }
-                Some(s) = in_flight.next(), if !in_flight.is_empty() => sent.push(s),
-            }
-        }
-        while let Some(s) = in_flight.next().await {
-            sent.push(s);
-        }
-        sent
+        self.paced(a.quiet_rate, total, |i| {
+            format!("bench-{}-quiet-{phase}-{i}", self.run)
+        })
+        .await
     }
 
     /// Waits for the quiet calls' webhooks and works out the phase's figures.

@@ -66,7 +66,10 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
     .await?;
     let rows = sqlx::query_as!(
         Claimed,
-        r#"with q as (
+        r#"with classes as (
+               -- delivery_class's values (core's PriorityClass)
+               select unnest(array[0, 1, 2, 3]::int2[]) as class
+           ), q as (
                select q.scenario_id, q.kind, q.turn_at, q.rate_at,
                       coalesce(e.cap, e.max_in_flight, $4) as cap, e.max_per_second
                  from endpoint_queue q
@@ -104,37 +107,20 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
                       b.turn_at + delivery_class_slack(c.class) as turn
                  from budget b
                  cross join lateral (
-                     select u.id, u.class, u.rank_at from (
-                         select * from (
-                             select d.id, 0::int2 as class, d.next_attempt_at as rank_at from deliveries d
-                              where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
-                                and d.state = 'pending' and delivery_class(d.kind, d.attempt_count, d.requeued) = 0
-                                and d.next_attempt_at <= now()
-                              order by d.next_attempt_at limit b.n) c0
-                         union all
-                         select * from (
-                             select d.id, 1::int2, d.next_attempt_at + delivery_class_slack(1::int2) from deliveries d
-                              where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
-                                and d.state = 'pending' and delivery_class(d.kind, d.attempt_count, d.requeued) = 1
-                                and d.next_attempt_at <= now()
-                              order by d.next_attempt_at limit b.n) c1
-                         union all
-                         select * from (
-                             select d.id, 2::int2, d.next_attempt_at + delivery_class_slack(2::int2) from deliveries d
-                              where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
-                                and d.state = 'pending' and delivery_class(d.kind, d.attempt_count, d.requeued) = 2
-                                and d.next_attempt_at <= now()
-                              order by d.next_attempt_at limit b.n) c2
-                         union all
-                         select * from (
-                             select d.id, 3::int2, d.next_attempt_at + delivery_class_slack(3::int2) from deliveries d
-                              where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
-                                and d.state = 'pending' and delivery_class(d.kind, d.attempt_count, d.requeued) = 3
-                                and d.next_attempt_at <= now()
-                              order by d.next_attempt_at limit b.n) c3
-                     ) u
-                     order by u.rank_at
-                     limit b.n
+                     -- Each class's oldest due, ranked by due time plus the
+                     -- class's slack.
+                     select x.id, k.class, x.next_attempt_at + delivery_class_slack(k.class) as rank_at
+                       from classes k
+                       cross join lateral (
+                           select d.id, d.next_attempt_at from deliveries d
+                            where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
+                              and d.state = 'pending'
+                              and delivery_class(d.kind, d.attempt_count, d.requeued) = k.class
+                              and d.next_attempt_at <= now()
+                            order by d.next_attempt_at limit b.n
+                       ) x
+                      order by rank_at
+                      limit b.n
                  ) c
                 where b.n > 0
            ), picked as (
@@ -163,37 +149,25 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
                       case when b.max_per_second is not null and s.n > 0
                            then greatest(b.rate_at, now()) + make_interval(secs => s.n / b.max_per_second::float8)
                            else b.rate_at end as rate_at,
-                      least(m.c0, m.c1, m.c2, m.c3,
-                            case when s.n > 0 then now() + make_interval(secs => $3) end) as due_at,
-                      case when m.c0 is not null then 0 when m.c1 is not null then 1
-                           when m.c2 is not null then 2 when m.c3 is not null then 3 else 2 end::int2 as head_class
+                      least(m.due, case when s.n > 0 then now() + make_interval(secs => $3) end)
+                        as due_at,
+                      coalesce(m.head, 2::int2) as head_class
                  from budget b
                  left join served s on s.scenario_id = b.scenario_id and s.kind = b.kind
                  cross join lateral (
-                     select (select d.next_attempt_at from deliveries d
-                              where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
-                                and d.state = 'pending' and delivery_class(d.kind, d.attempt_count, d.requeued) = 0
-                                and d.next_attempt_at is not null
-                                and not exists (select 1 from claimed c where c.id = d.id)
-                              order by d.next_attempt_at limit 1) as c0,
-                            (select d.next_attempt_at from deliveries d
-                              where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
-                                and d.state = 'pending' and delivery_class(d.kind, d.attempt_count, d.requeued) = 1
-                                and d.next_attempt_at is not null
-                                and not exists (select 1 from claimed c where c.id = d.id)
-                              order by d.next_attempt_at limit 1) as c1,
-                            (select d.next_attempt_at from deliveries d
-                              where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
-                                and d.state = 'pending' and delivery_class(d.kind, d.attempt_count, d.requeued) = 2
-                                and d.next_attempt_at is not null
-                                and not exists (select 1 from claimed c where c.id = d.id)
-                              order by d.next_attempt_at limit 1) as c2,
-                            (select d.next_attempt_at from deliveries d
-                              where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
-                                and d.state = 'pending' and delivery_class(d.kind, d.attempt_count, d.requeued) = 3
-                                and d.next_attempt_at is not null
-                                and not exists (select 1 from claimed c where c.id = d.id)
-                              order by d.next_attempt_at limit 1) as c3
+                     -- What stays pending (not just claimed): each class's
+                     -- next due time; the earliest, and the best class.
+                     select min(f.next_attempt_at) as due, min(k.class) as head
+                       from classes k
+                       cross join lateral (
+                           select d.next_attempt_at from deliveries d
+                            where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
+                              and d.state = 'pending'
+                              and delivery_class(d.kind, d.attempt_count, d.requeued) = k.class
+                              and d.next_attempt_at is not null
+                              and not exists (select 1 from claimed c where c.id = d.id)
+                            order by d.next_attempt_at limit 1
+                       ) f
                  ) m
            ), kept as (
                update endpoint_queue q
