@@ -190,7 +190,7 @@ pub async fn run(
     let app = if config.role.serves_api() {
         callhook_api::router(state)
     } else {
-        callhook_api::routes::service_router(state)
+        callhook_api::service_router(state)
     };
     tracing::info!(addr = %listener.local_addr()?, role = ?config.role, "callhook listening");
     serve(

@@ -9,9 +9,9 @@ use sqlx::PgPool;
 use crate::helpers::*;
 use crate::process::*;
 
-pub const CALLS: usize = 500;
+pub(crate) const CALLS: usize = 500;
 
-pub async fn create_scenario(http: &reqwest::Client, server: &ServerProcess, hook: &str) {
+pub(crate) async fn create_scenario(http: &reqwest::Client, server: &ServerProcess, hook: &str) {
     let r = http
         .post(server.url("/api/v1/scenarios"))
         .bearer_auth(ADMIN)
@@ -25,7 +25,11 @@ pub async fn create_scenario(http: &reqwest::Client, server: &ServerProcess, hoo
 /// Sends calls `range` until each is acknowledged with a 2xx (a 503 or a
 /// refused connection is retried, as a telephony client would), returning
 /// how many answers were 503.
-pub async fn ingest(http: &reqwest::Client, base: &str, range: std::ops::Range<usize>) -> usize {
+pub(crate) async fn ingest(
+    http: &reqwest::Client,
+    base: &str,
+    range: std::ops::Range<usize>,
+) -> usize {
     use futures::StreamExt;
     let unavailable = std::sync::atomic::AtomicUsize::new(0);
     futures::stream::iter(range)
@@ -53,7 +57,7 @@ pub async fn ingest(http: &reqwest::Client, base: &str, range: std::ops::Range<u
     unavailable.into_inner()
 }
 
-pub async fn wait_all_delivered(pool: &PgPool, tally: &Tally, n: usize) {
+pub(crate) async fn wait_all_delivered(pool: &PgPool, tally: &Tally, n: usize) {
     eventually(
         Duration::from_secs(90),
         &format!("{n} distinct calls at the receiver"),

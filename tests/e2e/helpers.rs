@@ -15,11 +15,11 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub const ADMIN: &str = "test-admin-token";
-pub const INGEST: &str = "test-ingest-token";
+pub(crate) const ADMIN: &str = "test-admin-token";
+pub(crate) const INGEST: &str = "test-ingest-token";
 
 /// Logs only when `TEST_LOG` is set.
-pub fn init_logs() {
+pub(crate) fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
@@ -33,7 +33,7 @@ pub fn init_logs() {
     });
 }
 
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
@@ -41,7 +41,7 @@ pub struct TestApp {
 }
 
 /// Settings for tests: fast retries, loopback receivers allowed, short timeouts.
-pub fn test_config() -> ServeConfig {
+pub(crate) fn test_config() -> ServeConfig {
     let mut c = ServeConfig::for_tests(ADMIN, INGEST);
     c.retry_schedule = "1s,1s,1s".parse().unwrap();
     c.allow_private_destinations = true;
@@ -55,12 +55,12 @@ pub fn test_config() -> ServeConfig {
 }
 
 /// Starts the app (API and dispatcher) with [`test_config`].
-pub async fn spawn_app(pool: PgPool) -> TestApp {
+pub(crate) async fn spawn_app(pool: PgPool) -> TestApp {
     spawn_app_with(pool, |_| {}).await
 }
 
 /// Starts the app with [`test_config`] changed by `adjust`.
-pub async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
+pub(crate) async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
     init_logs();
     let mut config = test_config();
     adjust(&mut config);
@@ -77,7 +77,7 @@ pub async fn spawn_app_with(pool: PgPool, adjust: impl FnOnce(&mut ServeConfig))
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
@@ -107,32 +107,32 @@ impl TestApp {
         (status, value)
     }
 
-    pub async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
+    pub(crate) async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
         self.send(reqwest::Method::GET, path, Some(ADMIN), None)
             .await
     }
 
-    pub async fn admin_post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+    pub(crate) async fn admin_post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
         self.send(reqwest::Method::POST, path, Some(ADMIN), Some(body))
             .await
     }
 
-    pub async fn admin_put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+    pub(crate) async fn admin_put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
         self.send(reqwest::Method::PUT, path, Some(ADMIN), Some(body))
             .await
     }
 
-    pub async fn admin_delete(&self, path: &str) -> (StatusCode, Value) {
+    pub(crate) async fn admin_delete(&self, path: &str) -> (StatusCode, Value) {
         self.send(reqwest::Method::DELETE, path, Some(ADMIN), None)
             .await
     }
 
-    pub async fn ingest_post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+    pub(crate) async fn ingest_post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
         self.send(reqwest::Method::POST, path, Some(INGEST), Some(body))
             .await
     }
 
-    pub async fn raw(
+    pub(crate) async fn raw(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -143,7 +143,7 @@ impl TestApp {
     }
 
     /// Posts a batch of starts and expects every one stored (`202`).
-    pub async fn store_batch(&self, body: &Value) {
+    pub(crate) async fn store_batch(&self, body: &Value) {
         let (status, answer) = self.ingest_post("/api/v1/calls/batch", body).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         assert!(
@@ -157,21 +157,21 @@ impl TestApp {
     }
 
     /// The Prometheus page at `/metrics` (expecting `200`).
-    pub async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         let resp = self.http.get(self.url("/metrics")).send().await.unwrap();
         assert_eq!(resp.status(), 200);
         resp.text().await.unwrap()
     }
 
     /// Creates a scenario; panics unless the API says 201.
-    pub async fn create_scenario(&self, body: Value) -> Value {
+    pub(crate) async fn create_scenario(&self, body: Value) -> Value {
         let (status, v) = self.admin_post("/api/v1/scenarios", &body).await;
         assert_eq!(status, StatusCode::CREATED, "{v}");
         v
     }
 
     /// Stops the app gracefully and waits for it.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(t) = self.task.take() {
             t.await.unwrap().unwrap();
@@ -186,7 +186,7 @@ impl Drop for TestApp {
 }
 
 /// Polls `check` every 20 ms until it returns `Some`, or panics after `deadline`.
-pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -207,7 +207,7 @@ where
 
 /// One request a receiver got.
 #[derive(Debug, Clone)]
-pub struct Received {
+pub(crate) struct Received {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -215,21 +215,21 @@ pub struct Received {
 }
 
 impl Received {
-    pub fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     }
 
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("webhook body is JSON")
     }
 }
 
 /// How a receiver answers one request.
 #[derive(Debug, Clone)]
-pub enum Reply {
+pub(crate) enum Reply {
     Status(u16),
     /// Answer after this long (longer than the client's timeout = a hang).
     Slow(Duration, u16),
@@ -239,7 +239,7 @@ pub enum Reply {
 
 /// A webhook receiver on 127.0.0.1 that forwards every request into a
 /// channel and answers from a script (then with the default).
-pub struct Receiver {
+pub(crate) struct Receiver {
     pub addr: SocketAddr,
     rx: mpsc::UnboundedReceiver<Received>,
     default: Arc<Mutex<Reply>>,
@@ -255,11 +255,11 @@ struct ReceiverState {
 
 impl Receiver {
     /// Answers 200 to everything.
-    pub async fn ok() -> Self {
+    pub(crate) async fn ok() -> Self {
         Self::scripted(vec![], Reply::Status(200)).await
     }
 
-    pub async fn scripted(script: Vec<Reply>, default: Reply) -> Self {
+    pub(crate) async fn scripted(script: Vec<Reply>, default: Reply) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let default = Arc::new(Mutex::new(default));
         let state = ReceiverState {
@@ -288,16 +288,16 @@ impl Receiver {
     }
 
     /// From now on, answer every request (after the script) like this.
-    pub fn answer(&self, reply: Reply) {
+    pub(crate) fn answer(&self, reply: Reply) {
         *self.default.lock().unwrap() = reply;
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
     /// The next request, or a panic after `deadline`.
-    pub async fn next(&mut self, deadline: Duration) -> Received {
+    pub(crate) async fn next(&mut self, deadline: Duration) -> Received {
         tokio::time::timeout(deadline, self.rx.recv())
             .await
             .unwrap_or_else(|_| panic!("no webhook arrived within {deadline:?}"))
@@ -305,7 +305,7 @@ impl Receiver {
     }
 
     /// Requests that arrived so far, without waiting.
-    pub fn drain(&mut self) -> Vec<Received> {
+    pub(crate) fn drain(&mut self) -> Vec<Received> {
         let mut out = Vec::new();
         while let Ok(r) = self.rx.try_recv() {
             out.push(r);
@@ -351,7 +351,7 @@ async fn receive(
 
 /// A delivery row as the tests read it.
 #[derive(Debug, sqlx::FromRow)]
-pub struct DeliveryRow {
+pub(crate) struct DeliveryRow {
     pub id: uuid::Uuid,
     pub call_id: String,
     pub kind: String,
@@ -361,7 +361,7 @@ pub struct DeliveryRow {
     pub last_error: Option<String>,
 }
 
-pub async fn deliveries(pool: &PgPool) -> Vec<DeliveryRow> {
+pub(crate) async fn deliveries(pool: &PgPool) -> Vec<DeliveryRow> {
     sqlx::query_as("select id, call_id, kind, payload, state, attempt_count, last_error from deliveries order by id")
         .fetch_all(pool)
         .await
@@ -370,14 +370,14 @@ pub async fn deliveries(pool: &PgPool) -> Vec<DeliveryRow> {
 
 /// An attempt row as the tests read it.
 #[derive(Debug, sqlx::FromRow)]
-pub struct AttemptRow {
+pub(crate) struct AttemptRow {
     pub attempt: i32,
     pub url: String,
     pub response_status: Option<i32>,
     pub error: Option<String>,
 }
 
-pub async fn attempts(pool: &PgPool, delivery_id: uuid::Uuid) -> Vec<AttemptRow> {
+pub(crate) async fn attempts(pool: &PgPool, delivery_id: uuid::Uuid) -> Vec<AttemptRow> {
     sqlx::query_as(
         "select attempt, url, response_status, error from delivery_attempts where delivery_id = $1 order by attempt",
     )
@@ -388,7 +388,7 @@ pub async fn attempts(pool: &PgPool, delivery_id: uuid::Uuid) -> Vec<AttemptRow>
 }
 
 /// Waits until the delivery reaches `state`.
-pub async fn wait_state(pool: &PgPool, id: uuid::Uuid, state: &str, deadline: Duration) {
+pub(crate) async fn wait_state(pool: &PgPool, id: uuid::Uuid, state: &str, deadline: Duration) {
     eventually(
         deadline,
         &format!("delivery {id} to be {state}"),
@@ -406,7 +406,7 @@ pub async fn wait_state(pool: &PgPool, id: uuid::Uuid, state: &str, deadline: Du
 
 /// The page's example call start.
 /// A sample's value in a Prometheus text page (0 when absent).
-pub fn sample(text: &str, name_and_labels: &str) -> f64 {
+pub(crate) fn sample(text: &str, name_and_labels: &str) -> f64 {
     text.lines()
         .find_map(|l| {
             let (k, v) = l.rsplit_once(' ')?;
@@ -415,7 +415,7 @@ pub fn sample(text: &str, name_and_labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-pub fn page_call(id: &str) -> Value {
+pub(crate) fn page_call(id: &str) -> Value {
     serde_json::json!({
         "id": id,
         "caller": "79990009911",
@@ -439,7 +439,7 @@ pub fn page_call(id: &str) -> Value {
 
 /// Reports the page's example call as `id` (expecting `202`) and returns its
 /// during-call delivery's id.
-pub async fn start_call(app: &TestApp, id: &str) -> uuid::Uuid {
+pub(crate) async fn start_call(app: &TestApp, id: &str) -> uuid::Uuid {
     let (status, body) = app.ingest_post("/api/v1/calls", &page_call(id)).await;
     assert_eq!(status.as_u16(), 202, "{body}");
     body["deliveries"][0]["id"]
@@ -453,7 +453,7 @@ pub async fn start_call(app: &TestApp, id: &str) -> uuid::Uuid {
 /// written here from the spec rather than taken from the code under test:
 /// `v1,` and the base64 HMAC-SHA256 of "{id}.{timestamp}.{body}" keyed with
 /// the base64-decoded part of the secret.
-pub fn signature_with(secret: &str, got: &Received) -> String {
+pub(crate) fn signature_with(secret: &str, got: &Received) -> String {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine as _;
     use hmac::{Hmac, Mac};
@@ -475,7 +475,7 @@ pub fn signature_with(secret: &str, got: &Received) -> String {
 
 /// Whether a request carries a signature made with the `whsec_…` secret
 /// (among the space-separated ones of `webhook-signature`).
-pub fn signed_with(got: &Received, secret: &str) -> bool {
+pub(crate) fn signed_with(got: &Received, secret: &str) -> bool {
     let expected = signature_with(secret, got);
     got.header("webhook-signature")
         .split(' ')

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use crate::helpers::{ADMIN, INGEST};
 
 /// The Postgres URL of the database behind `pool` (a `#[sqlx::test]` database).
-pub fn database_url_of(pool: &PgPool) -> String {
+pub(crate) fn database_url_of(pool: &PgPool) -> String {
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
     let mut url = url::Url::parse(&base).expect("DATABASE_URL is a URL");
     url.set_path(
@@ -25,7 +25,7 @@ pub fn database_url_of(pool: &PgPool) -> String {
 }
 
 /// A free port on 127.0.0.1 (bound, read, released).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -33,21 +33,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: tokio::process::Child,
     pub addr: SocketAddr,
 }
 
 impl ServerProcess {
     /// Starts `callhook serve` and waits until `/healthz` answers.
-    pub async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
         Self::start_with(database_url, env, None)
             .await
             .expect("callhook answers /healthz within 30 s")
     }
 
     /// Starts `callhook serve` with its output (the log) appended to `log`.
-    pub async fn start_logging(database_url: &str, env: &[(&str, &str)], log: &Path) -> Self {
+    pub(crate) async fn start_logging(
+        database_url: &str,
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Self {
         Self::start_with(database_url, env, Some(log))
             .await
             .expect("callhook answers /healthz within 30 s")
@@ -55,7 +59,7 @@ impl ServerProcess {
 
     /// Like [`Self::start_logging`], but `None` when the process exits or
     /// does not answer within 30 s (e.g. its port was taken meanwhile).
-    pub async fn try_start_logging(
+    pub(crate) async fn try_start_logging(
         database_url: &str,
         env: &[(&str, &str)],
         log: &Path,
@@ -121,13 +125,13 @@ impl ServerProcess {
         None
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
     /// POSTs `body` (JSON) with the bearer `token`: the status and the JSON
     /// answer (`null` when there is none).
-    pub async fn post(
+    pub(crate) async fn post(
         &self,
         http: &reqwest::Client,
         path: &str,
@@ -146,13 +150,13 @@ impl ServerProcess {
     }
 
     /// SIGKILL: no chance to finish anything.
-    pub async fn kill(mut self) {
+    pub(crate) async fn kill(mut self) {
         self.child.start_kill().unwrap();
         self.child.wait().await.unwrap();
     }
 
     /// SIGTERM, then the exit status.
-    pub async fn terminate(mut self) -> std::process::ExitStatus {
+    pub(crate) async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().expect("running") as i32;
         std::process::Command::new("kill")
             .arg("-TERM")
@@ -168,7 +172,7 @@ impl ServerProcess {
 
 /// Runs `callhook <args>` to completion (a one-off command such as
 /// `migrate`), with `env` set; its output.
-pub async fn run_command(
+pub(crate) async fn run_command(
     database_url: &str,
     args: &[&str],
     env: &[(&str, &str)],
@@ -221,20 +225,20 @@ fn open_log(path: &Path) -> std::fs::File {
 
 /// Every webhook a counting receiver got: call id → webhook-ids seen.
 #[derive(Clone, Default)]
-pub struct Tally(pub Arc<Mutex<HashMap<String, Vec<String>>>>);
+pub(crate) struct Tally(pub Arc<Mutex<HashMap<String, Vec<String>>>>);
 
 impl Tally {
-    pub fn distinct(&self) -> usize {
+    pub(crate) fn distinct(&self) -> usize {
         self.0.lock().unwrap().len()
     }
 
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.0.lock().unwrap().values().map(Vec::len).sum()
     }
 
     /// (call ids received more than once, extra requests); panics if a
     /// duplicate carries another webhook-id.
-    pub fn duplicates(&self) -> (usize, usize) {
+    pub(crate) fn duplicates(&self) -> (usize, usize) {
         let map = self.0.lock().unwrap();
         let mut calls = 0;
         let mut extra = 0;
@@ -253,7 +257,7 @@ impl Tally {
 }
 
 /// A receiver that answers 200 after `delay` and tallies call ids.
-pub async fn counting_receiver(delay: Duration) -> (String, Tally) {
+pub(crate) async fn counting_receiver(delay: Duration) -> (String, Tally) {
     let (url, tally, gate) = gated_counting_receiver(delay, 0).await;
     gate.open();
     (url, tally)
@@ -262,18 +266,21 @@ pub async fn counting_receiver(delay: Duration) -> (String, Tally) {
 /// Holds a gated receiver's answers: each answer takes one permit, so the
 /// test decides how many requests are answered before it acts.
 #[derive(Clone)]
-pub struct Gate(Arc<tokio::sync::Semaphore>);
+pub(crate) struct Gate(Arc<tokio::sync::Semaphore>);
 
 impl Gate {
     /// Answers every request from now on.
-    pub fn open(&self) {
+    pub(crate) fn open(&self) {
         self.0.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
     }
 }
 
 /// A counting receiver that tallies every request on arrival but answers
 /// only `allowed` of them until its gate is opened; the rest wait, held.
-pub async fn gated_counting_receiver(delay: Duration, allowed: usize) -> (String, Tally, Gate) {
+pub(crate) async fn gated_counting_receiver(
+    delay: Duration,
+    allowed: usize,
+) -> (String, Tally, Gate) {
     let tally = Tally::default();
     let gate = Gate(Arc::new(tokio::sync::Semaphore::new(allowed)));
     let (t, g) = (tally.clone(), gate.clone());
@@ -307,7 +314,7 @@ pub async fn gated_counting_receiver(delay: Duration, allowed: usize) -> (String
 /// restarted without disturbing other tests. Needs PostgreSQL's server
 /// binaries (Debian's `postgresql` package); run as root it uses the
 /// `postgres` user for them.
-pub struct TempCluster {
+pub(crate) struct TempCluster {
     dir: PathBuf,
     bin: PathBuf,
     pub port: u16,
@@ -316,14 +323,14 @@ pub struct TempCluster {
 }
 
 impl TempCluster {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::start_with(|_| Vec::new())
     }
 
     /// A cluster serving TLS with this certificate and key (PEM), signed by
     /// a CA of the test's own; the cluster's directory is passed to make
     /// the files' paths.
-    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
+    pub(crate) fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
         let (cert, key) = (cert_pem.to_owned(), key_pem.to_owned());
         Self::start_with(move |dir| {
             let cert_path = dir.join("server.crt");
@@ -396,12 +403,12 @@ impl TempCluster {
         self.dir.to_str().unwrap()
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
     /// Where the cluster keeps its files (the test's certificates too).
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
@@ -452,11 +459,11 @@ impl TempCluster {
         );
     }
 
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.pg("pg_ctl", &["-D", self.data(), "-m", "fast", "-w", "stop"]);
     }
 
-    pub fn start_again(&self) {
+    pub(crate) fn start_again(&self) {
         self.ctl_start();
     }
 }

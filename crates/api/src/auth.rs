@@ -19,7 +19,7 @@ pub struct NamedToken {
 /// The tokens a route group takes (several, so one can be rotated without
 /// downtime).
 #[derive(Clone)]
-pub struct RequiredToken(pub std::sync::Arc<Vec<NamedToken>>);
+pub(crate) struct RequiredToken(pub std::sync::Arc<Vec<NamedToken>>);
 
 /// Who made a request: the name of the token it carried.
 #[derive(Clone, Debug)]
@@ -29,7 +29,7 @@ pub struct Actor(pub String);
 /// of the group's tokens, and tells the handler whose (an [`Actor`]
 /// extension); each comparison takes the same time wherever the tokens
 /// differ, and every token is compared.
-pub async fn require_bearer(
+pub(crate) async fn require_bearer(
     State(tokens): State<RequiredToken>,
     mut request: Request,
     next: Next,

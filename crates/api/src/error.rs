@@ -19,12 +19,12 @@ pub struct ApiError {
 
 /// The body of every error answer.
 #[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
-pub struct ErrorDetail {
+pub(crate) struct ErrorDetail {
     /// Stable machine-readable code, e.g. `invalid_url`.
     pub code: String,
     /// What is wrong and what to do, for a human.

@@ -11,10 +11,10 @@ use serde_json::{Map, Value};
 use crate::ApiError;
 
 /// Largest request body accepted.
-pub const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// A request body that is a JSON object.
-pub struct JsonObject(pub Map<String, Value>);
+pub(crate) struct JsonObject(pub Map<String, Value>);
 
 impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
@@ -25,10 +25,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
 }
 
 /// Largest batch request body accepted (`POST /api/v1/calls/batch`).
-pub const MAX_BATCH_BODY: usize = 2 * 1024 * 1024;
+pub(crate) const MAX_BATCH_BODY: usize = 2 * 1024 * 1024;
 
 /// A JSON object body of up to [`MAX_BATCH_BODY`] bytes.
-pub struct LargeJsonObject(pub JsonObject);
+pub(crate) struct LargeJsonObject(pub JsonObject);
 
 impl<S: Send + Sync> FromRequest<S> for LargeJsonObject {
     type Rejection = ApiError;
@@ -79,7 +79,7 @@ async fn read_body(req: Request, limit: usize) -> Result<axum::body::Bytes, ApiE
 impl JsonObject {
     /// Parses a whole body: `400` unless it is one JSON object. Pure, so the
     /// fuzz targets call it directly.
-    pub fn from_slice(bytes: &[u8]) -> Result<Self, ApiError> {
+    pub(crate) fn from_slice(bytes: &[u8]) -> Result<Self, ApiError> {
         match serde_json::from_slice::<Value>(bytes) {
             Ok(Value::Object(map)) => Ok(JsonObject(map)),
             Ok(_) => Err(ApiError::new(
@@ -98,7 +98,7 @@ impl JsonObject {
 
 impl JsonObject {
     /// Refuses keys outside `allowed`, naming the first.
-    pub fn only(&self, allowed: impl Fn(&str) -> bool) -> Result<&Self, ApiError> {
+    pub(crate) fn only(&self, allowed: impl Fn(&str) -> bool) -> Result<&Self, ApiError> {
         if let Some(key) = self.0.keys().find(|k| !allowed(k)) {
             return Err(ApiError::unprocessable(
                 key.as_str(),
@@ -110,7 +110,7 @@ impl JsonObject {
     }
 
     /// Deserialises into `T`, naming the field that does not fit.
-    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+    pub(crate) fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         let value = Value::Object(self.0.clone());
         serde_path_to_error::deserialize(value).map_err(|e| {
             let message = e.inner().to_string();
@@ -155,7 +155,7 @@ fn quoted_name(message: &str) -> Option<String> {
 
 /// A path parameter; one that does not parse (a malformed UUID) means the
 /// resource does not exist: `404` naming the parameter.
-pub struct PathParam<T>(pub T);
+pub(crate) struct PathParam<T>(pub T);
 
 impl<S, T> axum::extract::FromRequestParts<S> for PathParam<T>
 where
@@ -183,7 +183,7 @@ where
 }
 
 /// Query parameters, with `422` naming the parameter that does not parse.
-pub struct QueryParams<T>(pub T);
+pub(crate) struct QueryParams<T>(pub T);
 
 impl<S, T> axum::extract::FromRequestParts<S> for QueryParams<T>
 where

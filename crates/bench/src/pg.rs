@@ -13,7 +13,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-pub async fn connect(url: &str, max: u32) -> anyhow::Result<PgPool> {
+pub(crate) async fn connect(url: &str, max: u32) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(30))
@@ -26,7 +26,7 @@ pub async fn connect(url: &str, max: u32) -> anyhow::Result<PgPool> {
 /// day, in two set-based statements, then `ANALYZE`s both tables (as
 /// autovacuum would soon after such a load), so the server plans against the
 /// table's real size. Call ids start with `prefix`.
-pub async fn preload(
+pub(crate) async fn preload(
     pool: &PgPool,
     scenario_id: Uuid,
     callee: &str,
@@ -92,7 +92,7 @@ async fn analyze(pool: &PgPool) -> anyhow::Result<()> {
 /// Inserts `rows` calls of a new scenario whose endpoints are paused (its
 /// receiver is dead), each with a during-call delivery parked behind it, as
 /// a receiver down for days leaves them; returns the scenario's id.
-pub async fn preload_parked(
+pub(crate) async fn preload_parked(
     pool: &PgPool,
     run: &str,
     prefix: &str,
@@ -126,7 +126,7 @@ pub async fn preload_parked(
 }
 
 /// Deletes a scenario the bench made.
-pub async fn delete_scenario(pool: &PgPool, id: Uuid) -> anyhow::Result<()> {
+pub(crate) async fn delete_scenario(pool: &PgPool, id: Uuid) -> anyhow::Result<()> {
     sqlx::query("delete from scenarios where id = $1")
         .bind(id)
         .execute(pool)
@@ -137,7 +137,7 @@ pub async fn delete_scenario(pool: &PgPool, id: Uuid) -> anyhow::Result<()> {
 
 /// The claim statement's timings from `pg_stat_statements`.
 #[derive(Debug, Clone, Copy)]
-pub struct Claims {
+pub(crate) struct Claims {
     pub calls: i64,
     pub mean_ms: f64,
     pub max_ms: f64,
@@ -148,19 +148,19 @@ impl Claims {
     /// `pg_stat_statements` keeps no percentiles: mean + 2.33 standard
     /// deviations is the 99th percentile of a normal distribution, an
     /// estimate (the real tail is longer).
-    pub fn p99_estimate_ms(&self) -> f64 {
+    pub(crate) fn p99_estimate_ms(&self) -> f64 {
         self.mean_ms + 2.33 * self.stddev_ms
     }
 }
 
 /// Reads the claim statement's statistics, when `pg_stat_statements` is
 /// loaded (`shared_preload_libraries`) and created in the database.
-pub struct ClaimStats {
+pub(crate) struct ClaimStats {
     available: bool,
 }
 
 impl ClaimStats {
-    pub async fn new(pool: &PgPool) -> Self {
+    pub(crate) async fn new(pool: &PgPool) -> Self {
         let available =
             sqlx::query("select 1 from pg_extension where extname = 'pg_stat_statements'")
                 .fetch_optional(pool)
@@ -176,7 +176,7 @@ impl ClaimStats {
         Self { available }
     }
 
-    pub async fn reset(&self, pool: &PgPool) {
+    pub(crate) async fn reset(&self, pool: &PgPool) {
         if self.available {
             let _ = sqlx::query("select pg_stat_statements_reset()")
                 .execute(pool)
@@ -184,7 +184,7 @@ impl ClaimStats {
         }
     }
 
-    pub async fn read(&self, pool: &PgPool) -> Option<Claims> {
+    pub(crate) async fn read(&self, pool: &PgPool) -> Option<Claims> {
         if !self.available {
             return None;
         }
@@ -209,7 +209,7 @@ impl ClaimStats {
 
 /// The WAL position in bytes (`pg_current_wal_lsn()`): two readings give
 /// the WAL written between them, by every session.
-pub async fn wal_position(pool: &PgPool) -> anyhow::Result<i64> {
+pub(crate) async fn wal_position(pool: &PgPool) -> anyhow::Result<i64> {
     sqlx::query_scalar("select (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
         .fetch_one(pool)
         .await
@@ -217,7 +217,7 @@ pub async fn wal_position(pool: &PgPool) -> anyhow::Result<i64> {
 }
 
 /// Removes what [`preload`] inserted (deliveries first: no cascade to check).
-pub async fn delete_preload(pool: &PgPool, prefix: &str) -> anyhow::Result<u64> {
+pub(crate) async fn delete_preload(pool: &PgPool, prefix: &str) -> anyhow::Result<u64> {
     let pattern = format!(
         "{}%",
         prefix
@@ -243,7 +243,7 @@ pub async fn delete_preload(pool: &PgPool, prefix: &str) -> anyhow::Result<u64> 
 /// State, attempts and last error of a call's delivery, for a hint when the
 /// first webhook does not arrive (`last_error` = `blocked_destination` says
 /// loopback receivers are not allowed).
-pub async fn delivery_outcome(url: &str, call_id: &str) -> anyhow::Result<Option<String>> {
+pub(crate) async fn delivery_outcome(url: &str, call_id: &str) -> anyhow::Result<Option<String>> {
     let pool = connect(url, 1).await?;
     let row: Option<(String, i32, Option<String>)> = sqlx::query_as(
         "select state, attempt_count, last_error from deliveries where call_id = $1",
@@ -263,7 +263,7 @@ pub async fn delivery_outcome(url: &str, call_id: &str) -> anyhow::Result<Option
 
 /// Commits per second of the two transactions each delivery costs.
 #[derive(Debug, Clone, Copy)]
-pub struct CommitRates {
+pub(crate) struct CommitRates {
     /// Insert one call + one delivery + `pg_notify`, one transaction.
     pub ingest_per_s: f64,
     /// Update one delivery + insert its attempt row, one statement.
@@ -272,7 +272,7 @@ pub struct CommitRates {
 
 impl CommitRates {
     /// Deliveries per second if Postgres did nothing else: each needs one of each.
-    pub fn per_delivery(&self) -> f64 {
+    pub(crate) fn per_delivery(&self) -> f64 {
         if self.ingest_per_s > 0.0 && self.complete_per_s > 0.0 {
             1.0 / (1.0 / self.ingest_per_s + 1.0 / self.complete_per_s)
         } else {
@@ -284,7 +284,7 @@ impl CommitRates {
 /// Runs each transaction from `conns` connections for `secs` against copies of
 /// `calls`, `deliveries` and `delivery_attempts` (indexes, defaults and checks
 /// included) in a scratch schema, dropped afterwards.
-pub async fn commit_rates(
+pub(crate) async fn commit_rates(
     url: &str,
     conns: usize,
     secs: Duration,

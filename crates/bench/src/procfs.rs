@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _};
 /// The pid of the process with a socket listening on `port` (IPv4 or IPv6):
 /// the socket's inode from `/proc/net/tcp*`, then the process holding that
 /// inode among `/proc/*/fd`. Only processes this user may inspect are seen.
-pub fn pid_listening_on(port: u16) -> anyhow::Result<u32> {
+pub(crate) fn pid_listening_on(port: u16) -> anyhow::Result<u32> {
     let mut inodes = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
@@ -51,7 +51,7 @@ pub fn pid_listening_on(port: u16) -> anyhow::Result<u32> {
 }
 
 /// Inodes of sockets in state LISTEN (`0A`) on `port` in one `/proc/net/tcp*` table.
-pub fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
+pub(crate) fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
     table
         .lines()
         .skip(1)
@@ -70,7 +70,7 @@ pub fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
 
 /// Clock ticks per second for `/proc/PID/stat` times (`getconf CLK_TCK`; 100 on
 /// every common Linux).
-pub fn clock_ticks() -> f64 {
+pub(crate) fn clock_ticks() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -82,7 +82,7 @@ pub fn clock_ticks() -> f64 {
 }
 
 /// utime + stime of the process, in clock ticks.
-pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     parse_cpu_ticks(&stat).with_context(|| format!("parsing {path}"))
@@ -92,7 +92,7 @@ pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 /// server, its backends and background workers), in clock ticks. A backend
 /// that exits between two readings loses its share, so pooled connections
 /// (which live through a run) are what this counts well.
-pub fn postgres_cpu_ticks() -> u64 {
+pub(crate) fn postgres_cpu_ticks() -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0;
     };
@@ -109,7 +109,7 @@ pub fn postgres_cpu_ticks() -> u64 {
 /// utime (field 14) + stime (field 15) of a `/proc/PID/stat` line. The command
 /// name (field 2) is in parentheses and may hold spaces, so fields are counted
 /// from the last `)`.
-pub fn parse_cpu_ticks(stat: &str) -> anyhow::Result<u64> {
+pub(crate) fn parse_cpu_ticks(stat: &str) -> anyhow::Result<u64> {
     let rest = stat
         .rsplit_once(')')
         .context("no ')' after the command name")?
@@ -130,13 +130,13 @@ pub fn parse_cpu_ticks(stat: &str) -> anyhow::Result<u64> {
 }
 
 /// A `kB` line of `/proc/PID/status` (`VmRSS`, `VmHWM`), in bytes.
-pub fn status_kb(pid: u32, key: &str) -> anyhow::Result<u64> {
+pub(crate) fn status_kb(pid: u32, key: &str) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     parse_status_kb(&status, key).with_context(|| format!("{key} in {path}"))
 }
 
-pub fn parse_status_kb(status: &str, key: &str) -> Option<u64> {
+pub(crate) fn parse_status_kb(status: &str, key: &str) -> Option<u64> {
     status.lines().find_map(|line| {
         let value = line.strip_prefix(key)?.strip_prefix(':')?;
         let kb: u64 = value.trim().trim_end_matches("kB").trim().parse().ok()?;
@@ -145,14 +145,14 @@ pub fn parse_status_kb(status: &str, key: &str) -> Option<u64> {
 }
 
 /// Samples the server's `VmRSS` every 100 ms while a run lasts.
-pub struct RssSampler {
+pub(crate) struct RssSampler {
     max: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RssSampler {
-    pub fn start(pid: u32) -> Self {
+    pub(crate) fn start(pid: u32) -> Self {
         let max = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (m, s) = (max.clone(), stop.clone());
@@ -169,7 +169,7 @@ impl RssSampler {
     }
 
     /// Stops sampling; the largest `VmRSS` seen, in bytes.
-    pub async fn finish(self) -> u64 {
+    pub(crate) async fn finish(self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.task.await;
         self.max.load(Ordering::Relaxed)

@@ -21,14 +21,14 @@ use tokio::net::TcpListener;
 
 /// When a call's webhook first arrived, and how many times it came.
 #[derive(Debug, Clone, Copy)]
-pub struct Arrival {
+pub(crate) struct Arrival {
     pub first: Instant,
     pub count: u32,
 }
 
 /// What the receiver saw, shared with the bench's measuring code.
 #[derive(Debug, Default)]
-pub struct Arrivals {
+pub(crate) struct Arrivals {
     by_call: Mutex<HashMap<String, Arrival>>,
     /// Every request, duplicates and probe traffic included; lets a waiter
     /// notice progress without locking the map.
@@ -36,7 +36,7 @@ pub struct Arrivals {
 }
 
 impl Arrivals {
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
     }
 
@@ -53,26 +53,26 @@ impl Arrivals {
     }
 
     /// The arrivals of the given calls, `None` for a call that never arrived.
-    pub fn lookup<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Vec<Option<Arrival>> {
+    pub(crate) fn lookup<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Vec<Option<Arrival>> {
         let map = self.by_call.lock().unwrap_or_else(|e| e.into_inner());
         ids.map(|id| map.get(id).copied()).collect()
     }
 
     /// How many of the given calls arrived at least once.
-    pub fn count_arrived<'a>(&self, ids: impl Iterator<Item = &'a str>) -> usize {
+    pub(crate) fn count_arrived<'a>(&self, ids: impl Iterator<Item = &'a str>) -> usize {
         let map = self.by_call.lock().unwrap_or_else(|e| e.into_inner());
         ids.filter(|id| map.contains_key(*id)).count()
     }
 }
 
 /// Binds 127.0.0.1 on a free port and serves until the process ends.
-pub async fn start() -> anyhow::Result<(SocketAddr, Arc<Arrivals>)> {
+pub(crate) async fn start() -> anyhow::Result<(SocketAddr, Arc<Arrivals>)> {
     start_answering_after(std::time::Duration::ZERO).await
 }
 
 /// A receiver that records each request as it arrives and answers it after
 /// `delay` (a slow CRM).
-pub async fn start_answering_after(
+pub(crate) async fn start_answering_after(
     delay: std::time::Duration,
 ) -> anyhow::Result<(SocketAddr, Arc<Arrivals>)> {
     let listener = TcpListener::bind("127.0.0.1:0")
@@ -121,7 +121,7 @@ async fn handle(
 }
 
 /// The payload's top-level `"id"`; the payload is parsed only as far as needed.
-pub fn call_id(body: &[u8]) -> Option<String> {
+pub(crate) fn call_id(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Id {
         id: String,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// Latency percentiles of one run, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Percentiles {
+pub(crate) struct Percentiles {
     pub p50: f64,
     pub p95: f64,
     pub p99: f64,
@@ -14,7 +14,7 @@ pub struct Percentiles {
 /// Nearest-rank percentiles of the samples (exact: a run holds at most a few
 /// hundred thousand samples, so sorting them is cheaper than a histogram's
 /// rounding is worth). `None` without samples.
-pub fn percentiles(samples: &mut [Duration]) -> Option<Percentiles> {
+pub(crate) fn percentiles(samples: &mut [Duration]) -> Option<Percentiles> {
     if samples.is_empty() {
         return None;
     }
@@ -30,18 +30,18 @@ pub fn percentiles(samples: &mut [Duration]) -> Option<Percentiles> {
 
 /// The 0-based index of the q-quantile by nearest rank: the smallest sample
 /// with at least q of the samples at or below it.
-pub fn nearest_rank(len: usize, q: f64) -> usize {
+pub(crate) fn nearest_rank(len: usize, q: f64) -> usize {
     debug_assert!(len > 0 && (0.0..=1.0).contains(&q));
     let rank = (q * len as f64).ceil() as usize;
     rank.clamp(1, len) - 1
 }
 
-pub fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
 /// `count` per second over `elapsed`; 0 for an empty interval.
-pub fn rate(count: usize, elapsed: Duration) -> f64 {
+pub(crate) fn rate(count: usize, elapsed: Duration) -> f64 {
     let s = elapsed.as_secs_f64();
     if s > 0.0 {
         count as f64 / s
@@ -51,7 +51,7 @@ pub fn rate(count: usize, elapsed: Duration) -> f64 {
 }
 
 /// Rounds for printing and JSON: rates to whole units, milliseconds to 0.01.
-pub fn round2(x: f64) -> f64 {
+pub(crate) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 

@@ -81,10 +81,6 @@ impl CustomFields {
         &self.0
     }
 
-    pub fn into_vec(self) -> Vec<CustomField> {
-        self.0
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -5,6 +5,8 @@
 //! so the store reads and writes them as they are. (The derive is a trait
 //! impl: this crate still does no IO.)
 
+use crate::FieldError;
+
 /// A delivery's priority class in the claim (`delivery_class` in SQL, the
 /// number its index stores): fresh during-call webhooks first, then fresh
 /// after-call ones, then retries, then operators' requeues. A lower class
@@ -55,6 +57,54 @@ text_enum! {
         /// Not a call's: an event for the operator (`endpoint.paused`, …),
         /// sent to `CALLHOOK_OPERATOR_WEBHOOK_URL`.
         OperatorEvent = "operator_event",
+    }
+}
+
+/// An endpoint: one of a scenario's two URLs. Distinct from
+/// [`DeliveryKind`], which also names operator events, so that "pause an
+/// operator event" cannot be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointKind {
+    DuringCall,
+    AfterCall,
+}
+
+impl EndpointKind {
+    pub const ALL: [EndpointKind; 2] = [Self::DuringCall, Self::AfterCall];
+
+    /// `during_call` or `after_call` (a path's `{kind}`, a form's `kind`);
+    /// anything else is an error at `field`.
+    pub fn parse(text: &str, field: &str) -> Result<Self, FieldError> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == text)
+            .ok_or_else(|| {
+                FieldError::new(
+                    field,
+                    "invalid_kind",
+                    format!("{field} must be during_call or after_call"),
+                )
+            })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        DeliveryKind::from(self).as_str()
+    }
+}
+
+impl From<EndpointKind> for DeliveryKind {
+    fn from(k: EndpointKind) -> Self {
+        match k {
+            EndpointKind::DuringCall => Self::DuringCall,
+            EndpointKind::AfterCall => Self::AfterCall,
+        }
+    }
+}
+
+impl std::fmt::Display for EndpointKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -113,6 +163,16 @@ pub fn failure_text(status: Option<i32>, error: Option<&str>) -> Option<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_kind_is_a_call_kind_and_nothing_else() {
+        for k in EndpointKind::ALL {
+            assert_eq!(EndpointKind::parse(k.as_str(), "kind").unwrap(), k);
+            assert!(DeliveryKind::CALL_KINDS.contains(&k.into()));
+        }
+        let e = EndpointKind::parse("operator_event", "kind").unwrap_err();
+        assert_eq!(e.message, "kind must be during_call or after_call");
+    }
 
     #[test]
     fn names_round_trip() {

@@ -36,16 +36,6 @@ impl EndpointState {
     pub fn holds_deliveries(self) -> bool {
         matches!(self, Self::Paused | Self::Disabled)
     }
-
-    /// Worst first: disabled, paused, failing, healthy.
-    pub fn severity(self) -> u8 {
-        match self {
-            Self::Disabled => 0,
-            Self::Paused => 1,
-            Self::Failing => 2,
-            Self::Healthy => 3,
-        }
-    }
 }
 
 /// When an endpoint changes state.

@@ -97,11 +97,6 @@ impl Ingest {
         self.outlet.set_off(work).await;
         Ok(ingested)
     }
-
-    /// Wakes every dispatcher (after an operator's change queued work).
-    pub fn wake_dispatchers(&self) {
-        self.outlet.notifier.wake();
-    }
 }
 
 /// Where committed work goes: this process's dispatcher, or every

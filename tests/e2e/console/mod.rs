@@ -9,8 +9,10 @@ use sqlx::PgPool;
 
 use crate::helpers::*;
 
+mod errors;
 mod form;
 mod log;
+mod parity;
 
 pub(super) fn client() -> reqwest::Client {
     reqwest::Client::builder()

@@ -3,16 +3,15 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use callhook_core::{DeliveryKind, Timezone};
 use callhook_store::log::Retried;
 use callhook_store::{log, scenarios};
 use uuid::Uuid;
 
 use super::i18n::Lang;
-use super::{key, page, render, CsrfForm, SignedForm, SignedPage};
-use crate::routes::audit::{self, Action};
+use super::{key, page, redirect_with, render, ConsoleError, CsrfForm, SignedForm, SignedPage};
+use crate::ops;
 use crate::AppState;
 
 struct AttemptLine {
@@ -87,9 +86,9 @@ pub(super) async fn call_page(
     State(state): State<AppState>,
     Path(id): Path<String>,
     SignedPage { lang, s }: SignedPage,
-) -> Result<Response, crate::ApiError> {
+) -> Result<Response, ConsoleError> {
     let Some(call) = log::call_json(&state.pool, &id).await? else {
-        return Ok((StatusCode::NOT_FOUND, lang.t("not_found")).into_response());
+        return Err(ConsoleError::not_found(format!("call {id} does not exist")));
     };
     let rows = log::of_call(&state.pool, &id).await?;
     let ids: Vec<Uuid> = rows.iter().map(|d| d.id).collect();
@@ -163,7 +162,7 @@ pub(super) async fn call_page(
             call_id: id,
             fields,
             deliveries,
-        }),
+        })?,
         vec![s.renewed],
     ))
 }
@@ -172,19 +171,10 @@ pub(super) async fn resend(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     SignedForm { lang, s, form: _ }: SignedForm<CsrfForm>,
-) -> Result<Response, crate::ApiError> {
-    let back = match log::retry(&state.pool, id).await? {
-        Retried::Requeued(row) => {
-            audit::record(
-                &state,
-                &s.actor,
-                Action::DeliveryRetry,
-                row.scenario_id,
-                serde_json::json!({"delivery_id": id, "call_id": row.call_id, "kind": row.kind, "via": "console"}),
-            )
-            .await;
-            row.call_id
-        }
+) -> Result<Response, ConsoleError> {
+    // Already pending: nothing to do, back to its call all the same.
+    let back = match ops::deliveries::retry(&state, &s.actor, id).await? {
+        Retried::Requeued(row) => row.call_id,
         Retried::AlreadyPending => log::get(&state.pool, id).await?.call_id,
     };
     let to = match back {
@@ -195,9 +185,5 @@ pub(super) async fn resend(
         ),
         None => format!("/console/deliveries?lang={}", lang.code()),
     };
-    let mut r = Redirect::to(&to).into_response();
-    if let Ok(v) = HeaderValue::from_str(&s.renewed) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
-    Ok(r)
+    Ok(redirect_with(&to, &s.renewed))
 }

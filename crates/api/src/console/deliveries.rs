@@ -14,7 +14,7 @@
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use callhook_core::{DeliveryKind, DeliveryState, FieldError, Timezone};
 use callhook_store::log::{self, DeliveryFilter, DeliveryRow};
 use callhook_store::scenarios;
@@ -24,8 +24,9 @@ use uuid::Uuid;
 
 use super::i18n::Lang;
 use super::time::{read_input, Zones};
-use super::{key, page, render, SignedPage};
-use crate::AppState;
+use super::{key, page, render, ConsoleError, SignedPage};
+use crate::ops::deliveries::{decode_cursor, encode_cursor};
+use crate::{ApiError, AppState};
 
 /// Rows a page of the delivery log shows (and a live poll adds at most).
 const PAGE: usize = 50;
@@ -174,7 +175,7 @@ fn live_seen(ids: impl Iterator<Item = Uuid>, h: DateTime<Utc>) -> String {
 }
 
 /// A live window's edge: the horizon, to the millisecond the ids carry.
-async fn horizon(state: &AppState) -> Result<DateTime<Utc>, crate::ApiError> {
+async fn horizon(state: &AppState) -> Result<DateTime<Utc>, ConsoleError> {
     let h = log::live_horizon(&state.pool).await?;
     Ok(DateTime::from_timestamp_millis(h.timestamp_millis()).unwrap_or(h))
 }
@@ -183,7 +184,7 @@ pub(super) async fn deliveries_page(
     State(state): State<AppState>,
     Query(q): Query<DeliveriesQuery>,
     SignedPage { lang, s }: SignedPage,
-) -> Result<Response, crate::ApiError> {
+) -> Result<Response, ConsoleError> {
     let all = scenarios::list(&state.pool).await?;
     let zones = Zones::of(&all);
     let mut view = DeliveriesPage {
@@ -207,14 +208,14 @@ pub(super) async fn deliveries_page(
         Ok(parsed) => parsed,
         Err(e) => {
             view.error = Some((e.field.clone(), e.message.clone()));
-            let mut r = page(render(&view), vec![s.renewed]);
+            let mut r = page(render(&view)?, vec![s.renewed]);
             *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             return Ok(r);
         }
     };
     view.zone = zone.name();
     let after = match q.after.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
-        Some(a) => Some(crate::routes::deliveries::decode_cursor(a)?),
+        Some(a) => Some(decode_cursor(a)?),
         None => None,
     };
     // The newest page polls for what comes after the horizon.
@@ -233,13 +234,10 @@ pub(super) async fn deliveries_page(
     if rows.len() > PAGE {
         rows.truncate(PAGE);
         let last = rows.last().expect("a full page").id;
-        view.next = Some(q.link(
-            lang,
-            &[("after", &crate::routes::deliveries::encode_cursor(last))],
-        ));
+        view.next = Some(q.link(lang, &[("after", &encode_cursor(last))]));
     }
     view.rows = lines(rows, &zones);
-    Ok(page(render(&view), vec![s.renewed]))
+    Ok(page(render(&view)?, vec![s.renewed]))
 }
 
 #[derive(Template)]
@@ -259,9 +257,14 @@ pub(super) async fn deliveries_live(
     State(state): State<AppState>,
     Query(q): Query<DeliveriesQuery>,
     SignedPage { lang, s }: SignedPage,
-) -> Result<Response, crate::ApiError> {
+) -> Result<Response, ConsoleError> {
     let Some(from) = q.from.and_then(DateTime::from_timestamp_millis) else {
-        return Ok((StatusCode::BAD_REQUEST, "from (milliseconds) is required").into_response());
+        let e = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "from (milliseconds) is required",
+        );
+        return Err(e.with_field("from").into());
     };
     let zones = Zones::load(&state.pool).await?;
     let (filter, _) = q.parse(&zones)?;
@@ -286,5 +289,5 @@ pub(super) async fn deliveries_live(
         reload: q.link(lang, &[]),
         rows: lines(rows, &zones),
     };
-    Ok(page(render(&view), vec![s.renewed]))
+    Ok(page(render(&view)?, vec![s.renewed]))
 }

@@ -4,13 +4,13 @@
 use axum::http::HeaderMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
+pub(crate) enum Lang {
     Ru,
     En,
 }
 
 impl Lang {
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Self::Ru => "ru",
             Self::En => "en",
@@ -18,7 +18,7 @@ impl Lang {
     }
 
     /// The language a request asks for.
-    pub fn of(query: Option<&str>, headers: &HeaderMap) -> Self {
+    pub(crate) fn of(query: Option<&str>, headers: &HeaderMap) -> Self {
         let parse = |s: &str| match s.trim().get(..2) {
             Some("ru") => Some(Self::Ru),
             Some("en") => Some(Self::En),
@@ -44,7 +44,7 @@ impl Lang {
     }
 
     /// A label.
-    pub fn t(self, key: &str) -> &'static str {
+    pub(crate) fn t(self, key: &str) -> &'static str {
         let (ru, en) = match key {
             "title" => ("Консоль callhook", "callhook console"),
             "login" => ("Вход", "Sign in"),
@@ -162,6 +162,8 @@ impl Lang {
             "call_fields" => ("Поля звонка", "The call's fields"),
             "signed_request" => ("Отправленный запрос с подписью", "The signed request sent"),
             "scenario_zone" => ("по часовому поясу сценария", "on the scenario's clock"),
+            "field" => ("поле", "field"),
+            "error" => ("Ошибка", "Error"),
             _ => ("?", "?"),
         };
         match self {
@@ -171,7 +173,7 @@ impl Lang {
     }
 
     /// The other language (for the switch link).
-    pub fn other(self) -> Self {
+    pub(crate) fn other(self) -> Self {
         match self {
             Self::Ru => Self::En,
             Self::En => Self::Ru,

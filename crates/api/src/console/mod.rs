@@ -1,7 +1,8 @@
 //! The operator's console: server-rendered pages under `/console`, compiled
 //! into the binary (askama templates, no CDN). Pages read without
-//! JavaScript; htmx (compiled in, [`assets`]) adds live updates. It calls
-//! the same store functions as the REST API.
+//! JavaScript; htmx (compiled in, [`assets`]) adds live updates. Every
+//! change goes through the operations layer (`crate::ops`), as the REST
+//! API's do; errors are answered in HTML ([`error`]).
 //!
 //! Sign-in takes the admin token once and keeps a signed session cookie
 //! (HttpOnly, SameSite=Strict, idle expiry; see [`session`]); every form
@@ -11,11 +12,12 @@
 mod assets;
 mod call;
 mod deliveries;
-pub mod i18n;
+mod error;
+pub(crate) mod i18n;
 mod overview;
 mod recover;
 mod scenario_form;
-pub mod session;
+pub(crate) mod session;
 mod signed;
 mod signin;
 mod time;
@@ -28,12 +30,13 @@ use axum::Router;
 use serde::Deserialize;
 
 use crate::AppState;
+use error::ConsoleError;
 use i18n::Lang;
 use session::SessionKey;
 use signed::{CsrfField, Signed, SignedForm, SignedPage};
 
 /// The console's routes.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/console", get(overview::scenarios_page))
         .route("/console/health", get(overview::health_page))
@@ -77,6 +80,7 @@ pub fn router() -> Router<AppState> {
             "/console/scenarios/{id}/endpoints/{kind}/{action}",
             post(overview::switch_endpoint),
         )
+        .route_layer(axum::middleware::from_fn(error::in_request_language))
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,11 +152,9 @@ fn harden(h: &mut HeaderMap) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
-fn render(t: &impl Template) -> String {
-    t.render().unwrap_or_else(|e| {
-        tracing::error!(error = %e, "console template failed");
-        "template error".to_owned()
-    })
+/// A page's HTML; a template that fails is a 500, logged.
+fn render(t: &impl Template) -> Result<String, ConsoleError> {
+    t.render().map_err(|e| ConsoleError::template(&e))
 }
 
 #[derive(Debug, Deserialize)]

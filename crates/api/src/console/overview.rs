@@ -2,16 +2,16 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use callhook_core::DeliveryKind;
 use callhook_store::{health, log, scenarios};
 use uuid::Uuid;
 
 use super::i18n::Lang;
 use super::time::Zones;
-use super::{key, page, render, CsrfForm, SignedForm, SignedPage};
-use crate::routes::audit::{self, Action};
+use super::{key, page, redirect_with, render, ConsoleError, CsrfForm, SignedForm, SignedPage};
+use crate::ops::endpoints::{kind_param, EndpointAction};
+use crate::ops::{self, scenario_error};
 use crate::AppState;
 
 /// A scenario row of the list.
@@ -40,7 +40,7 @@ struct ScenariosPage {
 pub(super) async fn scenarios_page(
     State(state): State<AppState>,
     SignedPage { lang, s }: SignedPage,
-) -> Result<Response, crate::ApiError> {
+) -> Result<Response, ConsoleError> {
     let all = scenarios::list(&state.pool).await?;
     let ids: Vec<Uuid> = all.iter().map(|s| s.id).collect();
     let endpoints = health::of_scenarios(&state.pool, &ids).await?;
@@ -76,7 +76,7 @@ pub(super) async fn scenarios_page(
             csrf: key(&state).csrf(&s.session),
             actor: s.actor.0,
             rows,
-        }),
+        })?,
         vec![s.renewed],
     ))
 }
@@ -112,7 +112,7 @@ struct HealthPage {
 pub(super) async fn health_page(
     State(state): State<AppState>,
     SignedPage { lang, s }: SignedPage,
-) -> Result<Response, crate::ApiError> {
+) -> Result<Response, ConsoleError> {
     let zones = Zones::load(&state.pool).await?;
     let rows = health::list(&state.pool, None)
         .await?
@@ -143,7 +143,7 @@ pub(super) async fn health_page(
             csrf: key(&state).csrf(&s.session),
             actor: s.actor.0,
             rows,
-        }),
+        })?,
         vec![s.renewed],
     ))
 }
@@ -152,44 +152,15 @@ pub(super) async fn switch_endpoint(
     State(state): State<AppState>,
     Path((id, kind, action)): Path<(Uuid, String, String)>,
     SignedForm { lang, s, form: _ }: SignedForm<CsrfForm>,
-) -> Result<Response, crate::ApiError> {
-    let kind = match kind.parse::<DeliveryKind>() {
-        Ok(k @ (DeliveryKind::DuringCall | DeliveryKind::AfterCall)) => k,
-        _ => return Ok((StatusCode::NOT_FOUND, "no such endpoint").into_response()),
-    };
-    let (switched, audited) = match action.as_str() {
-        "pause" => (
-            health::pause(&state.pool, id, kind, &state.settings.health).await?,
-            Action::EndpointPause,
-        ),
-        "enable" => (
-            health::enable(&state.pool, id, kind, &state.settings.health).await?,
-            Action::EndpointEnable,
-        ),
-        _ => return Ok((StatusCode::NOT_FOUND, "no such action").into_response()),
-    };
-    if let Some(t) = switched.transition {
-        callhook_dispatch::transitions::announce(
-            id,
-            kind,
-            t,
-            switched.endpoint.last_error.as_deref(),
-        );
-    }
-    audit::record(
-        &state,
-        &s.actor,
-        audited,
-        Some(id),
-        serde_json::json!({"kind": kind, "transition": switched.transition.map(|t| t.to.as_str()),
-                           "deliveries": switched.deliveries, "via": "console"}),
-    )
-    .await;
-    let mut r = Redirect::to(&format!("/console/health?lang={}", lang.code())).into_response();
-    if let Ok(v) = HeaderValue::from_str(&s.renewed) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
-    Ok(r)
+) -> Result<Response, ConsoleError> {
+    let kind = kind_param(&kind)?;
+    let action = EndpointAction::parse(&action)
+        .ok_or_else(|| ConsoleError::not_found(format!("no such endpoint action: {action}")))?;
+    ops::endpoints::switch(&state, &s.actor, id, kind, action).await?;
+    Ok(redirect_with(
+        &format!("/console/health?lang={}", lang.code()),
+        &s.renewed,
+    ))
 }
 
 struct NumberLine {
@@ -219,10 +190,10 @@ pub(super) async fn pool_page(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     SignedPage { lang, s }: SignedPage,
-) -> Result<Response, crate::ApiError> {
-    let Ok(scenario) = scenarios::get(&state.pool, id).await else {
-        return Ok((StatusCode::NOT_FOUND, lang.t("not_found")).into_response());
-    };
+) -> Result<Response, ConsoleError> {
+    let scenario = scenarios::get(&state.pool, id)
+        .await
+        .map_err(scenario_error(id))?;
     let zone = scenario.tz()?;
     let p = callhook_store::pool::status(&state.pool, id).await?;
     let numbers = p
@@ -258,7 +229,7 @@ pub(super) async fn pool_page(
             free: p.size - p.reserved_now,
             shared_today: p.shared_today,
             numbers,
-        }),
+        })?,
         vec![s.renewed],
     ))
 }

@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::i18n::Lang;
 use super::time::{input_value, read_input, Zones};
-use super::{key, page, render, CsrfField, SignedForm, SignedPage};
-use crate::routes::audit::{self, Action};
+use super::{key, page, render, ConsoleError, CsrfField, SignedForm, SignedPage};
+use crate::ops::{self, scenario_error};
 use crate::AppState;
 
 #[derive(Template)]
@@ -53,7 +53,7 @@ async fn recover_page_for(
     form: Option<&RecoverForm>,
     count: Option<i64>,
     done: Option<u64>,
-) -> Result<Response, crate::ApiError> {
+) -> Result<Response, ConsoleError> {
     let all = scenarios::list(&state.pool).await?;
     // A day ago, on the wall clock of the chosen (else the first) scenario.
     let zone = Zones::of(&all).zone(form.map(|f| f.scenario_id).or(all.first().map(|sc| sc.id)));
@@ -72,7 +72,7 @@ async fn recover_page_for(
             since: form.map_or(default_since, |f| f.since.clone()),
             count,
             done,
-        }),
+        })?,
         vec![s.renewed.clone()],
     ))
 }
@@ -81,7 +81,7 @@ async fn recover_page_for(
 pub(super) async fn recover_page(
     State(state): State<AppState>,
     SignedPage { lang, s }: SignedPage,
-) -> Result<Response, crate::ApiError> {
+) -> Result<Response, ConsoleError> {
     recover_page_for(&state, &s, lang, None, None, None).await
 }
 
@@ -89,9 +89,13 @@ pub(super) async fn recover_page(
 pub(super) async fn recover(
     State(state): State<AppState>,
     SignedForm { lang, s, form }: SignedForm<RecoverForm>,
-) -> Result<Response, crate::ApiError> {
+) -> Result<Response, ConsoleError> {
     // The moment is read on the scenario's wall clock.
-    let zone = scenarios::get(&state.pool, form.scenario_id).await?.tz()?;
+    let id = form.scenario_id;
+    let zone = scenarios::get(&state.pool, id)
+        .await
+        .map_err(scenario_error(id))?
+        .tz()?;
     let since = match read_input(zone, &form.since, "since") {
         Ok(Some(since)) => since,
         Ok(None) => return Err(FieldError::new("since", "required", "since is required").into()),
@@ -107,14 +111,6 @@ pub(super) async fn recover(
         let n = log::count_final(&state.pool, &filter).await?;
         return recover_page_for(&state, &s, lang, Some(&form), Some(n), None).await;
     }
-    let n = log::retry_matching(&state.pool, &filter).await?;
-    audit::record(
-        &state,
-        &s.actor,
-        Action::DeliveriesRetry,
-        Some(form.scenario_id),
-        serde_json::json!({"requeued": n, "state": "failed", "since": filter.since, "via": "console"}),
-    )
-    .await;
+    let n = ops::deliveries::retry_matching(&state, &s.actor, &filter).await?;
     recover_page_for(&state, &s, lang, Some(&form), None, Some(n)).await
 }

@@ -14,18 +14,18 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::NamedToken;
 
-pub const COOKIE: &str = "callhook_session";
+pub(crate) const COOKIE: &str = "callhook_session";
 /// A session ends after this long without a request.
-pub const IDLE_SECS: i64 = 30 * 60;
+pub(crate) const IDLE_SECS: i64 = 30 * 60;
 
 /// The key sessions are signed with: derived from every admin token, so a
 /// token's removal ends the sessions it opened... and all others (a rotation
 /// logs everyone out, which is what rotating is for).
 #[derive(Clone)]
-pub struct SessionKey([u8; 32]);
+pub(crate) struct SessionKey([u8; 32]);
 
 impl SessionKey {
-    pub fn derive(tokens: &[NamedToken]) -> Self {
+    pub(crate) fn derive(tokens: &[NamedToken]) -> Self {
         let mut h = Sha256::new();
         h.update(b"callhook console session v1");
         for t in tokens {
@@ -51,7 +51,7 @@ impl SessionKey {
     }
 
     /// A session cookie value for `session`, valid until `now + IDLE_SECS`.
-    pub fn issue(&self, session: &Session, now: i64) -> String {
+    pub(crate) fn issue(&self, session: &Session, now: i64) -> String {
         let exp = (now + IDLE_SECS).to_string();
         let mac = self.mac(&[
             session.name.as_bytes(),
@@ -62,7 +62,7 @@ impl SessionKey {
     }
 
     /// The session of a valid, unexpired cookie.
-    pub fn verify(&self, value: &str, now: i64) -> Option<Session> {
+    pub(crate) fn verify(&self, value: &str, now: i64) -> Option<Session> {
         let mut parts = value.split('.');
         let (name, sid, exp, mac) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         let name = unhex(name)?;
@@ -75,26 +75,26 @@ impl SessionKey {
     }
 
     /// The CSRF token of a session (its forms carry it).
-    pub fn csrf(&self, session: &Session) -> String {
+    pub(crate) fn csrf(&self, session: &Session) -> String {
         self.mac(&[b"csrf", session.name.as_bytes(), session.sid.as_bytes()])
     }
 
     /// Whether `token` is the CSRF token of `session`.
-    pub fn csrf_ok(&self, session: &Session, token: &str) -> bool {
+    pub(crate) fn csrf_ok(&self, session: &Session, token: &str) -> bool {
         subtle::ConstantTimeEq::ct_eq(self.csrf(session).as_bytes(), token.as_bytes()).into()
     }
 }
 
 /// A signed-in operator: the admin token's name and the session's id.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
+pub(crate) struct Session {
     pub name: String,
     pub sid: String,
 }
 
 impl Session {
     /// A new session for the token named `name`.
-    pub fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         use rand::RngCore;
         let mut id = [0u8; 12];
         rand::rng().fill_bytes(&mut id);

@@ -9,9 +9,9 @@ use axum::Form;
 
 use super::i18n::Lang;
 use super::session::{self, COOKIE};
-use super::{cookie, key, lang, now, secure, CsrfForm, LangQuery};
+use super::{cookie, key, lang, now, secure, ConsoleError, CsrfForm, LangQuery};
 use crate::auth::Actor;
-use crate::AppState;
+use crate::{ApiError, AppState};
 
 /// The signed-in operator and the renewed session cookie, or a redirect
 /// to the sign-in page.
@@ -88,7 +88,12 @@ impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         match self {
             Self::SignIn(r) => r.into_response(),
-            Self::Forged => (StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response(),
+            Self::Forged => ConsoleError::from(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "missing or wrong CSRF token: reload the page and send the form again",
+            ))
+            .into_response(),
         }
     }
 }

@@ -13,9 +13,10 @@ use subtle::ConstantTimeEq;
 use super::i18n::Lang;
 use super::session::{self, COOKIE};
 use super::{
-    cookie, harden, key, lang, now, page, render, secure, CsrfForm, LangQuery, SignedForm,
+    cookie, harden, key, lang, now, page, render, secure, ConsoleError, CsrfForm, LangQuery,
+    SignedForm,
 };
-use crate::AppState;
+use crate::{ApiError, AppState};
 
 const LOGIN_CSRF: &str = "callhook_login_csrf";
 
@@ -27,17 +28,20 @@ struct LoginPage<'a> {
     error: Option<&'a str>,
 }
 
-pub(super) async fn login_page(Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
+pub(super) async fn login_page(
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ConsoleError> {
     let lang = lang(&q, &headers);
     let mut token = [0u8; 16];
     rand::rng().fill_bytes(&mut token);
     let csrf: String = token.iter().map(|b| format!("{b:02x}")).collect();
-    page(
+    Ok(page(
         render(&LoginPage {
             lang,
             csrf: csrf.clone(),
             error: None,
-        }),
+        })?,
         vec![
             format!(
                 "{LOGIN_CSRF}={csrf}; Path=/console/login; HttpOnly; SameSite=Strict{}",
@@ -48,7 +52,7 @@ pub(super) async fn login_page(Query(q): Query<LangQuery>, headers: HeaderMap) -
                 lang.code()
             ),
         ],
-    )
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,15 +66,16 @@ pub(super) async fn login(
     Query(q): Query<LangQuery>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
-) -> Response {
+) -> Result<Response, ConsoleError> {
     let lang = lang(&q, &headers);
     let expected = cookie(&headers, LOGIN_CSRF).unwrap_or("");
     if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) {
-        return (
+        let e = ApiError::new(
             StatusCode::FORBIDDEN,
+            "csrf",
             "the form is stale or forged: reload the sign-in page",
-        )
-            .into_response();
+        );
+        return Err(e.into());
     }
     let presented = form.token.trim();
     let who = state.tokens.admin.iter().find(|t| {
@@ -87,11 +92,11 @@ pub(super) async fn login(
                 lang,
                 csrf: form.csrf,
                 error: Some(lang.t("wrong_token")),
-            }),
+            })?,
             vec![],
         );
         *r.status_mut() = StatusCode::UNAUTHORIZED;
-        return r;
+        return Ok(r);
     };
     let session = key(&state).issue(&session::Session::new(&who.name), now());
     tracing::info!(actor = %who.name, "console sign-in");
@@ -104,7 +109,7 @@ pub(super) async fn login(
     )) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
-    r
+    Ok(r)
 }
 
 pub(super) async fn logout(SignedForm { lang, .. }: SignedForm<CsrfForm>) -> Response {

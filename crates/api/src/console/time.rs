@@ -8,6 +8,8 @@ use callhook_store::scenarios::{self, Scenario};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::ConsoleError;
+
 /// Every scenario's zone, read once for a page.
 pub(super) struct Zones(HashMap<Uuid, Timezone>);
 
@@ -23,7 +25,7 @@ impl Zones {
         )
     }
 
-    pub(super) async fn load(pool: &sqlx::PgPool) -> Result<Self, crate::ApiError> {
+    pub(super) async fn load(pool: &sqlx::PgPool) -> Result<Self, ConsoleError> {
         Ok(Self::of(&scenarios::list(pool).await?))
     }
 

@@ -1,5 +1,5 @@
-//! Admin API: the audit log (who changed what), and the one way handlers
-//! write to it.
+//! Admin API: the audit log (who changed what). Operations write it
+//! (`ops::audit`).
 
 use axum::extract::State;
 use axum::Json;
@@ -10,63 +10,13 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::Actor;
 use crate::error::ErrorBody;
 use crate::json::QueryParams;
 use crate::{ApiError, AppState};
 
-/// What an admin change is called in the audit log.
-#[derive(Debug, Clone, Copy)]
-pub enum Action {
-    ScenarioCreate,
-    ScenarioSave,
-    ScenarioDelete,
-    SecretRotate,
-    DeliveryRetry,
-    DeliveriesRetry,
-    EndpointPause,
-    EndpointEnable,
-    EndpointLimits,
-    TestSend,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ScenarioCreate => "scenario.create",
-            Self::ScenarioSave => "scenario.save",
-            Self::ScenarioDelete => "scenario.delete",
-            Self::SecretRotate => "secret.rotate",
-            Self::DeliveryRetry => "delivery.retry",
-            Self::DeliveriesRetry => "deliveries.retry",
-            Self::EndpointPause => "endpoint.pause",
-            Self::EndpointEnable => "endpoint.enable",
-            Self::EndpointLimits => "endpoint.limits",
-            Self::TestSend => "scenario.test",
-        }
-    }
-}
-
-/// Records an admin change (after it is done). `details` must never hold a
-/// secret. A failure to record is logged, not answered: the change stands.
-pub async fn record(
-    state: &AppState,
-    actor: &Actor,
-    action: Action,
-    scenario_id: Option<Uuid>,
-    details: Value,
-) {
-    if let Err(e) =
-        audit::record(&state.pool, action.as_str(), scenario_id, &actor.0, details).await
-    {
-        tracing::error!(error = %e, action = action.as_str(), ?scenario_id, actor = %actor.0,
-            "could not write the audit log");
-    }
-}
-
 /// One audit row.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AuditView {
+pub(crate) struct AuditView {
     pub id: i64,
     pub at: DateTime<Utc>,
     /// `scenario.create`, `scenario.save`, `scenario.delete`, `secret.rotate`,
@@ -96,7 +46,7 @@ impl From<AuditRow> for AuditView {
 
 /// A page of the audit log.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AuditPage {
+pub(crate) struct AuditPage {
     pub items: Vec<AuditView>,
     /// Pass as `after` for the next page; null on the last.
     pub next: Option<String>,
@@ -105,7 +55,7 @@ pub struct AuditPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct AuditQuery {
+pub(crate) struct AuditQuery {
     pub scenario_id: Option<Uuid>,
     /// RFC 3339; `at >= since`.
     pub since: Option<String>,
@@ -119,7 +69,7 @@ pub struct AuditQuery {
 #[utoipa::path(get, path = "/api/v1/audit-log", tag = "audit", security(("admin_token" = [])),
     params(AuditQuery),
     responses((status = 200, body = AuditPage), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {

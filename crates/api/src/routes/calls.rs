@@ -21,7 +21,7 @@ use crate::{ApiError, AppState};
 /// `first_visit`, `referrer`, `utm_*`, `roistat_param_1..5`,
 /// `metrika_client_id`, `source_level_1`, `source_level_2`) may be given too.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct StartCallBody {
+pub(crate) struct StartCallBody {
     /// The call's unique number on the telephony side, e.g. `"313"`.
     pub id: String,
     /// Who called, e.g. `79990009911`.
@@ -43,7 +43,7 @@ const START_FIELDS: &[&str] = &["id", "caller", "callee", "date", "scenario_id"]
 /// The call is over.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EndCallBody {
+pub(crate) struct EndCallBody {
     /// ANSWER, BUSY, NOANSWER, CANCEL, CONGESTION, CHANUNAVAIL, DONTCALL,
     /// TORTURE or ACTIVE (ACRIVE accepted).
     #[schema(
@@ -78,13 +78,13 @@ pub struct EndCallBody {
 
 /// What an ingest request stored.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct IngestResponse {
+pub(crate) struct IngestResponse {
     pub call_id: String,
     pub deliveries: Vec<DeliveryRefView>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DeliveryRefView {
+pub(crate) struct DeliveryRefView {
     pub id: Uuid,
     /// `during_call` or `after_call`.
     #[schema(value_type = String, example = "during_call")]
@@ -132,7 +132,7 @@ fn opt_text(field: &str, v: Option<String>) -> Result<Option<String>, FieldError
               (status = 409, body = ErrorBody, description = "the id was reported with other data"),
               (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
               (status = 503, body = ErrorBody, description = "database unavailable; retry")))]
-pub async fn start(
+pub(crate) async fn start(
     State(state): State<AppState>,
     body: JsonObject,
 ) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
@@ -156,7 +156,7 @@ pub async fn start(
               (status = 404, body = ErrorBody, description = "not started yet and no caller/callee given: send it again once the start is in"),
               (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
-pub async fn end(
+pub(crate) async fn end(
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
     body: JsonObject,
@@ -172,24 +172,28 @@ pub async fn end(
 }
 
 /// Most calls one batch may carry.
-pub const MAX_BATCH: usize = 1000;
+pub(crate) const MAX_BATCH: usize = 1000;
 
 /// Many start events at once, for telephony that reports in bulk.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct BatchBody {
+#[expect(
+    dead_code,
+    reason = "describes the body in the OpenAPI document; the handler reads it as it streams"
+)]
+pub(crate) struct BatchBody {
     /// 1 to 1000 start events, each exactly as `POST /api/v1/calls` takes it.
     pub calls: Vec<StartCallBody>,
 }
 
 /// One result per call, in the order sent.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct BatchResponse {
+pub(crate) struct BatchResponse {
     pub results: Vec<BatchItem>,
 }
 
 /// What `POST /api/v1/calls` would have answered for this call.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct BatchItem {
+pub(crate) struct BatchItem {
     /// The call's id, when the item had a readable one.
     pub call_id: Option<String>,
     /// 202 stored, 200 the same event again, 409 conflicting repeat, 422 a bad field.
@@ -226,7 +230,7 @@ impl BatchItem {
               (status = 413, body = ErrorBody, description = "body over 2 MiB"),
               (status = 422, body = ErrorBody, description = "`calls` missing, empty or over 1000"),
               (status = 503, body = ErrorBody, description = "database unavailable; nothing stored, retry")))]
-pub async fn start_batch(
+pub(crate) async fn start_batch(
     State(state): State<AppState>,
     LargeJsonObject(body): LargeJsonObject,
 ) -> Result<Json<BatchResponse>, ApiError> {
@@ -297,7 +301,7 @@ pub async fn start_batch(
 
 /// A start event's body, checked: the ingest parser without IO (what the
 /// handler and the fuzz target run).
-pub fn parse_start(body: &JsonObject) -> Result<StartCall, ApiError> {
+pub(crate) fn parse_start(body: &JsonObject) -> Result<StartCall, ApiError> {
     body.only(|k| START_FIELDS.contains(&k) || Visit::is_field(k))?;
     let visit = Visit::from_json(&body.0)?;
     let mut core_only = body.0.clone();
@@ -314,7 +318,7 @@ pub fn parse_start(body: &JsonObject) -> Result<StartCall, ApiError> {
 }
 
 /// An end event's body, checked, without IO.
-pub fn parse_end(body: &JsonObject) -> Result<EndCall, ApiError> {
+pub(crate) fn parse_end(body: &JsonObject) -> Result<EndCall, ApiError> {
     let b: EndCallBody = body.parse()?;
     if b.duration < 0 || b.duration > i64::from(i32::MAX) {
         return Err(FieldError::new(

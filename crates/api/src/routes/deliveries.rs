@@ -3,11 +3,8 @@
 //! attempts, and requeuing (one, or every match of the list's filters).
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::Extension;
 use axum::Json;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use callhook_core::{DeliveryKind, DeliveryState};
 use callhook_store::log::{self, AttemptRow, DeliveryFilter, DeliveryRow, Retried};
 use chrono::{DateTime, Utc};
@@ -18,17 +15,18 @@ use uuid::Uuid;
 use crate::auth::Actor;
 use crate::error::ErrorBody;
 use crate::json::{PathParam, QueryParams};
-use crate::routes::audit::{self, Action};
+use crate::ops;
+use crate::ops::deliveries::{already_pending, decode_cursor, delivery_error, encode_cursor};
 use crate::{ApiError, AppState};
 
 /// Default page size of the list.
-pub const DEFAULT_LIMIT: u32 = 50;
+pub(crate) const DEFAULT_LIMIT: u32 = 50;
 /// Largest page size of the list.
-pub const MAX_LIMIT: u32 = 500;
+pub(crate) const MAX_LIMIT: u32 = 500;
 
 /// A delivery: the `deliveries` table's columns (but the internal lease).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DeliveryView {
+pub(crate) struct DeliveryView {
     /// UUIDv7: the `webhook-id` header, the same on every attempt.
     pub id: Uuid,
     /// Null for an operator event (`kind` = `operator_event`).
@@ -84,7 +82,7 @@ impl From<DeliveryRow> for DeliveryView {
 
 /// One HTTP attempt.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AttemptView {
+pub(crate) struct AttemptView {
     pub id: i64,
     /// 1, 2, … per delivery.
     pub attempt: i32,
@@ -118,7 +116,7 @@ impl From<AttemptRow> for AttemptView {
 
 /// A delivery with its attempts in order.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DeliveryDetail {
+pub(crate) struct DeliveryDetail {
     #[serde(flatten)]
     pub delivery: DeliveryView,
     pub attempts: Vec<AttemptView>,
@@ -126,7 +124,7 @@ pub struct DeliveryDetail {
 
 /// A page of the list.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DeliveryPage {
+pub(crate) struct DeliveryPage {
     pub items: Vec<DeliveryView>,
     /// Pass as `after` for the next page; null on the last page.
     pub next: Option<String>,
@@ -136,7 +134,7 @@ pub struct DeliveryPage {
 /// `duration`, `file_id`, `link`, `started_at`, `ended_at`, timestamps…) plus
 /// its deliveries with their attempts.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CallDetail {
+pub(crate) struct CallDetail {
     #[serde(flatten)]
     #[schema(value_type = Object)]
     pub call: serde_json::Value,
@@ -145,7 +143,7 @@ pub struct CallDetail {
 
 /// How many deliveries a bulk retry requeued.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Requeued {
+pub(crate) struct Requeued {
     pub requeued: u64,
 }
 
@@ -153,7 +151,7 @@ pub struct Requeued {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct FilterQuery {
+pub(crate) struct FilterQuery {
     pub scenario_id: Option<Uuid>,
     pub call_id: Option<String>,
     #[param(value_type = Option<String>, example = "failed")]
@@ -170,7 +168,7 @@ pub struct FilterQuery {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     pub scenario_id: Option<Uuid>,
     pub call_id: Option<String>,
     /// `pending`, `delivered`, `failed` or `cancelled`.
@@ -221,24 +219,6 @@ fn filter(
     })
 }
 
-pub(crate) fn encode_cursor(id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(id.as_bytes())
-}
-
-pub(crate) fn decode_cursor(s: &str) -> Result<Uuid, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(s)
-        .ok()
-        .and_then(|b| Uuid::from_slice(&b).ok())
-        .ok_or_else(|| {
-            ApiError::unprocessable(
-                "after",
-                "invalid_cursor",
-                "after must be a `next` value from a previous page",
-            )
-        })
-}
-
 /// Attaches each delivery's attempts.
 async fn with_attempts(
     state: &AppState,
@@ -265,7 +245,7 @@ async fn with_attempts(
 #[utoipa::path(get, path = "/api/v1/calls/{id}", tag = "deliveries", security(("admin_token" = [])),
     params(("id" = String, Path, description = "the call's id from the telephony side")),
     responses((status = 200, body = CallDetail), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn get_call(
+pub(crate) async fn get_call(
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<CallDetail>, ApiError> {
@@ -283,7 +263,7 @@ pub async fn get_call(
 #[utoipa::path(get, path = "/api/v1/deliveries", tag = "deliveries", security(("admin_token" = [])),
     params(ListQuery),
     responses((status = 200, body = DeliveryPage), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
@@ -321,24 +301,15 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/deliveries/{id}", tag = "deliveries", security(("admin_token" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = DeliveryDetail), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     PathParam(id): PathParam<Uuid>,
 ) -> Result<Json<DeliveryDetail>, ApiError> {
     let row = log::get(&state.pool, id)
         .await
-        .map_err(|e| delivery_not_found(id, e))?;
+        .map_err(delivery_error(id))?;
     let mut all = with_attempts(&state, vec![row]).await?;
     Ok(Json(all.remove(0)))
-}
-
-fn delivery_not_found(id: Uuid, e: callhook_store::StoreError) -> ApiError {
-    match e {
-        callhook_store::StoreError::NotFound => {
-            ApiError::not_found(format!("delivery {id} does not exist")).with_field("id")
-        }
-        e => e.into(),
-    }
 }
 
 /// Send a delivery again: a `failed`, `cancelled` or `delivered` one goes
@@ -350,33 +321,14 @@ fn delivery_not_found(id: Uuid, e: callhook_store::StoreError) -> ApiError {
     params(("id" = Uuid, Path)),
     responses((status = 200, body = DeliveryView, description = "requeued"), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "already pending")))]
-pub async fn retry(
+pub(crate) async fn retry(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     PathParam(id): PathParam<Uuid>,
 ) -> Result<Json<DeliveryView>, ApiError> {
-    match log::retry(&state.pool, id)
-        .await
-        .map_err(|e| delivery_not_found(id, e))?
-    {
-        Retried::Requeued(row) => {
-            tracing::info!(delivery_id = %id, "delivery requeued");
-            audit::record(
-                &state,
-                &actor,
-                Action::DeliveryRetry,
-                row.scenario_id,
-                serde_json::json!({"delivery_id": id, "call_id": row.call_id, "kind": row.kind}),
-            )
-            .await;
-            Ok(Json((*row).into()))
-        }
-        Retried::AlreadyPending => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "already_pending",
-            format!("delivery {id} is pending already; it will be sent when due"),
-        )
-        .with_field("id")),
+    match ops::deliveries::retry(&state, &actor, id).await? {
+        Retried::Requeued(row) => Ok(Json((*row).into())),
+        Retried::AlreadyPending => Err(already_pending(id)),
     }
 }
 
@@ -387,7 +339,7 @@ pub async fn retry(
 #[utoipa::path(post, path = "/api/v1/deliveries/retry", tag = "deliveries", security(("admin_token" = [])),
     params(FilterQuery),
     responses((status = 200, body = Requeued), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn retry_matching(
+pub(crate) async fn retry_matching(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     QueryParams(q): QueryParams<FilterQuery>,
@@ -400,29 +352,6 @@ pub async fn retry_matching(
         q.since.as_deref(),
         q.until.as_deref(),
     )?;
-    if f.scenario_id.is_none()
-        && f.call_id.is_none()
-        && f.state.is_none()
-        && f.kind.is_none()
-        && f.since.is_none()
-        && f.until.is_none()
-    {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "filter_required",
-            "give at least one filter (scenario_id, call_id, state, kind, since, until)",
-        ));
-    }
-    let n = log::retry_matching(&state.pool, &f).await?;
-    tracing::info!(requeued = n, filter = ?f, "deliveries requeued");
-    audit::record(
-        &state,
-        &actor,
-        Action::DeliveriesRetry,
-        f.scenario_id,
-        serde_json::json!({"requeued": n, "call_id": f.call_id, "state": f.state, "kind": f.kind,
-                           "since": f.since, "until": f.until}),
-    )
-    .await;
+    let n = ops::deliveries::retry_matching(&state, &actor, &f).await?;
     Ok(Json(Requeued { requeued: n }))
 }

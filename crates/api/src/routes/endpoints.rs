@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::extract::State;
 use axum::Extension;
 use axum::Json;
-use callhook_core::{DeliveryKind, EndpointState, FieldError};
+use callhook_core::{DeliveryKind, EndpointState};
 use callhook_store::health::{self, EndpointRow, Switched};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,12 +16,14 @@ use uuid::Uuid;
 use crate::auth::Actor;
 use crate::error::ErrorBody;
 use crate::json::{PathParam, QueryParams};
-use crate::routes::audit::{self, Action};
+use crate::ops;
+pub(crate) use crate::ops::endpoints::LimitsBody;
+use crate::ops::endpoints::{kind_param, EndpointAction};
 use crate::{ApiError, AppState};
 
 /// One endpoint's health.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct EndpointView {
+pub(crate) struct EndpointView {
     pub scenario_id: Uuid,
     pub scenario_name: String,
     /// `during_call` or `after_call`.
@@ -57,7 +59,7 @@ pub struct EndpointView {
 impl EndpointView {
     /// The view of a row, with the dispatcher's default cap for one that
     /// sets none.
-    pub fn new(e: EndpointRow, default_cap: i32) -> Self {
+    pub(crate) fn new(e: EndpointRow, default_cap: i32) -> Self {
         Self {
             scenario_id: e.scenario_id,
             scenario_name: e.scenario_name,
@@ -80,13 +82,13 @@ impl EndpointView {
 
 /// A scenario's two endpoints.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct HealthView {
+pub(crate) struct HealthView {
     pub during_call: EndpointView,
     pub after_call: EndpointView,
 }
 
 /// The health of these scenarios' endpoints, by scenario.
-pub async fn health_of(
+pub(crate) async fn health_of(
     state: &AppState,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, HealthView>, ApiError> {
@@ -117,7 +119,7 @@ pub async fn health_of(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct EndpointsQuery {
+pub(crate) struct EndpointsQuery {
     /// `healthy`, `failing`, `paused` or `disabled`.
     #[param(value_type = Option<String>, example = "paused")]
     pub state: Option<EndpointState>,
@@ -129,7 +131,7 @@ pub struct EndpointsQuery {
     params(EndpointsQuery),
     responses((status = 200, body = Vec<EndpointView>), (status = 401, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<EndpointsQuery>,
 ) -> Result<Json<Vec<EndpointView>>, ApiError> {
@@ -144,42 +146,18 @@ pub async fn list(
 
 /// What a pause or an enable did.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SwitchedView {
+pub(crate) struct SwitchedView {
     pub endpoint: EndpointView,
     /// Enable: how many waiting deliveries will now go (drained at
     /// `CALLHOOK_DRAIN_RATE`). Pause: how many now wait.
     pub deliveries: u64,
 }
 
-fn kind_param(kind: &str) -> Result<DeliveryKind, ApiError> {
-    match kind.parse::<DeliveryKind>() {
-        Ok(k @ (DeliveryKind::DuringCall | DeliveryKind::AfterCall)) => Ok(k),
-        _ => Err(FieldError::new(
-            "kind",
-            "invalid_kind",
-            "kind must be during_call or after_call",
-        )
-        .into()),
-    }
-}
-
-fn switched(state: &AppState, id: Uuid, kind: DeliveryKind, s: Switched) -> Json<SwitchedView> {
-    if let Some(t) = s.transition {
-        callhook_dispatch::transitions::announce(id, kind, t, s.endpoint.last_error.as_deref());
-    }
+fn switched(state: &AppState, s: Switched) -> Json<SwitchedView> {
     Json(SwitchedView {
         endpoint: EndpointView::new(s.endpoint, state.settings.health.endpoint_cap),
         deliveries: s.deliveries,
     })
-}
-
-fn not_found(id: Uuid) -> impl FnOnce(callhook_store::StoreError) -> ApiError {
-    move |e| match e {
-        callhook_store::StoreError::NotFound => {
-            ApiError::not_found(format!("scenario {id} does not exist")).with_field("id")
-        }
-        e => e.into(),
-    }
 }
 
 /// Pause an endpoint by hand: its deliveries wait (their retry schedule
@@ -189,17 +167,14 @@ fn not_found(id: Uuid) -> impl FnOnce(callhook_store::StoreError) -> ApiError {
     params(("id" = Uuid, Path), ("kind" = String, Path, description = "during_call or after_call")),
     responses((status = 200, body = SwitchedView), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn pause(
+pub(crate) async fn pause(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     PathParam((id, kind)): PathParam<(Uuid, String)>,
 ) -> Result<Json<SwitchedView>, ApiError> {
     let kind = kind_param(&kind)?;
-    let s = health::pause(&state.pool, id, kind, &state.settings.health)
-        .await
-        .map_err(not_found(id))?;
-    audit::record(&state, &actor, Action::EndpointPause, Some(id), serde_json::json!({"kind": kind, "transition": s.transition.map(|t| t.to.as_str()), "deliveries": s.deliveries})).await;
-    Ok(switched(&state, id, kind, s))
+    let s = ops::endpoints::switch(&state, &actor, id, kind, EndpointAction::Pause).await?;
+    Ok(switched(&state, s))
 }
 
 /// Enable an endpoint (paused, disabled or failing): healthy again, and
@@ -209,59 +184,14 @@ pub async fn pause(
     params(("id" = Uuid, Path), ("kind" = String, Path, description = "during_call or after_call")),
     responses((status = 200, body = SwitchedView), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn enable(
+pub(crate) async fn enable(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     PathParam((id, kind)): PathParam<(Uuid, String)>,
 ) -> Result<Json<SwitchedView>, ApiError> {
     let kind = kind_param(&kind)?;
-    let s = health::enable(&state.pool, id, kind, &state.settings.health)
-        .await
-        .map_err(not_found(id))?;
-    audit::record(&state, &actor, Action::EndpointEnable, Some(id), serde_json::json!({"kind": kind, "transition": s.transition.map(|t| t.to.as_str()), "deliveries": s.deliveries})).await;
-    Ok(switched(&state, id, kind, s))
-}
-
-/// An endpoint's own limits; null or absent: none of its own.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsBody {
-    /// Webhooks in flight at once to this endpoint, across every dispatcher
-    /// (1 to 1000; null: `CALLHOOK_ENDPOINT_MAX_IN_FLIGHT`).
-    #[serde(default)]
-    pub max_in_flight: Option<i32>,
-    /// Webhooks per second at most (above 0, up to 10000; null: no rate limit).
-    #[serde(default)]
-    pub max_per_second: Option<f32>,
-}
-
-impl LimitsBody {
-    fn check(&self) -> Result<health::EndpointLimits, ApiError> {
-        if let Some(n) = self.max_in_flight {
-            if !(1..=1000).contains(&n) {
-                return Err(FieldError::new(
-                    "max_in_flight",
-                    "out_of_range",
-                    "max_in_flight must be between 1 and 1000, or null for the default",
-                )
-                .into());
-            }
-        }
-        if let Some(r) = self.max_per_second {
-            if !(r.is_finite() && r > 0.0 && r <= 10_000.0) {
-                return Err(FieldError::new(
-                    "max_per_second",
-                    "out_of_range",
-                    "max_per_second must be above 0 and at most 10000, or null for no limit",
-                )
-                .into());
-            }
-        }
-        Ok(health::EndpointLimits {
-            max_in_flight: self.max_in_flight,
-            max_per_second: self.max_per_second,
-        })
-    }
+    let s = ops::endpoints::switch(&state, &actor, id, kind, EndpointAction::Enable).await?;
+    Ok(switched(&state, s))
 }
 
 /// Set an endpoint's own limits: how many webhooks may be in flight to it at
@@ -273,23 +203,15 @@ impl LimitsBody {
     request_body = LimitsBody,
     responses((status = 200, body = EndpointView), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn set_limits(
+pub(crate) async fn set_limits(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     PathParam((id, kind)): PathParam<(Uuid, String)>,
     body: crate::json::JsonObject,
 ) -> Result<Json<EndpointView>, ApiError> {
     let kind = kind_param(&kind)?;
-    let limits = body.parse::<LimitsBody>()?.check()?;
-    health::set_limits(&state.pool, id, kind, limits)
-        .await
-        .map_err(not_found(id))?;
-    audit::record(&state, &actor, Action::EndpointLimits, Some(id), serde_json::json!({"kind": kind, "max_in_flight": limits.max_in_flight, "max_per_second": limits.max_per_second})).await;
-    let row = health::endpoint(&state.pool, id, kind)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!("scenario {id} does not exist")).with_field("id")
-        })?;
+    let input = body.parse::<LimitsBody>()?;
+    let row = ops::endpoints::set_limits(&state, &actor, id, kind, &input).await?;
     Ok(Json(EndpointView::new(
         row,
         state.settings.health.endpoint_cap,

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 
 /// Refreshes every gauge now and then every `interval`, until `alive` is
 /// gone (the app stopped).
-pub fn spawn_refresher(pool: PgPool, interval: Duration, alive: Weak<()>) {
+pub(crate) fn spawn_refresher(pool: PgPool, interval: Duration, alive: Weak<()>) {
     tokio::spawn(async move {
         loop {
             if alive.upgrade().is_none() || pool.is_closed() {

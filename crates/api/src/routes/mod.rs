@@ -14,15 +14,15 @@ use tracing::Level;
 use crate::auth::{require_bearer, RequiredToken};
 use crate::{ApiError, AppState};
 
-pub mod audit;
-pub mod calls;
-pub mod deliveries;
-pub mod endpoints;
-pub mod gauges;
-pub mod scenarios;
-pub mod service;
-pub mod test_send;
-pub mod visits;
+pub(crate) mod audit;
+pub(crate) mod calls;
+pub(crate) mod deliveries;
+pub(crate) mod endpoints;
+pub(crate) mod gauges;
+pub(crate) mod scenarios;
+pub(crate) mod service;
+pub(crate) mod test_send;
+pub(crate) mod visits;
 
 /// The whole HTTP app. Separate from serving so tests can drive it.
 pub fn router(state: AppState) -> Router {

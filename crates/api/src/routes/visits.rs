@@ -20,7 +20,7 @@ use crate::{ApiError, AppState};
 /// `roistat_param_1..5`, `source_level_1`, `source_level_2`, `order_id`) may
 /// be given too; calls to the number while reserved carry them.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct VisitBody {
+pub(crate) struct VisitBody {
     /// The scenario whose pool the number comes from.
     pub scenario_id: Uuid,
     /// The visit's id: the same id again (the page's heartbeat) extends the
@@ -30,7 +30,7 @@ pub struct VisitBody {
 
 /// The number to show the visitor.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct VisitReservation {
+pub(crate) struct VisitReservation {
     /// Digits only, e.g. `78005552233`.
     pub number: String,
     /// The reservation lasts until then unless the visit heartbeats again.
@@ -47,7 +47,7 @@ pub struct VisitReservation {
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
               (status = 422, body = ErrorBody, description = "a bad field; unknown scenario, or a scenario without pool numbers (`scenario_id`)"),
               (status = 503, body = ErrorBody, description = "database unavailable; retry")))]
-pub async fn reserve(
+pub(crate) async fn reserve(
     State(state): State<AppState>,
     body: JsonObject,
 ) -> Result<Json<VisitReservation>, ApiError> {
@@ -84,7 +84,7 @@ pub async fn reserve(
 
 /// A scenario's pool: its size and use, and each number's state.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PoolView {
+pub(crate) struct PoolView {
     pub scenario_id: Uuid,
     /// Numbers that can be reserved (static ones not counted).
     pub size: i64,
@@ -102,7 +102,7 @@ pub struct PoolView {
 
 /// One number and its state.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PoolNumberView {
+pub(crate) struct PoolNumberView {
     pub number: String,
     /// `free`, `reserved` or `static`.
     pub state: String,
@@ -147,7 +147,7 @@ impl From<PoolNumber> for PoolNumberView {
 #[utoipa::path(get, path = "/api/v1/scenarios/{id}/pool", tag = "scenarios", security(("admin_token" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = PoolView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn pool(
+pub(crate) async fn pool(
     State(state): State<AppState>,
     PathParam(id): PathParam<Uuid>,
 ) -> Result<Json<PoolView>, ApiError> {

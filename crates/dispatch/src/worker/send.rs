@@ -155,7 +155,7 @@ async fn attempt(ctx: &Ctx, row: &Claimed, held: &mut Option<Held>) -> Completio
 }
 
 /// What an attempt tells about its endpoint.
-pub fn observed(result: &AttemptResult) -> Observed {
+pub(super) fn observed(result: &AttemptResult) -> Observed {
     if result.is_success() {
         return Observed::Success;
     }

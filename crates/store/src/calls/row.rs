@@ -32,7 +32,7 @@ pub(super) struct CallRow {
 
 impl CallRow {
     /// The call as the payload builder sees it, with its end once it has one.
-    pub fn call(&self) -> Call {
+    pub(super) fn call(&self) -> Call {
         let end = match (&self.status, self.ended_at) {
             (Some(status), Some(ended_at)) => Some(CallEnd {
                 status: CallStatus::parse(status, "status").unwrap_or(CallStatus::Active),

@@ -86,11 +86,11 @@ pub(super) struct IngestScenario {
 
 impl IngestScenario {
     /// The zone, checked when the scenario was resolved.
-    pub fn tz(&self) -> Timezone {
+    pub(super) fn tz(&self) -> Timezone {
         Timezone::parse(&self.timezone, "timezone").unwrap_or_default()
     }
 
-    pub fn fields(&self) -> CustomFields {
+    pub(super) fn fields(&self) -> CustomFields {
         CustomFields::from_trusted(self.custom_fields.0.clone())
     }
 }
@@ -196,7 +196,7 @@ fn not_found(scenario_id: Option<Uuid>, callee: Option<&PhoneNumber>) -> IngestE
 
 impl IngestScenario {
     /// The exact body of `call`'s webhook of this kind.
-    pub fn payload(&self, call: &Call, kind: DeliveryKind) -> String {
+    pub(super) fn payload(&self, call: &Call, kind: DeliveryKind) -> String {
         let bytes = build_payload(call, kind, &self.fields(), self.tz());
         String::from_utf8(bytes).expect("serde_json writes UTF-8")
     }

@@ -19,18 +19,18 @@ use tokio::task::AbortHandle;
 use uuid::Uuid;
 
 /// The scenario's tracking number (and the second one of a pool of two).
-pub const NUMBER: &str = "78005552233";
-pub const NUMBER_2: &str = "78005552234";
-pub const CALLER: &str = "79990009911";
+pub(crate) const NUMBER: &str = "78005552233";
+pub(crate) const NUMBER_2: &str = "78005552234";
+pub(crate) const CALLER: &str = "79990009911";
 /// The start grace ends pass to the store: long enough that nothing held
 /// for it falls due during a test.
-pub const GRACE: Duration = Duration::from_secs(60);
+pub(crate) const GRACE: Duration = Duration::from_secs(60);
 /// The lease claims take: nothing leased falls due again during a test.
-pub const LEASE: Duration = Duration::from_secs(60);
+pub(crate) const LEASE: Duration = Duration::from_secs(60);
 
 /// A claim of up to `limit` deliveries for `lease`, with an endpoint cap
 /// high enough never to be what limits it (the cap has tests of its own).
-pub async fn claim(
+pub(crate) async fn claim(
     pool: &PgPool,
     limit: i64,
     lease: Duration,
@@ -46,12 +46,12 @@ pub async fn claim(
     .await
 }
 
-pub fn phone(digits: &str) -> PhoneNumber {
+pub(crate) fn phone(digits: &str) -> PhoneNumber {
     PhoneNumber::parse(digits, "number").expect("a test number parses")
 }
 
 /// A scenario's settings: both webhooks on, `numbers` its pool.
-pub fn settings(numbers: &[&str]) -> ScenarioSettings {
+pub(crate) fn settings(numbers: &[&str]) -> ScenarioSettings {
     ScenarioSettings {
         name: "Rules".into(),
         during_call_url: Some(WebhookUrl::from_trusted(
@@ -68,7 +68,7 @@ pub fn settings(numbers: &[&str]) -> ScenarioSettings {
 }
 
 /// Stores a scenario (its endpoints healthy) and returns its id.
-pub async fn create_scenario(pool: &PgPool, settings: &ScenarioSettings) -> Uuid {
+pub(crate) async fn create_scenario(pool: &PgPool, settings: &ScenarioSettings) -> Uuid {
     let secret = StoredSecret::new("whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0MTI=".into());
     scenarios::create(pool, settings, &secret)
         .await
@@ -77,12 +77,12 @@ pub async fn create_scenario(pool: &PgPool, settings: &ScenarioSettings) -> Uuid
 }
 
 /// The usual scenario: both webhooks, [`NUMBER`] in its pool.
-pub async fn scenario(pool: &PgPool) -> Uuid {
+pub(crate) async fn scenario(pool: &PgPool) -> Uuid {
     create_scenario(pool, &settings(&[NUMBER])).await
 }
 
 /// A start from [`CALLER`] to [`NUMBER`], now, knowing nothing of a visit.
-pub fn start(id: &str) -> StartCall {
+pub(crate) fn start(id: &str) -> StartCall {
     StartCall {
         id: id.into(),
         caller: phone(CALLER),
@@ -94,7 +94,7 @@ pub fn start(id: &str) -> StartCall {
 }
 
 /// An end as the telephony side sends it for a call it started.
-pub fn end() -> EndCall {
+pub(crate) fn end() -> EndCall {
     EndCall {
         status: CallStatus::NoAnswer,
         duration: 0,
@@ -109,7 +109,7 @@ pub fn end() -> EndCall {
 }
 
 /// An end naming who called which number: it may come before its start.
-pub fn end_with_caller() -> EndCall {
+pub(crate) fn end_with_caller() -> EndCall {
     EndCall {
         caller: Some(phone(CALLER)),
         callee: Some(phone(NUMBER)),
@@ -118,7 +118,7 @@ pub fn end_with_caller() -> EndCall {
 }
 
 /// Stores one start (a batch of one, nothing leased).
-pub async fn store_start(pool: &PgPool, input: StartCall) -> Result<Ingested, IngestError> {
+pub(crate) async fn store_start(pool: &PgPool, input: StartCall) -> Result<Ingested, IngestError> {
     let mut batch = calls::start_batch(pool, &[input], None)
         .await
         .expect("the batch commits");
@@ -126,12 +126,16 @@ pub async fn store_start(pool: &PgPool, input: StartCall) -> Result<Ingested, In
 }
 
 /// Stores an end with the [`GRACE`].
-pub async fn store_end(pool: &PgPool, id: &str, input: &EndCall) -> Result<Ingested, IngestError> {
+pub(crate) async fn store_end(
+    pool: &PgPool,
+    id: &str,
+    input: &EndCall,
+) -> Result<Ingested, IngestError> {
     calls::end(pool, id, input, GRACE).await.map(|(i, _)| i)
 }
 
 /// The deliveries an event created; panics on anything else.
-pub fn created(result: Result<Ingested, IngestError>) -> Vec<DeliveryRef> {
+pub(crate) fn created(result: Result<Ingested, IngestError>) -> Vec<DeliveryRef> {
     match result {
         Ok(Ingested::Created(d)) => d,
         other => panic!("expected Created, got {other:?}"),
@@ -139,7 +143,7 @@ pub fn created(result: Result<Ingested, IngestError>) -> Vec<DeliveryRef> {
 }
 
 /// The one delivery an event created.
-pub fn created_one(result: Result<Ingested, IngestError>) -> DeliveryRef {
+pub(crate) fn created_one(result: Result<Ingested, IngestError>) -> DeliveryRef {
     let mut d = created(result);
     assert_eq!(d.len(), 1, "one delivery created: {d:?}");
     d.pop().unwrap()
@@ -147,7 +151,7 @@ pub fn created_one(result: Result<Ingested, IngestError>) -> DeliveryRef {
 
 /// A delivery row, with its due time as seconds from now.
 #[derive(Debug, sqlx::FromRow)]
-pub struct Row {
+pub(crate) struct Row {
     pub state: String,
     pub blocked_by: Option<Uuid>,
     pub lease_token: Option<Uuid>,
@@ -161,7 +165,7 @@ pub struct Row {
 
 impl Row {
     /// Claims would take it now.
-    pub fn is_due(&self) -> bool {
+    pub(crate) fn is_due(&self) -> bool {
         self.state == "pending" && self.due_in.is_some_and(|s| s <= 0.0)
     }
 }
@@ -170,7 +174,7 @@ const ROW: &str = "select state, blocked_by, lease_token, parked, attempt_count,
                           payload, extract(epoch from next_attempt_at - now())::float8 as due_in
                      from deliveries";
 
-pub async fn delivery(pool: &PgPool, id: Uuid) -> Row {
+pub(crate) async fn delivery(pool: &PgPool, id: Uuid) -> Row {
     sqlx::query_as(&format!("{ROW} where id = $1"))
         .bind(id)
         .fetch_one(pool)
@@ -178,19 +182,19 @@ pub async fn delivery(pool: &PgPool, id: Uuid) -> Row {
         .expect("the delivery exists")
 }
 
-pub async fn count(pool: &PgPool, sql: &str) -> i64 {
+pub(crate) async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
 /// Claims exactly one due delivery for [`LEASE`].
-pub async fn claim_one(pool: &PgPool) -> Claimed {
+pub(crate) async fn claim_one(pool: &PgPool) -> Claimed {
     let mut got = claim(pool, 1, LEASE).await.expect("claim");
     assert_eq!(got.len(), 1, "one delivery due: {got:?}");
     got.pop().unwrap()
 }
 
 /// Starts a call and claims its during-call delivery.
-pub async fn started_and_claimed(pool: &PgPool, id: &str) -> Claimed {
+pub(crate) async fn started_and_claimed(pool: &PgPool, id: &str) -> Claimed {
     let d = created_one(store_start(pool, start(id)).await);
     let c = claim_one(pool).await;
     assert_eq!(c.id, d.id, "the new call's delivery is the one due");
@@ -198,7 +202,7 @@ pub async fn started_and_claimed(pool: &PgPool, id: &str) -> Claimed {
 }
 
 /// An HTTP attempt that got `status` back.
-pub fn attempt(status: i32) -> AttemptRecord {
+pub(crate) fn attempt(status: i32) -> AttemptRecord {
     AttemptRecord {
         url: "https://receiver.test/during".into(),
         started_at: Utc::now(),
@@ -209,7 +213,7 @@ pub fn attempt(status: i32) -> AttemptRecord {
     }
 }
 
-pub fn failure(gone: bool) -> Observed {
+pub(crate) fn failure(gone: bool) -> Observed {
     Observed::Failure {
         error: if gone { "http_410" } else { "http_500" }.into(),
         gone,
@@ -217,7 +221,7 @@ pub fn failure(gone: bool) -> Observed {
 }
 
 /// A claimed delivery delivered (a 200), its endpoint told so.
-pub fn delivered(c: &Claimed) -> Completion {
+pub(crate) fn delivered(c: &Claimed) -> Completion {
     Completion {
         id: c.id,
         lease_token: c.lease_token,
@@ -229,7 +233,7 @@ pub fn delivered(c: &Claimed) -> Completion {
 
 /// A claimed delivery that failed (a 500, or a 410 when `gone`), to be
 /// retried in a minute, its endpoint told so.
-pub fn failed(c: &Claimed, gone: bool) -> Completion {
+pub(crate) fn failed(c: &Claimed, gone: bool) -> Completion {
     Completion {
         id: c.id,
         lease_token: c.lease_token,
@@ -240,7 +244,7 @@ pub fn failed(c: &Claimed, gone: bool) -> Completion {
 }
 
 /// Health as applied with `policy`, operator events on.
-pub fn health(policy: HealthPolicy) -> HealthSettings {
+pub(crate) fn health(policy: HealthPolicy) -> HealthSettings {
     HealthSettings {
         policy,
         operator_events: true,
@@ -250,7 +254,7 @@ pub fn health(policy: HealthPolicy) -> HealthSettings {
 }
 
 /// An endpoint row: (state, consecutive_failures, next_probe_at).
-pub async fn endpoint(
+pub(crate) async fn endpoint(
     pool: &PgPool,
     scenario: Uuid,
     kind: DeliveryKind,
@@ -268,7 +272,7 @@ pub async fn endpoint(
 
 /// Puts the scenario's during-call endpoint where its health leaves it
 /// after five failures and no success for two hours.
-pub async fn failing_for_two_hours(pool: &PgPool, scenario: Uuid) {
+pub(crate) async fn failing_for_two_hours(pool: &PgPool, scenario: Uuid) {
     sqlx::query(
         "update endpoints
             set state = 'failing', consecutive_failures = 5, last_error = 'http_500',
@@ -286,7 +290,10 @@ pub async fn failing_for_two_hours(pool: &PgPool, scenario: Uuid) {
 /// its foreign-key check (`FOR KEY SHARE`) with its rows written and not
 /// committed, until this transaction ends: a way to hold another
 /// transaction open at that point.
-pub async fn lock_scenario_row(pool: &PgPool, scenario: Uuid) -> Transaction<'static, Postgres> {
+pub(crate) async fn lock_scenario_row(
+    pool: &PgPool,
+    scenario: Uuid,
+) -> Transaction<'static, Postgres> {
     let mut tx = pool.begin().await.unwrap();
     sqlx::query("select 1 from scenarios where id = $1 for update")
         .bind(scenario)
@@ -298,7 +305,7 @@ pub async fn lock_scenario_row(pool: &PgPool, scenario: Uuid) -> Transaction<'st
 
 /// An open transaction holding an endpoint's row lock, as a recorder of
 /// attempts or a probe taker holds it.
-pub async fn lock_endpoint_row(
+pub(crate) async fn lock_endpoint_row(
     pool: &PgPool,
     scenario: Uuid,
     kind: DeliveryKind,
@@ -317,7 +324,7 @@ pub async fn lock_endpoint_row(
 /// (`pg_stat_activity`: the state Postgres reports, not a timer). Panics
 /// when one of `tasks` ends first (it did not stop where the test meant it
 /// to), or after 30 s, showing what the sessions were doing.
-pub async fn until_waiting(pool: &PgPool, n: i64, tasks: &[AbortHandle]) {
+pub(crate) async fn until_waiting(pool: &PgPool, n: i64, tasks: &[AbortHandle]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let waiting: i64 = sqlx::query_scalar(
@@ -349,7 +356,7 @@ pub async fn until_waiting(pool: &PgPool, n: i64, tasks: &[AbortHandle]) {
 }
 
 /// The Postgres backend a transaction runs on.
-pub async fn backend_pid(tx: &mut Transaction<'static, Postgres>) -> i32 {
+pub(crate) async fn backend_pid(tx: &mut Transaction<'static, Postgres>) -> i32 {
     sqlx::query_scalar("select pg_backend_pid()")
         .fetch_one(&mut **tx)
         .await
@@ -360,7 +367,7 @@ pub async fn backend_pid(tx: &mut Transaction<'static, Postgres>) -> i32 {
 /// the first waits for `holder` alone, the second for the first alone
 /// (`pg_blocking_pids`). So the second is held up by the first's
 /// uncommitted work, not by `holder`.
-pub async fn assert_in_line_behind(pool: &PgPool, holder: i32) {
+pub(crate) async fn assert_in_line_behind(pool: &PgPool, holder: i32) {
     let waits: Vec<(i32, Vec<i32>)> = sqlx::query_as(
         "select pid, pg_blocking_pids(pid) from pg_stat_activity
           where datname = current_database() and wait_event_type = 'Lock'",

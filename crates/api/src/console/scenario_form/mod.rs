@@ -5,17 +5,18 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use callhook_core::{
-    build_payload, CustomFields, DeliveryKind, FieldError, SigningSecret, Timezone,
-};
+use axum::response::Response;
+use callhook_core::{build_payload, CustomFields, DeliveryKind, FieldError, Timezone};
 use callhook_store::scenarios::{self, Scenario};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::i18n::Lang;
-use super::{key, page, redirect_with, render, CsrfField, CsrfForm, SignedForm, SignedPage};
-use crate::routes::audit::{self, Action};
+use super::{
+    key, page, redirect_with, render, ConsoleError, CsrfField, CsrfForm, Signed, SignedForm,
+    SignedPage,
+};
+use crate::ops::{self, scenario_error};
 use crate::AppState;
 
 mod test_send;
@@ -81,54 +82,49 @@ struct Previews {
 pub(super) async fn preview(
     State(_state): State<AppState>,
     SignedForm { lang, s, form }: SignedForm<ScenarioFormData>,
-) -> Response {
+) -> Result<Response, ConsoleError> {
     let (previews, preview_error) = match previews_of_form(&form) {
         Ok(p) => (p, None),
         Err(e) => (Vec::new(), Some(e)),
     };
-    page(
-        render(&Previews {
-            lang,
-            previews,
-            preview_error,
-        }),
-        vec![s.renewed],
-    )
+    let html = render(&Previews {
+        lang,
+        previews,
+        preview_error,
+    })?;
+    Ok(page(html, vec![s.renewed]))
 }
 
-#[expect(clippy::too_many_arguments, reason = "a page's parts, each one plain")]
+/// What a render of the scenario page shows beside the form.
+#[derive(Default)]
+struct Shown<'a> {
+    /// Why the last save was refused.
+    error: Option<FieldError>,
+    /// The scenario as stored (its secret; its previews when the form's
+    /// own cannot be built).
+    scenario: Option<&'a Scenario>,
+    /// A test send's outcome.
+    tested: Option<Tested>,
+}
+
+/// The scenario page: the form (`id` none: a new scenario) and what
+/// `shown` adds.
 fn form_page(
     state: &AppState,
     lang: Lang,
-    session: &super::session::Session,
-    actor: String,
+    s: &Signed,
     id: Option<Uuid>,
     form: &ScenarioFormData,
-    error: Option<FieldError>,
-    scenario: Option<&Scenario>,
-) -> String {
-    form_page_tested(state, lang, session, actor, id, form, error, scenario, None)
-}
-
-#[expect(clippy::too_many_arguments, reason = "a page's parts, each one plain")]
-fn form_page_tested(
-    state: &AppState,
-    lang: Lang,
-    session: &super::session::Session,
-    actor: String,
-    id: Option<Uuid>,
-    form: &ScenarioFormData,
-    error: Option<FieldError>,
-    scenario: Option<&Scenario>,
-    tested: Option<Tested>,
-) -> String {
+    shown: Shown<'_>,
+) -> Result<String, ConsoleError> {
+    let scenario = shown.scenario;
     render(&ScenarioPage {
         lang,
-        csrf: key(state).csrf(session),
-        actor,
+        csrf: key(state).csrf(&s.session),
+        actor: s.actor.0.clone(),
         id,
         form,
-        error,
+        error: shown.error,
         previews: previews_of_form(form)
             .ok()
             .or_else(|| scenario.and_then(|s| Some(previews_of(&s.fields(), s.tz().ok()?))))
@@ -137,7 +133,7 @@ fn form_page_tested(
         secret: scenario
             .and_then(|s| state.sealer.reveal(&s.signing_secret).ok())
             .unwrap_or_default(),
-        tested,
+        tested: shown.tested,
         placeholders: callhook_core::payload::placeholder_fields().collect(),
     })
 }
@@ -145,130 +141,77 @@ fn form_page_tested(
 pub(super) async fn new_page(
     State(state): State<AppState>,
     SignedPage { lang, s }: SignedPage,
-) -> Response {
+) -> Result<Response, ConsoleError> {
     let form = ScenarioFormData {
         timezone: "Europe/Moscow".into(),
         ..ScenarioFormData::default()
     };
-    page(
-        form_page(
-            &state,
-            lang,
-            &s.session,
-            s.actor.0.clone(),
-            None,
-            &form,
-            None,
-            None,
-        ),
-        vec![s.renewed],
-    )
+    let html = form_page(&state, lang, &s, None, &form, Shown::default())?;
+    Ok(page(html, vec![s.renewed]))
 }
 
 pub(super) async fn edit_page(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     SignedPage { lang, s }: SignedPage,
-) -> Result<Response, crate::ApiError> {
-    let Ok(scenario) = scenarios::get(&state.pool, id).await else {
-        return Ok((StatusCode::NOT_FOUND, lang.t("not_found")).into_response());
-    };
+) -> Result<Response, ConsoleError> {
+    let scenario = scenarios::get(&state.pool, id)
+        .await
+        .map_err(scenario_error(id))?;
     let form = ScenarioFormData::from_scenario(&scenario);
-    Ok(page(
-        form_page(
-            &state,
-            lang,
-            &s.session,
-            s.actor.0.clone(),
-            Some(id),
-            &form,
-            None,
-            Some(&scenario),
-        ),
-        vec![s.renewed],
-    ))
+    let shown = Shown {
+        scenario: Some(&scenario),
+        ..Shown::default()
+    };
+    let html = form_page(&state, lang, &s, Some(id), &form, shown)?;
+    Ok(page(html, vec![s.renewed]))
 }
 
-/// Creates (`id` none) or saves a scenario from the form; the form again,
-/// with the error at its field, when the input is refused.
+/// Creates (`id` none) or saves a scenario from the form
+/// (`ops::scenarios`); the form again, with the error at its field, when
+/// the input is refused.
 async fn submit(
     state: AppState,
     id: Option<Uuid>,
     SignedForm { lang, s, form }: SignedForm<ScenarioFormData>,
-) -> Result<Response, crate::ApiError> {
-    let refused = |error: FieldError, scenario: Option<&Scenario>| {
-        let mut r = page(
-            form_page(
-                &state,
-                lang,
-                &s.session,
-                s.actor.0.clone(),
-                id,
-                &form,
-                Some(error),
-                scenario,
-            ),
-            vec![s.renewed.clone()],
-        );
-        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-        r
+) -> Result<Response, ConsoleError> {
+    let done = match id {
+        None => ops::scenarios::create(&state, &s.actor, form.input()).await,
+        Some(id) => ops::scenarios::save(&state, &s.actor, id, form.input()).await,
     };
-    let settings = match form.input().into_settings() {
-        Ok(settings) => settings,
-        Err(e) => {
-            let current = match id {
-                Some(id) => scenarios::get(&state.pool, id).await.ok(),
-                None => None,
-            };
-            return Ok(refused(e, current.as_ref()));
+    let e = match done {
+        Ok(sc) => {
+            let to = format!("/console/scenarios/{}?lang={}", sc.id, lang.code());
+            return Ok(redirect_with(&to, &s.renewed));
         }
+        Err(e) => e,
     };
-    let saved = match id {
-        None => {
-            let secret = state.sealer.seal(&SigningSecret::generate());
-            scenarios::create(&state.pool, &settings, &secret).await
-        }
-        Some(id) => scenarios::update(&state.pool, id, &settings, &state.settings.health)
-            .await
-            .map(|(s, _)| s),
+    // Refused input (a 422, or a number another scenario holds): the form
+    // again with the error at its field; anything else is an error page.
+    let Some(field) = e.field.clone().filter(|_| e.status.is_client_error()) else {
+        return Err(e.into());
     };
-    let scenario = match saved {
-        Ok(sc) => sc,
-        Err(callhook_store::StoreError::NumberTaken {
-            number,
-            scenario_id,
-        }) => {
-            let e = FieldError::new(
-                "numbers",
-                "number_taken",
-                format!("number {number} already belongs to scenario {scenario_id}; remove it there first"),
-            );
-            return Ok(refused(e, None));
-        }
-        Err(e) => return Err(e.into()),
+    let current = match id {
+        Some(id) => scenarios::get(&state.pool, id).await.ok(),
+        None => None,
     };
-    let (action, details) = match id {
-        None => (
-            Action::ScenarioCreate,
-            serde_json::json!({"name": scenario.name, "via": "console"}),
-        ),
-        Some(_) => (
-            Action::ScenarioSave,
-            serde_json::json!({"during_call_url": scenario.during_call_url,
-                               "after_call_url": scenario.after_call_url, "via": "console"}),
-        ),
+    let shown = Shown {
+        error: Some(FieldError::new(field, e.code, e.message)),
+        scenario: current.as_ref(),
+        tested: None,
     };
-    audit::record(&state, &s.actor, action, Some(scenario.id), details).await;
-    Ok(redirect_with(
-        &format!("/console/scenarios/{}?lang={}", scenario.id, lang.code()),
-        &s.renewed,
-    ))
+    let mut r = page(
+        form_page(&state, lang, &s, id, &form, shown)?,
+        vec![s.renewed.clone()],
+    );
+    *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    Ok(r)
 }
 
 pub(super) async fn create(
     State(state): State<AppState>,
     signed: SignedForm<ScenarioFormData>,
-) -> Result<Response, crate::ApiError> {
+) -> Result<Response, ConsoleError> {
     submit(state, None, signed).await
 }
 
@@ -276,7 +219,7 @@ pub(super) async fn save(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     signed: SignedForm<ScenarioFormData>,
-) -> Result<Response, crate::ApiError> {
+) -> Result<Response, ConsoleError> {
     submit(state, Some(id), signed).await
 }
 
@@ -284,27 +227,10 @@ pub(super) async fn rotate(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     SignedForm { lang, s, form: _ }: SignedForm<CsrfForm>,
-) -> Result<Response, crate::ApiError> {
-    let secret = state.sealer.seal(&SigningSecret::generate());
-    let sc = scenarios::rotate_secret(
-        &state.pool,
-        id,
-        &secret,
-        state.settings.secret_rotation_overlap,
-    )
-    .await?;
-    audit::record(
-        &state,
-        &s.actor,
-        Action::SecretRotate,
-        Some(id),
-        serde_json::json!({"previous_secret_expires_at": sc.previous_secret_expires_at, "via": "console"}),
-    )
-    .await;
-    Ok(redirect_with(
-        &format!("/console/scenarios/{id}?lang={}", lang.code()),
-        &s.renewed,
-    ))
+) -> Result<Response, ConsoleError> {
+    ops::scenarios::rotate_secret(&state, &s.actor, id).await?;
+    let to = format!("/console/scenarios/{id}?lang={}", lang.code());
+    Ok(redirect_with(&to, &s.renewed))
 }
 
 #[derive(Debug, Deserialize)]
@@ -324,22 +250,14 @@ pub(super) async fn delete(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     SignedForm { lang, s, form }: SignedForm<DeleteForm>,
-) -> Result<Response, crate::ApiError> {
+) -> Result<Response, ConsoleError> {
     if form.confirm != "yes" {
         return Ok(redirect_with(
             &format!("/console/scenarios/{id}?lang={}", lang.code()),
             &s.renewed,
         ));
     }
-    let cancelled = scenarios::delete(&state.pool, id).await?;
-    audit::record(
-        &state,
-        &s.actor,
-        Action::ScenarioDelete,
-        Some(id),
-        serde_json::json!({"cancelled": cancelled.len(), "via": "console"}),
-    )
-    .await;
+    ops::scenarios::delete(&state, &s.actor, id).await?;
     Ok(redirect_with(
         &format!("/console?lang={}", lang.code()),
         &s.renewed,

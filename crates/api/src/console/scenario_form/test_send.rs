@@ -1,16 +1,16 @@
 //! A test send from the form: the signed request and the receiver's answer,
-//! shown inline on the scenario's page (through the API's own test send).
+//! shown inline on the scenario's page (`ops::test_send`, as the API's).
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use callhook_core::DeliveryKind;
+use axum::response::Response;
+use callhook_core::EndpointKind;
 use callhook_store::scenarios;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::text::ScenarioFormData;
-use super::{form_page_tested, page, CsrfField, SignedForm};
+use super::{form_page, page, ConsoleError, CsrfField, Shown, SignedForm};
+use crate::ops::{self, scenario_error};
 use crate::AppState;
 
 /// A test send's outcome, shown inline.
@@ -42,22 +42,13 @@ pub(in crate::console) async fn test_send(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     SignedForm { lang, s, form }: SignedForm<TestForm>,
-) -> Result<Response, crate::ApiError> {
-    let kind = match form.kind.parse::<DeliveryKind>() {
-        Ok(k @ (DeliveryKind::DuringCall | DeliveryKind::AfterCall)) => k,
-        _ => {
-            return Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "kind must be during_call or after_call",
-            )
-                .into_response())
-        }
-    };
-    let Ok(scenario) = scenarios::get(&state.pool, id).await else {
-        return Ok((StatusCode::NOT_FOUND, lang.t("not_found")).into_response());
-    };
-    let input = crate::routes::test_send::TestSendInput { kind, url: None };
-    let tested = match crate::routes::test_send::run(&state, &s.actor, id, input).await {
+) -> Result<Response, ConsoleError> {
+    let kind = EndpointKind::parse(&form.kind, "kind")?;
+    let scenario = scenarios::get(&state.pool, id)
+        .await
+        .map_err(scenario_error(id))?;
+    let outcome = ops::test_send::run(&state, &s.actor, id, kind, None).await;
+    let tested = match outcome {
         Ok(r) => Tested {
             kind: kind.as_str(),
             ok: r.status.is_some_and(|s| (200..300).contains(&s)),
@@ -91,18 +82,11 @@ pub(in crate::console) async fn test_send(
         },
     };
     let form = ScenarioFormData::from_scenario(&scenario);
-    Ok(page(
-        form_page_tested(
-            &state,
-            lang,
-            &s.session,
-            s.actor.0.clone(),
-            Some(id),
-            &form,
-            None,
-            Some(&scenario),
-            Some(tested),
-        ),
-        vec![s.renewed],
-    ))
+    let shown = Shown {
+        scenario: Some(&scenario),
+        tested: Some(tested),
+        ..Shown::default()
+    };
+    let html = form_page(&state, lang, &s, Some(id), &form, shown)?;
+    Ok(page(html, vec![s.renewed]))
 }

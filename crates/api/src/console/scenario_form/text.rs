@@ -5,7 +5,7 @@ use callhook_core::CustomField;
 use callhook_store::scenarios::{Scenario, StaticNumber};
 use serde::Deserialize;
 
-use crate::routes::scenarios::{ScenarioInput, StaticNumberView};
+use crate::ops::scenarios::{ScenarioInput, StaticNumberView};
 
 /// The form's fields as text (textareas hold one item a line).
 #[derive(Debug, Default, Deserialize)]

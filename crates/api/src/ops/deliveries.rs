@@ -1,0 +1,105 @@
+//! Deliveries: send one again, send every match of a filter again (bulk
+//! recover), and the list's page cursor both front ends page with.
+
+use axum::http::StatusCode;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use callhook_store::log::{self, DeliveryFilter, Retried};
+use uuid::Uuid;
+
+use super::audit::{self, AuditEvent};
+use crate::auth::Actor;
+use crate::{ApiError, AppState};
+
+/// A missing delivery answered at the path's `id`.
+pub(crate) fn delivery_error(id: Uuid) -> impl FnOnce(callhook_store::StoreError) -> ApiError {
+    move |e| match e {
+        callhook_store::StoreError::NotFound => {
+            ApiError::not_found(format!("delivery {id} does not exist")).with_field("id")
+        }
+        e => e.into(),
+    }
+}
+
+/// Sends a final delivery again (`pending`, due now, same `webhook-id`);
+/// one already pending is left alone ([`Retried::AlreadyPending`]).
+pub(crate) async fn retry(state: &AppState, actor: &Actor, id: Uuid) -> Result<Retried, ApiError> {
+    let retried = log::retry(&state.pool, id)
+        .await
+        .map_err(delivery_error(id))?;
+    if let Retried::Requeued(row) = &retried {
+        tracing::info!(delivery_id = %id, "delivery requeued");
+        let event = AuditEvent::DeliveryRetry {
+            delivery_id: id,
+            call_id: row.call_id.clone(),
+            kind: row.kind,
+        };
+        audit::record(state, actor, row.scenario_id, event).await;
+    }
+    Ok(retried)
+}
+
+/// The API's answer to a retry of a pending delivery.
+pub(crate) fn already_pending(id: Uuid) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "already_pending",
+        format!("delivery {id} is pending already; it will be sent when due"),
+    )
+    .with_field("id")
+}
+
+/// Sends again every final delivery matching `f` (pending ones are left as
+/// they are): how many. At least one filter is required, so an empty
+/// filter cannot resend the whole history.
+pub(crate) async fn retry_matching(
+    state: &AppState,
+    actor: &Actor,
+    f: &DeliveryFilter,
+) -> Result<u64, ApiError> {
+    if f.scenario_id.is_none()
+        && f.call_id.is_none()
+        && f.state.is_none()
+        && f.kind.is_none()
+        && f.since.is_none()
+        && f.until.is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "filter_required",
+            "give at least one filter (scenario_id, call_id, state, kind, since, until)",
+        ));
+    }
+    let n = log::retry_matching(&state.pool, f).await?;
+    tracing::info!(requeued = n, filter = ?f, "deliveries requeued");
+    let event = AuditEvent::DeliveriesRetry {
+        requeued: n,
+        call_id: f.call_id.clone(),
+        state: f.state,
+        kind: f.kind,
+        since: f.since,
+        until: f.until,
+    };
+    audit::record(state, actor, f.scenario_id, event).await;
+    Ok(n)
+}
+
+/// A page's `next`: the last delivery's id, opaque.
+pub(crate) fn encode_cursor(id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
+/// An `after` given back: the id it stands for, else a 422 at `after`.
+pub(crate) fn decode_cursor(s: &str) -> Result<Uuid, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
+        .and_then(|b| Uuid::from_slice(&b).ok())
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "after",
+                "invalid_cursor",
+                "after must be a `next` value from a previous page",
+            )
+        })
+}

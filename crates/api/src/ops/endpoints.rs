@@ -1,0 +1,147 @@
+//! Endpoints: pause, enable, their own limits. An endpoint is a scenario's
+//! during-call URL or its after-call URL; the health rules are
+//! `callhook_core::health`, their SQL `callhook_store::health`.
+
+use callhook_core::{EndpointKind, FieldError};
+use callhook_store::health::{self, EndpointLimits, EndpointRow, Switched};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::audit::{self, AuditEvent};
+use super::no_scenario;
+use crate::auth::Actor;
+use crate::{ApiError, AppState};
+
+/// What an operator does to an endpoint by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndpointAction {
+    /// Its deliveries wait (their retry schedule unspent); no probe goes.
+    Pause,
+    /// Healthy again; its waiting deliveries drain, oldest first.
+    Enable,
+}
+
+impl EndpointAction {
+    /// `pause` or `enable` (the console's path).
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pause" => Some(Self::Pause),
+            "enable" => Some(Self::Enable),
+            _ => None,
+        }
+    }
+}
+
+/// A path's `{kind}`: `during_call` or `after_call`, else a 422 at `kind`.
+pub(crate) fn kind_param(kind: &str) -> Result<EndpointKind, ApiError> {
+    Ok(EndpointKind::parse(kind, "kind")?)
+}
+
+/// A missing scenario answered at the path's `id`.
+fn not_found(id: Uuid) -> impl FnOnce(callhook_store::StoreError) -> ApiError {
+    move |e| match e {
+        callhook_store::StoreError::NotFound => no_scenario(id).with_field("id"),
+        e => e.into(),
+    }
+}
+
+/// Pauses or enables an endpoint; its transition (if any) is announced.
+pub(crate) async fn switch(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    kind: EndpointKind,
+    action: EndpointAction,
+) -> Result<Switched, ApiError> {
+    let policy = &state.settings.health;
+    let s = match action {
+        EndpointAction::Pause => health::pause(&state.pool, id, kind.into(), policy).await,
+        EndpointAction::Enable => health::enable(&state.pool, id, kind.into(), policy).await,
+    }
+    .map_err(not_found(id))?;
+    if let Some(t) = s.transition {
+        let last_error = s.endpoint.last_error.as_deref();
+        callhook_dispatch::transitions::announce(id, kind.into(), t, last_error);
+    }
+    let transition = s.transition.map(|t| t.to.as_str());
+    let deliveries = s.deliveries;
+    let event = match action {
+        EndpointAction::Pause => AuditEvent::EndpointPause {
+            kind,
+            transition,
+            deliveries,
+        },
+        EndpointAction::Enable => AuditEvent::EndpointEnable {
+            kind,
+            transition,
+            deliveries,
+        },
+    };
+    audit::record(state, actor, Some(id), event).await;
+    Ok(s)
+}
+
+/// An endpoint's own limits; null or absent: none of its own.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsBody {
+    /// Webhooks in flight at once to this endpoint, across every dispatcher
+    /// (1 to 1000; null: `CALLHOOK_ENDPOINT_MAX_IN_FLIGHT`).
+    #[serde(default)]
+    pub(crate) max_in_flight: Option<i32>,
+    /// Webhooks per second at most (above 0, up to 10000; null: no rate limit).
+    #[serde(default)]
+    pub(crate) max_per_second: Option<f32>,
+}
+
+impl LimitsBody {
+    fn check(&self) -> Result<EndpointLimits, FieldError> {
+        if let Some(n) = self.max_in_flight {
+            if !(1..=1000).contains(&n) {
+                return Err(FieldError::new(
+                    "max_in_flight",
+                    "out_of_range",
+                    "max_in_flight must be between 1 and 1000, or null for the default",
+                ));
+            }
+        }
+        if let Some(r) = self.max_per_second {
+            if !(r.is_finite() && r > 0.0 && r <= 10_000.0) {
+                return Err(FieldError::new(
+                    "max_per_second",
+                    "out_of_range",
+                    "max_per_second must be above 0 and at most 10000, or null for no limit",
+                ));
+            }
+        }
+        Ok(EndpointLimits {
+            max_in_flight: self.max_in_flight,
+            max_per_second: self.max_per_second,
+        })
+    }
+}
+
+/// Sets an endpoint's own limits (claims on every dispatcher honour them
+/// at once); the endpoint as it stands after.
+pub(crate) async fn set_limits(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    kind: EndpointKind,
+    input: &LimitsBody,
+) -> Result<EndpointRow, ApiError> {
+    let limits = input.check()?;
+    health::set_limits(&state.pool, id, kind.into(), limits)
+        .await
+        .map_err(not_found(id))?;
+    let event = AuditEvent::EndpointLimits {
+        kind,
+        max_in_flight: limits.max_in_flight,
+        max_per_second: limits.max_per_second,
+    };
+    audit::record(state, actor, Some(id), event).await;
+    health::endpoint(&state.pool, id, kind.into())
+        .await?
+        .ok_or_else(|| no_scenario(id).with_field("id"))
+}

@@ -1,0 +1,175 @@
+//! A scenario's settings as the admin API takes them (`POST`/`PUT
+//! /api/v1/scenarios`) and the console's form fills them, and their checks:
+//! one set of rules, so an error names the same field from either side.
+
+use callhook_core::{CustomField, CustomFields, FieldError, PhoneNumber, Timezone, WebhookUrl};
+use callhook_store::scenarios::{ScenarioSettings, StaticNumber};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A static number (offline ads): never reserved; calls to it carry its
+/// `marker`, `source_level_1` and `source_level_2`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StaticNumberView {
+    /// Written any way people write them; stored as digits.
+    pub(crate) number: String,
+    #[serde(default)]
+    pub(crate) marker: Option<String>,
+    #[serde(default)]
+    pub(crate) source_level_1: Option<String>,
+    #[serde(default)]
+    pub(crate) source_level_2: Option<String>,
+}
+
+/// One custom field: `value` may hold `{placeholders}` naming payload fields.
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    reason = "only describes the JSON shape in the OpenAPI document"
+)]
+pub(crate) struct CustomFieldSchema {
+    name: String,
+    value: String,
+}
+
+/// A scenario's settings. Only `name` is required; the rest default to no
+/// URLs, no custom fields, no numbers and `Europe/Moscow`. Read-only fields
+/// (`id`, `signing_secret`, timestamps) are accepted and ignored, so what
+/// `GET` returns can be sent back as is.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[expect(dead_code, reason = "the read-only fields are accepted and ignored")]
+pub(crate) struct ScenarioInput {
+    /// Not blank, at most 255 characters.
+    #[schema(min_length = 1)]
+    pub(crate) name: String,
+    /// Empty string or null = no during-call webhook.
+    #[serde(default)]
+    pub(crate) during_call_url: Option<String>,
+    /// Empty string or null = no after-call webhook.
+    #[serde(default)]
+    pub(crate) after_call_url: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<CustomFieldSchema>>)]
+    pub(crate) custom_fields: Option<Vec<CustomField>>,
+    /// Written any way people write them (`+7 (800) 555-22-33`); stored as digits.
+    #[serde(default)]
+    pub(crate) numbers: Option<Vec<String>>,
+    /// Numbers outside the pool with fixed fields; a number is in `numbers`
+    /// or here, not both.
+    #[serde(default)]
+    pub(crate) static_numbers: Option<Vec<StaticNumberView>>,
+    #[serde(default)]
+    pub(crate) timezone: Option<String>,
+    /// Read-only: accepted whatever it holds, and ignored.
+    #[serde(default)]
+    #[schema(value_type = Option<Value>)]
+    pub(crate) id: Option<serde_json::Value>,
+    /// Read-only: accepted whatever it holds, and ignored.
+    #[serde(default)]
+    #[schema(value_type = Option<Value>)]
+    pub(crate) signing_secret: Option<serde_json::Value>,
+    /// Read-only: accepted whatever it holds, and ignored.
+    #[serde(default)]
+    #[schema(value_type = Option<Value>)]
+    pub(crate) previous_secret_expires_at: Option<serde_json::Value>,
+    /// Read-only: accepted whatever it holds, and ignored.
+    #[serde(default)]
+    #[schema(value_type = Option<Value>)]
+    pub(crate) created_at: Option<serde_json::Value>,
+    /// Read-only: accepted whatever it holds, and ignored.
+    #[serde(default)]
+    #[schema(value_type = Option<Value>)]
+    pub(crate) updated_at: Option<serde_json::Value>,
+    /// Read-only: accepted whatever it holds, and ignored.
+    #[serde(default)]
+    #[schema(value_type = Option<Value>)]
+    pub(crate) health: Option<serde_json::Value>,
+}
+
+impl ScenarioInput {
+    /// What the webhook bodies depend on (the custom fields and the zone),
+    /// checked as a save checks them: the console's live preview uses it.
+    pub(crate) fn payload_parts(&self) -> Result<(CustomFields, Timezone), FieldError> {
+        let fields = CustomFields::parse(self.custom_fields.clone().unwrap_or_default())?;
+        let timezone = match &self.timezone {
+            Some(tz) => Timezone::parse(tz, "timezone")?,
+            None => Timezone::default(),
+        };
+        Ok((fields, timezone))
+    }
+
+    pub(crate) fn into_settings(self) -> Result<ScenarioSettings, FieldError> {
+        // Checked here, reported in the order of the fields below.
+        let payload_parts = self.payload_parts();
+        let name = self.name.trim().to_owned();
+        if name.is_empty() {
+            return Err(FieldError::new(
+                "name",
+                "required",
+                "name must not be empty",
+            ));
+        }
+        callhook_core::call::check_text("name", &name, 255)?;
+        let url = |v: Option<String>, field| match v {
+            Some(s) => WebhookUrl::parse_optional(&s, field),
+            None => Ok(None),
+        };
+        let numbers = self
+            .numbers
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(i, n)| PhoneNumber::parse(n, &format!("numbers[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut seen: std::collections::HashSet<String> =
+            numbers.iter().map(|n| n.as_str().to_owned()).collect();
+        let mut static_numbers = Vec::new();
+        for (i, n) in self
+            .static_numbers
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let field = |name: &str| format!("static_numbers[{i}].{name}");
+            let number = PhoneNumber::parse(&n.number, &field("number"))?;
+            if !seen.insert(number.as_str().to_owned()) {
+                return Err(FieldError::new(
+                    field("number"),
+                    "duplicate_number",
+                    format!("number {number} is listed twice; a number is either in numbers or in static_numbers, once"),
+                ));
+            }
+            let text = |v: Option<String>, name: &str| {
+                v.map(|t| {
+                    callhook_core::call::check_text(
+                        &field(name),
+                        &t,
+                        callhook_core::call::MAX_FIELD_LEN,
+                    )
+                    .map(str::to_owned)
+                })
+                .transpose()
+            };
+            static_numbers.push(StaticNumber {
+                number: number.as_str().to_owned(),
+                marker: text(n.marker, "marker")?,
+                source_level_1: text(n.source_level_1, "source_level_1")?,
+                source_level_2: text(n.source_level_2, "source_level_2")?,
+            });
+        }
+        let during_call_url = url(self.during_call_url, "during_call_url")?;
+        let after_call_url = url(self.after_call_url, "after_call_url")?;
+        let (custom_fields, timezone) = payload_parts?;
+        Ok(ScenarioSettings {
+            static_numbers,
+            name,
+            during_call_url,
+            after_call_url,
+            custom_fields,
+            numbers,
+            timezone,
+        })
+    }
+}

@@ -1,0 +1,81 @@
+//! The console answers a browser in HTML, never the API's JSON: an error
+//! page with the status and the message (the field named where there is
+//! one), in the page's language; an htmx request gets the fragment alone.
+
+use scraper::Html;
+use sqlx::PgPool;
+
+use super::{client, select, set_cookie, sign_in};
+use crate::helpers::*;
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn console_errors_are_html_pages_naming_the_field(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let http = client();
+    let r = sign_in(&app, &http, ADMIN).await;
+    let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
+    let missing = uuid::Uuid::now_v7();
+
+    // A scenario that is not there: a 404 page, in the language asked for.
+    for (lang, heading) in [("en", "Error 404"), ("ru", "Ошибка 404")] {
+        let r = http
+            .get(app.url(&format!("/console/scenarios/{missing}?lang={lang}")))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let kind = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(kind.starts_with("text/html"), "{kind}");
+        assert!(r.headers().contains_key("content-security-policy"));
+        let html = Html::parse_document(&r.text().await.unwrap());
+        assert_eq!(select(&html, "h1"), [heading]);
+        let alert = select(&html, "p.error").join(" ");
+        assert!(
+            alert.contains(&format!("scenario {missing} does not exist")),
+            "{alert}"
+        );
+    }
+
+    // A bad kind in a form post: a 422 naming the field, as the API's.
+    let page = http
+        .get(app.url("/console/scenarios/new?lang=en"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    let html = Html::parse_document(&page.text().await.unwrap());
+    let csrf = super::attr(&html, "form#settings input[name=csrf]", "value");
+    let r = http
+        .post(app.url(&format!(
+            "/console/scenarios/{missing}/endpoints/operator_event/pause?lang=en"
+        )))
+        .header("cookie", &session)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let html = Html::parse_document(&r.text().await.unwrap());
+    assert_eq!(select(&html, "p.error code"), ["kind"]);
+    assert!(
+        select(&html, "p.error")[0].contains("kind must be during_call or after_call"),
+        "{:?}",
+        select(&html, "p.error")
+    );
+
+    // htmx swaps the answer into the page: the fragment alone.
+    let r = http
+        .get(app.url(&format!("/console/scenarios/{missing}/pool?lang=en")))
+        .header("cookie", &session)
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.trim_start().starts_with("<p class=\"error\"") && !body.contains("<html"),
+        "{body}"
+    );
+}
