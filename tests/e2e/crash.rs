@@ -122,9 +122,16 @@ async fn sigkill_one_of_two_dispatchers_loses_nothing(pool: PgPool) {
     let db = database_url_of(&pool);
     let (hook, tally, gate) = gated_counting_receiver(Duration::from_millis(20), CALLS / 3).await;
     let http = reqwest::Client::new();
+    // Requests held at the gate outlast neither the request timeout nor
+    // the lease, however slowly the machine reaches the kill: a held
+    // request timing out (and sent again) would count as a duplicate the
+    // kill did not cause. B's leases run out 12 s after the kill.
+    let patient = [("CALLHOOK_REQUEST_TIMEOUT", "10s"), ("CALLHOOK_LEASE", "12s")];
     let env = [
         ("CALLHOOK_CONCURRENCY", "8"),
         ("CALLHOOK_NO_MIGRATE", "true"),
+        patient[0],
+        patient[1],
     ];
     let a = ServerProcess::start(&db, &env).await;
     let b = ServerProcess::start(
@@ -132,6 +139,8 @@ async fn sigkill_one_of_two_dispatchers_loses_nothing(pool: PgPool) {
         &[
             ("CALLHOOK_CONCURRENCY", "8"),
             ("CALLHOOK_ROLE", "dispatcher"),
+            patient[0],
+            patient[1],
         ],
     )
     .await;
@@ -150,6 +159,8 @@ async fn sigkill_one_of_two_dispatchers_loses_nothing(pool: PgPool) {
         &[
             ("CALLHOOK_CONCURRENCY", "8"),
             ("CALLHOOK_ROLE", "dispatcher"),
+            patient[0],
+            patient[1],
         ],
     )
     .await;
