@@ -126,7 +126,10 @@ async fn sigkill_one_of_two_dispatchers_loses_nothing(pool: PgPool) {
     // the lease, however slowly the machine reaches the kill: a held
     // request timing out (and sent again) would count as a duplicate the
     // kill did not cause. B's leases run out 12 s after the kill.
-    let patient = [("CALLHOOK_REQUEST_TIMEOUT", "10s"), ("CALLHOOK_LEASE", "12s")];
+    let patient = [
+        ("CALLHOOK_REQUEST_TIMEOUT", "10s"),
+        ("CALLHOOK_LEASE", "12s"),
+    ];
     let env = [
         ("CALLHOOK_CONCURRENCY", "8"),
         ("CALLHOOK_NO_MIGRATE", "true"),

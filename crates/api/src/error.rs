@@ -134,6 +134,16 @@ impl From<IngestError> for ApiError {
                 Self::new(StatusCode::NOT_FOUND, "call_not_found", m).with_field("id")
             }
             IngestError::Store(s) => s.into(),
+            IngestError::ShuttingDown => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "this instance is shutting down; nothing was stored, send it again (to another instance)",
+            ),
+            IngestError::Interrupted => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "interrupted",
+                "storing the call was interrupted before it answered; send it again (a repeat is answered as stored before)",
+            ),
         }
     }
 }

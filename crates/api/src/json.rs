@@ -61,10 +61,14 @@ async fn read_body(req: Request, limit: usize) -> Result<axum::body::Bytes, ApiE
     axum::body::to_bytes(Body::new(req.into_body()), limit)
         .await
         .map_err(|e| {
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                || e.to_string().contains("length limit")
-            {
+            // Too long is a type somewhere in the error's chain of sources.
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            let mut over_limit = false;
+            while let Some(c) = cause {
+                over_limit |= c.is::<http_body_util::LengthLimitError>();
+                cause = c.source();
+            }
+            if over_limit {
                 too_large()
             } else {
                 ApiError::new(

@@ -142,6 +142,16 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// Why a delivery is held, unsent, until an operator fixes something
+    /// (its `last_error` meanwhile); its retry schedule is not spent.
+    pub enum HeldReason ("reason", "invalid_reason") {
+        /// The scenario's stored signing secret cannot be opened (a wrong
+        /// `CALLHOOK_SECRET_KEY`): never an unsigned webhook.
+        InvalidSigningSecret = "invalid_signing_secret",
+    }
+}
+
 impl DeliveryState {
     /// Delivered, failed or cancelled: nothing more happens to it by itself.
     pub fn is_final(self) -> bool {

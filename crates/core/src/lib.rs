@@ -26,7 +26,9 @@ pub mod webhook_url;
 
 pub use call::{Call, CallEnd, CallStatus, Visit};
 pub use custom_fields::{CustomField, CustomFields};
-pub use delivery::{CancelReason, DeliveryKind, DeliveryState, EndpointKind, PriorityClass};
+pub use delivery::{
+    CancelReason, DeliveryKind, DeliveryState, EndpointKind, HeldReason, PriorityClass,
+};
 pub use error::FieldError;
 pub use health::{EndpointState, Health, HealthPolicy, Observed, Transition};
 pub use payload::build_payload;

@@ -16,7 +16,6 @@
 use std::sync::Arc;
 
 use callhook_store::calls::{IngestError, Ingested, StartCall};
-use callhook_store::StoreError;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::Outlet;
@@ -48,22 +47,24 @@ impl StartQueue {
     /// callers (the API sheds load past its in-flight limit).
     pub async fn start(&self, input: StartCall) -> Result<Ingested, IngestError> {
         let (reply, answer) = oneshot::channel();
+        let call_id = input.id.clone();
         if let Err(mpsc::error::SendError((input, _))) = self.jobs.send((input, reply)) {
             // The queue's task is gone (the runtime is shutting down).
             return Err(gone(&input));
         }
         match answer.await {
             Ok(result) => result,
-            Err(_) => Err(IngestError::Store(StoreError::Db(
-                sqlx::Error::WorkerCrashed,
-            ))),
+            Err(_) => {
+                tracing::error!(call_id = %call_id, "the committer stopped before answering");
+                Err(IngestError::Interrupted)
+            }
         }
     }
 }
 
 fn gone(input: &StartCall) -> IngestError {
     tracing::warn!(call_id = %input.id, "start queue stopped; nothing stored");
-    IngestError::Store(StoreError::Unavailable(sqlx::Error::PoolClosed))
+    IngestError::ShuttingDown
 }
 
 async fn run(

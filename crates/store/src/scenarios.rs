@@ -272,7 +272,7 @@ async fn select(e: impl PgExecutor<'_>, id: Option<Uuid>) -> Result<Vec<Scenario
         r#"select s.id, s.name, s.during_call_url, s.after_call_url,
                   s.custom_fields as "custom_fields: Json<Vec<CustomField>>",
                   s.timezone, s.signing_secret as "signing_secret: StoredSecret",
-                  case when s.previous_secret_expires_at > now() then s.previous_secret_expires_at end
+                  case when overlap_running(s.previous_secret_expires_at) then s.previous_secret_expires_at end
                     as previous_secret_expires_at,
                   s.created_at, s.updated_at,
                   array(select n.number from scenario_numbers n where n.scenario_id = s.id and not n.is_static order by n.number) as "numbers!",

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use callhook_core::{CancelReason, DeliveryKind, Observed, RetrySchedule, SigningSecret};
+use callhook_core::{
+    CancelReason, DeliveryKind, HeldReason, Observed, RetrySchedule, SigningSecret,
+};
 use callhook_store::queue::{AttemptRecord, Claimed, Completion, Outcome};
 
 use tokio::sync::OwnedSemaphorePermit;
@@ -79,7 +81,7 @@ async fn attempt(ctx: &Ctx, row: &Claimed, held: &mut Option<Held>) -> Completio
                 );
                 return completion(
                     Outcome::Held {
-                        reason: "invalid_signing_secret",
+                        reason: HeldReason::InvalidSigningSecret,
                         retry_in: Duration::from_secs(60),
                     },
                     None,

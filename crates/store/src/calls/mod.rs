@@ -69,6 +69,15 @@ pub enum IngestError {
     CallNotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The process is stopping and took nothing more: nothing was stored.
+    #[error("shutting down; nothing was stored")]
+    ShuttingDown,
+    /// The event was taken, but its answer was lost before the commit said
+    /// how it went (the task storing it stopped): it may or may not be
+    /// stored, and sending it again is safe (the same event is answered as
+    /// stored before).
+    #[error("interrupted before the commit answered")]
+    Interrupted,
 }
 
 impl From<sqlx::Error> for IngestError {

@@ -120,7 +120,7 @@ async fn fetch(
         r#"select t.ord as "ord!", s.id, s.during_call_url, s.after_call_url,
                   s.custom_fields as "custom_fields: Json<Vec<CustomField>>", s.timezone,
                   s.signing_secret as "signing_secret: StoredSecret",
-                  case when s.previous_secret_expires_at > now() then s.previous_signing_secret end
+                  case when overlap_running(s.previous_secret_expires_at) then s.previous_signing_secret end
                     as "previous_signing_secret?: StoredSecret",
                   coalesce((select e.state from endpoints e where e.scenario_id = s.id and e.kind = 'during_call'),
                            'healthy') as "during_state!: EndpointState",

@@ -155,7 +155,7 @@ pub async fn take_probes(
                       c.attempt_count as "attempt_count!", c.created_at as "created_at!",
                       case c.kind when 'during_call' then s.during_call_url else s.after_call_url end as url,
                       s.signing_secret as "signing_secret?: StoredSecret",
-                      case when s.previous_secret_expires_at > now() then s.previous_signing_secret end
+                      case when overlap_running(s.previous_secret_expires_at) then s.previous_signing_secret end
                         as "previous_signing_secret?: StoredSecret",
                       $3::uuid as "lease_token!", c.scenario_id,
                       'paused'::text as "endpoint_state?: EndpointState", true as "probe!"

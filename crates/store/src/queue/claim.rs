@@ -185,7 +185,7 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
                   c.attempt_count as "attempt_count!", c.created_at as "created_at!",
                   case c.kind when 'during_call' then s.during_call_url else s.after_call_url end as url,
                   s.signing_secret as "signing_secret?: StoredSecret",
-                  case when s.previous_secret_expires_at > now() then s.previous_signing_secret end
+                  case when overlap_running(s.previous_secret_expires_at) then s.previous_signing_secret end
                     as "previous_signing_secret?: StoredSecret",
                   $2::uuid as "lease_token!", c.scenario_id,
                   e.state as "endpoint_state?: EndpointState", false as "probe!"

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use callhook_core::{CancelReason, DeliveryKind, DeliveryState, Observed};
+use callhook_core::{CancelReason, DeliveryKind, DeliveryState, HeldReason, Observed};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -32,7 +32,7 @@ pub enum Outcome {
     /// to `last_error`, e.g. a damaged signing secret); looked at again
     /// after the delay, its retry schedule unspent.
     Held {
-        reason: &'static str,
+        reason: HeldReason,
         retry_in: Duration,
     },
 }
@@ -121,7 +121,7 @@ pub async fn complete(
         bodies.push(a.and_then(|a| a.response_body.as_deref()));
         errors.push(match &c.outcome {
             Outcome::Cancelled(reason) => Some(reason.as_str()),
-            Outcome::Held { reason, .. } => Some(*reason),
+            Outcome::Held { reason, .. } => Some(reason.as_str()),
             _ => a.and_then(|a| a.error.as_deref()),
         });
     }
