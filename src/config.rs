@@ -107,7 +107,8 @@ pub struct DbConfig {
     /// How long to keep retrying an unreachable database at start-up.
     #[arg(long, env = "CALLHOOK_DB_WAIT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub db_wait: Duration,
-    /// Most connections this process opens to Postgres.
+    /// The size of this process's Postgres pool (upkeep's leader holds one
+    /// connection more, outside it).
     #[arg(long, env = "CALLHOOK_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
     /// Log format: text or json.

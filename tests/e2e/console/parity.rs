@@ -512,3 +512,44 @@ async fn a_test_send_is_the_same_from_the_api_and_the_console(pool: PgPool) {
     assert_eq!(f.console(&path, &[("kind", "during_call")]).await, 200);
     same(&pool, &api, &console, "test send").await;
 }
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn limits_are_the_same_from_the_api_and_the_console(pool: PgPool) {
+    let f = Fronts::new(pool.clone()).await;
+    let ok = f.ok.url("/hook");
+    let (api, console) = (
+        f.scenario("78005550001", "a-1", &ok, &ok).await,
+        f.scenario("78005550002", "c-1", &ok, &ok).await,
+    );
+    let path = format!("/api/v1/scenarios/{}/endpoints/after_call/limits", api.id);
+    let (status, set) = f
+        .app
+        .admin_put(&path, &json!({"max_in_flight": 4, "max_per_second": 2.5}))
+        .await;
+    assert_eq!(status, 200, "{set}");
+    let path = format!(
+        "/console/scenarios/{}/endpoints/after_call/limits",
+        console.id
+    );
+    let fields = [("max_in_flight", "4"), ("max_per_second", "2.5")];
+    assert_eq!(f.console(&path, &fields).await, 303);
+    let snap = same(&pool, &api, &console, "limits").await;
+    assert_eq!(snap["endpoints"][0]["max_in_flight"], 4, "{snap}");
+    assert_eq!(snap["endpoints"][0]["max_per_second"], 2.5, "{snap}");
+
+    // Out of range: refused by both, naming the field.
+    let path = format!("/api/v1/scenarios/{}/endpoints/after_call/limits", api.id);
+    let (status, refused) = f.app.admin_put(&path, &json!({"max_in_flight": 0})).await;
+    assert_eq!(status, 422);
+    assert_eq!(refused["error"]["field"], "max_in_flight");
+    let path = format!(
+        "/console/scenarios/{}/endpoints/after_call/limits",
+        console.id
+    );
+    assert_eq!(f.console(&path, &[("max_in_flight", "0")]).await, 422);
+    // Empty fields: back to none of its own, on the API's side too.
+    assert_eq!(f.console(&path, &[]).await, 303);
+    let path = format!("/api/v1/scenarios/{}/endpoints/after_call/limits", api.id);
+    assert_eq!(f.app.admin_put(&path, &json!({})).await.0, 200);
+    same(&pool, &api, &console, "limits cleared").await;
+}

@@ -163,6 +163,15 @@ impl Lang {
             "signed_request" => ("Отправленный запрос с подписью", "The signed request sent"),
             "scenario_zone" => ("по часовому поясу сценария", "on the scenario's clock"),
             "field" => ("поле", "field"),
+            "max_in_flight" => (
+                "Одновременно не больше (пусто: по умолчанию)",
+                "At most in flight (empty: the default)",
+            ),
+            "max_per_second" => (
+                "В секунду не больше (пусто: без ограничения)",
+                "At most per second (empty: no limit)",
+            ),
+            "set_limits" => ("Задать", "Set"),
             "error" => ("Ошибка", "Error"),
             _ => ("?", "?"),
         };

@@ -77,6 +77,10 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route("/console/logout", post(signin::logout))
         .route(
+            "/console/scenarios/{id}/endpoints/{kind}/limits",
+            post(overview::set_limits),
+        )
+        .route(
             "/console/scenarios/{id}/endpoints/{kind}/{action}",
             post(overview::switch_endpoint),
         )

@@ -3,14 +3,17 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use callhook_core::DeliveryKind;
+use callhook_core::{DeliveryKind, FieldError};
 use callhook_store::{health, log, scenarios};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use super::i18n::Lang;
 use super::time::Zones;
-use super::{key, page, redirect_with, render, ConsoleError, CsrfForm, SignedForm, SignedPage};
-use crate::ops::endpoints::{kind_param, EndpointAction};
+use super::{
+    key, page, redirect_with, render, ConsoleError, CsrfField, CsrfForm, SignedForm, SignedPage,
+};
+use crate::ops::endpoints::{kind_param, EndpointAction, LimitsBody};
 use crate::ops::{self, scenario_error};
 use crate::AppState;
 
@@ -98,6 +101,9 @@ struct EndpointRow {
     max_per_second: Option<f32>,
     /// `pause` or `enable`: what its button does.
     action: &'static str,
+    /// Its own limits as the form shows them (empty: none of its own).
+    own_cap: String,
+    own_rate: String,
 }
 
 #[derive(Template)]
@@ -107,6 +113,8 @@ struct HealthPage {
     csrf: String,
     actor: String,
     rows: Vec<EndpointRow>,
+    /// `CALLHOOK_ENDPOINT_MAX_IN_FLIGHT`, for an endpoint with no cap of its own.
+    default_cap: i32,
 }
 
 pub(super) async fn health_page(
@@ -130,6 +138,8 @@ pub(super) async fn health_page(
             in_flight: e.deliveries_in_flight,
             cap: e.cap.unwrap_or(state.settings.health.endpoint_cap),
             max_per_second: e.max_per_second,
+            own_cap: e.max_in_flight.map(|n| n.to_string()).unwrap_or_default(),
+            own_rate: e.max_per_second.map(|r| r.to_string()).unwrap_or_default(),
             action: if e.state.holds_deliveries() {
                 "enable"
             } else {
@@ -143,6 +153,7 @@ pub(super) async fn health_page(
             csrf: key(&state).csrf(&s.session),
             actor: s.actor.0,
             rows,
+            default_cap: state.settings.health.endpoint_cap,
         })?,
         vec![s.renewed],
     ))
@@ -157,6 +168,60 @@ pub(super) async fn switch_endpoint(
     let action = EndpointAction::parse(&action)
         .ok_or_else(|| ConsoleError::not_found(format!("no such endpoint action: {action}")))?;
     ops::endpoints::switch(&state, &s.actor, id, kind, action).await?;
+    Ok(redirect_with(
+        &format!("/console/health?lang={}", lang.code()),
+        &s.renewed,
+    ))
+}
+
+/// The limits form of an endpoint's row: empty is "none of its own".
+#[derive(Debug, Deserialize)]
+pub(super) struct LimitsForm {
+    csrf: String,
+    #[serde(default)]
+    max_in_flight: String,
+    #[serde(default)]
+    max_per_second: String,
+}
+
+impl CsrfField for LimitsForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl LimitsForm {
+    /// The API's input; a number that does not read is an error at its field.
+    fn input(&self) -> Result<LimitsBody, FieldError> {
+        fn number<T: std::str::FromStr>(text: &str, field: &str) -> Result<Option<T>, FieldError> {
+            let text = text.trim();
+            if text.is_empty() {
+                return Ok(None);
+            }
+            text.parse().map(Some).map_err(|_| {
+                FieldError::new(
+                    field,
+                    "invalid_number",
+                    format!("{field} must be a number, or empty"),
+                )
+            })
+        }
+        Ok(LimitsBody {
+            max_in_flight: number(&self.max_in_flight, "max_in_flight")?,
+            max_per_second: number(&self.max_per_second, "max_per_second")?,
+        })
+    }
+}
+
+/// Sets an endpoint's own limits from its row on the health page.
+pub(super) async fn set_limits(
+    State(state): State<AppState>,
+    Path((id, kind)): Path<(Uuid, String)>,
+    SignedForm { lang, s, form }: SignedForm<LimitsForm>,
+) -> Result<Response, ConsoleError> {
+    let kind = kind_param(&kind)?;
+    let input = form.input()?;
+    ops::endpoints::set_limits(&state, &s.actor, id, kind, &input).await?;
     Ok(redirect_with(
         &format!("/console/health?lang={}", lang.code()),
         &s.renewed,
