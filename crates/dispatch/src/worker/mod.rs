@@ -175,8 +175,8 @@ pub async fn run(
     // No more hand-offs: ingest now queues for claims. Deliveries handed
     // off but not yet started are given back below with the rest.
     seats.close();
-    if let Ok(mut inbox) = receiving.await {
-        while let Ok(h) = inbox.rx.try_recv() {
+    if let Ok(inbox) = receiving.await {
+        for h in inbox.close() {
             crew.track(&h.row);
         }
     }
