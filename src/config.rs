@@ -181,6 +181,12 @@ pub struct ServeConfig {
     /// `0s` sends it at once.
     #[arg(long, env = "CALLHOOK_START_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub start_grace: Duration,
+    /// The most a webhook body may weigh, in bytes. A scenario whose custom
+    /// fields alone would pass it is refused (422); a call whose values make
+    /// a webhook pass it has that delivery stored cancelled (`payload_too_large`).
+    #[arg(long, env = "CALLHOOK_MAX_PAYLOAD_BYTES", default_value_t = callhook_core::DEFAULT_MAX_PAYLOAD_BYTES,
+          value_parser = clap::value_parser!(usize))]
+    pub max_payload_bytes: usize,
     /// Longest a client may take to send a request's headers; the
     /// connection is closed after it (slow-header clients).
     #[arg(long, env = "CALLHOOK_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -200,6 +206,10 @@ pub struct ServeConfig {
     /// Serve the operator's console under /console (API role only).
     #[arg(long, env = "CALLHOOK_CONSOLE", default_value_t = true, action = clap::ArgAction::Set)]
     pub console: bool,
+    /// A console session's absolute lifetime: it ends this long after its
+    /// sign-in, however active (each request renews only the 30-minute idle expiry).
+    #[arg(long, env = "CALLHOOK_CONSOLE_SESSION_MAX", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub console_session_max: Duration,
     /// How often the gauges read from the database (backlog, endpoints,
     /// queue health) are refreshed; a scrape renders the last reading.
     #[arg(long, env = "CALLHOOK_GAUGE_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]

@@ -162,6 +162,7 @@ pub async fn run(
         handoff,
         IngestConfig {
             start_grace: config.start_grace,
+            max_payload_bytes: config.max_payload_bytes,
         },
     );
     let state = AppState::new(
@@ -181,6 +182,8 @@ pub async fn run(
         request_timeout: config.http_request_timeout,
         max_inflight_requests: config.max_inflight_requests,
         secret_rotation_overlap: config.secret_rotation_overlap,
+        console_session_max: config.console_session_max,
+        max_payload_bytes: config.max_payload_bytes,
         gauge_interval: config
             .gauge_interval
             .max(std::time::Duration::from_millis(10)),

@@ -3,6 +3,7 @@
 //! One test binary keeps link time down.
 
 mod abuse;
+mod amplification;
 mod browser;
 mod console;
 mod crash;

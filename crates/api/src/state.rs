@@ -67,6 +67,12 @@ pub struct ApiSettings {
     pub health: HealthSettings,
     /// Serve the operator's console under `/console`.
     pub console: bool,
+    /// A console session's absolute lifetime: signed in longer ago than
+    /// this, it ends however busy it is.
+    pub console_session_max: Duration,
+    /// The most a webhook body may weigh (`CALLHOOK_MAX_PAYLOAD_BYTES`): a
+    /// scenario whose custom fields alone would pass it is refused.
+    pub max_payload_bytes: usize,
 }
 
 impl Default for ApiSettings {
@@ -78,6 +84,8 @@ impl Default for ApiSettings {
             gauge_interval: Duration::from_secs(15),
             health: HealthSettings::default(),
             console: true,
+            console_session_max: Duration::from_secs(12 * 3600),
+            max_payload_bytes: callhook_core::DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
 }

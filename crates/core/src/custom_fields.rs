@@ -77,6 +77,26 @@ impl CustomFields {
         Self(fields)
     }
 
+    /// The most bytes the `custom_fields` object can take in a body, every
+    /// placeholder at its longest value ([`crate::payload::longest_text`],
+    /// one byte a character: the shortest such value).
+    pub fn longest_bytes(&self) -> usize {
+        self.0
+            .iter()
+            .map(|f| {
+                let literal: usize = Segments { rest: &f.value }
+                    .map(|s| match s {
+                        Segment::Text(t) => t.len(),
+                        Segment::Placeholder(name) => crate::payload::longest_text(name),
+                    })
+                    .sum();
+                // "name":"value",
+                f.name.len() + literal + 6
+            })
+            .sum::<usize>()
+            + 2
+    }
+
     pub fn as_slice(&self) -> &[CustomField] {
         &self.0
     }

@@ -139,6 +139,9 @@ text_enum! {
         /// A start that arrived after its call's after-call webhook had gone
         /// out: a "call in progress" after "call ended" would mislead.
         CallAlreadyEnded = "call_already_ended",
+        /// Its body would pass `CALLHOOK_MAX_PAYLOAD_BYTES` (the call's
+        /// values, expanded into the scenario's custom fields): never sent.
+        PayloadTooLarge = "payload_too_large",
     }
 }
 

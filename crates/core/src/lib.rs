@@ -31,7 +31,7 @@ pub use delivery::{
 };
 pub use error::FieldError;
 pub use health::{EndpointState, Health, HealthPolicy, Observed, Transition};
-pub use payload::build_payload;
+pub use payload::{build_payload, build_payload_within, DEFAULT_MAX_PAYLOAD_BYTES};
 pub use phone::PhoneNumber;
 pub use schedule::RetrySchedule;
 pub use sealing::{OpenError, Sealer, SealingKey};
@@ -44,8 +44,5 @@ pub use webhook_url::WebhookUrl;
 pub fn fingerprint<T: serde::Serialize>(value: &T) -> String {
     use sha2::Digest;
     let bytes = serde_json::to_vec(value).expect("fingerprinted values serialise");
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(sha2::Sha256::digest(bytes))
 }

@@ -115,6 +115,78 @@ pub fn build_payload(
     out
 }
 
+/// The most a webhook body may weigh by default (`CALLHOOK_MAX_PAYLOAD_BYTES`).
+///
+/// The page's example body is about 1 KiB. A call with every visit field at
+/// its longest (2,048 characters, ASCII) is about 40 KiB, so 64 KiB leaves
+/// room for that and a scenario's custom fields. It also bounds what one call
+/// can make callhook store and send: a batch of 1,000 calls is at most
+/// 64 MiB of bodies, not the gigabytes that placeholders repeated in custom
+/// fields used to reach.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// [`build_payload`] bounded: `None` as soon as the body would pass `max`
+/// bytes, having held at most `max` of it.
+pub fn build_payload_within(
+    call: &Call,
+    kind: DeliveryKind,
+    custom_fields: &CustomFields,
+    tz: Timezone,
+    max: usize,
+) -> Option<Vec<u8>> {
+    let payload = Payload {
+        call,
+        kind,
+        custom_fields,
+        tz,
+    };
+    let mut out = Bounded {
+        bytes: Vec::with_capacity(1024.min(max)),
+        max,
+    };
+    serde_json::to_writer(&mut out, &payload).ok()?;
+    Some(out.bytes)
+}
+
+/// A buffer that refuses to grow past `max` bytes.
+struct Bounded {
+    bytes: Vec<u8>,
+    max: usize,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.max {
+            return Err(std::io::Error::other("over the payload limit"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The longest text a payload field may hold, in characters (a call's
+/// checks bound each): what a `{placeholder}` naming it may become.
+pub fn longest_text(name: &str) -> usize {
+    match name {
+        "id" => crate::call::MAX_CALL_ID_LEN,
+        "caller" | "callee" => crate::PhoneNumber::MAX_DIGITS,
+        // `2019-02-19 00:00:00`
+        "date" => 19,
+        // i64 and its sign
+        "order_id" | "duration" => 20,
+        "status" => crate::CallStatus::ALL
+            .iter()
+            .map(|s| s.as_str().len())
+            .max()
+            .unwrap_or(0),
+        _ => crate::call::MAX_FIELD_LEN,
+    }
+}
+
 /// The value of one payload field of a call, as text (for placeholders).
 pub fn field_text(call: &Call, tz: Timezone, name: &str) -> Option<String> {
     match field(call, tz, name)? {
@@ -198,6 +270,55 @@ impl Serialize for CustomFieldsOut<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bounded_body_is_the_same_body_or_none_past_the_limit() {
+        let call = example_call(Timezone::default(), true, chrono::Utc::now());
+        let fields = CustomFields::parse(vec![crate::CustomField {
+            name: "c".into(),
+            value: "{city}".repeat(100),
+        }])
+        .unwrap();
+        let whole = build_payload(&call, DeliveryKind::AfterCall, &fields, Timezone::default());
+        let within = |max| {
+            build_payload_within(
+                &call,
+                DeliveryKind::AfterCall,
+                &fields,
+                Timezone::default(),
+                max,
+            )
+        };
+        assert_eq!(within(whole.len()).as_deref(), Some(whole.as_slice()));
+        assert_eq!(within(whole.len() - 1), None);
+    }
+
+    #[test]
+    fn the_longest_custom_fields_count_each_placeholder_at_its_longest() {
+        let fields = |value: &str| {
+            CustomFields::parse(vec![crate::CustomField {
+                name: "n".into(),
+                value: value.into(),
+            }])
+            .unwrap()
+        };
+        // "n":"…", and the braces
+        assert_eq!(fields("abc").longest_bytes(), 1 + 3 + 6 + 2);
+        assert_eq!(fields("{city}").longest_bytes(), 1 + 2048 + 6 + 2);
+        assert_eq!(fields("{duration}s").longest_bytes(), 1 + 20 + 1 + 6 + 2);
+        // It bounds what a call can make of them.
+        let mut call = example_call(Timezone::default(), true, chrono::Utc::now());
+        call.visit.city = Some("x".repeat(2048));
+        let f = fields("{city}{duration}{id}");
+        let body = build_payload(&call, DeliveryKind::AfterCall, &f, Timezone::default());
+        let empty = build_payload(
+            &call,
+            DeliveryKind::AfterCall,
+            &CustomFields::default(),
+            Timezone::default(),
+        );
+        assert!(body.len() - empty.len() <= f.longest_bytes());
+    }
     use crate::{CallEnd, CallStatus, CustomField, PhoneNumber, Visit};
     use chrono::{TimeZone, Utc};
     use proptest::prelude::*;

@@ -42,7 +42,7 @@ impl SealingKey {
             return Err(format!("must be 32 bytes, base64; got {}", key.len()));
         }
         let digest = sha2::Sha256::digest(&key);
-        let id = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        let id = hex::encode(&digest[..4]);
         Ok(Self {
             id,
             cipher: XChaCha20Poly1305::new_from_slice(&key).expect("32-byte key"),

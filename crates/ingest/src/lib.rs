@@ -42,12 +42,16 @@ pub struct IngestConfig {
     /// How long an end that arrives before its start holds its after-call
     /// webhook for the start (`CALLHOOK_START_GRACE`).
     pub start_grace: Duration,
+    /// The most a webhook body may weigh (`CALLHOOK_MAX_PAYLOAD_BYTES`): a
+    /// heavier one's delivery is stored cancelled (`payload_too_large`).
+    pub max_payload_bytes: usize,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             start_grace: Duration::from_secs(10),
+            max_payload_bytes: callhook_core::DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
 }
@@ -68,6 +72,7 @@ impl Ingest {
             notifier: Notifier::spawn(pool.clone()),
             pool,
             handoff,
+            max_payload: config.max_payload_bytes,
         });
         Self {
             starts: group_commit::StartQueue::spawn(outlet.clone(), START_COMMITTERS),
@@ -91,9 +96,9 @@ impl Ingest {
 
     /// An end event.
     pub async fn end(&self, call_id: &str, input: &EndCall) -> Result<Ingested, IngestError> {
-        let grace = self.config.start_grace;
+        let (grace, max) = (self.config.start_grace, self.config.max_payload_bytes);
         let (ingested, work) =
-            transient_retry(|| calls::end(&self.outlet.pool, call_id, input, grace)).await?;
+            transient_retry(|| calls::end(&self.outlet.pool, call_id, input, grace, max)).await?;
         self.outlet.set_off(work).await;
         Ok(ingested)
     }
@@ -106,6 +111,8 @@ pub(crate) struct Outlet {
     pool: PgPool,
     notifier: Notifier,
     handoff: Option<Handoff>,
+    /// `IngestConfig::max_payload_bytes`.
+    max_payload: usize,
 }
 
 impl Outlet {
@@ -115,7 +122,8 @@ impl Outlet {
         inputs: &[StartCall],
     ) -> Result<Vec<Result<Ingested, IngestError>>, StoreError> {
         let plan = self.handoff.as_ref().map(Handoff::plan);
-        let batch = transient_retry(|| calls::start_batch(&self.pool, inputs, plan)).await?;
+        let max = self.max_payload;
+        let batch = transient_retry(|| calls::start_batch(&self.pool, inputs, plan, max)).await?;
         self.set_off(batch.work).await;
         Ok(batch.results)
     }

@@ -16,6 +16,7 @@ pub mod log;
 pub mod pool;
 pub mod queue;
 pub mod scenarios;
+pub mod sessions;
 pub mod upkeep;
 
 pub use error::StoreError;

@@ -197,6 +197,47 @@ async fn the_console_opens_with_the_admin_token_only_and_shows_scenarios_and_hea
     let (cleared, whole) = set_cookie(out.headers(), "callhook_session").unwrap();
     assert_eq!(cleared, "callhook_session=");
     assert!(whole.contains("Max-Age=0"));
+
+    // The old cookie, kept by whoever copied it, opens nothing any more:
+    // not a page, not a change (another process reads the same sign-out).
+    let page = http
+        .get(app.url("/console"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 303, "to the sign-in page");
+    assert!(page.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/console/login"));
+    let replayed = http
+        .post(app.url(&format!(
+            "/console/scenarios/{id}/endpoints/during_call/enable"
+        )))
+        .header("cookie", &session)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 303);
+    assert!(replayed.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/console/login"));
+    let (_, scenario) = app.admin_get(&format!("/api/v1/scenarios/{id}")).await;
+    assert_eq!(
+        scenario["health"]["during_call"]["state"], "paused",
+        "the signed-out session changed nothing"
+    );
+    let other = spawn_app(pool.clone()).await;
+    let elsewhere = http
+        .get(other.url("/console"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 303, "signed out on every process");
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]

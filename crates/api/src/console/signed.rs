@@ -37,33 +37,51 @@ impl FromRequestParts<AppState> for SignedPage {
             .await
             .map_err(IntoResponse::into_response)?;
         let lang = lang(&q, &parts.headers);
-        let s = signed(state, &parts.headers, lang).map_err(|to_login| {
-            // htmx follows no redirect into the page: it is told to go there.
-            if parts.headers.contains_key("hx-request") {
-                let mut r = StatusCode::UNAUTHORIZED.into_response();
-                if let Ok(v) =
-                    HeaderValue::from_str(&format!("/console/login?lang={}", lang.code()))
-                {
-                    r.headers_mut().insert("hx-redirect", v);
+        let s = signed(state, &parts.headers, lang)
+            .await
+            .map_err(|refused| {
+                let Refused::SignIn(to_login) = refused else {
+                    return refused.into_response();
+                };
+                // htmx follows no redirect into the page: it is told to go there.
+                if parts.headers.contains_key("hx-request") {
+                    let mut r = StatusCode::UNAUTHORIZED.into_response();
+                    if let Ok(v) =
+                        HeaderValue::from_str(&format!("/console/login?lang={}", lang.code()))
+                    {
+                        r.headers_mut().insert("hx-redirect", v);
+                    }
+                    r
+                } else {
+                    to_login.into_response()
                 }
-                r
-            } else {
-                to_login.into_response()
-            }
-        })?;
+            })?;
         Ok(Self { lang, s })
     }
 }
 
-pub(super) fn signed(
+/// The signed-in operator of a request: a cookie that verifies, within its
+/// idle expiry and absolute lifetime, of a session that has not signed out.
+pub(super) async fn signed(
     state: &AppState,
     headers: &HeaderMap,
     lang: Lang,
-) -> Result<Signed, Redirect> {
+) -> Result<Signed, Refused> {
     let k = key(state);
-    let to_login = || Redirect::to(&format!("/console/login?lang={}", lang.code()));
+    let to_login = || {
+        Refused::SignIn(Redirect::to(&format!(
+            "/console/login?lang={}",
+            lang.code()
+        )))
+    };
     let value = cookie(headers, COOKIE).ok_or_else(to_login)?;
-    let current = k.verify(value, now()).ok_or_else(to_login)?;
+    let max = i64::try_from(state.settings.console_session_max.as_secs()).unwrap_or(i64::MAX);
+    let current = k.verify(value, now(), max).ok_or_else(to_login)?;
+    match callhook_store::sessions::signed_out(&state.pool, &current.sid).await {
+        Ok(false) => {}
+        Ok(true) => return Err(to_login()),
+        Err(e) => return Err(Refused::Error(ConsoleError::from(e))),
+    }
     let renewed = k.issue(&current, now());
     Ok(Signed {
         renewed: format!(
@@ -82,6 +100,8 @@ pub(super) enum Refused {
     SignIn(Redirect),
     /// The form's CSRF token is missing or wrong.
     Forged,
+    /// Whether the session signed out could not be read (the database).
+    Error(ConsoleError),
 }
 
 impl IntoResponse for Refused {
@@ -94,6 +114,7 @@ impl IntoResponse for Refused {
                 "missing or wrong CSRF token: reload the page and send the form again",
             ))
             .into_response(),
+            Self::Error(e) => e.into_response(),
         }
     }
 }
@@ -129,8 +150,9 @@ where
         let Form(form) = Form::<T>::from_request(Request::from_parts(parts, body), state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let s =
-            signed_post(state, &headers, lang, form.csrf()).map_err(IntoResponse::into_response)?;
+        let s = signed_post(state, &headers, lang, form.csrf())
+            .await
+            .map_err(IntoResponse::into_response)?;
         Ok(Self { lang, s, form })
     }
 }
@@ -142,13 +164,13 @@ impl CsrfField for CsrfForm {
 }
 
 /// The signed-in operator of a form post, its CSRF token checked.
-pub(super) fn signed_post(
+pub(super) async fn signed_post(
     state: &AppState,
     headers: &HeaderMap,
     lang: Lang,
     csrf: &str,
 ) -> Result<Signed, Refused> {
-    let s = signed(state, headers, lang).map_err(Refused::SignIn)?;
+    let s = signed(state, headers, lang).await?;
     if !key(state).csrf_ok(&s.session, csrf) {
         return Err(Refused::Forged);
     }

@@ -35,7 +35,7 @@ pub(super) async fn login_page(
     let lang = lang(&q, &headers);
     let mut token = [0u8; 16];
     rand::rng().fill_bytes(&mut token);
-    let csrf: String = token.iter().map(|b| format!("{b:02x}")).collect();
+    let csrf = hex::encode(token);
     Ok(page(
         render(&LoginPage {
             lang,
@@ -98,7 +98,7 @@ pub(super) async fn login(
         *r.status_mut() = StatusCode::UNAUTHORIZED;
         return Ok(r);
     };
-    let session = key(&state).issue(&session::Session::new(&who.name), now());
+    let session = key(&state).issue(&session::Session::new(&who.name, now()), now());
     tracing::info!(actor = %who.name, "console sign-in");
     let mut r = Redirect::to(&format!("/console?lang={}", lang.code())).into_response();
     harden(r.headers_mut());
@@ -112,7 +112,18 @@ pub(super) async fn login(
     Ok(r)
 }
 
-pub(super) async fn logout(SignedForm { lang, .. }: SignedForm<CsrfForm>) -> Response {
+/// Signs out: the session ends on every process (remembered in Postgres
+/// until its cookie would have expired anyway), and the browser's cookie is
+/// cleared.
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    SignedForm { lang, s, .. }: SignedForm<CsrfForm>,
+) -> Result<Response, ConsoleError> {
+    let lifetime = chrono::Duration::from_std(state.settings.console_session_max)
+        .unwrap_or(chrono::Duration::MAX);
+    let started = chrono::DateTime::from_timestamp(s.session.started, 0).unwrap_or_default();
+    callhook_store::sessions::sign_out(&state.pool, &s.session.sid, started + lifetime).await?;
+    tracing::info!(actor = %s.actor.0, "console sign-out");
     let mut r = Redirect::to(&format!("/console/login?lang={}", lang.code())).into_response();
     harden(r.headers_mut());
     r.headers_mut().append(
@@ -121,5 +132,5 @@ pub(super) async fn logout(SignedForm { lang, .. }: SignedForm<CsrfForm>) -> Res
             "callhook_session=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0",
         ),
     );
-    r
+    Ok(r)
 }

@@ -100,7 +100,10 @@ impl ScenarioInput {
         Ok((fields, timezone))
     }
 
-    pub(crate) fn into_settings(self) -> Result<ScenarioSettings, FieldError> {
+    /// The settings to store, every field checked; custom fields that could
+    /// alone make a body pass `max_payload` bytes (every placeholder at its
+    /// longest value) are refused at `custom_fields`.
+    pub(crate) fn into_settings(self, max_payload: usize) -> Result<ScenarioSettings, FieldError> {
         // Checked here, reported in the order of the fields below.
         let payload_parts = self.payload_parts();
         let name = self.name.trim().to_owned();
@@ -162,6 +165,14 @@ impl ScenarioInput {
         let during_call_url = url(self.during_call_url, "during_call_url")?;
         let after_call_url = url(self.after_call_url, "after_call_url")?;
         let (custom_fields, timezone) = payload_parts?;
+        let longest = custom_fields.longest_bytes();
+        if longest > max_payload {
+            return Err(FieldError::new(
+                "custom_fields",
+                "payload_too_large",
+                format!("with every placeholder at its longest value the custom fields alone take {longest} bytes, over the {max_payload}-byte limit of a webhook (CALLHOOK_MAX_PAYLOAD_BYTES): use fewer placeholders"),
+            ));
+        }
         Ok(ScenarioSettings {
             static_numbers,
             name,

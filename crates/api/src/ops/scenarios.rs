@@ -16,7 +16,7 @@ pub(crate) async fn create(
     actor: &Actor,
     input: ScenarioInput,
 ) -> Result<Scenario, ApiError> {
-    let settings = input.into_settings()?;
+    let settings = input.into_settings(state.settings.max_payload_bytes)?;
     let secret = state.sealer.seal(&SigningSecret::generate());
     let s = scenarios::create(&state.pool, &settings, &secret).await?;
     tracing::info!(scenario_id = %s.id, "scenario created");
@@ -39,7 +39,7 @@ pub(crate) async fn save(
     id: Uuid,
     input: ScenarioInput,
 ) -> Result<Scenario, ApiError> {
-    let settings = input.into_settings()?;
+    let settings = input.into_settings(state.settings.max_payload_bytes)?;
     let (s, saved) = scenarios::update(&state.pool, id, &settings, &state.settings.health)
         .await
         .map_err(scenario_error(id))?;

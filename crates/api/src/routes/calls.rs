@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use callhook_core::call::{check_text, parse_call_id, MAX_FIELD_LEN};
 use callhook_core::{CallStatus, FieldError, PhoneNumber, Visit};
-use callhook_core::{DeliveryKind, DeliveryState};
+use callhook_core::{CancelReason, DeliveryKind, DeliveryState};
 use callhook_store::calls::{DeliveryRef, EndCall, Ingested, StartCall};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -92,6 +92,11 @@ pub(crate) struct DeliveryRefView {
     /// `pending`, `delivered`, `failed` or `cancelled`.
     #[schema(value_type = String, example = "pending")]
     pub state: DeliveryState,
+    /// Why it is cancelled (absent otherwise): `payload_too_large` when the
+    /// call's values make the body pass `CALLHOOK_MAX_PAYLOAD_BYTES`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "payload_too_large")]
+    pub cancelled: Option<CancelReason>,
 }
 
 impl From<DeliveryRef> for DeliveryRefView {
@@ -100,6 +105,7 @@ impl From<DeliveryRef> for DeliveryRefView {
             id: d.id,
             kind: d.kind,
             state: d.state,
+            cancelled: d.cancelled,
         }
     }
 }

@@ -22,6 +22,7 @@ pub async fn end(
     call_id: &str,
     input: &EndCall,
     start_grace: Duration,
+    max_payload: usize,
 ) -> Result<(Ingested, NewWork), IngestError> {
     let mut tx = pool.begin().await?;
     let mut work = NewWork::default();
@@ -85,21 +86,22 @@ pub async fn end(
             (pending_during_call(&mut tx, call_id).await?, Duration::ZERO)
         };
         let parked = scenario.after_state.holds_deliveries();
+        let (payload, too_large) = scenario.payload(&call, DeliveryKind::AfterCall, max_payload);
         let delivery = insert_delivery(
             &mut tx,
             NewRow {
                 call_id,
                 scenario_id: scenario.id,
                 kind: DeliveryKind::AfterCall,
-                payload: scenario.payload(&call, DeliveryKind::AfterCall),
+                payload,
                 due_in,
                 blocked_by,
-                cancelled: None,
+                cancelled: too_large,
                 parked: parked && blocked_by.is_none(),
             },
         )
         .await?;
-        if blocked_by.is_none() && due_in.is_zero() && !parked {
+        if too_large.is_none() && blocked_by.is_none() && due_in.is_zero() && !parked {
             work.queued += 1;
         }
         created.push(delivery);
@@ -153,6 +155,7 @@ async fn store_from_end(
             start_hash: None,
             started_at_estimated: input.date.is_none(),
             payload: None,
+            cancelled: None,
             lease: None,
             parked: false,
         }],

@@ -21,6 +21,8 @@ pub(super) struct NewCall<'a> {
     /// The start time is an estimate (an end event without `date`).
     pub started_at_estimated: bool,
     pub payload: Option<String>,
+    /// The delivery is stored cancelled, for this reason (its payload empty).
+    pub cancelled: Option<CancelReason>,
     /// Inserted leased (token, seconds) for this process's dispatcher.
     pub lease: Option<(Uuid, f64)>,
     /// Its endpoint holds its deliveries: inserted parked.
@@ -69,6 +71,7 @@ pub(super) async fn insert_calls(
     let mut tokens = Vec::with_capacity(n);
     let mut lease_secs = Vec::with_capacity(n);
     let mut parked = Vec::with_capacity(n);
+    let mut cancelled = Vec::with_capacity(n);
     for (ord, r) in rows.iter().enumerate() {
         let ord = i32::try_from(ord).expect("a batch holds at most 1000 calls");
         records.push(CallRecord {
@@ -87,12 +90,13 @@ pub(super) async fn insert_calls(
         payloads.push(r.payload.as_deref());
         tokens.push(r.lease.map(|(t, _)| t));
         lease_secs.push(r.lease.map(|(_, s)| s));
-        parked.push(r.parked);
+        parked.push(r.parked && r.cancelled.is_none());
+        cancelled.push(r.cancelled.map(CancelReason::as_str));
     }
     let records = Json(records);
     let created = sqlx::query!(
         r#"with input as (
-               select t.*, p.delivery_id, p.payload, p.lease_token, p.lease_secs, p.parked
+               select t.*, p.delivery_id, p.payload, p.lease_token, p.lease_secs, p.parked, p.cancelled
                  from jsonb_to_recordset($1::jsonb) as t(
                         ord int, id text, scenario_id uuid, caller text, callee text,
                         started_at timestamptz, start_hash text, started_at_estimated bool, visit_id text, marker text,
@@ -102,8 +106,8 @@ pub(super) async fn insert_calls(
                         utm_content text, roistat_param_1 text, roistat_param_2 text,
                         roistat_param_3 text, roistat_param_4 text, roistat_param_5 text,
                         metrika_client_id text, source_level_1 text, source_level_2 text)
-                 join unnest($2::int4[], $3::uuid[], $4::text[], $5::uuid[], $6::float8[], $7::bool[])
-                      as p(ord, delivery_id, payload, lease_token, lease_secs, parked) on p.ord = t.ord
+                 join unnest($2::int4[], $3::uuid[], $4::text[], $5::uuid[], $6::float8[], $7::bool[], $8::text[])
+                      as p(ord, delivery_id, payload, lease_token, lease_secs, parked, cancelled) on p.ord = t.ord
            ), new_call as (
                insert into calls (id, scenario_id, caller, callee, started_at, visit_id, marker, order_id,
                                   google_client_id, landing_page, domain, city, country, ip, first_visit, referrer,
@@ -123,18 +127,20 @@ pub(super) async fn insert_calls(
                returning id
            ), new_delivery as (
                insert into deliveries (id, call_id, scenario_id, kind, payload, next_attempt_at, lease_token,
-                                       parked)
+                                       parked, state, last_error)
                select i.delivery_id, i.id, i.scenario_id, 'during_call', i.payload,
-                      case when not i.parked then now() + make_interval(secs => coalesce(i.lease_secs, 0)) end,
-                      i.lease_token, i.parked
+                      case when not i.parked and i.cancelled is null
+                           then now() + make_interval(secs => coalesce(i.lease_secs, 0)) end,
+                      i.lease_token, i.parked, coalesce(case when i.cancelled is not null then 'cancelled' end, 'pending'),
+                      i.cancelled
                  from input i
                  join new_call c on c.id = i.id
                 where i.payload is not null
                 order by i.ord
-               returning id, call_id, kind, state, created_at, lease_token
+               returning id, call_id, kind, state, created_at, lease_token, last_error
            )
            select c.id as "call_id!", d.id as "delivery_id?", d.kind as "kind?: DeliveryKind",
-                  d.state as "state?: DeliveryState",
+                  d.state as "state?: DeliveryState", d.last_error as "cancelled?: CancelReason",
                   d.created_at as "created_at?", d.lease_token
              from new_call c
              left join new_delivery d on d.call_id = c.id"#,
@@ -145,12 +151,20 @@ pub(super) async fn insert_calls(
         &tokens as _,
         &lease_secs as _,
         &parked,
+        &cancelled as _,
     )
     .fetch_all(&mut *conn)
     .await?;
+    // Only a leased delivery's body is needed after the insert (it is
+    // handed to this process's dispatcher); the others' are let go now.
     let mut payload_of: HashMap<&str, Option<String>> = rows
         .into_iter()
-        .map(|r| (r.call.id.as_str(), r.payload))
+        .map(|r| {
+            let payload = r
+                .payload
+                .map(|p| if r.lease.is_some() { p } else { String::new() });
+            (r.call.id.as_str(), payload)
+        })
         .collect();
     Ok(created
         .into_iter()
@@ -165,7 +179,12 @@ pub(super) async fn insert_calls(
             ) {
                 (Some(id), Some(kind), Some(state), Some(created_at), Some(payload)) => {
                     Some(NewDelivery {
-                        delivery: DeliveryRef { id, kind, state },
+                        delivery: DeliveryRef {
+                            id,
+                            kind,
+                            state,
+                            cancelled: row.cancelled,
+                        },
                         payload,
                         created_at,
                         lease_token: row.lease_token,
@@ -211,7 +230,8 @@ pub(super) async fn insert_delivery(
         r#"insert into deliveries (id, call_id, scenario_id, kind, payload, state, next_attempt_at,
                                    blocked_by, last_error, parked)
            values ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8, $9, $10)
-           returning id, kind as "kind: DeliveryKind", state as "state: DeliveryState""#,
+           returning id, kind as "kind: DeliveryKind", state as "state: DeliveryState",
+                     last_error as "cancelled?: CancelReason""#,
         Uuid::now_v7(),
         row.call_id,
         row.scenario_id,

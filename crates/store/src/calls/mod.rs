@@ -44,7 +44,9 @@ mod start;
 
 use std::time::Duration;
 
-use callhook_core::{CallStatus, DeliveryKind, DeliveryState, FieldError, PhoneNumber, Visit};
+use callhook_core::{
+    CallStatus, CancelReason, DeliveryKind, DeliveryState, FieldError, PhoneNumber, Visit,
+};
 use serde::Serialize;
 use sqlx::PgExecutor;
 use uuid::Uuid;
@@ -120,6 +122,8 @@ pub struct DeliveryRef {
     pub id: Uuid,
     pub kind: DeliveryKind,
     pub state: DeliveryState,
+    /// Why, when it is cancelled.
+    pub cancelled: Option<CancelReason>,
 }
 
 /// What an ingest event did.
@@ -162,7 +166,8 @@ async fn deliveries_of(
 ) -> Result<Vec<DeliveryRef>, StoreError> {
     Ok(sqlx::query_as!(
         DeliveryRef,
-        r#"select id, kind as "kind: DeliveryKind", state as "state: DeliveryState"
+        r#"select id, kind as "kind: DeliveryKind", state as "state: DeliveryState",
+                  case when state = 'cancelled' then last_error end as "cancelled?: CancelReason"
              from deliveries where call_id = $1 and kind = $2 order by id"#,
         call_id,
         kind as _

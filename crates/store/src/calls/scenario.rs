@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use callhook_core::{
-    build_payload, Call, CustomField, CustomFields, DeliveryKind, EndpointState, FieldError,
-    PhoneNumber, StoredSecret, Timezone,
+    build_payload_within, Call, CancelReason, CustomField, CustomFields, DeliveryKind,
+    EndpointState, FieldError, PhoneNumber, StoredSecret, Timezone,
 };
 use sqlx::types::Json;
 use sqlx::PgConnection;
@@ -195,9 +195,21 @@ fn not_found(scenario_id: Option<Uuid>, callee: Option<&PhoneNumber>) -> IngestE
 }
 
 impl IngestScenario {
-    /// The exact body of `call`'s webhook of this kind.
-    pub(super) fn payload(&self, call: &Call, kind: DeliveryKind) -> String {
-        let bytes = build_payload(call, kind, &self.fields(), self.tz());
-        String::from_utf8(bytes).expect("serde_json writes UTF-8")
+    /// The exact body of `call`'s webhook of this kind, or, when it would
+    /// pass `max` bytes, an empty one and the reason its delivery is
+    /// stored cancelled.
+    pub(super) fn payload(
+        &self,
+        call: &Call,
+        kind: DeliveryKind,
+        max: usize,
+    ) -> (String, Option<CancelReason>) {
+        match build_payload_within(call, kind, &self.fields(), self.tz(), max) {
+            Some(bytes) => (
+                String::from_utf8(bytes).expect("serde_json writes UTF-8"),
+                None,
+            ),
+            None => (String::new(), Some(CancelReason::PayloadTooLarge)),
+        }
     }
 }

@@ -33,23 +33,32 @@ struct Checked {
     /// Nothing covered the number at the call's time.
     unattributed: bool,
     call: Call,
+    /// The most its webhooks' bodies may weigh (`CALLHOOK_MAX_PAYLOAD_BYTES`).
+    max_payload: usize,
 }
+
+/// Bodies per insert statement at most (about: the one that passes it
+/// goes in too).
+const INSERT_BYTES: usize = 4 << 20;
 
 /// Stores many starts in one transaction (one commit) and a handful of
 /// statements, whatever their number: the scenarios (one query), the
 /// attribution of every call (one query), then every new call and its
-/// during-call delivery (one insert). A start whose call is stored already
-/// is a repeat, a conflict, or a late start joining a call stored from its
-/// end (see the module docs). Each item has its own result: one that is
+/// during-call delivery (one insert, or one per 4 MiB of bodies). A start
+/// whose call is stored already is a repeat, a conflict, or a late start
+/// joining a call stored from its end (see the module docs). Each item has its own result: one that is
 /// refused (a bad field, a conflicting repeat) writes nothing and leaves the
 /// others be. A database error fails the whole batch.
 ///
 /// With a `lease` plan, up to its budget of the new deliveries are inserted
-/// leased, to be handed to this process's dispatcher (`work.leased`).
+/// leased, to be handed to this process's dispatcher (`work.leased`). A
+/// webhook whose body would pass `max_payload` bytes is stored cancelled
+/// (`payload_too_large`), its call stored all the same.
 pub async fn start_batch(
     pool: &PgPool,
     inputs: &[StartCall],
     lease: Option<LeasePlan>,
+    max_payload: usize,
 ) -> Result<StartBatch, StoreError> {
     let mut tx = pool.begin().await?;
     let mut results: Vec<Option<Result<Ingested, IngestError>>> =
@@ -60,7 +69,7 @@ pub async fn start_batch(
     let mut scenarios = ScenarioCache::default();
     scenarios.load(&mut tx, inputs).await?;
     for (index, input) in inputs.iter().enumerate() {
-        match check(&mut tx, &mut scenarios, index, input).await {
+        match check(&mut tx, &mut scenarios, index, input, max_payload).await {
             Ok(c) => checked.push(c),
             Err(IngestError::Store(e)) => return Err(e),
             Err(refused) => results[index] = Some(Err(refused)),
@@ -96,35 +105,50 @@ pub async fn start_batch(
     let mut room: HashMap<Uuid, i64> = HashMap::new();
     let mut seen = HashSet::new();
     let mut rows = Vec::with_capacity(checked.len());
+    let mut inserted = HashMap::new();
+    let mut bytes = 0;
     for c in &checked {
         if !seen.insert(c.call.id.as_str()) {
             continue;
         }
-        let payload = c
-            .scenario
-            .during_call_url
-            .is_some()
-            .then(|| c.scenario.payload(&c.call, DeliveryKind::DuringCall));
-        let parked = c.scenario.during_state.holds_deliveries();
+        let (payload, cancelled) = match c.scenario.during_call_url {
+            Some(_) => {
+                let (body, cancelled) =
+                    c.scenario
+                        .payload(&c.call, DeliveryKind::DuringCall, max_payload);
+                (Some(body), cancelled)
+            }
+            None => (None, None),
+        };
+        let parked = c.scenario.during_state.holds_deliveries() && cancelled.is_none();
         let room = room.entry(c.scenario.id).or_insert_with(|| {
             i64::from(c.scenario.during_cap.unwrap_or(endpoint_cap)) - c.scenario.during_in_flight
         });
-        let lease = (payload.is_some() && !parked && leases_left > 0 && *room > 0).then(|| {
+        let sendable = payload.is_some() && cancelled.is_none() && !parked;
+        let lease = (sendable && leases_left > 0 && *room > 0).then(|| {
             leases_left -= 1;
             *room -= 1;
             (token, lease_secs)
         });
+        bytes += payload.as_ref().map_or(0, String::len);
         rows.push(NewCall {
             call: &c.call,
             scenario_id: c.scenario.id,
             start_hash: Some(&c.hash),
             started_at_estimated: false,
             payload,
+            cancelled,
             lease,
             parked,
         });
+        // The bodies go in statements of a few MiB: a batch of the largest
+        // webhooks never holds all of its bodies (and their encoding) at once.
+        if bytes >= INSERT_BYTES {
+            inserted.extend(insert_calls(&mut tx, std::mem::take(&mut rows)).await?);
+            bytes = 0;
+        }
     }
-    let mut inserted = insert_calls(&mut tx, rows).await?;
+    inserted.extend(insert_calls(&mut tx, rows).await?);
 
     for c in checked {
         let result = match inserted.remove(&c.call.id) {
@@ -152,7 +176,8 @@ pub async fn start_batch(
                         endpoint_state: Some(c.scenario.during_state),
                         probe: false,
                     }),
-                    None => work.queued += 1,
+                    None if new.delivery.cancelled.is_none() => work.queued += 1,
+                    None => {}
                 }
                 Ok(Ingested::Created(vec![new.delivery]))
             }
@@ -182,6 +207,7 @@ async fn check(
     scenarios: &mut ScenarioCache,
     index: usize,
     input: &StartCall,
+    max_payload: usize,
 ) -> Result<Checked, IngestError> {
     let scenario = scenarios.resolve(tx, input).await?;
     let date = match &input.date {
@@ -203,6 +229,7 @@ async fn check(
             end: None,
         },
         scenario,
+        max_payload,
     })
 }
 
@@ -315,22 +342,22 @@ async fn join_start(
     let end = call.end.take();
 
     let delivery = match c.scenario.during_call_url {
-        Some(_) => Some(
-            insert_delivery(
-                tx,
-                NewRow {
-                    call_id: id,
-                    scenario_id: c.scenario.id,
-                    kind: DeliveryKind::DuringCall,
-                    payload: c.scenario.payload(&call, DeliveryKind::DuringCall),
-                    due_in: std::time::Duration::ZERO,
-                    blocked_by: None,
-                    cancelled: gone_out.then_some(CancelReason::CallAlreadyEnded),
-                    parked: c.scenario.during_state.holds_deliveries(),
-                },
-            )
-            .await?,
-        ),
+        Some(_) => {
+            let (payload, too_large) =
+                c.scenario
+                    .payload(&call, DeliveryKind::DuringCall, c.max_payload);
+            let row = NewRow {
+                call_id: id,
+                scenario_id: c.scenario.id,
+                kind: DeliveryKind::DuringCall,
+                payload,
+                due_in: std::time::Duration::ZERO,
+                blocked_by: None,
+                cancelled: too_large.or(gone_out.then_some(CancelReason::CallAlreadyEnded)),
+                parked: c.scenario.during_state.holds_deliveries(),
+            };
+            Some(insert_delivery(tx, row).await?)
+        }
         None => None,
     };
     if let Some(after) = held {
@@ -341,21 +368,30 @@ async fn join_start(
         // delivery's end makes it due, and the claim parks it then if its
         // endpoint holds its deliveries.
         call.end = end;
+        // A during-call delivery stored cancelled (too large) is final:
+        // nothing waits for it.
         let blocked_by = delivery
             .as_ref()
-            .filter(|_| !c.scenario.during_state.holds_deliveries())
+            .filter(|d| d.cancelled.is_none() && !c.scenario.during_state.holds_deliveries())
             .map(|d| d.id);
+        let (payload, too_large) =
+            c.scenario
+                .payload(&call, DeliveryKind::AfterCall, c.max_payload);
         let due = sqlx::query_scalar!(
             r#"update deliveries
-                  set blocked_by = $2,
-                      parked = parked and $2::uuid is null,
-                      next_attempt_at = case when $2::uuid is null and not parked then now() end,
+                  set blocked_by = case when $4::text is null then $2::uuid end,
+                      parked = parked and $2::uuid is null and $4::text is null,
+                      next_attempt_at = case when $2::uuid is null and not parked and $4::text is null
+                                             then now() end,
+                      state = case when $4::text is null then state else 'cancelled' end,
+                      last_error = coalesce($4, last_error),
                       payload = $3, updated_at = now()
                 where id = $1
             returning next_attempt_at is not null as "due!""#,
             after.id,
             blocked_by,
-            c.scenario.payload(&call, DeliveryKind::AfterCall),
+            payload,
+            too_large.map(CancelReason::as_str),
         )
         .fetch_one(&mut *tx)
         .await?;

@@ -25,6 +25,8 @@ pub(crate) const CALLER: &str = "79990009911";
 /// The start grace ends pass to the store: long enough that nothing held
 /// for it falls due during a test.
 pub(crate) const GRACE: Duration = Duration::from_secs(60);
+/// The default payload limit, as a process has it.
+pub(crate) const MAX: usize = callhook_core::DEFAULT_MAX_PAYLOAD_BYTES;
 /// The lease claims take: nothing leased falls due again during a test.
 pub(crate) const LEASE: Duration = Duration::from_secs(60);
 
@@ -119,7 +121,7 @@ pub(crate) fn end_with_caller() -> EndCall {
 
 /// Stores one start (a batch of one, nothing leased).
 pub(crate) async fn store_start(pool: &PgPool, input: StartCall) -> Result<Ingested, IngestError> {
-    let mut batch = calls::start_batch(pool, &[input], None)
+    let mut batch = calls::start_batch(pool, &[input], None, MAX)
         .await
         .expect("the batch commits");
     batch.results.pop().expect("one result per start")
@@ -131,7 +133,9 @@ pub(crate) async fn store_end(
     id: &str,
     input: &EndCall,
 ) -> Result<Ingested, IngestError> {
-    calls::end(pool, id, input, GRACE).await.map(|(i, _)| i)
+    calls::end(pool, id, input, GRACE, MAX)
+        .await
+        .map(|(i, _)| i)
 }
 
 /// The deliveries an event created; panics on anything else.

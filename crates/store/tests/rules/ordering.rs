@@ -14,7 +14,7 @@ async fn an_end_after_its_start_waits_for_the_during_call_delivery(pool: PgPool)
     scenario(&pool).await;
     let during = created_one(store_start(&pool, start("c1")).await);
 
-    let (ingested, work) = calls::end(&pool, "c1", &end(), GRACE).await.unwrap();
+    let (ingested, work) = calls::end(&pool, "c1", &end(), GRACE, MAX).await.unwrap();
     let after = created_one(Ok(ingested));
 
     let row = delivery(&pool, after.id).await;
@@ -59,7 +59,7 @@ async fn an_end_after_the_during_call_is_final_is_due_at_once(pool: PgPool) {
         .await
         .unwrap();
 
-    let (ingested, work) = calls::end(&pool, "c1", &end(), GRACE).await.unwrap();
+    let (ingested, work) = calls::end(&pool, "c1", &end(), GRACE, MAX).await.unwrap();
     let after = created_one(Ok(ingested));
 
     let row = delivery(&pool, after.id).await;
@@ -72,7 +72,7 @@ async fn an_end_after_the_during_call_is_final_is_due_at_once(pool: PgPool) {
 async fn an_end_before_its_start_holds_the_after_call_for_the_start_grace(pool: PgPool) {
     scenario(&pool).await;
 
-    let (ingested, work) = calls::end(&pool, "c1", &end_with_caller(), GRACE)
+    let (ingested, work) = calls::end(&pool, "c1", &end_with_caller(), GRACE, MAX)
         .await
         .unwrap();
     let after = created_one(Ok(ingested));
@@ -132,15 +132,21 @@ async fn a_late_start_joins_the_ends_call_and_its_during_call_goes_first(pool: P
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn a_late_start_after_the_after_call_was_attempted_is_stored_cancelled(pool: PgPool) {
     scenario(&pool).await;
-    calls::end(&pool, "c1", &end_with_caller(), std::time::Duration::ZERO)
-        .await
-        .unwrap();
+    calls::end(
+        &pool,
+        "c1",
+        &end_with_caller(),
+        std::time::Duration::ZERO,
+        MAX,
+    )
+    .await
+    .unwrap();
     let after = claim_one(&pool).await;
     queue::complete(&pool, &[delivered(&after)], &HealthSettings::default())
         .await
         .unwrap();
 
-    let mut batch = calls::start_batch(&pool, &[start("c1")], None)
+    let mut batch = calls::start_batch(&pool, &[start("c1")], None, MAX)
         .await
         .unwrap();
     let during = created_one(batch.results.pop().unwrap());
@@ -155,9 +161,15 @@ async fn a_late_start_after_the_after_call_was_attempted_is_stored_cancelled(poo
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn a_late_start_while_the_after_call_is_being_sent_is_stored_cancelled(pool: PgPool) {
     scenario(&pool).await;
-    calls::end(&pool, "c1", &end_with_caller(), std::time::Duration::ZERO)
-        .await
-        .unwrap();
+    calls::end(
+        &pool,
+        "c1",
+        &end_with_caller(),
+        std::time::Duration::ZERO,
+        MAX,
+    )
+    .await
+    .unwrap();
     let in_flight = claim_one(&pool).await;
 
     let during = created_one(store_start(&pool, start("c1")).await);
@@ -194,7 +206,7 @@ async fn a_late_start_rebuilds_the_held_after_call_of_a_scenario_without_a_durin
         ..start("c1")
     };
 
-    let mut batch = calls::start_batch(&pool, &[late], None).await.unwrap();
+    let mut batch = calls::start_batch(&pool, &[late], None, MAX).await.unwrap();
     assert_eq!(created(batch.results.pop().unwrap()), vec![]);
 
     let row = delivery(&pool, after.id).await;
@@ -242,7 +254,7 @@ async fn a_late_start_rebuilds_a_parked_after_call_without_a_during_call_webhook
         ..start("c1")
     };
 
-    let mut batch = calls::start_batch(&pool, &[late], None).await.unwrap();
+    let mut batch = calls::start_batch(&pool, &[late], None, MAX).await.unwrap();
     assert_eq!(created(batch.results.pop().unwrap()), vec![]);
 
     let row = delivery(&pool, after.id).await;

@@ -34,7 +34,7 @@ async fn the_same_start_again_is_answered_with_what_it_stored(pool: PgPool) {
 async fn a_start_repeated_within_one_batch_is_answered_as_a_repeat_of_the_first(pool: PgPool) {
     scenario(&pool).await;
 
-    let batch = calls::start_batch(&pool, &[start("c1"), start("c1")], None)
+    let batch = calls::start_batch(&pool, &[start("c1"), start("c1")], None, MAX)
         .await
         .unwrap();
 
@@ -53,7 +53,7 @@ async fn the_same_end_again_is_answered_with_what_it_stored(pool: PgPool) {
     store_start(&pool, start("c1")).await.unwrap();
     let first = created(store_end(&pool, "c1", &end()).await);
 
-    let (again, work) = calls::end(&pool, "c1", &end(), GRACE).await.unwrap();
+    let (again, work) = calls::end(&pool, "c1", &end(), GRACE, MAX).await.unwrap();
 
     match again {
         Ingested::Repeated(d) => assert_eq!(d, first),
