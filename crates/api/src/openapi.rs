@@ -14,7 +14,7 @@ use crate::routes::{audit, calls, deliveries, endpoints, scenarios, service, tes
         calls::start, calls::start_batch, calls::end,
         visits::reserve, visits::pool,
         test_send::test_send,
-        endpoints::list, endpoints::pause, endpoints::enable, endpoints::set_limits,
+        endpoints::list, endpoints::pause, endpoints::enable, endpoints::set_limits, endpoints::send_now,
         audit::list,
         deliveries::get_call, deliveries::list, deliveries::get, deliveries::retry, deliveries::retry_matching,
         service::healthz, service::readyz, service::metrics, service::openapi,

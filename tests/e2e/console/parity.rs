@@ -553,3 +553,35 @@ async fn limits_are_the_same_from_the_api_and_the_console(pool: PgPool) {
     assert_eq!(f.app.admin_put(&path, &json!({})).await.0, 200);
     same(&pool, &api, &console, "limits cleared").await;
 }
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn send_now_is_the_same_from_the_api_and_the_console(pool: PgPool) {
+    let f = Fronts::new(pool.clone()).await;
+    let (api, console) = (
+        f.scenario("78005550001", "a-1", REFUSED, "").await,
+        f.scenario("78005550002", "c-1", REFUSED, "").await,
+    );
+    let path = format!(
+        "/api/v1/scenarios/{}/endpoints/during_call/send-now",
+        api.id
+    );
+    let (status, sent) = f.app.admin_post(&path, &json!({})).await;
+    assert_eq!(
+        (status.as_u16(), sent["deliveries"].as_u64()),
+        (200, Some(0)),
+        "{sent}"
+    );
+    let path = format!(
+        "/console/scenarios/{}/endpoints/during_call/send-now",
+        console.id
+    );
+    assert_eq!(f.console(&path, &[]).await, 303);
+    let snap = same(&pool, &api, &console, "send now").await;
+    assert_eq!(
+        last_audit(&snap),
+        (
+            "endpoint.send_now",
+            &json!({"kind": "during_call", "deliveries": 0})
+        )
+    );
+}

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::helpers::*;
 
 mod retry;
+mod send_now;
 mod test_send;
 mod views;
 

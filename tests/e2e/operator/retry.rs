@@ -66,15 +66,23 @@ async fn retry_sends_a_failed_delivery_again_and_numbering_continues(pool: PgPoo
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
-async fn retry_of_a_pending_delivery_is_a_conflict(pool: PgPool) {
+async fn retry_of_a_pending_delivery_sends_it_now(pool: PgPool) {
     let app = spawn_app(pool.clone()).await;
     let s = scenario(&app, "A", "78005552233", "", "").await;
+    // Due in an hour (its next retry).
     let id = seed(&pool, s, "c1", "during_call", "pending", Utc::now()).await;
-    let (status, e) = app
+    let (status, d) = app
         .admin_post(&format!("/api/v1/deliveries/{id}/retry"), &json!({}))
         .await;
-    assert_eq!(status.as_u16(), 409, "{e}");
-    assert_eq!(e["error"]["code"], "already_pending");
+    assert_eq!(status.as_u16(), 200, "{d}");
+    assert_eq!(d["state"], "pending");
+    let due: bool =
+        sqlx::query_scalar("select next_attempt_at <= now() from deliveries where id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(due, "due now, not at its next retry");
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]

@@ -172,11 +172,9 @@ pub(super) async fn resend(
     Path(id): Path<Uuid>,
     SignedForm { lang, s, form: _ }: SignedForm<CsrfForm>,
 ) -> Result<Response, ConsoleError> {
-    // Already pending: nothing to do, back to its call all the same.
-    let back = match ops::deliveries::retry(&state, &s.actor, id).await? {
-        Retried::Requeued(row) => row.call_id,
-        Retried::AlreadyPending => log::get(&state.pool, id).await?.call_id,
-    };
+    let (Retried::Requeued(row) | Retried::SentNow(row)) =
+        ops::deliveries::retry(&state, &s.actor, id).await?;
+    let back = row.call_id;
     let to = match back {
         Some(call) => format!(
             "/console/calls/{}?lang={}",

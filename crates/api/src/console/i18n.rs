@@ -172,6 +172,11 @@ impl Lang {
                 "At most per second (empty: no limit)",
             ),
             "set_limits" => ("Задать", "Set"),
+            "send_now" => ("Отправить сейчас", "Send now"),
+            "send_now_hint" => (
+                "Всё, что ждёт повторной попытки, уйдёт сейчас (вебхук после звонка — после вебхука во время звонка)",
+                "Everything waiting for a retry goes now (a call's after-call webhook after its during-call one)",
+            ),
             "error" => ("Ошибка", "Error"),
             _ => ("?", "?"),
         };

@@ -81,6 +81,10 @@ pub(crate) fn router() -> Router<AppState> {
             post(overview::set_limits),
         )
         .route(
+            "/console/scenarios/{id}/endpoints/{kind}/send-now",
+            post(overview::send_now),
+        )
+        .route(
             "/console/scenarios/{id}/endpoints/{kind}/{action}",
             post(overview::switch_endpoint),
         )

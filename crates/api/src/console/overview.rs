@@ -174,6 +174,20 @@ pub(super) async fn switch_endpoint(
     ))
 }
 
+/// "Send now" on an endpoint's row: what waits for a retry goes now.
+pub(super) async fn send_now(
+    State(state): State<AppState>,
+    Path((id, kind)): Path<(Uuid, String)>,
+    SignedForm { lang, s, form: _ }: SignedForm<CsrfForm>,
+) -> Result<Response, ConsoleError> {
+    let kind = kind_param(&kind)?;
+    ops::endpoints::send_now(&state, &s.actor, id, kind).await?;
+    Ok(redirect_with(
+        &format!("/console/health?lang={}", lang.code()),
+        &s.renewed,
+    ))
+}
+
 /// The limits form of an endpoint's row: empty is "none of its own".
 #[derive(Debug, Deserialize)]
 pub(super) struct LimitsForm {

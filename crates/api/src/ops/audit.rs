@@ -64,6 +64,10 @@ pub(crate) enum AuditEvent {
         transition: Option<&'static str>,
         deliveries: u64,
     },
+    EndpointSendNow {
+        kind: EndpointKind,
+        deliveries: u64,
+    },
     EndpointLimits {
         kind: EndpointKind,
         max_in_flight: Option<i32>,
@@ -89,6 +93,7 @@ impl AuditEvent {
             Self::DeliveriesRetry { .. } => "deliveries.retry",
             Self::EndpointPause { .. } => "endpoint.pause",
             Self::EndpointEnable { .. } => "endpoint.enable",
+            Self::EndpointSendNow { .. } => "endpoint.send_now",
             Self::EndpointLimits { .. } => "endpoint.limits",
             Self::TestSend { .. } => "scenario.test",
         }

@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use callhook_core::DeliveryState;
 use callhook_store::log::{self, DeliveryFilter, Retried};
 use uuid::Uuid;
 
@@ -21,37 +22,29 @@ pub(crate) fn delivery_error(id: Uuid) -> impl FnOnce(callhook_store::StoreError
     }
 }
 
-/// Sends a final delivery again (`pending`, due now, same `webhook-id`);
-/// one already pending is left alone ([`Retried::AlreadyPending`]).
+/// Sends a delivery again: a final one back to `pending`, due now, same
+/// `webhook-id` ([`Retried::Requeued`]); a pending one now rather than at
+/// its next retry ([`Retried::SentNow`]: unless it waits for its call's
+/// during-call delivery or its paused endpoint).
 pub(crate) async fn retry(state: &AppState, actor: &Actor, id: Uuid) -> Result<Retried, ApiError> {
     let retried = log::retry(&state.pool, id)
         .await
         .map_err(delivery_error(id))?;
-    if let Retried::Requeued(row) = &retried {
-        tracing::info!(delivery_id = %id, "delivery requeued");
-        let event = AuditEvent::DeliveryRetry {
-            delivery_id: id,
-            call_id: row.call_id.clone(),
-            kind: row.kind,
-        };
-        audit::record(state, actor, row.scenario_id, event).await;
-    }
+    let (Retried::Requeued(row) | Retried::SentNow(row)) = &retried;
+    tracing::info!(delivery_id = %id, "delivery sent again");
+    let event = AuditEvent::DeliveryRetry {
+        delivery_id: id,
+        call_id: row.call_id.clone(),
+        kind: row.kind,
+    };
+    audit::record(state, actor, row.scenario_id, event).await;
     Ok(retried)
 }
 
-/// The API's answer to a retry of a pending delivery.
-pub(crate) fn already_pending(id: Uuid) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "already_pending",
-        format!("delivery {id} is pending already; it will be sent when due"),
-    )
-    .with_field("id")
-}
-
-/// Sends again every final delivery matching `f` (pending ones are left as
-/// they are): how many. At least one filter is required, so an empty
-/// filter cannot resend the whole history.
+/// Sends again every final delivery matching `f`, or with `state=pending`
+/// sends the pending ones now (at `CALLHOOK_DRAIN_RATE`, per-call order
+/// kept): how many. At least one filter is required, so an empty filter
+/// cannot resend the whole history.
 pub(crate) async fn retry_matching(
     state: &AppState,
     actor: &Actor,
@@ -70,7 +63,11 @@ pub(crate) async fn retry_matching(
             "give at least one filter (scenario_id, call_id, state, kind, since, until)",
         ));
     }
-    let n = log::retry_matching(&state.pool, f).await?;
+    let n = if f.state == Some(DeliveryState::Pending) {
+        log::send_now(&state.pool, f, state.settings.health.drain_per_second).await?
+    } else {
+        log::retry_matching(&state.pool, f).await?
+    };
     tracing::info!(requeued = n, filter = ?f, "deliveries requeued");
     let event = AuditEvent::DeliveriesRetry {
         requeued: n,

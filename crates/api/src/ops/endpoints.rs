@@ -55,11 +55,15 @@ pub(crate) async fn switch(
     action: EndpointAction,
 ) -> Result<Switched, ApiError> {
     let policy = &state.settings.health;
-    let s = match action {
+    let mut s = match action {
         EndpointAction::Pause => health::pause(&state.pool, id, kind.into(), policy).await,
         EndpointAction::Enable => health::enable(&state.pool, id, kind.into(), policy).await,
     }
     .map_err(not_found(id))?;
+    if action == EndpointAction::Enable {
+        // Enabled: what waits for a retry goes now too, not at its next try.
+        s.deliveries += bring_forward(state, id, kind).await?;
+    }
     if let Some(t) = s.transition {
         let last_error = s.endpoint.last_error.as_deref();
         callhook_dispatch::transitions::announce(id, kind.into(), t, last_error);
@@ -80,6 +84,44 @@ pub(crate) async fn switch(
     };
     audit::record(state, actor, Some(id), event).await;
     Ok(s)
+}
+
+/// Makes an endpoint's pending deliveries due now, at `CALLHOOK_DRAIN_RATE`
+/// (per-call order kept); how many.
+pub(crate) async fn bring_forward(
+    state: &AppState,
+    id: Uuid,
+    kind: EndpointKind,
+) -> Result<u64, ApiError> {
+    let filter = callhook_store::log::DeliveryFilter {
+        scenario_id: Some(id),
+        kind: Some(kind.into()),
+        ..Default::default()
+    };
+    let rate = state.settings.health.drain_per_second;
+    Ok(callhook_store::log::send_now(&state.pool, &filter, rate).await?)
+}
+
+/// "Send now" for an endpoint (its receiver is fixed): every delivery
+/// waiting for a retry goes now, at `CALLHOOK_DRAIN_RATE`; a call's
+/// after-call webhook still after its during-call one. How many.
+pub(crate) async fn send_now(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    kind: EndpointKind,
+) -> Result<u64, ApiError> {
+    health::endpoint(&state.pool, id, kind.into())
+        .await?
+        .ok_or_else(|| no_scenario(id).with_field("id"))?;
+    let n = bring_forward(state, id, kind).await?;
+    tracing::info!(scenario_id = %id, %kind, deliveries = n, "endpoint: send now");
+    let event = AuditEvent::EndpointSendNow {
+        kind,
+        deliveries: n,
+    };
+    audit::record(state, actor, Some(id), event).await;
+    Ok(n)
 }
 
 /// An endpoint's own limits; null or absent: none of its own.

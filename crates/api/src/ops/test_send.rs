@@ -101,6 +101,8 @@ pub(crate) async fn run(
         let s = callhook_store::health::enable(&state.pool, id, kind.into(), health).await?;
         if let Some(t) = s.transition {
             callhook_dispatch::transitions::announce(id, kind.into(), t, None);
+            // Back: what waits for a retry goes now.
+            super::endpoints::bring_forward(state, id, kind).await?;
         }
     }
     Ok(TestSendResult {

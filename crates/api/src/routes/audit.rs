@@ -21,7 +21,7 @@ pub(crate) struct AuditView {
     pub at: DateTime<Utc>,
     /// `scenario.create`, `scenario.save`, `scenario.delete`, `secret.rotate`,
     /// `delivery.retry`, `deliveries.retry`, `endpoint.pause`,
-    /// `endpoint.enable`, `endpoint.limits`, `scenario.test`.
+    /// `endpoint.enable`, `endpoint.limits`, `endpoint.send_now`, `scenario.test`.
     pub action: String,
     pub scenario_id: Option<Uuid>,
     /// The name of the token used.

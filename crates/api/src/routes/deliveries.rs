@@ -16,7 +16,7 @@ use crate::auth::Actor;
 use crate::error::ErrorBody;
 use crate::json::{PathParam, QueryParams};
 use crate::ops;
-use crate::ops::deliveries::{already_pending, decode_cursor, delivery_error, encode_cursor};
+use crate::ops::deliveries::{decode_cursor, delivery_error, encode_cursor};
 use crate::{ApiError, AppState};
 
 /// Default page size of the list.
@@ -315,27 +315,31 @@ pub(crate) async fn get(
 /// Send a delivery again: a `failed`, `cancelled` or `delivered` one goes
 /// back to `pending`, due now, with the same `webhook-id`; its attempt
 /// numbering continues. It gets one more attempt and then whatever retries
-/// the schedule has left (none once it is exhausted). A delivery that is
-/// already `pending` is left alone: `409`.
+/// the schedule has left (none once it is exhausted). A `pending` one is
+/// sent now instead of at its next retry ("send now", once the receiver is
+/// fixed); one waiting for its call's during-call webhook (`blocked_by`) or
+/// for its paused endpoint (`parked`) keeps waiting, as the answer shows.
 #[utoipa::path(post, path = "/api/v1/deliveries/{id}/retry", tag = "deliveries", security(("admin_token" = [])),
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = DeliveryView, description = "requeued"), (status = 401, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "already pending")))]
+    responses((status = 200, body = DeliveryView, description = "requeued, or sent now"), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
 pub(crate) async fn retry(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     PathParam(id): PathParam<Uuid>,
 ) -> Result<Json<DeliveryView>, ApiError> {
-    match ops::deliveries::retry(&state, &actor, id).await? {
-        Retried::Requeued(row) => Ok(Json((*row).into())),
-        Retried::AlreadyPending => Err(already_pending(id)),
-    }
+    let (Retried::Requeued(row) | Retried::SentNow(row)) =
+        ops::deliveries::retry(&state, &actor, id).await?;
+    Ok(Json((*row).into()))
 }
 
 /// Send again every `failed`, `cancelled` or `delivered` delivery matching
 /// the list's filters (pending ones are left as they are), e.g.
-/// `?scenario_id=…&state=failed&since=2026-11-25T10:00:00Z`. At least one
-/// filter is required, so an empty query cannot resend the whole history.
+/// `?scenario_id=…&state=failed&since=2026-11-25T10:00:00Z`; with
+/// `state=pending`, send the matching pending ones now instead of at their
+/// next retry (at `CALLHOOK_DRAIN_RATE`, a call's after-call webhook still
+/// after its during-call one). At least one filter is required, so an
+/// empty query cannot resend the whole history.
 #[utoipa::path(post, path = "/api/v1/deliveries/retry", tag = "deliveries", security(("admin_token" = [])),
     params(FilterQuery),
     responses((status = 200, body = Requeued), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]

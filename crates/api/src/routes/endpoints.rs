@@ -194,6 +194,32 @@ pub(crate) async fn enable(
     Ok(switched(&state, s))
 }
 
+/// How many deliveries a send-now made due.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct SentNowView {
+    /// Waiting for a retry, now due (at `CALLHOOK_DRAIN_RATE`).
+    pub deliveries: u64,
+}
+
+/// Send now: every delivery of this endpoint waiting for its next retry is
+/// made due at once (at `CALLHOOK_DRAIN_RATE`), for when its receiver has
+/// been fixed. A call's after-call webhook still goes after its during-call
+/// one; a paused endpoint's deliveries wait until it is enabled.
+#[utoipa::path(post, path = "/api/v1/scenarios/{id}/endpoints/{kind}/send-now", tag = "endpoints",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path), ("kind" = String, Path, description = "during_call or after_call")),
+    responses((status = 200, body = SentNowView), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn send_now(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    PathParam((id, kind)): PathParam<(Uuid, String)>,
+) -> Result<Json<SentNowView>, ApiError> {
+    let kind = kind_param(&kind)?;
+    let deliveries = ops::endpoints::send_now(&state, &actor, id, kind).await?;
+    Ok(Json(SentNowView { deliveries }))
+}
+
 /// Set an endpoint's own limits: how many webhooks may be in flight to it at
 /// once, and how many per second. Claims on every dispatcher honour them at
 /// once; a cap lowered by 429s starts again from the new limit.

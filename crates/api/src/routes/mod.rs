@@ -62,6 +62,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/scenarios/{id}/endpoints/{kind}/limits",
             put(endpoints::set_limits),
         )
+        .route(
+            "/api/v1/scenarios/{id}/endpoints/{kind}/send-now",
+            post(endpoints::send_now),
+        )
         .route_layer(from_fn_with_state(
             RequiredToken(std::sync::Arc::new(state.tokens.admin.clone())),
             require_bearer,

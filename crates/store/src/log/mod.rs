@@ -16,7 +16,7 @@ use crate::StoreError;
 mod requeue;
 mod retention;
 
-pub use requeue::{count_final, record_test_attempt, retry, retry_matching, Retried};
+pub use requeue::{count_final, record_test_attempt, retry, retry_matching, send_now, Retried};
 pub use retention::{purge_attempts, purge_calls, purge_deliveries};
 
 /// How far a delivery's id time may be from its `created_at` (the id is made

@@ -1,5 +1,6 @@
 //! Putting final deliveries back in the queue (one, or all matching a
-//! filter), and recording test sends.
+//! filter), sending pending ones now ("send now": the receiver is fixed,
+//! the retry schedule need not be waited out), and recording test sends.
 
 use callhook_core::{DeliveryKind, DeliveryState};
 use sqlx::{PgExecutor, QueryBuilder};
@@ -14,8 +15,10 @@ use crate::StoreError;
 pub enum Retried {
     /// Back to pending, due now.
     Requeued(Box<DeliveryRow>),
-    /// It was pending already: nothing changed.
-    AlreadyPending,
+    /// It was pending: due now, unless it waits for its call's during-call
+    /// delivery (`blocked_by`), for its paused endpoint (`parked`), or is
+    /// being sent; the row says which.
+    SentNow(Box<DeliveryRow>),
 }
 
 /// Puts a final delivery (`failed`, `cancelled`, `delivered`) back to
@@ -36,9 +39,21 @@ pub async fn retry(pool: &sqlx::PgPool, id: Uuid) -> Result<Retried, StoreError>
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else {
-        // Either it does not exist or it is pending.
-        get(&mut *tx, id).await?;
-        return Ok(Retried::AlreadyPending);
+        // Either it does not exist or it is pending: then it goes now.
+        let moved = sqlx::query!(
+            "update deliveries set next_attempt_at = now(), updated_at = now()
+              where id = $1 and state = 'pending' and not parked and blocked_by is null
+                and lease_token is null and next_attempt_at > now()",
+            id
+        )
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() > 0 {
+            queue::notify(&mut *tx).await?;
+        }
+        let row = get(&mut *tx, id).await?;
+        tx.commit().await?;
+        return Ok(Retried::SentNow(Box::new(row)));
     };
     if let Some(call_id) = &row.call_id {
         queue::block_behind_during_call(&mut tx, std::slice::from_ref(call_id)).await?;
@@ -82,6 +97,37 @@ pub async fn retry_matching(
     let call_ids: Vec<String> = requeued.into_iter().flatten().collect();
     if n > 0 {
         queue::block_behind_during_call(&mut tx, &call_ids).await?;
+        queue::notify(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Sends the pending deliveries matching `filter` now, oldest first and at
+/// most `per_second` a second (a receiver just fixed is not flooded); how
+/// many. Per-call order holds: an after-call delivery waiting for its
+/// during-call one (`blocked_by`) stays behind it. Parked deliveries (a
+/// paused endpoint) and those being sent are left as they are.
+pub async fn send_now(
+    pool: &sqlx::PgPool,
+    filter: &DeliveryFilter,
+    per_second: u32,
+) -> Result<u64, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut qb = QueryBuilder::new(
+        "with p as (select id, row_number() over (order by id) - 1 as n from deliveries",
+    );
+    push_filters(&mut qb, filter);
+    qb.push(
+        " and state = 'pending' and not parked and blocked_by is null
+              and lease_token is null and next_attempt_at > now())
+          update deliveries d
+             set next_attempt_at = now() + make_interval(secs => p.n / ",
+    );
+    qb.push_bind(f64::from(per_second.max(1)));
+    qb.push("::float8), updated_at = now() from p where d.id = p.id");
+    let n = qb.build().execute(&mut *tx).await?.rows_affected();
+    if n > 0 {
         queue::notify(&mut *tx).await?;
     }
     tx.commit().await?;

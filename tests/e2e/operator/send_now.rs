@@ -1,0 +1,104 @@
+//! The support ticket: "our CRM says notifications don't arrive". The
+//! receiver answered 500, the calls wait on a 5-minute retry schedule, the
+//! receiver is fixed, and one "send now" on the endpoint sends every waiting
+//! webhook at once, each call's during-call webhook before its after-call one.
+
+use serde_json::json;
+use sqlx::PgPool;
+
+use super::*;
+
+/// Deliveries of the scenario waiting for a retry (pending, not due).
+async fn waiting(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from deliveries
+          where state = 'pending' and lease_token is null and next_attempt_at > now() + interval '1 minute'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn one_send_now_after_the_receiver_is_fixed_sends_every_waiting_webhook_in_call_order(
+    pool: PgPool,
+) {
+    let mut rx = Receiver::scripted(vec![], Reply::Status(500)).await;
+    let app = spawn_app_with(pool.clone(), |c| {
+        c.retry_schedule = "5m,30m,2h".parse().unwrap();
+        c.drain_rate = 1000;
+    })
+    .await;
+    let s = scenario(
+        &app,
+        "CRM",
+        "78005552233",
+        &rx.url("/crm/during"),
+        &rx.url("/crm/after"),
+    )
+    .await;
+    // Three calls, started and ended: each during-call webhook fails once
+    // (500) and waits five minutes; each after-call one waits behind it.
+    for id in ["t1", "t2", "t3"] {
+        let mut call = page_call(id);
+        call["callee"] = json!("78005552233");
+        let (status, body) = app.ingest_post("/api/v1/calls", &call).await;
+        assert_eq!(status.as_u16(), 202, "{body}");
+        let (status, body) = app
+            .ingest_post(
+                &format!("/api/v1/calls/{id}/end"),
+                &json!({"status": "ANSWER", "duration": 42}),
+            )
+            .await;
+        assert_eq!(status.as_u16(), 202, "{body}");
+    }
+    for _ in 0..3 {
+        assert_eq!(rx.next(WAIT).await.path, "/crm/during");
+    }
+    eventually(
+        WAIT,
+        "three during-call webhooks waiting 5 minutes",
+        || async { (waiting(&pool).await == 3).then_some(()) },
+    )
+    .await;
+    let blocked: i64 = sqlx::query_scalar(
+        "select count(*) from deliveries where kind = 'after_call' and blocked_by is not null",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        blocked, 3,
+        "each after-call webhook waits for its during-call one"
+    );
+
+    // The receiver is fixed; the operator sends now.
+    rx.answer(Reply::Status(200));
+    let (status, sent) = app
+        .admin_post(
+            &format!("/api/v1/scenarios/{s}/endpoints/during_call/send-now"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{sent}");
+    assert_eq!(sent["deliveries"], 3);
+    let mut order = Vec::new();
+    for _ in 0..6 {
+        let got = rx.next(WAIT).await;
+        order.push((got.json()["id"].as_str().unwrap().to_owned(), got.path));
+    }
+    for id in ["t1", "t2", "t3"] {
+        let at = |path: &str| {
+            order
+                .iter()
+                .position(|(i, p)| i == id && p == path)
+                .unwrap_or_else(|| panic!("{id} at {path}: {order:?}"))
+        };
+        assert!(at("/crm/during") < at("/crm/after"), "{id}: {order:?}");
+    }
+    let (_, trail) = app
+        .admin_get(&format!("/api/v1/audit-log?scenario_id={s}"))
+        .await;
+    assert_eq!(trail["items"][0]["action"], "endpoint.send_now");
+    assert_eq!(trail["items"][0]["details"]["deliveries"], 3);
+}
