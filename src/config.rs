@@ -111,6 +111,10 @@ pub struct DbConfig {
     /// connection more, outside it).
     #[arg(long, env = "CALLHOOK_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
+    /// Longest a request waits for a database connection: with the
+    /// database away, a start is answered `503` with `Retry-After` within it.
+    #[arg(long, env = "CALLHOOK_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub db_acquire_timeout: Duration,
     /// Log format: text or json.
     #[arg(long, env = "CALLHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

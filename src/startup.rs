@@ -35,7 +35,7 @@ pub async fn connect_db(db: &DbConfig) -> anyhow::Result<PgPool> {
         .context("DATABASE_URL is not a valid Postgres URL")?;
     let pool_options = PgPoolOptions::new()
         .max_connections(db.db_max_connections)
-        .acquire_timeout(Duration::from_secs(5));
+        .acquire_timeout(db.db_acquire_timeout);
     let deadline = tokio::time::Instant::now() + db.db_wait;
     let connect = || pool_options.clone().connect_with(options.clone());
     connect

@@ -184,7 +184,14 @@ async fn postgres_restart_mid_load_loses_nothing_acknowledged() {
     let cluster = TempCluster::start();
     let (hook, tally) = counting_receiver(Duration::from_millis(5)).await;
     let http = reqwest::Client::new();
-    let server = ServerProcess::start(&cluster.url(), &[("CALLHOOK_CONCURRENCY", "16")]).await;
+    let server = ServerProcess::start(
+        &cluster.url(),
+        &[
+            ("CALLHOOK_CONCURRENCY", "16"),
+            ("CALLHOOK_DB_ACQUIRE_TIMEOUT", "2s"),
+        ],
+    )
+    .await;
     create_scenario(&http, &server, &hook).await;
 
     ingest(&http, &server.url(""), 0..200).await;
@@ -199,6 +206,27 @@ async fn postgres_restart_mid_load_loses_nothing_acknowledged() {
         .unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
+    // Twenty at once share group commits: every one is a prompt 503 with
+    // Retry-After (a failed group's starts are not retried one pool timeout
+    // after another until the request timeout answers 408).
+    let answers = futures::future::join_all((0..20).map(|i| {
+        let (http, url) = (http.clone(), server.url("/api/v1/calls"));
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(INGEST)
+                .json(&json!({"id": format!("down-{i}"), "caller": "79990009911", "callee": "78005552233"}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.headers().contains_key("retry-after"))
+        }
+    }))
+    .await;
+    assert!(
+        answers.iter().all(|a| *a == (503, true)),
+        "every start a 503 with Retry-After: {answers:?}"
+    );
     let (readyz, _) = (
         http.get(server.url("/readyz"))
             .send()

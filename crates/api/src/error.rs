@@ -60,6 +60,15 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_field(field)
     }
 
+    /// `503 database_unavailable` (with `Retry-After`): nothing was stored.
+    fn database_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is unavailable; nothing was stored, retry shortly",
+        )
+    }
+
     pub fn internal(e: &dyn std::error::Error) -> Self {
         tracing::error!(error = %e, "internal error");
         Self::new(
@@ -108,11 +117,7 @@ impl From<StoreError> for ApiError {
             .with_field("numbers"),
             StoreError::Unavailable(ref inner) => {
                 tracing::warn!(error = %inner, "database unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database_unavailable",
-                    "the database is unavailable; nothing was stored, retry shortly",
-                )
+                Self::database_unavailable()
             }
             StoreError::Db(ref inner) => Self::internal(inner),
             StoreError::Corrupt(what) => {
@@ -134,6 +139,7 @@ impl From<IngestError> for ApiError {
                 Self::new(StatusCode::NOT_FOUND, "call_not_found", m).with_field("id")
             }
             IngestError::Store(s) => s.into(),
+            IngestError::DatabaseUnavailable(_) => Self::database_unavailable(),
             IngestError::ShuttingDown => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",

@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use callhook_store::calls::{IngestError, Ingested, StartCall};
+use callhook_store::StoreError;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::Outlet;
@@ -91,7 +92,9 @@ async fn run(
 
 /// Stores a group in one transaction and answers each start. Should the
 /// transaction fail as a whole, each start is retried on its own, so one
-/// start's trouble never becomes its neighbours' error.
+/// start's trouble never becomes its neighbours' error; but with the
+/// database unreachable every start is answered at once (a `503`, within
+/// the pool's acquire timeout), not one pool timeout after another.
 async fn commit_group(outlet: &Outlet, group: Vec<(StartCall, Reply)>) {
     let (inputs, replies): (Vec<StartCall>, Vec<Reply>) = group.into_iter().unzip();
     match outlet.start_batch(&inputs).await {
@@ -103,6 +106,13 @@ async fn commit_group(outlet: &Outlet, group: Vec<(StartCall, Reply)>) {
         }
         Err(e) if inputs.len() == 1 => {
             let _ = replies.into_iter().next().map(|r| r.send(Err(e.into())));
+        }
+        Err(StoreError::Unavailable(e)) => {
+            tracing::warn!(error = %e, size = inputs.len(), "database unavailable: the group's starts are answered 503");
+            let why = e.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(IngestError::DatabaseUnavailable(why.clone())));
+            }
         }
         Err(e) => {
             tracing::debug!(error = %e, size = inputs.len(), "group commit failed; storing its starts one by one");

@@ -80,6 +80,10 @@ pub enum IngestError {
     /// stored before).
     #[error("interrupted before the commit answered")]
     Interrupted,
+    /// The database could not be reached for the group this event was
+    /// stored with (why): nothing was stored.
+    #[error("database unavailable: {0}")]
+    DatabaseUnavailable(String),
 }
 
 impl From<sqlx::Error> for IngestError {
