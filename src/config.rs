@@ -214,6 +214,12 @@ pub struct ServeConfig {
     /// sign-in, however active (each request renews only the 30-minute idle expiry).
     #[arg(long, env = "CALLHOOK_CONSOLE_SESSION_MAX", default_value = "12h", value_parser = humantime::parse_duration)]
     pub console_session_max: Duration,
+    /// Proxies (IP addresses, comma-separated) whose `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` are believed: the client address that failed
+    /// sign-ins and wrong tokens are counted by, and whether the console's
+    /// cookie is `Secure`. From anyone else these headers are ignored.
+    #[arg(long, env = "CALLHOOK_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How often the gauges read from the database (backlog, endpoints,
     /// queue health) are refreshed; a scrape renders the last reading.
     #[arg(long, env = "CALLHOOK_GAUGE_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]

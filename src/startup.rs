@@ -189,7 +189,8 @@ pub async fn run(
             .max(std::time::Duration::from_millis(10)),
         console: config.console,
         health,
-    });
+    })
+    .with_trusted_proxies(config.trusted_proxies.clone());
     let app = if config.role.serves_api() {
         callhook_api::router(state)
     } else {
@@ -241,10 +242,14 @@ async fn serve(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(
-            app.clone()
-                .map_request(|req: Request<Incoming>| req.map(axum::body::Body::new)),
-        );
+        let service =
+            TowerToHyperService::new(app.clone().map_request(move |req: Request<Incoming>| {
+                let mut req = req.map(axum::body::Body::new);
+                // The client's address, for the guessing throttle.
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            }));
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {

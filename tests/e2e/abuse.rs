@@ -215,24 +215,58 @@ async fn each_token_opens_only_its_own_api(pool: PgPool) {
             format!("/api/v1/scenarios/{id}/secret/rotate"),
         ),
     ];
-    let body = json!({"name": "x"});
-    for (method, path) in &admin_routes {
-        for token in [Some(INGEST), None, Some("wrong")] {
-            let (status, err) = app.raw(method.clone(), path, token, Some(&body)).await;
-            assert_eq!(
+    // Each route from its own loopback address: a wrong token counts
+    // against its address (see the guessing test), and this test is about
+    // which token opens what, not about how many guesses an address gets.
+    let from = |n: u8| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 1, n]))
+            .build()
+            .unwrap()
+    };
+    let send = |http: reqwest::Client,
+                method: reqwest::Method,
+                path: String,
+                token: Option<&'static str>,
+                body: serde_json::Value| {
+        let url = app.url(&path);
+        async move {
+            let mut req = http.request(method, url).json(&body);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (
                 status,
-                StatusCode::UNAUTHORIZED,
-                "{method} {path} with {token:?}"
-            );
+                r.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let body = json!({"name": "x"});
+    for (n, (method, path)) in admin_routes.iter().enumerate() {
+        for token in [Some(INGEST), None, Some("wrong")] {
+            let http = from(n as u8 + 1);
+            let (status, err) = send(http, method.clone(), path.clone(), token, body.clone()).await;
+            assert_eq!(status, 401, "{method} {path} with {token:?}");
             assert!(err["error"]["code"].is_string(), "{err}");
         }
     }
-    for path in ["/api/v1/calls", "/api/v1/calls/1/end"] {
+    for (n, path) in ["/api/v1/calls", "/api/v1/calls/1/end"]
+        .into_iter()
+        .enumerate()
+    {
         for token in [Some(ADMIN), None, Some("wrong")] {
-            let (status, _) = app
-                .raw(reqwest::Method::POST, path, token, Some(&page_call("1")))
-                .await;
-            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} with {token:?}");
+            let http = from(n as u8 + 100);
+            let (status, _) = send(
+                http,
+                reqwest::Method::POST,
+                path.to_owned(),
+                token,
+                page_call("1"),
+            )
+            .await;
+            assert_eq!(status, 401, "{path} with {token:?}");
         }
     }
 }
@@ -496,4 +530,116 @@ async fn once_the_rotation_overlap_is_over_only_the_new_secret_signs(pool: PgPoo
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn guessing_tokens_is_slowed_per_address_and_another_address_is_not_locked_out(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let (guesser, colleague) = (from([127, 0, 0, 1]), from([127, 0, 0, 2]));
+    let get = |http: &reqwest::Client, token: &str| {
+        http.get(app.url("/api/v1/scenarios"))
+            .bearer_auth(token)
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for i in 0..15 {
+        let r = get(&guesser, &format!("guess-{i}")).await.unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            let wait: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(wait >= 1, "Retry-After {wait}");
+        }
+    }
+    assert_eq!(&statuses[..10], &[401; 10], "{statuses:?}");
+    assert_eq!(&statuses[10..], &[429; 5], "{statuses:?}");
+    // Locked out: the right token from the guesser waits too, so a lucky
+    // guess gains nothing.
+    assert_eq!(get(&guesser, ADMIN).await.unwrap().status(), 429);
+    // Another address is not locked out.
+    assert_eq!(get(&colleague, ADMIN).await.unwrap().status(), 200);
+
+    // The console's sign-in counts the same way, and answers in HTML.
+    let http = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 3]))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = http.get(app.url("/console/login")).send().await.unwrap();
+    let cookie = form.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body = form.text().await.unwrap();
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let mut statuses = Vec::new();
+    for i in 0..11 {
+        let r = http
+            .post(app.url("/console/login"))
+            .header("cookie", &cookie)
+            .form(&[("token", format!("guess-{i}")), ("csrf", csrf.clone())])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert!(r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"));
+        }
+    }
+    assert_eq!(&statuses[..10], &[401; 10], "{statuses:?}");
+    assert_eq!(statuses[10], 429, "{statuses:?}");
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn forwarded_headers_count_only_from_a_trusted_proxy(pool: PgPool) {
+    // Not trusted: a client cannot pick the address it is counted by.
+    let app = spawn_app(pool.clone()).await;
+    for i in 0..11 {
+        let r = app
+            .http
+            .get(app.url("/api/v1/scenarios"))
+            .bearer_auth(format!("guess-{i}"))
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .send()
+            .await
+            .unwrap();
+        let expected = if i < 10 { 401 } else { 429 };
+        assert_eq!(r.status(), expected, "guess {i}");
+    }
+    // Behind a trusted proxy (127.0.0.1), each forwarded client counts alone.
+    let proxied = spawn_app_with(pool, |c| {
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]
+    })
+    .await;
+    for i in 0..11 {
+        let r = proxied
+            .http
+            .get(proxied.url("/api/v1/scenarios"))
+            .bearer_auth(format!("guess-{i}"))
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "guess {i} from its own address");
+    }
 }

@@ -7,6 +7,7 @@ use axum::response::Response;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
+use crate::throttle::{peer_of, Throttle};
 use crate::ApiError;
 
 /// A bearer token and the name the audit log records for it.
@@ -17,9 +18,14 @@ pub struct NamedToken {
 }
 
 /// The tokens a route group takes (several, so one can be rotated without
-/// downtime).
+/// downtime), which API they open (for the log), and the throttle that
+/// slows guessing them.
 #[derive(Clone)]
-pub(crate) struct RequiredToken(pub std::sync::Arc<Vec<NamedToken>>);
+pub(crate) struct RequiredToken {
+    pub(crate) tokens: std::sync::Arc<Vec<NamedToken>>,
+    pub(crate) api: &'static str,
+    pub(crate) throttle: std::sync::Arc<Throttle>,
+}
 
 /// Who made a request: the name of the token it carried.
 #[derive(Clone, Debug)]
@@ -28,12 +34,20 @@ pub struct Actor(pub String);
 /// Lets the request through only with `Authorization: Bearer <token>` of one
 /// of the group's tokens, and tells the handler whose (an [`Actor`]
 /// extension); each comparison takes the same time wherever the tokens
-/// differ, and every token is compared.
+/// differ, and every token is compared. Wrong tokens are counted per client
+/// address ([`Throttle`]): past its quota an address gets `429`.
 pub(crate) async fn require_bearer(
-    State(tokens): State<RequiredToken>,
+    State(required): State<RequiredToken>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    let client = required
+        .throttle
+        .client(peer_of(request.extensions()), request.headers());
+    if let Some(wait) = required.throttle.locked_out(client) {
+        return Err(ApiError::too_many_failures(wait));
+    }
+    let tokens = &required.tokens;
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -45,7 +59,7 @@ pub(crate) async fn require_bearer(
         .map(str::trim);
     let matched = presented.and_then(|p| {
         let mut found = None;
-        for t in tokens.0.iter() {
+        for t in tokens.iter() {
             if bool::from(p.as_bytes().ct_eq(t.token.expose_secret().as_bytes())) && found.is_none()
             {
                 found = Some(t.name.clone());
@@ -58,11 +72,17 @@ pub(crate) async fn require_bearer(
             request.extensions_mut().insert(Actor(name));
             Ok(next.run(request).await)
         }
-        (Some(_), None) => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "wrong bearer token",
-        )),
+        (Some(_), None) => {
+            tracing::warn!(%client, api = required.api, "wrong bearer token");
+            if let Some(wait) = required.throttle.failed(client) {
+                return Err(ApiError::too_many_failures(wait));
+            }
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "wrong bearer token",
+            ))
+        }
         (None, _) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -15,6 +15,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// Seconds for `Retry-After` (a `503` says 5 when this is unset).
+    pub(crate) retry_after: Option<u64>,
 }
 
 /// The body of every error answer.
@@ -40,6 +42,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -69,6 +72,21 @@ impl ApiError {
         )
     }
 
+    /// `429` after too many wrong tokens or sign-ins from one address; the
+    /// answer's `Retry-After` is `wait`.
+    pub(crate) fn too_many_failures(wait: std::time::Duration) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_failures",
+            format!(
+                "too many wrong tokens from this address; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        );
+        e.retry_after = Some(wait.as_secs().max(1));
+        e
+    }
+
     pub fn internal(e: &dyn std::error::Error) -> Self {
         tracing::error!(error = %e, "internal error");
         Self::new(
@@ -81,7 +99,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let unavailable = self.status == StatusCode::SERVICE_UNAVAILABLE;
+        let retry_after = self
+            .retry_after
+            .or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(5));
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_owned(),
@@ -90,10 +110,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
-        if unavailable {
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -16,6 +16,7 @@ mod openapi;
 mod ops;
 mod routes;
 mod state;
+mod throttle;
 
 pub use auth::{Actor, NamedToken};
 pub use error::ApiError;

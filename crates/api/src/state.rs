@@ -2,6 +2,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::auth::NamedToken;
+use crate::throttle::Throttle;
 use callhook_core::{Sealer, StoredSecret};
 use callhook_dispatch::Sender;
 use callhook_ingest::Ingest;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub(crate) alive: Arc<()>,
     /// Seals new signing secrets, opens stored ones (`CALLHOOK_SECRET_KEY`).
     pub sealer: Sealer,
+    /// Counts wrong tokens and sign-ins per client address.
+    pub(crate) throttle: Arc<Throttle>,
 }
 
 /// The API's own limits and policies (set from the binary's config).
@@ -103,7 +106,15 @@ impl AppState {
             metrics: metrics_handle(),
             ingest: Arc::new(IngestSettings::default()),
             settings: ApiSettings::default(),
+            throttle: Arc::new(Throttle::new(Vec::new())),
         }
+    }
+
+    /// The same state trusting `X-Forwarded-For` and `X-Forwarded-Proto`
+    /// from these proxies (`CALLHOOK_TRUSTED_PROXIES`) only.
+    pub fn with_trusted_proxies(mut self, proxies: Vec<std::net::IpAddr>) -> Self {
+        self.throttle = Arc::new(Throttle::new(proxies));
+        self
     }
 
     /// The same state with these ingest settings.

@@ -117,7 +117,8 @@ fn key(state: &AppState) -> SessionKey {
     SessionKey::derive(&state.tokens.admin)
 }
 
-/// `; Secure` when the console is reached over https (through a proxy).
+/// `; Secure` when the console is reached over https (through a trusted
+/// proxy: from anyone else the header was dropped on the way in).
 fn secure(headers: &HeaderMap) -> &'static str {
     let https = headers
         .get("x-forwarded-proto")

@@ -16,6 +16,7 @@ use super::{
     cookie, harden, key, lang, now, page, render, secure, ConsoleError, CsrfForm, LangQuery,
     SignedForm,
 };
+use crate::throttle::ConnectInfoPeer;
 use crate::{ApiError, AppState};
 
 const LOGIN_CSRF: &str = "callhook_login_csrf";
@@ -61,13 +62,21 @@ pub(super) struct LoginForm {
     csrf: String,
 }
 
+/// Signs in with the admin token. Failures are counted per client address
+/// ([`crate::throttle`]): past its quota the address gets `429` (an HTML
+/// page) until its quota refills, the right token included.
 pub(super) async fn login(
     State(state): State<AppState>,
     Query(q): Query<LangQuery>,
+    ConnectInfoPeer(peer): ConnectInfoPeer,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ConsoleError> {
     let lang = lang(&q, &headers);
+    let client = state.throttle.client(peer, &headers);
+    if let Some(wait) = state.throttle.locked_out(client) {
+        return Err(ApiError::too_many_failures(wait).into());
+    }
     let expected = cookie(&headers, LOGIN_CSRF).unwrap_or("");
     if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) {
         let e = ApiError::new(
@@ -86,7 +95,10 @@ pub(super) async fn login(
         )
     });
     let Some(who) = who else {
-        tracing::warn!("console sign-in with a wrong token");
+        tracing::warn!(%client, "console sign-in with a wrong token");
+        if let Some(wait) = state.throttle.failed(client) {
+            return Err(ApiError::too_many_failures(wait).into());
+        }
         let mut r = page(
             render(&LoginPage {
                 lang,
@@ -99,7 +111,7 @@ pub(super) async fn login(
         return Ok(r);
     };
     let session = key(&state).issue(&session::Session::new(&who.name, now()), now());
-    tracing::info!(actor = %who.name, "console sign-in");
+    tracing::info!(actor = %who.name, %client, "console sign-in");
     let mut r = Redirect::to(&format!("/console?lang={}", lang.code())).into_response();
     harden(r.headers_mut());
     if let Ok(v) = HeaderValue::from_str(&format!(

@@ -55,15 +55,19 @@ pub(crate) async fn switch(
     action: EndpointAction,
 ) -> Result<Switched, ApiError> {
     let policy = &state.settings.health;
+    // Enabling: what waits for a retry goes now too, not at its next try.
+    // Brought forward first, so the parked ones the enable drains (at the
+    // drain rate) are neither counted twice nor hurried.
+    let forwarded = match action {
+        EndpointAction::Enable => bring_forward(state, id, kind).await?,
+        EndpointAction::Pause => 0,
+    };
     let mut s = match action {
         EndpointAction::Pause => health::pause(&state.pool, id, kind.into(), policy).await,
         EndpointAction::Enable => health::enable(&state.pool, id, kind.into(), policy).await,
     }
     .map_err(not_found(id))?;
-    if action == EndpointAction::Enable {
-        // Enabled: what waits for a retry goes now too, not at its next try.
-        s.deliveries += bring_forward(state, id, kind).await?;
-    }
+    s.deliveries += forwarded;
     if let Some(t) = s.transition {
         let last_error = s.endpoint.last_error.as_deref();
         callhook_dispatch::transitions::announce(id, kind.into(), t, last_error);

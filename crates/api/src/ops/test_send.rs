@@ -96,13 +96,14 @@ pub(crate) async fn run(
     };
     audit::record(state, actor, Some(id), event).await;
     // A receiver that answers at the endpoint's own URL is back: enable it.
+    // What waits for a retry there goes now (brought forward before the
+    // enable drains the parked ones at the drain rate).
     if result.is_success() && scenario.url_for(kind.into()) == Some(url.as_str()) {
+        super::endpoints::bring_forward(state, id, kind).await?;
         let health = &state.settings.health;
         let s = callhook_store::health::enable(&state.pool, id, kind.into(), health).await?;
         if let Some(t) = s.transition {
             callhook_dispatch::transitions::announce(id, kind.into(), t, None);
-            // Back: what waits for a retry goes now.
-            super::endpoints::bring_forward(state, id, kind).await?;
         }
     }
     Ok(TestSendResult {

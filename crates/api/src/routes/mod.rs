@@ -67,7 +67,11 @@ pub fn router(state: AppState) -> Router {
             post(endpoints::send_now),
         )
         .route_layer(from_fn_with_state(
-            RequiredToken(std::sync::Arc::new(state.tokens.admin.clone())),
+            RequiredToken {
+                tokens: std::sync::Arc::new(state.tokens.admin.clone()),
+                api: "admin",
+                throttle: state.throttle.clone(),
+            },
             require_bearer,
         ));
 
@@ -89,7 +93,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/calls/{id}/end", post(calls::end))
         .route("/api/v1/visits", post(visits::reserve))
         .route_layer(from_fn_with_state(
-            RequiredToken(std::sync::Arc::new(state.tokens.ingest.clone())),
+            RequiredToken {
+                tokens: std::sync::Arc::new(state.tokens.ingest.clone()),
+                api: "ingest",
+                throttle: state.throttle.clone(),
+            },
             require_bearer,
         ))
         .layer(
@@ -132,6 +140,7 @@ fn service_routes() -> Router<AppState> {
 
 fn finish(routes: Router<AppState>, state: AppState) -> Router {
     let request_timeout = state.settings.request_timeout;
+    let throttle = state.throttle.clone();
     gauges::spawn_refresher(
         state.pool.clone(),
         state.settings.gauge_interval,
@@ -141,6 +150,10 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(from_fn_with_state(
+            throttle,
+            crate::throttle::forwarded_only_from_trusted,
+        ))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
