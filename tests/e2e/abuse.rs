@@ -643,3 +643,14 @@ async fn forwarded_headers_count_only_from_a_trusted_proxy(pool: PgPool) {
         assert_eq!(r.status(), 401, "guess {i} from its own address");
     }
 }
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_nul_in_a_call_id_on_a_read_path_is_a_422_naming_the_field(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (status, e) = app.admin_get("/api/v1/calls/a%00b").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["error"]["field"], "id");
+    let (status, e) = app.admin_get("/api/v1/deliveries?call_id=a%00b").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["error"]["field"], "call_id");
+}

@@ -477,3 +477,27 @@ async fn new_deliveries_appear_live_once_each_and_the_page_is_not_repeated(pool:
         .unwrap()
         .starts_with("/console/login"));
 }
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_call_whose_id_holds_url_characters_opens_from_the_log(pool: PgPool) {
+    let rx = Receiver::ok().await;
+    let app = spawn_app(pool.clone()).await;
+    app.create_scenario(
+        json!({"name": "A", "numbers": ["78005552233"], "during_call_url": rx.url("/d")}),
+    )
+    .await;
+    let id = "a b#c?d%e+f";
+    call_to(&app, id, "78005552233").await;
+    let http = client();
+    let r = sign_in(&app, &http, ADMIN).await;
+    let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
+    let (status, html) = get_html(&http, &app, &session, "/console/deliveries?lang=en").await;
+    assert_eq!(status, 200);
+    let href = attr(&html, "td.call a", "href");
+    let (status, page) = get_html(&http, &app, &session, &href).await;
+    assert_eq!(status, 200, "{href}");
+    assert!(
+        page.root_element().text().collect::<String>().contains(id),
+        "the call's own page: {href}"
+    );
+}

@@ -87,6 +87,7 @@ pub(super) async fn call_page(
     Path(id): Path<String>,
     SignedPage { lang, s }: SignedPage,
 ) -> Result<Response, ConsoleError> {
+    let id = callhook_core::call::parse_call_id(&id, "id")?;
     let Some(call) = log::call_json(&state.pool, &id).await? else {
         return Err(ConsoleError::not_found(format!("call {id} does not exist")));
     };
@@ -176,11 +177,7 @@ pub(super) async fn resend(
         ops::deliveries::retry(&state, &s.actor, id).await?;
     let back = row.call_id;
     let to = match back {
-        Some(call) => format!(
-            "/console/calls/{}?lang={}",
-            form_urlencoded::byte_serialize(call.as_bytes()).collect::<String>(),
-            lang.code()
-        ),
+        Some(call) => super::urls::call(&call, lang),
         None => format!("/console/deliveries?lang={}", lang.code()),
     };
     Ok(redirect_with(&to, &s.renewed))

@@ -89,7 +89,9 @@ impl DeliveriesQuery {
         Ok((
             DeliveryFilter {
                 scenario_id,
-                call_id: blank(call),
+                call_id: blank(call)
+                    .map(|c| callhook_core::call::parse_call_id(&c, "call_id"))
+                    .transpose()?,
                 state,
                 kind,
                 since: read_input(zone, since, "since")?,
@@ -121,17 +123,20 @@ struct DeliveryLine {
     id: Uuid,
     created: String,
     call_id: Option<String>,
+    /// Its call's page (encoded), with the call id.
+    call_href: Option<String>,
     kind: &'static str,
     state: &'static str,
     attempts: i32,
     last_error: Option<String>,
 }
 
-fn lines(rows: Vec<DeliveryRow>, zones: &Zones) -> Vec<DeliveryLine> {
+fn lines(rows: Vec<DeliveryRow>, zones: &Zones, lang: Lang) -> Vec<DeliveryLine> {
     rows.into_iter()
         .map(|d| DeliveryLine {
             id: d.id,
             created: zones.show(d.scenario_id, d.created_at),
+            call_href: d.call_id.as_deref().map(|c| super::urls::call(c, lang)),
             call_id: d.call_id,
             kind: d.kind.as_str(),
             state: d.state.as_str(),
@@ -236,7 +241,7 @@ pub(super) async fn deliveries_page(
         let last = rows.last().expect("a full page").id;
         view.next = Some(q.link(lang, &[("after", &encode_cursor(last))]));
     }
-    view.rows = lines(rows, &zones);
+    view.rows = lines(rows, &zones, lang);
     Ok(page(render(&view)?, vec![s.renewed]))
 }
 
@@ -287,7 +292,7 @@ pub(super) async fn deliveries_live(
         lang,
         poll: (!overflow).then(|| q.link(lang, &[("from", &next_from), ("seen", &still_seen)])),
         reload: q.link(lang, &[]),
-        rows: lines(rows, &zones),
+        rows: lines(rows, &zones, lang),
     };
     Ok(page(render(&view)?, vec![s.renewed]))
 }

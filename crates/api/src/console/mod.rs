@@ -21,6 +21,7 @@ pub(crate) mod session;
 mod signed;
 mod signin;
 mod time;
+mod urls;
 
 use askama::Template;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};

@@ -5,6 +5,7 @@
 use axum::extract::State;
 use axum::Extension;
 use axum::Json;
+use callhook_core::call::parse_call_id;
 use callhook_core::{DeliveryKind, DeliveryState};
 use callhook_store::log::{self, AttemptRow, DeliveryFilter, DeliveryRow, Retried};
 use chrono::{DateTime, Utc};
@@ -211,7 +212,7 @@ fn filter(
 ) -> Result<DeliveryFilter, ApiError> {
     Ok(DeliveryFilter {
         scenario_id,
-        call_id,
+        call_id: call_id.map(|c| parse_call_id(&c, "call_id")).transpose()?,
         state,
         kind,
         since: parse_time(since, "since")?,
@@ -249,6 +250,8 @@ pub(crate) async fn get_call(
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<CallDetail>, ApiError> {
+    // What no call id can be (a NUL, say) is a 422 here, not a database error.
+    let id = parse_call_id(&id, "id")?;
     let call = log::call_json(&state.pool, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("call {id} does not exist")).with_field("id"))?;
