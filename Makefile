@@ -30,11 +30,12 @@ run:
 	@if [ -z "$${DATABASE_URL:-}" ]; then DATABASE_URL=$$(scripts/pg-ensure --createdb callhook); fi; \
 	export DATABASE_URL; \
 	export SQLX_OFFLINE="$${SQLX_OFFLINE:-true}"; \
-	export CALLHOOK_ADMIN_TOKEN="$${CALLHOOK_ADMIN_TOKEN:-dev-admin-token}"; \
-	export CALLHOOK_INGEST_TOKEN="$${CALLHOOK_INGEST_TOKEN:-dev-ingest-token}"; \
+	export CALLHOOK_ADMIN_TOKEN="$${CALLHOOK_ADMIN_TOKEN:-local-admin-token}"; \
+	export CALLHOOK_INGEST_TOKEN="$${CALLHOOK_INGEST_TOKEN:-local-ingest-token}"; \
 	export CALLHOOK_LISTEN="$${CALLHOOK_LISTEN:-127.0.0.1:8080}"; \
 	export CALLHOOK_ALLOW_PRIVATE_DESTINATIONS="$${CALLHOOK_ALLOW_PRIVATE_DESTINATIONS:-true}"; \
 	echo "callhook (dev): http://$$CALLHOOK_LISTEN"; \
+	echo "console:      http://$$CALLHOOK_LISTEN/console (sign in with the admin token)"; \
 	echo "admin token:  $$CALLHOOK_ADMIN_TOKEN"; \
 	echo "ingest token: $$CALLHOOK_INGEST_TOKEN"; \
 	echo "database:     $$(sed -E 's#^([a-z]+://[^:/@]*):[^@/]*@#\1:***@#' <<<"$$DATABASE_URL")"; \

@@ -19,7 +19,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, Executor, PgConnection};
 use tokio_util::sync::CancellationToken;
 
-const ADMIN_TOKEN: &str = "bench-admin-token";
+const ADMIN_TOKEN: &str = "bench-admin-token-token";
 
 const DB: &str = "callhook_bench_deliveries";
 
@@ -69,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // The API alone (no dispatcher), as a `--role api` process serves it.
-    let mut config = ServeConfig::for_tests(ADMIN_TOKEN, "bench-ingest-token");
+    let mut config = ServeConfig::for_tests(ADMIN_TOKEN, "bench-ingest-token-token");
     config.role = Role::Api;
     config.db.database_url = Some(secrecy::SecretString::from(url.as_str().to_owned()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

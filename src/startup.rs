@@ -84,6 +84,9 @@ fn is_tls_failure(e: &sqlx::Error) -> bool {
 
 /// Runs callhook on `listener` until `shutdown` is cancelled: the APIs and/or
 /// the dispatcher, as `config.role` says. Migrations are the caller's job.
+///
+/// Stays whole: the start-up order, top to bottom (pool, dispatcher, ingest,
+/// API, serve, then the shutdown in reverse), reads as one sequence.
 pub async fn run(
     config: ServeConfig,
     listener: TcpListener,

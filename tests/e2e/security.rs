@@ -193,11 +193,15 @@ async fn every_admin_change_is_audited_with_the_token_name_and_no_secret(pool: s
     use reqwest::Method;
     let rx = Receiver::ok().await;
     let app = spawn_app_with(pool.clone(), |c| {
-        c.admin_tokens = Some("alice:alice-token-1,bob:bob-token-2".to_owned().into());
+        c.admin_tokens = Some(
+            "alice:alice-token-0000001,bob:bob-token-00000002"
+                .to_owned()
+                .into(),
+        );
         c.role = callhook::Role::Api;
     })
     .await;
-    let (alice, bob) = (Some("alice-token-1"), Some("bob-token-2"));
+    let (alice, bob) = (Some("alice-token-0000001"), Some("bob-token-00000002"));
     let (status, created) = app
         .raw(Method::POST, "/api/v1/scenarios", alice, Some(&json!({"name": "Main", "numbers": ["78005552233"], "during_call_url": rx.url("/one")})))
         .await;

@@ -62,6 +62,8 @@ pub(crate) struct Bench {
 impl Bench {
     /// Starts the receiver and creates the run's scenario (a fresh callee number
     /// per run, so runs never collide), then checks one webhook gets through.
+    ///
+    /// Stays whole: the set-up steps in order, each with its own error message.
     pub(crate) async fn connect(c: &Common) -> anyhow::Result<Self> {
         let admin = c.admin_token.as_deref().context(
             "the admin token is missing: pass --admin-token or set CALLHOOK_ADMIN_TOKEN",

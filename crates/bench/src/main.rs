@@ -205,6 +205,9 @@ async fn bench(cli: &Cli) -> anyhow::Result<()> {
     result
 }
 
+///
+/// The bench's modes, one arm each. Stays whole: a table of what each mode
+/// runs and prints.
 async fn run(cli: &Cli, bench: &Bench) -> anyhow::Result<()> {
     let c = &cli.common;
     let mut report = Report::new(&cli.mode, c);

@@ -78,7 +78,7 @@ impl CustomFields {
     }
 
     /// The most bytes the `custom_fields` object can take in a body, every
-    /// placeholder at its longest value ([`crate::payload::longest_text`],
+    /// placeholder at its longest value ([`crate::weight::longest_text`],
     /// one byte a character: the shortest such value).
     pub fn longest_bytes(&self) -> usize {
         self.0
@@ -87,7 +87,7 @@ impl CustomFields {
                 let literal: usize = Segments { rest: &f.value }
                     .map(|s| match s {
                         Segment::Text(t) => t.len(),
-                        Segment::Placeholder(name) => crate::payload::longest_text(name),
+                        Segment::Placeholder(name) => crate::weight::longest_text(name),
                     })
                     .sum();
                 // "name":"value",

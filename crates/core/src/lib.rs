@@ -23,6 +23,7 @@ pub mod sealing;
 pub mod signing;
 pub mod timezone;
 pub mod webhook_url;
+pub mod weight;
 
 pub use call::{Call, CallEnd, CallStatus, Visit};
 pub use custom_fields::{CustomField, CustomFields};
@@ -31,13 +32,14 @@ pub use delivery::{
 };
 pub use error::FieldError;
 pub use health::{EndpointState, Health, HealthPolicy, Observed, Transition};
-pub use payload::{build_payload, build_payload_within, DEFAULT_MAX_PAYLOAD_BYTES};
+pub use payload::{build_payload, build_payload_within};
 pub use phone::PhoneNumber;
 pub use schedule::RetrySchedule;
 pub use sealing::{OpenError, Sealer, SealingKey};
 pub use signing::{SigningSecret, StoredSecret};
 pub use timezone::Timezone;
 pub use webhook_url::WebhookUrl;
+pub use weight::DEFAULT_MAX_PAYLOAD_BYTES;
 
 /// A stable fingerprint (SHA-256, hex) of a value's JSON form: two ingest
 /// events with the same meaning have the same fingerprint.

@@ -35,6 +35,9 @@ pub struct Reservation {
 /// Reserves a number of the scenario's pool for the visit (`visit.visit_id`
 /// must be set), or extends the visit's live reservation (a heartbeat keeps
 /// the number). The reservation lasts `hold` from now.
+///
+/// Stays whole: one transaction (the pool locked, a live reservation renewed
+/// or a number picked, the reservation recorded), statement after statement.
 pub async fn reserve(
     pool: &PgPool,
     scenario_id: Uuid,

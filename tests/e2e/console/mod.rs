@@ -242,6 +242,11 @@ async fn the_console_opens_with_the_admin_token_only_and_shows_scenarios_and_hea
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn the_console_can_be_turned_off(pool: PgPool) {
+    // On, `/` leads to it.
+    let on = spawn_app(pool.clone()).await;
+    let r = client().get(on.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/console");
     let app = spawn_app_with(pool, |c| c.console = false).await;
     let r = client()
         .get(app.url("/console/login"))
@@ -249,4 +254,6 @@ async fn the_console_can_be_turned_off(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    let r = client().get(app.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 404, "off: `/` is no route");
 }

@@ -106,9 +106,24 @@ pub(super) async fn call_page(
         .as_ref()
         .and_then(|sc| sc.tz().ok())
         .unwrap_or(Timezone::UTC);
-    // The row's columns as they are, its moments on the scenario's clock.
-    let fields = call
-        .as_object()
+    let fields = call_fields(&call, zone);
+    let deliveries = blocks(&state, scenario.as_ref(), rows, &attempts, zone);
+    Ok(page(
+        render(&CallPage {
+            lang,
+            csrf: key(&state).csrf(&s.session),
+            actor: s.actor.0,
+            call_id: id,
+            fields,
+            deliveries,
+        })?,
+        vec![s.renewed],
+    ))
+}
+
+/// The call row's columns as they are, its moments on the scenario's clock.
+fn call_fields(call: &serde_json::Value, zone: Timezone) -> Vec<(String, String)> {
+    call.as_object()
         .map(|m| {
             m.iter()
                 .filter(|(_, v)| !v.is_null())
@@ -123,13 +138,20 @@ pub(super) async fn call_page(
                 })
                 .collect()
         })
-        .unwrap_or_default();
-    let deliveries = rows
-        .into_iter()
+        .unwrap_or_default()
+}
+
+/// Each delivery with its attempts, as the page shows them.
+fn blocks(
+    state: &AppState,
+    scenario: Option<&callhook_store::scenarios::Scenario>,
+    rows: Vec<callhook_store::log::DeliveryRow>,
+    attempts: &[callhook_store::log::AttemptRow],
+    zone: Timezone,
+) -> Vec<DeliveryBlock> {
+    rows.into_iter()
         .map(|d| DeliveryBlock {
-            curl: scenario
-                .as_ref()
-                .and_then(|sc| as_curl(&state, sc, d.kind, d.id, &d.payload)),
+            curl: scenario.and_then(|sc| as_curl(state, sc, d.kind, d.id, &d.payload)),
             id: d.id,
             kind: d.kind.as_str(),
             state: d.state.as_str(),
@@ -154,18 +176,7 @@ pub(super) async fn call_page(
                 })
                 .collect(),
         })
-        .collect();
-    Ok(page(
-        render(&CallPage {
-            lang,
-            csrf: key(&state).csrf(&s.session),
-            actor: s.actor.0,
-            call_id: id,
-            fields,
-            deliveries,
-        })?,
-        vec![s.renewed],
-    ))
+        .collect()
 }
 
 pub(super) async fn resend(

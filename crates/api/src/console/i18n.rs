@@ -44,6 +44,8 @@ impl Lang {
     }
 
     /// A label.
+    ///
+    /// Stays whole: one table, a row per label.
     pub(crate) fn t(self, key: &str) -> &'static str {
         let (ru, en) = match key {
             "title" => ("Консоль callhook", "callhook console"),

@@ -39,6 +39,7 @@ use signed::{CsrfField, Signed, SignedForm, SignedPage};
 /// The console's routes.
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
+        .route("/", get(|| async { Redirect::to("/console") }))
         .route("/console", get(overview::scenarios_page))
         .route("/console/health", get(overview::health_page))
         .route(assets::HTMX_PATH, get(assets::htmx))

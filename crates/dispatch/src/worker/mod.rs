@@ -119,6 +119,9 @@ fn untrack<'a>(in_flight: &InFlight, ids: impl IntoIterator<Item = &'a Uuid>) {
 /// hands back the leases of whatever is left. Claimed deliveries, and those
 /// this process's ingest hands over, come in through `door` (see
 /// [`crate::Handoff`]; make it with [`crate::handoff`]).
+///
+/// Stays whole: the actors are started, then stopped in this order, and that
+/// order is the shutdown guarantee (nothing claimed is left unrecorded).
 pub async fn run(
     pool: PgPool,
     sender: Sender,

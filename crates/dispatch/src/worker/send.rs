@@ -55,40 +55,12 @@ async fn attempt(ctx: &Ctx, row: &Claimed, held: &mut Option<Held>) -> Completio
         attempt,
         health,
     };
-    // Where it goes, and signed with what: an operator event to the
-    // operator's URL; a call's webhook to its scenario's URL as it is now.
-    let (url, secrets) = if row.kind == DeliveryKind::OperatorEvent {
-        match &ctx.operator {
-            Some(op) => (Some(op.url.as_str()), vec![op.secret.clone()]),
-            None => (None, Vec::new()),
-        }
-    } else {
-        // The current secret, and during a rotation's overlap the previous
-        // one: receivers still holding the old key keep verifying. A damaged
-        // one sends nothing: never an unsigned webhook.
-        let secrets: Result<Vec<SigningSecret>, _> =
-            [&row.signing_secret, &row.previous_signing_secret]
-                .into_iter()
-                .flatten()
-                .map(|s| ctx.sealer.key(s))
-                .collect();
-        match secrets {
-            Ok(secrets) => (row.url.as_deref(), secrets),
-            Err(e) => {
-                tracing::error!(
-                    scenario_id = ?row.scenario_id, delivery_id = %row.id, error = %e,
-                    "the scenario's stored signing secret cannot be read; nothing sent: check CALLHOOK_SECRET_KEY, or rotate the secret (POST /api/v1/scenarios/{{id}}/secret/rotate)"
-                );
-                return completion(
-                    Outcome::Held {
-                        reason: HeldReason::InvalidSigningSecret,
-                        retry_in: Duration::from_secs(60),
-                    },
-                    None,
-                    None,
-                );
-            }
-        }
+    let Some((url, secrets)) = destination(ctx, row) else {
+        let held = Outcome::Held {
+            reason: HeldReason::InvalidSigningSecret,
+            retry_in: Duration::from_secs(60),
+        };
+        return completion(held, None, None);
     };
     let Some(url) = url else {
         let reason = if row.signing_secret.is_none() && row.kind != DeliveryKind::OperatorEvent {
@@ -103,34 +75,9 @@ async fn attempt(ctx: &Ctx, row: &Claimed, held: &mut Option<Held>) -> Completio
         // Its endpoint is paused or disabled: it waits with the others.
         return completion(Outcome::Parked, None, None);
     }
-    let _host_slot = match ctx.hosts.try_acquire(url) {
-        Some(slot) => slot,
-        None => {
-            // The host has its share of requests in flight (a slow receiver,
-            // or a busy one): wait for its turn without a request slot, so
-            // other receivers' webhooks are not held up behind it.
-            let Some(Held::Seat(seat)) = held.take() else {
-                unreachable!("a worker is seated until it waits for its host")
-            };
-            let aside = seat.step_aside();
-            let slot = ctx.hosts.acquire(url, HOST_WAIT).await;
-            match aside.back().await {
-                Ok(seat) => *held = Some(Held::Seat(seat)),
-                Err(aside) => {
-                    // Stopping: back to the queue with the rest.
-                    *held = Some(Held::Aside(aside));
-                    return completion(Outcome::Deferred(Duration::ZERO), None, None);
-                }
-            }
-            match slot {
-                Some(slot) => slot,
-                // Still not its host's turn after a while (a hanging
-                // receiver): back to the queue, and serve other hosts.
-                None => {
-                    return completion(Outcome::Deferred(Duration::from_millis(500)), None, None)
-                }
-            }
-        }
+    let _host_slot = match host_slot(ctx, url, held).await {
+        Ok(slot) => slot,
+        Err(later) => return completion(Outcome::Deferred(later), None, None),
     };
     let id = row.id.to_string();
     let result = ctx
@@ -154,6 +101,70 @@ async fn attempt(ctx: &Ctx, row: &Claimed, held: &mut Option<Held>) -> Completio
         .filter(|_| row.kind != DeliveryKind::OperatorEvent)
         .map(|scenario_id| (scenario_id, row.kind, observed(&result)));
     completion(outcome, Some(attempt_record(url, &result)), health)
+}
+
+/// Where a delivery goes, and signed with what: an operator event to the
+/// operator's URL; a call's webhook to its scenario's URL as it is now (no
+/// URL: removed), with the current secret and, during a rotation's overlap,
+/// the previous one (receivers still holding the old key keep verifying).
+/// `None` when a stored secret cannot be opened: never an unsigned webhook.
+fn destination<'a>(
+    ctx: &'a Ctx,
+    row: &'a Claimed,
+) -> Option<(Option<&'a str>, Vec<SigningSecret>)> {
+    if row.kind == DeliveryKind::OperatorEvent {
+        return Some(match &ctx.operator {
+            Some(op) => (Some(op.url.as_str()), vec![op.secret.clone()]),
+            None => (None, Vec::new()),
+        });
+    }
+    let secrets: Result<Vec<SigningSecret>, _> =
+        [&row.signing_secret, &row.previous_signing_secret]
+            .into_iter()
+            .flatten()
+            .map(|s| ctx.sealer.key(s))
+            .collect();
+    match secrets {
+        Ok(secrets) => Some((row.url.as_deref(), secrets)),
+        Err(e) => {
+            tracing::error!(
+                scenario_id = ?row.scenario_id, delivery_id = %row.id, error = %e,
+                "the scenario's stored signing secret cannot be read; nothing sent: check CALLHOOK_SECRET_KEY, or rotate the secret (POST /api/v1/scenarios/{{id}}/secret/rotate)"
+            );
+            None
+        }
+    }
+}
+
+/// A request slot at `url`'s host. When the host has its share in flight
+/// (a slow receiver, or a busy one) the worker waits for its turn without
+/// its request slot, so other receivers' webhooks are not held up behind
+/// it; `Err(after)` sends the delivery back to the queue, due after that
+/// (stopping meanwhile, or still not its host's turn after `HOST_WAIT`).
+async fn host_slot(
+    ctx: &Ctx,
+    url: &str,
+    held: &mut Option<Held>,
+) -> Result<OwnedSemaphorePermit, Duration> {
+    if let Some(slot) = ctx.hosts.try_acquire(url) {
+        return Ok(slot);
+    }
+    let Some(Held::Seat(seat)) = held.take() else {
+        unreachable!("a worker is seated until it waits for its host")
+    };
+    let aside = seat.step_aside();
+    let slot = ctx.hosts.acquire(url, HOST_WAIT).await;
+    match aside.back().await {
+        Ok(seat) => *held = Some(Held::Seat(seat)),
+        Err(aside) => {
+            // Stopping: back to the queue with the rest.
+            *held = Some(Held::Aside(aside));
+            return Err(Duration::ZERO);
+        }
+    }
+    // Still not its host's turn after a while (a hanging receiver): back
+    // to the queue, and serve other hosts.
+    slot.ok_or(Duration::from_millis(500))
 }
 
 /// What an attempt tells about its endpoint.

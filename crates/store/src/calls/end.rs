@@ -17,6 +17,9 @@ use crate::StoreError;
 /// has one. A call not started yet is stored from the end when it names its
 /// `caller` and `callee`; its after-call webhook is then held for
 /// `start_grace`, so a start crossing the end on the wire still goes first.
+///
+/// Stays whole: one transaction, its statements in the order the module docs
+/// give.
 pub async fn end(
     pool: &PgPool,
     call_id: &str,

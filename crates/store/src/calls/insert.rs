@@ -56,6 +56,8 @@ struct CallRecord<'a> {
 /// their during-call deliveries: one statement, in the given order. Returns
 /// the calls inserted, each with its delivery if it has one; a call missing
 /// from the map existed and nothing was written for it.
+///
+/// Stays whole: one statement and the columns it binds.
 pub(super) async fn insert_calls(
     conn: &mut PgConnection,
     rows: Vec<NewCall<'_>>,

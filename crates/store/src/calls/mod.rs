@@ -38,6 +38,7 @@
 
 mod end;
 mod insert;
+mod late_start;
 mod row;
 mod scenario;
 mod start;

@@ -3,13 +3,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use callhook_core::{fingerprint, Call, CancelReason, DeliveryKind, DeliveryState};
+use callhook_core::{fingerprint, Call, DeliveryKind};
 use chrono::{SubsecRound as _, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::insert::{insert_calls, insert_delivery, NewCall, NewRow};
-use super::row::{lock_call, CallRow};
+use super::insert::{insert_calls, NewCall};
+use super::row::lock_call;
 use super::scenario::{IngestScenario, ScenarioCache};
 use super::{deliveries_of, IngestError, Ingested, LeasePlan, NewWork, StartCall};
 use crate::queue::Claimed;
@@ -24,17 +24,17 @@ pub struct StartBatch {
 }
 
 /// A start that passed every check, on its way into the bulk insert.
-struct Checked {
-    index: usize,
-    scenario: IngestScenario,
-    hash: String,
+pub(super) struct Checked {
+    pub(super) index: usize,
+    pub(super) scenario: IngestScenario,
+    pub(super) hash: String,
     /// The event gave its `date` (otherwise the call's time is now).
-    date_given: bool,
+    pub(super) date_given: bool,
     /// Nothing covered the number at the call's time.
-    unattributed: bool,
-    call: Call,
+    pub(super) unattributed: bool,
+    pub(super) call: Call,
     /// The most its webhooks' bodies may weigh (`CALLHOOK_MAX_PAYLOAD_BYTES`).
-    max_payload: usize,
+    pub(super) max_payload: usize,
 }
 
 /// Bodies per insert statement at most (about: the one that passes it
@@ -251,159 +251,6 @@ async fn stored_before(
         Some(_) => Err(IngestError::Conflict(format!(
             "call {id} was already reported with other data; a call id must be unique"
         ))),
-        None => join_start(tx, c, row, work).await,
+        None => super::late_start::join_start(tx, c, row, work).await,
     }
-}
-
-/// A start arriving after its call was stored from the end event: its fields
-/// join the row, and its during-call delivery goes first if the after-call
-/// one has not gone out yet, or is stored `cancelled` if it has. An
-/// after-call delivery not gone out yet is rebuilt with the start's fields,
-/// whether or not the scenario has a during-call webhook.
-async fn join_start(
-    tx: &mut PgConnection,
-    c: &Checked,
-    row: CallRow,
-    work: &mut NewWork,
-) -> Result<Ingested, IngestError> {
-    let id = &c.call.id;
-    if row.caller != c.call.caller.as_str() || row.callee != c.call.callee.as_str() {
-        return Err(IngestError::Conflict(format!(
-            "call {id} was ended as a call from {} to {}; this start names another caller or callee",
-            row.caller, row.callee
-        )));
-    }
-    if row.scenario_id != Some(c.scenario.id) {
-        return Err(IngestError::Conflict(format!(
-            "call {id} was ended under another scenario (or one since deleted)"
-        )));
-    }
-    if c.date_given && !row.started_at_estimated && row.started_at != c.call.date {
-        return Err(IngestError::Conflict(format!(
-            "call {id} was ended with start date {}; this start gives another",
-            row.started_at.to_rfc3339()
-        )));
-    }
-    // The start's own date wins over an estimate; without one, the call's
-    // time is what the end said.
-    let (started_at, estimated) = if c.date_given {
-        (c.call.date, false)
-    } else {
-        (row.started_at, row.started_at_estimated)
-    };
-    let visit = serde_json::to_value(&c.call.visit).expect("a visit serialises");
-    sqlx::query!(
-        "update calls c
-            set (visit_id, marker, order_id, google_client_id, landing_page, domain, city, country,
-                 ip, first_visit, referrer, utm_source, utm_medium, utm_campaign, utm_term,
-                 utm_content, roistat_param_1, roistat_param_2, roistat_param_3, roistat_param_4,
-                 roistat_param_5, metrika_client_id, source_level_1, source_level_2) =
-                (select v.visit_id, v.marker, v.order_id, v.google_client_id, v.landing_page,
-                        v.domain, v.city, v.country, v.ip, v.first_visit, v.referrer, v.utm_source,
-                        v.utm_medium, v.utm_campaign, v.utm_term, v.utm_content, v.roistat_param_1,
-                        v.roistat_param_2, v.roistat_param_3, v.roistat_param_4, v.roistat_param_5,
-                        v.metrika_client_id, v.source_level_1, v.source_level_2
-                   from jsonb_populate_record(null::calls, $2) v),
-                started_at = $3, started_at_estimated = $4, start_hash = $5, updated_at = now()
-          where id = $1",
-        id,
-        visit,
-        started_at,
-        estimated,
-        c.hash,
-    )
-    .execute(&mut *tx)
-    .await?;
-    if c.unattributed {
-        work.unattributed.push(c.scenario.id);
-    }
-
-    // The after-call delivery, locked: a claim holding it has it in flight.
-    let after = sqlx::query!(
-        r#"select id, state as "state: DeliveryState", lease_token, attempt_count
-             from deliveries where call_id = $1 and kind = 'after_call'
-              for update"#,
-        id
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
-    // Not attempted, not being attempted: it may still wait for this start.
-    let held = after.as_ref().filter(|a| {
-        a.state == DeliveryState::Pending && a.lease_token.is_none() && a.attempt_count == 0
-    });
-    let gone_out = after
-        .as_ref()
-        .is_some_and(|a| held.is_none() && (a.attempt_count > 0 || a.lease_token.is_some()));
-    if c.scenario.during_call_url.is_none() && held.is_none() {
-        return Ok(Ingested::Created(Vec::new()));
-    }
-    let joined = lock_call(tx, id).await?.ok_or(StoreError::NotFound)?;
-    let mut call = joined.call();
-    let end = call.end.take();
-
-    let delivery = match c.scenario.during_call_url {
-        Some(_) => {
-            let (payload, too_large) =
-                c.scenario
-                    .payload(&call, DeliveryKind::DuringCall, c.max_payload);
-            let row = NewRow {
-                call_id: id,
-                scenario_id: c.scenario.id,
-                kind: DeliveryKind::DuringCall,
-                payload,
-                due_in: std::time::Duration::ZERO,
-                blocked_by: None,
-                cancelled: too_large.or(gone_out.then_some(CancelReason::CallAlreadyEnded)),
-                parked: c.scenario.during_state.holds_deliveries(),
-            };
-            Some(insert_delivery(tx, row).await?)
-        }
-        None => None,
-    };
-    if let Some(after) = held {
-        // Sent with this start's fields, and after its webhook; with none to
-        // wait for (no during-call URL, or its endpoint holds its
-        // deliveries), due now unless its own endpoint holds it (parked).
-        // Blocked, it is not parked (see the module docs): the during-call
-        // delivery's end makes it due, and the claim parks it then if its
-        // endpoint holds its deliveries.
-        call.end = end;
-        // A during-call delivery stored cancelled (too large) is final:
-        // nothing waits for it.
-        let blocked_by = delivery
-            .as_ref()
-            .filter(|d| d.cancelled.is_none() && !c.scenario.during_state.holds_deliveries())
-            .map(|d| d.id);
-        let (payload, too_large) =
-            c.scenario
-                .payload(&call, DeliveryKind::AfterCall, c.max_payload);
-        let due = sqlx::query_scalar!(
-            r#"update deliveries
-                  set blocked_by = case when $4::text is null then $2::uuid end,
-                      parked = parked and $2::uuid is null and $4::text is null,
-                      next_attempt_at = case when $2::uuid is null and not parked and $4::text is null
-                                             then now() end,
-                      state = case when $4::text is null then state else 'cancelled' end,
-                      last_error = coalesce($4, last_error),
-                      payload = $3, updated_at = now()
-                where id = $1
-            returning next_attempt_at is not null as "due!""#,
-            after.id,
-            blocked_by,
-            payload,
-            too_large.map(CancelReason::as_str),
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        if due {
-            work.queued += 1;
-        }
-    }
-    let Some(delivery) = delivery else {
-        return Ok(Ingested::Created(Vec::new()));
-    };
-    if delivery.state == DeliveryState::Pending && !c.scenario.during_state.holds_deliveries() {
-        work.queued += 1;
-    }
-    Ok(Ingested::Created(vec![delivery]))
 }

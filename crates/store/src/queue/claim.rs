@@ -51,6 +51,9 @@ pub struct ClaimLimits {
 /// Claims up to `limit` due deliveries, fairly (see the module docs). An
 /// after-call delivery waiting for its call's during-call delivery
 /// (`blocked_by`) and a parked one have no due time: never claimed here.
+///
+/// Stays whole: it is one statement (the round, the caps and the lease in one
+/// CTE, docs/scheduling.md), and the Rust around it is its bind list.
 pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, StoreError> {
     let token = Uuid::now_v7();
     let mut tx = pool.begin().await?;

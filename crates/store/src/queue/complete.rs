@@ -79,6 +79,9 @@ pub struct Completed {
 /// the attempts' results, and the after-call deliveries that waited for a
 /// during-call delivery now final are made due (one more statement in the
 /// common case, see `health::observe`).
+///
+/// Stays whole: one transaction of two statements, and the arrays it binds
+/// are built here, one per column.
 pub async fn complete(
     pool: &PgPool,
     batch: &[Completion],
