@@ -133,6 +133,10 @@ struct NeighboursArgs {
     /// Flood batch requests in flight at once.
     #[arg(long, default_value_t = 4)]
     batches_in_flight: usize,
+    /// Failed deliveries of another scenario an operator recovers in bulk
+    /// beside the quiet one (preloaded by SQL: needs --database-url; 0 skips).
+    #[arg(long, default_value_t = 20_000)]
+    recover: i64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -213,7 +217,7 @@ async fn run(cli: &Cli, bench: &Bench) -> anyhow::Result<()> {
     let mut report = Report::new(&cli.mode, c);
     let server = ServerProc::find(c);
     if let Mode::Neighbours(a) = &cli.mode {
-        let phases = bench.neighbours(a).await?;
+        let phases = bench.neighbours(a, c.database_url.as_deref()).await?;
         println!("{}", neighbours::json(&phases));
         return Ok(());
     }

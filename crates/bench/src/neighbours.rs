@@ -3,8 +3,10 @@
 //! request. Alone first; then while a second scenario ("flood") sends N calls
 //! through the batch API (1,000 to a request, a few requests in flight) to a
 //! fast receiver; then while another sends M calls to a receiver that answers
-//! after 500 ms (a slow CRM). Each phase prints the quiet scenario's request
-//! sent → webhook arrival percentiles and the flood's delivered rate.
+//! after 500 ms (a slow CRM); then while an operator recovers K failed
+//! deliveries of another scenario in bulk (`POST /api/v1/deliveries/retry`).
+//! Each phase prints the quiet scenario's request sent → webhook arrival
+//! percentiles and the flood's delivered rate.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -38,8 +40,13 @@ struct Flood {
 }
 
 impl Bench {
-    /// Runs the three phases and prints them.
-    pub(crate) async fn neighbours(&self, a: &NeighboursArgs) -> anyhow::Result<Vec<Phase>> {
+    /// Runs the phases and prints them (the bulk recover only with the
+    /// server's database, to preload the failed deliveries).
+    pub(crate) async fn neighbours(
+        &self,
+        a: &NeighboursArgs,
+        database_url: Option<&str>,
+    ) -> anyhow::Result<Vec<Phase>> {
         let mut phases = Vec::new();
         let alone = self.quiet_for(a, "alone", a.window / 3).await;
         phases.push(self.phase("quiet alone", alone, None, None).await);
@@ -83,7 +90,52 @@ impl Bench {
             phases.push(p);
             self.delete_flood(&flood).await;
         }
+        match database_url {
+            Some(url) if a.recover > 0 => {
+                let p = self.recover_phase(a, url).await?;
+                print_phase(&p);
+                phases.push(p);
+            }
+            _ => eprintln!("note: no bulk-recover phase (it needs --database-url)"),
+        }
         Ok(phases)
+    }
+
+    /// An operator's bulk recover of `a.recover` failed deliveries (to a
+    /// fast receiver) beside the quiet scenario: requeued in the lowest
+    /// priority class, they must not delay fresh calls.
+    async fn recover_phase(&self, a: &NeighboursArgs, url: &str) -> anyhow::Result<Phase> {
+        let name = format!("bulk recover of {} failed", a.recover);
+        let flood = self.flood_scenario(&name, Duration::ZERO).await?;
+        let pool = crate::pg::connect(url, 2).await?;
+        let id: uuid::Uuid = flood.id.parse().context("the flood's scenario id")?;
+        let prefix = format!("bench-{}-recover-", self.run);
+        crate::pg::preload_failed(&pool, id, &flood.callee, &prefix, a.recover).await?;
+        let started = Instant::now();
+        let recover = async {
+            // A third of the window quiet first, then the recover.
+            tokio::time::sleep(a.window / 3).await;
+            self.http
+                .post(format!(
+                    "{}/api/v1/deliveries/retry?scenario_id={}&state=failed",
+                    self.server, flood.id
+                ))
+                .header("authorization", &self.admin_auth)
+                .send()
+                .await
+                .context("the bulk recover")?
+                .error_for_status()
+                .context("the bulk recover")
+        };
+        let (quiet, recovered) = tokio::join!(self.quiet_for(a, "recover", a.window), recover);
+        recovered?;
+        let window = started.elapsed();
+        let delivered = flood.arrivals.total() as usize;
+        let p = self
+            .phase(&name, quiet, Some(rate(delivered, window)), None)
+            .await;
+        self.delete_flood(&flood).await;
+        Ok(p)
     }
 
     /// The quiet scenario's calls at `a.quiet_rate` a second for `window`.

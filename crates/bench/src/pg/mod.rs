@@ -124,6 +124,32 @@ pub(crate) async fn preload_parked(
     Ok(id)
 }
 
+/// `rows` calls of the scenario, each with one `failed` during-call
+/// delivery (an attempt made, the schedule spent): what a bulk recover
+/// puts back. One transaction.
+pub(crate) async fn preload_failed(
+    pool: &PgPool,
+    scenario_id: Uuid,
+    callee: &str,
+    prefix: &str,
+    rows: i64,
+) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    insert_backlog(&mut tx, scenario_id, callee, prefix, rows, false).await?;
+    sqlx::query(
+        "update deliveries set state = 'failed', next_attempt_at = null, attempt_count = 1,
+                               last_status = 500, updated_at = now()
+          where scenario_id = $1 and call_id like $2 || '%'",
+    )
+    .bind(scenario_id)
+    .bind(prefix)
+    .execute(&mut *tx)
+    .await
+    .context("failing the preloaded deliveries")?;
+    tx.commit().await.context("committing the preload")?;
+    analyze(pool).await
+}
+
 /// Deletes a scenario the bench made.
 pub(crate) async fn delete_scenario(pool: &PgPool, id: Uuid) -> anyhow::Result<()> {
     sqlx::query("delete from scenarios where id = $1")
