@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,9 @@ const MAX_LOCKED: usize = 100_000;
 pub(crate) struct Throttle {
     failures: RateLimiter<IpAddr, HashMapStateStore<IpAddr>, DefaultClock>,
     locked: Mutex<HashMap<IpAddr, Instant>>,
+    /// Whether `locked` may hold anyone: every authenticated request asks,
+    /// and without a lockout it need not take the lock.
+    any_locked: AtomicBool,
     trusted: Vec<IpAddr>,
 }
 
@@ -50,6 +54,7 @@ impl Throttle {
         Self {
             failures: RateLimiter::hashmap(quota),
             locked: Mutex::default(),
+            any_locked: AtomicBool::new(false),
             trusted,
         }
     }
@@ -78,11 +83,17 @@ impl Throttle {
 
     /// How long `client` must still wait, if it is locked out now.
     pub(crate) fn locked_out(&self, client: IpAddr) -> Option<Duration> {
+        if !self.any_locked.load(Ordering::Acquire) {
+            return None;
+        }
         let mut locked = self.locked.lock().unwrap_or_else(|e| e.into_inner());
         let until = *locked.get(&client)?;
         let now = Instant::now();
         if until <= now {
             locked.remove(&client);
+            if locked.is_empty() {
+                self.any_locked.store(false, Ordering::Release);
+            }
             return None;
         }
         Some(until - now)
@@ -101,6 +112,7 @@ impl Throttle {
             locked.retain(|_, until| *until > now);
         }
         locked.insert(client, Instant::now() + wait);
+        self.any_locked.store(true, Ordering::Release);
         self.failures.retain_recent();
         Some(wait)
     }

@@ -44,7 +44,7 @@ impl FromRequestParts<AppState> for SignedPage {
                     return refused.into_response();
                 };
                 // htmx follows no redirect into the page: it is told to go there.
-                if parts.headers.contains_key("hx-request") {
+                if super::error::is_htmx(&parts.headers) {
                     let mut r = StatusCode::UNAUTHORIZED.into_response();
                     if let Ok(v) =
                         HeaderValue::from_str(&format!("/console/login?lang={}", lang.code()))

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
-use super::no_scenario;
+use super::{no_scenario, scenario_error_at_id};
 use crate::auth::Actor;
 use crate::{ApiError, AppState};
 
@@ -38,14 +38,6 @@ pub(crate) fn kind_param(kind: &str) -> Result<EndpointKind, ApiError> {
     Ok(EndpointKind::parse(kind, "kind")?)
 }
 
-/// A missing scenario answered at the path's `id`.
-fn not_found(id: Uuid) -> impl FnOnce(callhook_store::StoreError) -> ApiError {
-    move |e| match e {
-        callhook_store::StoreError::NotFound => no_scenario(id).with_field("id"),
-        e => e.into(),
-    }
-}
-
 /// Pauses or enables an endpoint; its transition (if any) is announced.
 pub(crate) async fn switch(
     state: &AppState,
@@ -66,7 +58,7 @@ pub(crate) async fn switch(
         EndpointAction::Pause => health::pause(&state.pool, id, kind.into(), policy).await,
         EndpointAction::Enable => health::enable(&state.pool, id, kind.into(), policy).await,
     }
-    .map_err(not_found(id))?;
+    .map_err(scenario_error_at_id(id))?;
     s.deliveries += forwarded;
     if let Some(t) = s.transition {
         let last_error = s.endpoint.last_error.as_deref();
@@ -180,7 +172,7 @@ pub(crate) async fn set_limits(
     let limits = input.check()?;
     health::set_limits(&state.pool, id, kind.into(), limits)
         .await
-        .map_err(not_found(id))?;
+        .map_err(scenario_error_at_id(id))?;
     let event = AuditEvent::EndpointLimits {
         kind,
         max_in_flight: limits.max_in_flight,

@@ -23,15 +23,31 @@ use uuid::Uuid;
 
 use crate::ApiError;
 
-/// The answer to a scenario that does not exist, at `field` when given.
+/// The answer to a scenario that does not exist.
 pub(crate) fn no_scenario(id: Uuid) -> ApiError {
     ApiError::not_found(format!("scenario {id} does not exist"))
 }
 
 /// A store error, a missing row answered as the scenario that is not there.
 pub(crate) fn scenario_error(id: Uuid) -> impl FnOnce(callhook_store::StoreError) -> ApiError {
-    move |e| match e {
-        callhook_store::StoreError::NotFound => no_scenario(id),
-        e => e.into(),
+    missing_scenario(id, None)
+}
+
+/// [`scenario_error`], the missing scenario named at the path's `id` (the
+/// endpoint and test-send routes answer so); any other error as it is.
+pub(crate) fn scenario_error_at_id(
+    id: Uuid,
+) -> impl FnOnce(callhook_store::StoreError) -> ApiError {
+    missing_scenario(id, Some("id"))
+}
+
+fn missing_scenario(
+    id: Uuid,
+    field: Option<&'static str>,
+) -> impl FnOnce(callhook_store::StoreError) -> ApiError {
+    move |e| match (e, field) {
+        (callhook_store::StoreError::NotFound, Some(f)) => no_scenario(id).with_field(f),
+        (callhook_store::StoreError::NotFound, None) => no_scenario(id),
+        (e, _) => e.into(),
     }
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::audit::{self, AuditEvent};
-use super::scenario_error;
+use super::scenario_error_at_id;
 use crate::auth::Actor;
 use crate::{ApiError, AppState};
 
@@ -63,7 +63,7 @@ pub(crate) async fn run(
 ) -> Result<TestSendResult, ApiError> {
     let scenario = callhook_store::scenarios::get(&state.pool, id)
         .await
-        .map_err(|e| scenario_error(id)(e).with_field("id"))?;
+        .map_err(scenario_error_at_id(id))?;
     let url = destination(&scenario, kind, url)?;
     let tz = scenario.tz()?;
     let call =
