@@ -289,6 +289,56 @@ async fn urls_with_embedded_credentials_are_refused(pool: PgPool) {
     }
 }
 
+/// `http://localhost\@127.0.0.1:19311/` is host `localhost` to callhook and
+/// 127.0.0.1 to curl: a backslash before the path is refused, and every URL
+/// is kept (and answered) in the one parsed form every client reads alike.
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_url_is_kept_normalised_and_a_backslash_before_its_path_is_refused(pool: PgPool) {
+    let app = api_only(pool.clone()).await;
+    for url in [
+        "http://localhost\\@127.0.0.1:19311/",
+        "http://127.0.0.1\\.crm.example.com/hook",
+    ] {
+        let (status, err) = app
+            .admin_post(
+                "/api/v1/scenarios",
+                &json!({"name": "s", "after_call_url": url}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {err}");
+        assert_eq!(err["error"]["field"], "after_call_url", "{err}");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("backslash"),
+            "{err}"
+        );
+    }
+    let (status, s) = app
+        .admin_post(
+            "/api/v1/scenarios",
+            &json!({"name": "s", "during_call_url": "HTTPS://CRM.Example.COM:443/Hook?x=1",
+                    "after_call_url": "http://127.0.0.1:80"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    assert_eq!(s["during_call_url"], "https://crm.example.com/Hook?x=1");
+    assert_eq!(s["after_call_url"], "http://127.0.0.1/");
+    let stored: (String, String) =
+        sqlx::query_as("select during_call_url, after_call_url from scenarios")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        stored,
+        (
+            "https://crm.example.com/Hook?x=1".into(),
+            "http://127.0.0.1/".into()
+        )
+    );
+}
+
 /// A receiver on raw TCP that answers every request with `answer` as is.
 async fn raw_receiver(answer: Vec<u8>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -653,4 +703,52 @@ async fn a_nul_in_a_call_id_on_a_read_path_is_a_422_naming_the_field(pool: PgPoo
     let (status, e) = app.admin_get("/api/v1/deliveries?call_id=a%00b").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
     assert_eq!(e["error"]["field"], "call_id");
+}
+
+/// Before sign-in the console reads a few KiB at most: a form post without
+/// a session is turned away on its headers alone (not a byte of its 2 MB
+/// body sent), and the sign-in form itself is refused past 4 KiB.
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn the_console_reads_no_large_body_before_sign_in(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    for path in [
+        "/console/scenarios/new",
+        "/console/recover",
+        "/console/login",
+    ] {
+        let mut s = TcpStream::connect(app.addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: callhook\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 2000000\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        // Nothing of the body: the answer must come from the headers alone.
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !answer.windows(2).any(|w| w == b"\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+                .await
+                .expect("an answer before any of the body")
+                .unwrap();
+            assert_ne!(n, 0, "{path}: closed without an answer");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status = answer.lines().next().unwrap_or("");
+        let expected = if path == "/console/login" {
+            "HTTP/1.1 413"
+        } else {
+            "HTTP/1.1 303"
+        };
+        assert!(status.starts_with(expected), "{path}: {answer}");
+    }
+    // A sign-in form just over the limit, sent whole, is refused too.
+    let form = format!("token={}&csrf=x", "a".repeat(5 * 1024));
+    let r = reqwest::Client::new()
+        .post(app.url("/console/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
 }

@@ -29,6 +29,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
+use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::AppState;
 use error::ConsoleError;
@@ -75,7 +76,9 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route(
             "/console/login",
-            get(signin::login_page).post(signin::login),
+            get(signin::login_page)
+                .post(signin::login)
+                .layer(RequestBodyLimitLayer::new(signin::MAX_LOGIN_BODY)),
         )
         .route("/console/logout", post(signin::logout))
         .route(

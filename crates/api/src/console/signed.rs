@@ -120,9 +120,10 @@ impl IntoResponse for Refused {
 }
 
 /// A form post from a signed-in operator, its CSRF token checked: the
-/// page's language, the session and the form. Rejects with the redirect to
-/// the sign-in page, a `403` for a missing or wrong CSRF token, or the
-/// form's own rejection.
+/// page's language, the session and the form. The session is checked
+/// before the body is read, so nobody unsigned-in gets a body read. Rejects
+/// with the redirect to the sign-in page, a `403` for a missing or wrong
+/// CSRF token, or the form's own rejection.
 pub(super) struct SignedForm<T> {
     pub(super) lang: Lang,
     pub(super) s: Signed,
@@ -146,13 +147,16 @@ where
             .await
             .map_err(IntoResponse::into_response)?;
         let lang = lang(&q, &parts.headers);
-        let headers = parts.headers.clone();
+        // The session first: before sign-in not a byte of the body is read.
+        let s = signed(state, &parts.headers, lang)
+            .await
+            .map_err(IntoResponse::into_response)?;
         let Form(form) = Form::<T>::from_request(Request::from_parts(parts, body), state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let s = signed_post(state, &headers, lang, form.csrf())
-            .await
-            .map_err(IntoResponse::into_response)?;
+        if !key(state).csrf_ok(&s.session, form.csrf()) {
+            return Err(Refused::Forged.into_response());
+        }
         Ok(Self { lang, s, form })
     }
 }
@@ -161,18 +165,4 @@ impl CsrfField for CsrfForm {
     fn csrf(&self) -> &str {
         &self.csrf
     }
-}
-
-/// The signed-in operator of a form post, its CSRF token checked.
-pub(super) async fn signed_post(
-    state: &AppState,
-    headers: &HeaderMap,
-    lang: Lang,
-    csrf: &str,
-) -> Result<Signed, Refused> {
-    let s = signed(state, headers, lang).await?;
-    if !key(state).csrf_ok(&s.session, csrf) {
-        return Err(Refused::Forged);
-    }
-    Ok(s)
 }

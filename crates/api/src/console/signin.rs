@@ -21,6 +21,10 @@ use crate::{ApiError, AppState};
 
 const LOGIN_CSRF: &str = "callhook_login_csrf";
 
+/// The most a sign-in form may weigh: a token and a CSRF token. Every other
+/// console form is read only after its session is checked.
+pub(super) const MAX_LOGIN_BODY: usize = 4 * 1024;
+
 #[derive(Template)]
 #[template(path = "console/login.html")]
 struct LoginPage<'a> {
