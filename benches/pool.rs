@@ -80,8 +80,10 @@ async fn run(url: &str, concurrency: usize) -> Result<(), Box<dyn std::error::Er
     let numbers: Vec<PhoneNumber> = (0..POOL_SIZE)
         .map(|i| PhoneNumber::parse(&number(i), "n").unwrap())
         .collect();
+    let id = uuid::Uuid::now_v7();
     let scenario = scenarios::create(
         &db,
+        id,
         &scenarios::ScenarioSettings {
             name: "bench".into(),
             during_call_url: None,
@@ -91,7 +93,7 @@ async fn run(url: &str, concurrency: usize) -> Result<(), Box<dyn std::error::Er
             static_numbers: vec![],
             timezone: Timezone::default(),
         },
-        &callhook_core::Sealer::plain().seal(&callhook_core::SigningSecret::generate()),
+        &callhook_core::Sealer::plain().seal(&callhook_core::SigningSecret::generate(), id),
     )
     .await?
     .id;

@@ -7,7 +7,7 @@ use callhook_store::scenarios;
 use sqlx::PgPool;
 
 /// Re-seals every stored signing secret (current and previous) that is not
-/// sealed with the current key yet; returns how many scenarios changed. A
+/// sealed with the current key, bound to its scenario, yet; returns how many scenarios changed. A
 /// secret no known key opens stops it, changing nothing.
 pub async fn reseal_all(pool: &PgPool, sealer: &Sealer) -> anyhow::Result<u64> {
     let mut tx = pool.begin().await?;
@@ -15,7 +15,7 @@ pub async fn reseal_all(pool: &PgPool, sealer: &Sealer) -> anyhow::Result<u64> {
     for (id, current, previous) in scenarios::lock_secrets(&mut tx).await? {
         let open = |s| {
             sealer
-                .reseal(s)
+                .reseal(s, id)
                 .with_context(|| format!("scenario {id}'s signing secret: nothing was changed"))
         };
         let new_current = open(&current)?;

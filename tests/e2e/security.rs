@@ -363,7 +363,7 @@ async fn with_a_key_secrets_are_sealed_at_rest_and_survive_a_key_rotation(pool: 
         !row.contains(first.strip_prefix("whsec_").unwrap()),
         "no usable secret at rest: {row}"
     );
-    assert!(row.contains("enc:v1:"), "{row}");
+    assert!(row.contains("enc:v2:"), "{row}");
     call(&http, &server, "1", 202).await;
     assert!(
         signed_with(&rx.next(WAIT).await, &first),
@@ -414,5 +414,61 @@ async fn with_a_key_secrets_are_sealed_at_rest_and_survive_a_key_rotation(pool: 
         "old webhooks' secret still verifies in the overlap"
     );
     assert_eq!(shown(&server).await, second);
+    server.kill().await;
+}
+
+/// A sealed secret is bound to its scenario: copied into another scenario's
+/// row (say, by someone who can write the table but not read the key), it
+/// does not open there, so nothing is signed with it and the API says so.
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_sealed_secret_copied_into_another_scenario_does_not_open_there(pool: sqlx::PgPool) {
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let rx = Receiver::ok().await;
+    let http = reqwest::Client::new();
+    let server = ServerProcess::start(
+        &database_url_of(&pool),
+        &[("CALLHOOK_SECRET_KEY", key.as_str())],
+    )
+    .await;
+    let a = scenario_at(&http, &server, &rx.url("/a")).await;
+    let (status, b) = server
+        .post(
+            &http,
+            "/api/v1/scenarios",
+            ADMIN,
+            &json!({"name": "b", "numbers": ["74950000002"], "during_call_url": rx.url("/b")}),
+        )
+        .await;
+    assert_eq!(status, 201, "{b}");
+    let b = b["id"].as_str().unwrap().to_owned();
+    let shown = |id: String| {
+        let (http, server) = (http.clone(), server.url(""));
+        async move {
+            http.get(format!("{server}/api/v1/scenarios/{id}"))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(shown(b.clone()).await.status(), 200, "b's own seal opens");
+    sqlx::query(
+        "update scenarios set signing_secret = (select signing_secret from scenarios where id = $1::uuid) where id = $2::uuid",
+    )
+    .bind(&a)
+    .bind(&b)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let r = shown(b.clone()).await;
+    assert_eq!(r.status(), 500);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&b) && message.contains("signing secret"),
+        "{body}"
+    );
+    assert_eq!(shown(a).await.status(), 200, "a's stays readable");
     server.kill().await;
 }

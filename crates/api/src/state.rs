@@ -136,7 +136,7 @@ impl AppState {
         scenario_id: uuid::Uuid,
         stored: &StoredSecret,
     ) -> Result<String, crate::ApiError> {
-        self.sealer.reveal(stored).map_err(|e| {
+        self.sealer.reveal(stored, scenario_id).map_err(|e| {
             callhook_store::StoreError::Corrupt(format!(
                 "scenario {scenario_id}'s stored signing secret cannot be read ({e}): check CALLHOOK_SECRET_KEY, or rotate the secret"
             ))

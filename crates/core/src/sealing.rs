@@ -1,23 +1,39 @@
 //! Signing secrets at rest: sealed with XChaCha20-Poly1305 under the
 //! operator's key (`CALLHOOK_SECRET_KEY`), opened only in memory.
 //!
-//! A sealed secret is stored as `enc:v1:<key id>:<base64 of nonce and
+//! A sealed secret is stored as `enc:v2:<key id>:<base64 of nonce and
 //! ciphertext>`, the key id being the first 8 hex digits of the key's
 //! SHA-256, so a previous key (`CALLHOOK_SECRET_KEY_PREVIOUS`) still opens
 //! what it sealed until `callhook rotate-secret-key` re-seals every row.
 //! Without a key, secrets are stored as they are (`whsec_…`); a plain stored
 //! secret is always readable, so turning a key on needs no migration.
+//!
+//! The seal is bound to its place: the associated data names the scenario
+//! and the field (`callhook:scenario:<id>:signing_secret`), so a sealed
+//! secret copied into another scenario's row does not open there. The
+//! current and the previous secret are one field in this sense: a rotation
+//! moves the one into the other in SQL. Secrets sealed before the binding
+//! (`enc:v1:`) still open, unbound, until `callhook rotate-secret-key`
+//! re-seals them as `enc:v2:`.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use sha2::Digest;
+use uuid::Uuid;
 
 use crate::signing::{SigningSecret, StoredSecret};
 
-const PREFIX: &str = "enc:v1:";
+const PREFIX: &str = "enc:v2:";
+/// Sealed before the associated data bound a seal to its scenario.
+const UNBOUND_PREFIX: &str = "enc:v1:";
+
+/// The associated data of a scenario's signing secret.
+fn bound_to(scenario: Uuid) -> String {
+    format!("callhook:scenario:{scenario}:signing_secret")
+}
 
 /// A 32-byte key and its id. `Debug` never shows the key.
 #[derive(Clone)]
@@ -85,27 +101,36 @@ impl Sealer {
         self.current.is_some()
     }
 
-    /// The form a secret is stored in.
-    pub fn seal(&self, secret: &SigningSecret) -> StoredSecret {
+    /// The form scenario `owner`'s secret is stored in.
+    pub fn seal(&self, secret: &SigningSecret, owner: Uuid) -> StoredSecret {
         let text = secret.expose();
         let Some(key) = &self.current else {
             return StoredSecret::new(text);
         };
         let mut nonce = [0u8; 24];
         rand::rng().fill_bytes(&mut nonce);
+        let aad = bound_to(owner);
+        let payload = Payload {
+            msg: text.as_bytes(),
+            aad: aad.as_bytes(),
+        };
         let sealed = key
             .cipher
-            .encrypt(XNonce::from_slice(&nonce), text.as_bytes())
+            .encrypt(XNonce::from_slice(&nonce), payload)
             .expect("sealing in memory cannot fail");
         let mut blob = nonce.to_vec();
         blob.extend_from_slice(&sealed);
         StoredSecret::new(format!("{PREFIX}{}:{}", key.id, STANDARD.encode(blob)))
     }
 
-    /// The `whsec_…` text of a stored secret.
-    pub fn reveal(&self, stored: &StoredSecret) -> Result<String, OpenError> {
+    /// The `whsec_…` text of scenario `owner`'s stored secret.
+    pub fn reveal(&self, stored: &StoredSecret, owner: Uuid) -> Result<String, OpenError> {
         let text = stored.expose();
-        let Some(rest) = text.strip_prefix(PREFIX) else {
+        let (rest, aad) = if let Some(rest) = text.strip_prefix(PREFIX) {
+            (rest, bound_to(owner))
+        } else if let Some(rest) = text.strip_prefix(UNBOUND_PREFIX) {
+            (rest, String::new())
+        } else {
             return Ok(text.to_owned());
         };
         let (id, b64) = rest.split_once(':').ok_or(OpenError::Damaged)?;
@@ -119,36 +144,51 @@ impl Sealer {
             return Err(OpenError::Damaged);
         }
         let (nonce, sealed) = blob.split_at(24);
+        let payload = Payload {
+            msg: sealed,
+            aad: aad.as_bytes(),
+        };
         let plain = key
             .cipher
-            .decrypt(XNonce::from_slice(nonce), sealed)
+            .decrypt(XNonce::from_slice(nonce), payload)
             .map_err(|_| OpenError::Damaged)?;
         String::from_utf8(plain).map_err(|_| OpenError::Damaged)
     }
 
     /// The key to sign with.
-    pub fn key(&self, stored: &StoredSecret) -> Result<SigningSecret, OpenError> {
-        SigningSecret::parse(&self.reveal(stored)?).map_err(|_| OpenError::Damaged)
+    pub fn key(&self, stored: &StoredSecret, owner: Uuid) -> Result<SigningSecret, OpenError> {
+        SigningSecret::parse(&self.reveal(stored, owner)?).map_err(|_| OpenError::Damaged)
     }
 
-    /// The stored form under the current key: `None` when it already is.
-    pub fn reseal(&self, stored: &StoredSecret) -> Result<Option<StoredSecret>, OpenError> {
+    /// The stored form under the current key, bound to `owner`: `None` when
+    /// it already is.
+    pub fn reseal(
+        &self,
+        stored: &StoredSecret,
+        owner: Uuid,
+    ) -> Result<Option<StoredSecret>, OpenError> {
         let current = self.current.as_ref().map(|k| k.id.as_str());
         let sealed_with = stored
             .expose()
             .strip_prefix(PREFIX)
             .and_then(|r| r.split_once(':'))
             .map(|(id, _)| id);
-        if sealed_with == current {
+        if sealed_with.is_some() && sealed_with == current {
             return Ok(None);
         }
-        Ok(Some(self.seal(&self.key(stored)?)))
+        if current.is_none() && !stored.expose().starts_with("enc:") {
+            return Ok(None);
+        }
+        Ok(Some(self.seal(&self.key(stored, owner)?, owner)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const A: Uuid = Uuid::from_u128(0xA);
+    const B: Uuid = Uuid::from_u128(0xB);
 
     fn key(byte: u8) -> SealingKey {
         SealingKey::parse(&STANDARD.encode([byte; 32])).unwrap()
@@ -158,29 +198,29 @@ mod tests {
     fn seals_opens_and_reseals_across_a_key_rotation() {
         let secret = SigningSecret::generate();
         let old = Sealer::new(Some(key(1)), None);
-        let stored = old.seal(&secret);
-        assert!(stored.expose().starts_with("enc:v1:"));
+        let stored = old.seal(&secret, A);
+        assert!(stored.expose().starts_with("enc:v2:"));
         assert!(
             !stored.expose().contains(&secret.expose()[6..]),
             "the secret is not in the stored form"
         );
-        assert_eq!(old.key(&stored).unwrap(), secret);
+        assert_eq!(old.key(&stored, A).unwrap(), secret);
 
         let rotated = Sealer::new(Some(key(2)), Some(key(1)));
         assert_eq!(
-            rotated.key(&stored).unwrap(),
+            rotated.key(&stored, A).unwrap(),
             secret,
             "the previous key still opens"
         );
-        let resealed = rotated.reseal(&stored).unwrap().unwrap();
+        let resealed = rotated.reseal(&stored, A).unwrap().unwrap();
         assert!(resealed
             .expose()
-            .starts_with(&format!("enc:v1:{}:", key(2).id())));
-        assert_eq!(rotated.reseal(&resealed).unwrap(), None);
+            .starts_with(&format!("enc:v2:{}:", key(2).id())));
+        assert_eq!(rotated.reseal(&resealed, A).unwrap(), None);
         let only_new = Sealer::new(Some(key(2)), None);
-        assert_eq!(only_new.key(&resealed).unwrap(), secret);
+        assert_eq!(only_new.key(&resealed, A).unwrap(), secret);
         assert_eq!(
-            only_new.key(&stored),
+            only_new.key(&stored, A),
             Err(OpenError::UnknownKey(key(1).id().to_owned()))
         );
     }
@@ -188,18 +228,55 @@ mod tests {
     #[test]
     fn plain_secrets_stay_readable_and_damage_is_an_error() {
         let secret = SigningSecret::generate();
-        let plain = Sealer::plain().seal(&secret);
+        let plain = Sealer::plain().seal(&secret, A);
         assert_eq!(plain.expose(), secret.expose());
-        assert_eq!(Sealer::new(Some(key(3)), None).key(&plain).unwrap(), secret);
-        let sealed = Sealer::new(Some(key(3)), None).seal(&secret);
+        assert_eq!(
+            Sealer::new(Some(key(3)), None).key(&plain, A).unwrap(),
+            secret
+        );
+        let sealed = Sealer::new(Some(key(3)), None).seal(&secret, A);
         let mut broken = sealed.expose().to_owned();
         broken.truncate(broken.len() - 4);
         broken.push_str("AAAA");
         assert_eq!(
-            Sealer::new(Some(key(3)), None).key(&StoredSecret::new(broken)),
+            Sealer::new(Some(key(3)), None).key(&StoredSecret::new(broken), A),
             Err(OpenError::Damaged)
         );
         assert!(SealingKey::parse("c2hvcnQ=").is_err());
         assert!(format!("{:?}", key(4)).starts_with("SealingKey("));
+    }
+
+    #[test]
+    fn a_seal_opens_only_for_its_own_scenario() {
+        let secret = SigningSecret::generate();
+        let sealer = Sealer::new(Some(key(5)), None);
+        let stored = sealer.seal(&secret, A);
+        assert_eq!(sealer.key(&stored, A).unwrap(), secret);
+        assert_eq!(
+            sealer.key(&stored, B),
+            Err(OpenError::Damaged),
+            "copied into another scenario's row, it does not open"
+        );
+    }
+
+    #[test]
+    fn an_unbound_v1_seal_still_opens_and_is_resealed_bound() {
+        let secret = SigningSecret::generate();
+        let k = key(6);
+        let nonce = [3u8; 24];
+        let sealed = k
+            .cipher
+            .encrypt(XNonce::from_slice(&nonce), secret.expose().as_bytes())
+            .unwrap();
+        let mut blob = nonce.to_vec();
+        blob.extend_from_slice(&sealed);
+        let v1 = StoredSecret::new(format!("enc:v1:{}:{}", k.id(), STANDARD.encode(blob)));
+        let sealer = Sealer::new(Some(k), None);
+        assert_eq!(sealer.key(&v1, A).unwrap(), secret);
+        let bound = sealer.reseal(&v1, A).unwrap().expect("upgraded");
+        assert!(bound.expose().starts_with("enc:v2:"));
+        assert_eq!(sealer.key(&bound, A).unwrap(), secret);
+        assert!(sealer.key(&bound, B).is_err());
+        assert_eq!(sealer.reseal(&bound, A).unwrap(), None);
     }
 }

@@ -34,9 +34,14 @@ async fn scenario(pool: &PgPool) {
         static_numbers: Vec::new(),
         timezone: Timezone::default(),
     };
-    scenarios::create(pool, &settings, &StoredSecret::new("whsec_test".into()))
-        .await
-        .unwrap();
+    scenarios::create(
+        pool,
+        uuid::Uuid::now_v7(),
+        &settings,
+        &StoredSecret::new("whsec_test".into()),
+    )
+    .await
+    .unwrap();
 }
 
 fn start(id: &str, callee: &str) -> StartCall {

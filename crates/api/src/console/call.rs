@@ -53,7 +53,10 @@ fn as_curl(
 ) -> Option<String> {
     let url = scenario.url_for(kind)?;
     // Signed with the current secret (a rotation's old one aside).
-    let secrets = [state.sealer.key(&scenario.signing_secret).ok()?];
+    let secrets = [state
+        .sealer
+        .key(&scenario.signing_secret, scenario.id)
+        .ok()?];
     let id = id.to_string();
     let hook = callhook_dispatch::Webhook {
         url,

@@ -17,8 +17,10 @@ pub(crate) async fn create(
     input: ScenarioInput,
 ) -> Result<Scenario, ApiError> {
     let settings = input.into_settings(state.settings.max_payload_bytes)?;
-    let secret = state.sealer.seal(&SigningSecret::generate());
-    let s = scenarios::create(&state.pool, &settings, &secret).await?;
+    // The id first: the sealed secret is bound to it.
+    let id = Uuid::now_v7();
+    let secret = state.sealer.seal(&SigningSecret::generate(), id);
+    let s = scenarios::create(&state.pool, id, &settings, &secret).await?;
     tracing::info!(scenario_id = %s.id, "scenario created");
     let event = AuditEvent::ScenarioCreate {
         name: s.name.clone(),
@@ -96,7 +98,7 @@ pub(crate) async fn rotate_secret(
     actor: &Actor,
     id: Uuid,
 ) -> Result<Scenario, ApiError> {
-    let secret = state.sealer.seal(&SigningSecret::generate());
+    let secret = state.sealer.seal(&SigningSecret::generate(), id);
     let overlap = state.settings.secret_rotation_overlap;
     let s = scenarios::rotate_secret(&state.pool, id, &secret, overlap)
         .await

@@ -149,7 +149,7 @@ fn signing_key(
     scenario: &callhook_store::scenarios::Scenario,
 ) -> Result<SigningSecret, ApiError> {
     let id = scenario.id;
-    state.sealer.key(&scenario.signing_secret).map_err(|e| {
+    state.sealer.key(&scenario.signing_secret, scenario.id).map_err(|e| {
         tracing::error!(scenario_id = %id, error = %e, "the scenario's stored signing secret cannot be read; nothing sent");
         ApiError::unprocessable(
             "signing_secret",

@@ -122,7 +122,7 @@ fn destination<'a>(
         [&row.signing_secret, &row.previous_signing_secret]
             .into_iter()
             .flatten()
-            .map(|s| ctx.sealer.key(s))
+            .map(|s| ctx.sealer.key(s, row.scenario_id.unwrap_or_default()))
             .collect();
     match secrets {
         Ok(secrets) => Some((row.url.as_deref(), secrets)),

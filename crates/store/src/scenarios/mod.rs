@@ -88,11 +88,11 @@ pub struct ScenarioSettings {
 /// Creates a scenario with its signing secret (as it is to be stored).
 pub async fn create(
     pool: &PgPool,
+    id: Uuid,
     settings: &ScenarioSettings,
     secret: &StoredSecret,
 ) -> Result<Scenario, StoreError> {
     let mut tx = pool.begin().await?;
-    let id = Uuid::now_v7();
     sqlx::query!(
         "insert into scenarios (id, name, during_call_url, after_call_url, custom_fields, timezone, signing_secret)
          values ($1, $2, $3, $4, $5, $6, $7)",

@@ -72,7 +72,7 @@ pub(crate) fn settings(numbers: &[&str]) -> ScenarioSettings {
 /// Stores a scenario (its endpoints healthy) and returns its id.
 pub(crate) async fn create_scenario(pool: &PgPool, settings: &ScenarioSettings) -> Uuid {
     let secret = StoredSecret::new("whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0MTI=".into());
-    scenarios::create(pool, settings, &secret)
+    scenarios::create(pool, uuid::Uuid::now_v7(), settings, &secret)
         .await
         .expect("scenario stored")
         .id
