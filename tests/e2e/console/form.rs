@@ -320,3 +320,119 @@ async fn the_preview_follows_the_form_as_it_is_typed_and_saves_nothing(pool: PgP
         .unwrap();
     assert_eq!(saved, 0, "a preview saves nothing");
 }
+
+/// Every named input and textarea of the settings form, as a browser would
+/// send it unchanged.
+fn form_as_shown(html: &Html) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for e in html.select(
+        &Selector::parse("form#settings input[name], form#settings textarea[name]").unwrap(),
+    ) {
+        let name = e.value().attr("name").unwrap().to_owned();
+        let value = if e.value().name() == "textarea" {
+            e.text().collect::<String>()
+        } else {
+            e.value().attr("value").unwrap_or("").to_owned()
+        };
+        out.push((name, value));
+    }
+    out
+}
+
+/// Custom fields that `name=value` lines cannot hold exactly (the API takes
+/// them) are shown read-only and saved back as they are, never rewritten;
+/// a line without `=` is refused with the line named, not saved as a field
+/// with an empty value.
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn custom_fields_lines_cannot_hold_are_kept_exactly_and_a_line_without_equals_is_refused(
+    pool: PgPool,
+) {
+    let app = spawn_app(pool.clone()).await;
+    let fields = json!([
+        {"name": "a=b", "value": "x"},
+        {"name": "note", "value": "line one\nline two"},
+        {"name": "source", "value": "{utm_source}"}
+    ]);
+    let (status, s) = app
+        .admin_post(
+            "/api/v1/scenarios",
+            &json!({"name": "Odd", "numbers": ["74950000001"], "custom_fields": fields}),
+        )
+        .await;
+    assert_eq!(status, 201, "{s}");
+    let id = s["id"].as_str().unwrap().to_owned();
+    let http = client();
+    let r = sign_in(&app, &http, ADMIN).await;
+    let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
+    let page = http
+        .get(app.url(&format!("/console/scenarios/{id}?lang=en")))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    let html = Html::parse_document(&page.text().await.unwrap());
+    assert!(
+        html.select(&Selector::parse("textarea#custom_fields[readonly]").unwrap())
+            .next()
+            .is_some(),
+        "shown read-only"
+    );
+    assert_eq!(
+        select(&html, "#custom_fields_json").len(),
+        1,
+        "and says why"
+    );
+    let saved = http
+        .post(app.url(&format!("/console/scenarios/{id}?lang=en")))
+        .header("cookie", &session)
+        .form(&form_as_shown(&html))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 303, "saved unchanged");
+    let stored: serde_json::Value =
+        sqlx::query_scalar("select custom_fields from scenarios where id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, fields, "kept exactly");
+
+    // A new scenario with a line lacking '=': refused, the line named.
+    let new = http
+        .get(app.url("/console/scenarios/new?lang=en"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    let html = Html::parse_document(&new.text().await.unwrap());
+    let mut form = form_as_shown(&html);
+    for (k, v) in form.iter_mut() {
+        match k.as_str() {
+            "name" => *v = "Typo".into(),
+            "numbers" => *v = "74950000002".into(),
+            "custom_fields" => *v = "source={utm_source}\nmedium".into(),
+            _ => {}
+        }
+    }
+    let refused = http
+        .post(app.url("/console/scenarios/new?lang=en"))
+        .header("cookie", &session)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let html = Html::parse_document(&refused.text().await.unwrap());
+    let errors = select(&html, "span.field-error[data-field=custom_fields]");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("line 2") && errors[0].contains("medium"),
+        "{errors:?}"
+    );
+    let count: i64 = sqlx::query_scalar("select count(*) from scenarios")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1, "nothing saved");
+}

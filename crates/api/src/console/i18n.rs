@@ -103,6 +103,10 @@ impl Lang {
             "pool" => ("Пул номеров", "Number pool"),
             "test_send" => ("Проверить отправку", "Test send"),
             "placeholders" => ("Можно подставить:", "Fields you can use:"),
+            "custom_fields_json" => (
+                "Эти поля нельзя записать строками «имя=значение» (в имени есть «=» или перенос строки, или пробелы по краям): они сохранятся как есть, изменить их можно через API.",
+                "These fields cannot be written as name=value lines (a name holds '=' or a line break, or spaces at either end): they are kept as they are; change them through the API.",
+            ),
             "recover" => (
                 "Отправить заново всё неудавшееся",
                 "Resend everything that failed",

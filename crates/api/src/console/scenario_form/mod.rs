@@ -65,7 +65,7 @@ fn previews_of(fields: &CustomFields, tz: Timezone) -> Vec<(&'static str, String
 
 /// The previews of what the form says now, or the error that stops them.
 fn previews_of_form(form: &ScenarioFormData) -> Result<Vec<(&'static str, String)>, FieldError> {
-    let (fields, tz) = form.input().payload_parts()?;
+    let (fields, tz) = form.input()?.payload_parts()?;
     Ok(previews_of(&fields, tz))
 }
 
@@ -131,7 +131,7 @@ fn form_page(
             .unwrap_or_default(),
         preview_error: None,
         secret: scenario
-            .and_then(|s| state.sealer.reveal(&s.signing_secret).ok())
+            .and_then(|s| state.sealer.reveal(&s.signing_secret, s.id).ok())
             .unwrap_or_default(),
         tested: shown.tested,
         placeholders: callhook_core::payload::placeholder_fields().collect(),
@@ -175,9 +175,10 @@ async fn submit(
     id: Option<Uuid>,
     SignedForm { lang, s, form }: SignedForm<ScenarioFormData>,
 ) -> Result<Response, ConsoleError> {
-    let done = match id {
-        None => ops::scenarios::create(&state, &s.actor, form.input()).await,
-        Some(id) => ops::scenarios::save(&state, &s.actor, id, form.input()).await,
+    let done = match (form.input(), id) {
+        (Err(e), _) => Err(e.into()),
+        (Ok(input), None) => ops::scenarios::create(&state, &s.actor, input).await,
+        (Ok(input), Some(id)) => ops::scenarios::save(&state, &s.actor, id, input).await,
     };
     let e = match done {
         Ok(sc) => {

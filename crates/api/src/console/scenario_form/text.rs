@@ -1,7 +1,12 @@
 //! The scenario form's fields as text, to and from the API's input
 //! (`ScenarioInput`): textareas hold one item a line.
+//!
+//! Custom fields are `name=value` lines. Fields that such lines cannot hold
+//! exactly (a name with `=` or a line break, a value with a line break,
+//! spaces around either: the API accepts them) are never rewritten: the
+//! form shows them as read-only JSON and sends them back as they are.
 
-use callhook_core::CustomField;
+use callhook_core::{CustomField, FieldError};
 use callhook_store::scenarios::{Scenario, StaticNumber};
 use serde::Deserialize;
 
@@ -20,6 +25,9 @@ pub(in crate::console) struct ScenarioFormData {
     pub(super) after_call_url: String,
     #[serde(default)]
     pub(super) custom_fields: String,
+    /// `json`: `custom_fields` holds the stored fields as JSON, read-only.
+    #[serde(default)]
+    pub(super) custom_fields_format: String,
     #[serde(default)]
     pub(super) numbers: String,
     #[serde(default)]
@@ -54,13 +62,21 @@ impl ScenarioFormData {
             name: s.name.clone(),
             during_call_url: s.during_call_url.clone().unwrap_or_default(),
             after_call_url: s.after_call_url.clone().unwrap_or_default(),
-            custom_fields: s
-                .custom_fields
-                .0
-                .iter()
-                .map(|f| format!("{}={}", f.name, f.value))
-                .collect::<Vec<_>>()
-                .join("\n"),
+            custom_fields: if lines_hold(&s.custom_fields.0) {
+                s.custom_fields
+                    .0
+                    .iter()
+                    .map(|f| format!("{}={}", f.name, f.value))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            } else {
+                serde_json::to_string_pretty(&s.custom_fields.0).unwrap_or_default()
+            },
+            custom_fields_format: if lines_hold(&s.custom_fields.0) {
+                String::new()
+            } else {
+                JSON.to_owned()
+            },
             numbers: s.numbers.join("\n"),
             static_numbers: s
                 .static_numbers
@@ -81,8 +97,49 @@ impl ScenarioFormData {
         }
     }
 
+    /// Whether the custom fields are shown read-only, as JSON.
+    pub(super) fn custom_fields_as_json(&self) -> bool {
+        self.custom_fields_format == JSON
+    }
+
+    /// The custom fields the text says: `name=value` lines (a line
+    /// without `=` is refused, named), or the JSON the form was given.
+    fn custom_fields(&self) -> Result<Vec<CustomField>, FieldError> {
+        if self.custom_fields_as_json() {
+            return serde_json::from_str(&self.custom_fields).map_err(|e| {
+                FieldError::new(
+                    "custom_fields",
+                    "invalid",
+                    format!("custom fields must be the JSON the form was given ({e})"),
+                )
+            });
+        }
+        self.custom_fields
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                let (name, value) = l.split_once('=').ok_or_else(|| {
+                    FieldError::new(
+                        "custom_fields",
+                        "invalid_line",
+                        format!(
+                            "line {} ({:?}) has no '=': write each custom field as name=value",
+                            i + 1,
+                            l.trim()
+                        ),
+                    )
+                })?;
+                Ok(CustomField {
+                    name: name.trim().to_owned(),
+                    value: value.trim().to_owned(),
+                })
+            })
+            .collect()
+    }
+
     /// The API's input, from the text: the same checks follow.
-    pub(super) fn input(&self) -> ScenarioInput {
+    pub(super) fn input(&self) -> Result<ScenarioInput, FieldError> {
         let lines = |t: &str| -> Vec<String> {
             t.lines()
                 .map(str::trim)
@@ -91,22 +148,11 @@ impl ScenarioFormData {
                 .collect()
         };
         let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
-        ScenarioInput {
+        Ok(ScenarioInput {
             name: self.name.clone(),
             during_call_url: Some(self.during_call_url.trim().to_owned()),
             after_call_url: Some(self.after_call_url.trim().to_owned()),
-            custom_fields: Some(
-                lines(&self.custom_fields)
-                    .into_iter()
-                    .map(|l| {
-                        let (name, value) = l.split_once('=').unwrap_or((&l, ""));
-                        CustomField {
-                            name: name.trim().to_owned(),
-                            value: value.trim().to_owned(),
-                        }
-                    })
-                    .collect(),
-            ),
+            custom_fields: Some(self.custom_fields()?),
             numbers: Some(lines(&self.numbers)),
             static_numbers: Some(
                 lines(&self.static_numbers)
@@ -129,6 +175,19 @@ impl ScenarioFormData {
             created_at: None,
             updated_at: None,
             health: None,
-        }
+        })
     }
+}
+
+/// `custom_fields_format` when the fields are shown as JSON.
+const JSON: &str = "json";
+
+/// Whether `name=value` lines, trimmed, give these fields back exactly.
+fn lines_hold(fields: &[CustomField]) -> bool {
+    fields.iter().all(|f| {
+        !f.name.contains(['=', '\n', '\r'])
+            && !f.value.contains(['\n', '\r'])
+            && f.name.trim() == f.name
+            && f.value.trim() == f.value
+    })
 }
