@@ -102,3 +102,111 @@ async fn one_send_now_after_the_receiver_is_fixed_sends_every_waiting_webhook_in
     assert_eq!(trail["items"][0]["action"], "endpoint.send_now");
     assert_eq!(trail["items"][0]["details"]["deliveries"], 3);
 }
+
+/// The operator's other tool: Pause then Enable on the during-call endpoint.
+/// An operator's pause keeps each call's after-call webhook waiting behind
+/// its during-call one (it used to release them, and the receiver got
+/// `POST /after` first); calls that come in while it is paused wait the
+/// same way; Enable sends each call's during-call webhook first.
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn pausing_and_enabling_the_during_call_endpoint_keeps_each_calls_order(pool: PgPool) {
+    let mut rx = Receiver::scripted(vec![], Reply::Status(500)).await;
+    let app = spawn_app_with(pool.clone(), |c| {
+        c.retry_schedule = "5m,30m,2h".parse().unwrap();
+        c.drain_rate = 1000;
+    })
+    .await;
+    let s = scenario(
+        &app,
+        "CRM",
+        "78005552233",
+        &rx.url("/crm/during"),
+        &rx.url("/crm/after"),
+    )
+    .await;
+    let call = |id: &'static str| {
+        let app = &app;
+        async move {
+            let mut call = page_call(id);
+            call["callee"] = json!("78005552233");
+            let (status, body) = app.ingest_post("/api/v1/calls", &call).await;
+            assert_eq!(status.as_u16(), 202, "{body}");
+            let (status, body) = app
+                .ingest_post(
+                    &format!("/api/v1/calls/{id}/end"),
+                    &json!({"status": "ANSWER", "duration": 42}),
+                )
+                .await;
+            assert_eq!(status.as_u16(), 202, "{body}");
+        }
+    };
+    for id in ["p1", "p2", "p3"] {
+        call(id).await;
+    }
+    for _ in 0..3 {
+        assert_eq!(rx.next(WAIT).await.path, "/crm/during");
+    }
+    eventually(
+        WAIT,
+        "three during-call webhooks waiting 5 minutes",
+        || async { (waiting(&pool).await == 3).then_some(()) },
+    )
+    .await;
+    let blocked = || async {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from deliveries a join deliveries d on d.id = a.blocked_by
+              where a.kind = 'after_call' and a.state = 'pending' and a.next_attempt_at is null
+                and d.call_id = a.call_id and d.kind = 'during_call'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(blocked().await, 3);
+
+    // The receiver is fixed; the operator pauses the during-call endpoint.
+    rx.answer(Reply::Status(200));
+    let (status, paused) = app
+        .admin_post(
+            &format!("/api/v1/scenarios/{s}/endpoints/during_call/pause"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{paused}");
+    assert_eq!(
+        blocked().await,
+        3,
+        "the pause released no after-call webhook ahead of its during-call one"
+    );
+    // A call while it is paused: its after-call webhook waits the same way.
+    call("p4").await;
+    assert_eq!(blocked().await, 4);
+    // Where it waits is said: the delivery names what it waits for.
+    let (_, listed) = app
+        .admin_get("/api/v1/deliveries?call_id=p4&kind=after_call")
+        .await;
+    let after = &listed["items"][0];
+    assert!(after["blocked_by"].is_string(), "{listed}");
+
+    let (status, enabled) = app
+        .admin_post(
+            &format!("/api/v1/scenarios/{s}/endpoints/during_call/enable"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{enabled}");
+    let mut order = Vec::new();
+    for _ in 0..8 {
+        let got = rx.next(WAIT).await;
+        order.push((got.json()["id"].as_str().unwrap().to_owned(), got.path));
+    }
+    for id in ["p1", "p2", "p3", "p4"] {
+        let at = |path: &str| {
+            order
+                .iter()
+                .position(|(i, p)| i == id && p == path)
+                .unwrap_or_else(|| panic!("{id} at {path}: {order:?}"))
+        };
+        assert!(at("/crm/during") < at("/crm/after"), "{id}: {order:?}");
+    }
+}

@@ -79,11 +79,12 @@ pub async fn end(
         row.link.clone_from(&input.link);
         row.ended_at = Some(ended_at);
         let call = row.call();
-        // An after-call webhook never waits for a during-call endpoint that
-        // holds its deliveries (paused or disabled): it may be days.
+        // An after-call webhook does not wait for a during-call endpoint
+        // that its health holds (paused by failures, or disabled): it may
+        // be days. It does wait through an operator's pause.
         let (blocked_by, due_in) = if row.start_hash.is_none() {
             (None, start_grace)
-        } else if scenario.during_state.holds_deliveries() {
+        } else if scenario.during_releases_after_call {
             (None, Duration::ZERO)
         } else {
             (pending_during_call(&mut tx, call_id).await?, Duration::ZERO)

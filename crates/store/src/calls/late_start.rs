@@ -121,7 +121,7 @@ pub(super) async fn join_start(
     };
     if let Some(after) = held {
         // Sent with this start's fields, and after its webhook; with none to
-        // wait for (no during-call URL, or its endpoint holds its
+        // wait for (no during-call URL, or its endpoint's health holds its
         // deliveries), due now unless its own endpoint holds it (parked).
         // Blocked, it is not parked (see the module docs): the during-call
         // delivery's end makes it due, and the claim parks it then if its
@@ -131,7 +131,7 @@ pub(super) async fn join_start(
         // nothing waits for it.
         let blocked_by = delivery
             .as_ref()
-            .filter(|d| d.cancelled.is_none() && !c.scenario.during_state.holds_deliveries())
+            .filter(|d| d.cancelled.is_none() && !c.scenario.during_releases_after_call)
             .map(|d| d.id);
         let (payload, too_large) =
             c.scenario

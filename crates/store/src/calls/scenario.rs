@@ -77,6 +77,11 @@ pub(super) struct IngestScenario {
     /// parked.
     pub during_state: EndpointState,
     pub after_state: EndpointState,
+    /// The during-call endpoint's health holds it (paused by failures, or
+    /// disabled): its calls' after-call webhooks do not wait for their
+    /// during-call ones. Never so when an operator paused it
+    /// (`during_call_released` in SQL).
+    pub during_releases_after_call: bool,
     /// The during-call endpoint's in-flight cap in force (`None`: the
     /// dispatcher's default) and what it has in flight now: ingest hands
     /// over no more than the claims would take.
@@ -126,6 +131,9 @@ async fn fetch(
                            'healthy') as "during_state!: EndpointState",
                   coalesce((select e.state from endpoints e where e.scenario_id = s.id and e.kind = 'after_call'),
                            'healthy') as "after_state!: EndpointState",
+                  coalesce((select during_call_released(e.state, e.next_probe_at) from endpoints e
+                             where e.scenario_id = s.id and e.kind = 'during_call'),
+                           false) as "during_releases_after_call!",
                   (select coalesce(e.cap, e.max_in_flight) from endpoints e
                     where e.scenario_id = s.id and e.kind = 'during_call') as "during_cap?",
                   (select count(*) from deliveries d
@@ -153,6 +161,7 @@ async fn fetch(
             previous_signing_secret: r.previous_signing_secret,
             during_state: r.during_state,
             after_state: r.after_state,
+            during_releases_after_call: r.during_releases_after_call,
             during_cap: r.during_cap,
             during_in_flight: r.during_in_flight,
         };

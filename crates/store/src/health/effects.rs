@@ -11,7 +11,8 @@ use super::endpoint;
 use crate::StoreError;
 
 /// Parks the endpoint's pending deliveries (those not being sent right
-/// now), and lets after-call deliveries waiting for its during-call ones go.
+/// now). When its health holds a during-call endpoint (not an operator's
+/// pause), after-call deliveries waiting for its during-call ones go.
 pub(super) async fn hold(
     tx: &mut PgConnection,
     scenario_id: Uuid,
@@ -33,9 +34,11 @@ pub(super) async fn hold(
     let r = sqlx::query!(
         "update deliveries a
             set blocked_by = null, next_attempt_at = now(), updated_at = now()
-           from deliveries d
+           from deliveries d, endpoints e
           where d.scenario_id = $1 and d.kind = 'during_call' and d.state = 'pending'
-            and a.blocked_by = d.id",
+            and a.blocked_by = d.id
+            and e.scenario_id = $1 and e.kind = 'during_call'
+            and during_call_released(e.state, e.next_probe_at)",
         scenario_id,
     )
     .execute(&mut *tx)
@@ -89,7 +92,8 @@ pub(super) async fn drain(
     .await?;
     let drained = r.rows_affected();
     // Per-call order again: an after-call delivery goes after its call's
-    // during-call delivery, unless that one's endpoint holds it.
+    // during-call delivery, unless that one's endpoint's health holds it
+    // (an operator's pause does not: the after-call delivery waits).
     sqlx::query!(
         "update deliveries a
             set blocked_by = p.id, next_attempt_at = null, updated_at = now()
@@ -97,9 +101,8 @@ pub(super) async fn drain(
           where a.scenario_id = $1 and a.kind = 'after_call' and a.state = 'pending'
             and not a.parked and a.blocked_by is null and a.lease_token is null
             and p.call_id = a.call_id and p.kind = 'during_call' and p.state = 'pending'
-            and not p.parked
             and e.scenario_id = p.scenario_id and e.kind = 'during_call'
-            and e.state in ('healthy', 'failing')",
+            and not during_call_released(e.state, e.next_probe_at)",
         scenario_id,
     )
     .execute(&mut *tx)
