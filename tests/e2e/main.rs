@@ -16,6 +16,7 @@ mod interleaving;
 mod operator;
 mod ordering;
 mod process;
+mod readme;
 mod scenarios;
 mod screenshots;
 mod security;
