@@ -17,6 +17,9 @@ pub struct ApiError {
     pub field: Option<String>,
     /// Seconds for `Retry-After` (a `503` says 5 when this is unset).
     pub(crate) retry_after: Option<u64>,
+    /// Other fields' errors found with this one (a form shows them all;
+    /// the API's answer names the first field only, as it always has).
+    pub(crate) more: Vec<FieldError>,
 }
 
 /// The body of every error answer.
@@ -43,6 +46,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             retry_after: None,
+            more: Vec::new(),
         }
     }
 
@@ -125,14 +129,28 @@ impl From<FieldError> for ApiError {
     }
 }
 
+impl From<Vec<FieldError>> for ApiError {
+    /// The first field's error, carrying the others.
+    fn from(mut errors: Vec<FieldError>) -> Self {
+        let first = errors.remove(0);
+        let mut e = Self::from(first);
+        e.more = errors;
+        e
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => Self::not_found("not found"),
-            StoreError::NumberTaken { number, scenario_id } => Self::new(
+            StoreError::NumberTaken {
+                number,
+                scenario_id,
+                scenario_name,
+            } => Self::new(
                 StatusCode::CONFLICT,
                 "number_taken",
-                format!("number {number} already belongs to scenario {scenario_id}; remove it there first"),
+                format!("number {number} already belongs to scenario {scenario_name:?} ({scenario_id}); remove it there first"),
             )
             .with_field("numbers"),
             StoreError::Unavailable(ref inner) => {

@@ -5,6 +5,8 @@
 //! so the store reads and writes them as they are. (The derive is a trait
 //! impl: this crate still does no IO.)
 
+use std::fmt;
+
 use crate::FieldError;
 
 /// A delivery's priority class in the claim (`delivery_class` in SQL, the
@@ -162,15 +164,79 @@ impl DeliveryState {
     }
 }
 
-/// How a failed attempt reads where one word is shown (health's last error,
-/// the console's log): the transport error when there was one (`timeout`,
-/// `connect`, …), else `http_<status>` for a status that is not 2xx.
-pub fn failure_text(status: Option<i32>, error: Option<&str>) -> Option<String> {
-    match (error, status) {
-        (Some(e), _) => Some(e.to_owned()),
-        (None, Some(s)) if !(200..300).contains(&s) => Some(format!("http_{s}")),
-        _ => None,
+text_enum! {
+    /// Why an attempt got no HTTP answer. The names are what
+    /// `delivery_attempts.error` (and a delivery's `last_error`) hold.
+    pub enum AttemptError ("error", "invalid_error") {
+        /// No complete answer within the request timeout (or connect timeout).
+        Timeout = "timeout",
+        /// The connection was refused, reset or otherwise failed.
+        Connect = "connect",
+        /// The receiver's host name did not resolve.
+        Dns = "dns",
+        /// TLS handshake or certificate failure.
+        Tls = "tls",
+        /// The destination is internal and private destinations are not
+        /// allowed; nothing was sent.
+        BlockedDestination = "blocked_destination",
+        /// The connection broke after the request was sent (no status read).
+        Request = "request",
     }
+}
+
+/// Why a delivery is not delivered (yet), as one value: what its
+/// `last_error` and `last_status` columns say together, read at the Rust
+/// edge. Its text ([`fmt::Display`]) is the one failure text shown
+/// everywhere: the API's `last_error`, the console, health's last error,
+/// and (the same rule in SQL) psql's `delivery_log.error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LastError {
+    /// Never to be sent.
+    Cancelled(CancelReason),
+    /// Held, unsent, until an operator fixes something.
+    Held(HeldReason),
+    /// The last attempt got no HTTP answer.
+    Transport(AttemptError),
+    /// The last attempt's answer was not a 2xx.
+    Status(i32),
+    /// Text this version does not write (an older one did, or a hand).
+    Other(String),
+}
+
+impl LastError {
+    /// Reads the columns: the error text when there is one, else a status
+    /// that is not 2xx; `None` when nothing went wrong.
+    pub fn read(status: Option<i32>, error: Option<&str>) -> Option<Self> {
+        match (error, status) {
+            (Some(e), _) => Some(
+                e.parse()
+                    .map(Self::Transport)
+                    .or_else(|_| e.parse().map(Self::Cancelled))
+                    .or_else(|_| e.parse().map(Self::Held))
+                    .unwrap_or_else(|_| Self::Other(e.to_owned())),
+            ),
+            (None, Some(s)) if !(200..300).contains(&s) => Some(Self::Status(s)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for LastError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cancelled(r) => f.write_str(r.as_str()),
+            Self::Held(r) => f.write_str(r.as_str()),
+            Self::Transport(e) => f.write_str(e.as_str()),
+            Self::Status(s) => write!(f, "http_{s}"),
+            Self::Other(t) => f.write_str(t),
+        }
+    }
+}
+
+/// The one failure text of a delivery or an attempt ([`LastError`]):
+/// `timeout`, `connect`, …, a cancel or hold reason, else `http_<status>`.
+pub fn failure_text(status: Option<i32>, error: Option<&str>) -> Option<String> {
+    LastError::read(status, error).map(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -185,6 +251,47 @@ mod tests {
         }
         let e = EndpointKind::parse("operator_event", "kind").unwrap_err();
         assert_eq!(e.message, "kind must be during_call or after_call");
+    }
+
+    #[test]
+    fn the_last_error_reads_both_columns_as_one_value_and_one_text() {
+        let cases = [
+            (
+                (Some(500), None),
+                Some(LastError::Status(500)),
+                Some("http_500"),
+            ),
+            ((Some(200), None), None, None),
+            ((None, None), None, None),
+            (
+                (None, Some("timeout")),
+                Some(LastError::Transport(AttemptError::Timeout)),
+                Some("timeout"),
+            ),
+            (
+                (Some(503), Some("url_removed")),
+                Some(LastError::Cancelled(CancelReason::UrlRemoved)),
+                Some("url_removed"),
+            ),
+            (
+                (None, Some("invalid_signing_secret")),
+                Some(LastError::Held(HeldReason::InvalidSigningSecret)),
+                Some("invalid_signing_secret"),
+            ),
+            (
+                (None, Some("written by hand")),
+                Some(LastError::Other("written by hand".into())),
+                Some("written by hand"),
+            ),
+        ];
+        for ((status, error), value, text) in cases {
+            assert_eq!(
+                LastError::read(status, error),
+                value,
+                "{status:?} {error:?}"
+            );
+            assert_eq!(failure_text(status, error).as_deref(), text);
+        }
     }
 
     #[test]

@@ -28,7 +28,8 @@ pub mod weight;
 pub use call::{Call, CallEnd, CallStatus, Visit};
 pub use custom_fields::{CustomField, CustomFields};
 pub use delivery::{
-    CancelReason, DeliveryKind, DeliveryState, EndpointKind, HeldReason, PriorityClass,
+    AttemptError, CancelReason, DeliveryKind, DeliveryState, EndpointKind, HeldReason, LastError,
+    PriorityClass,
 };
 pub use error::FieldError;
 pub use health::{EndpointState, Health, HealthPolicy, Observed, Transition};

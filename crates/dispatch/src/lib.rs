@@ -14,7 +14,8 @@ pub mod sender;
 pub mod transitions;
 pub mod worker;
 
+pub use callhook_core::AttemptError;
 pub use handoff::{handoff, Handoff, HandoffInbox};
 pub use seats::{Seat, Seats};
-pub use sender::{AttemptError, AttemptResult, Sender, SenderConfig, Webhook};
+pub use sender::{AttemptResult, Sender, SenderConfig, Webhook};
 pub use worker::{run, DispatchConfig, OperatorWebhook};

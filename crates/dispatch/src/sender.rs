@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use callhook_core::SigningSecret;
+use callhook_core::{AttemptError, SigningSecret};
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use reqwest::StatusCode;
@@ -36,36 +36,6 @@ impl Default for SenderConfig {
             request_timeout: Duration::from_secs(15),
             egress_proxy: None,
             allow_private: false,
-        }
-    }
-}
-
-/// Why an attempt got no HTTP answer. The names are what `delivery_attempts.error` holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptError {
-    /// No complete answer within the request timeout (or connect timeout).
-    Timeout,
-    /// The connection was refused, reset or otherwise failed.
-    Connect,
-    /// The receiver's host name did not resolve.
-    Dns,
-    /// TLS handshake or certificate failure.
-    Tls,
-    /// The destination is internal and private destinations are not allowed; nothing was sent.
-    BlockedDestination,
-    /// The connection broke after the request was sent (no status read).
-    Request,
-}
-
-impl AttemptError {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Timeout => "timeout",
-            Self::Connect => "connect",
-            Self::Dns => "dns",
-            Self::Tls => "tls",
-            Self::BlockedDestination => "blocked_destination",
-            Self::Request => "request",
         }
     }
 }

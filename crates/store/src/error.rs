@@ -6,10 +6,11 @@ pub enum StoreError {
     #[error("not found")]
     NotFound,
     /// A tracking number already belongs to another scenario.
-    #[error("number {number} already belongs to scenario {scenario_id}")]
+    #[error("number {number} already belongs to scenario {scenario_name:?} ({scenario_id})")]
     NumberTaken {
         number: String,
         scenario_id: uuid::Uuid,
+        scenario_name: String,
     },
     /// A stored value is damaged (edited by hand, say): what and where, so an
     /// operator can fix it.

@@ -436,3 +436,84 @@ async fn custom_fields_lines_cannot_hold_are_kept_exactly_and_a_line_without_equ
         .unwrap();
     assert_eq!(count, 1, "nothing saved");
 }
+
+/// Three mistakes take one save to see: every field's error at once, each
+/// at its field; a number another scenario holds is named by that
+/// scenario's name; a save that goes through says so.
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_form_shows_every_error_at_once_names_the_other_scenario_and_says_saved(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    app.create_scenario(json!({"name": "Shop, Yekaterinburg", "numbers": ["73432000001"]}))
+        .await;
+    let http = client();
+    let r = sign_in(&app, &http, ADMIN).await;
+    let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
+    let new = http
+        .get(app.url("/console/scenarios/new?lang=en"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    let html = Html::parse_document(&new.text().await.unwrap());
+    let shown = form_as_shown(&html);
+    let post = |changes: Vec<(&'static str, &'static str)>| {
+        let mut form = shown.clone();
+        for (k, v) in form.iter_mut() {
+            if let Some((_, new)) = changes.iter().find(|(c, _)| c == k) {
+                *v = (*new).to_owned();
+            }
+        }
+        let (http, session, url) = (http.clone(), session.clone(), app.url("/console/scenarios/new?lang=en"));
+        async move {
+            http.post(url)
+                .header("cookie", session)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let refused = post(vec![
+        ("name", "Landing"),
+        ("during_call_url", "crm.example.com/hook"),
+        ("custom_fields", "source={utm_source}\nmedium"),
+        ("numbers", "+7 (800) 55"),
+    ])
+    .await;
+    assert_eq!(refused.status(), 422);
+    let html = Html::parse_document(&refused.text().await.unwrap());
+    let at: Vec<String> = html
+        .select(&Selector::parse("span.field-error").unwrap())
+        .map(|e| e.value().attr("data-field").unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        at,
+        ["during_call_url", "custom_fields", "numbers"],
+        "every error at once, in the form's order"
+    );
+    assert_eq!(select(&html, "#form-errors li").len(), 3);
+
+    // A number the other scenario holds: named by its name.
+    let taken = post(vec![("name", "Landing"), ("numbers", "73432000001")]).await;
+    assert_eq!(taken.status(), 422);
+    let html = Html::parse_document(&taken.text().await.unwrap());
+    let errors = select(&html, "span.field-error[data-field=numbers]");
+    assert!(
+        errors.len() == 1 && errors[0].contains("\"Shop, Yekaterinburg\""),
+        "{errors:?}"
+    );
+
+    // A save that goes through lands on the scenario's page, saying so.
+    let saved = post(vec![("name", "Landing"), ("numbers", "74950000003")]).await;
+    assert_eq!(saved.status(), 303);
+    let to = saved.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to.contains("saved=1"), "{to}");
+    let page = http
+        .get(app.url(&to))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    let html = Html::parse_document(&page.text().await.unwrap());
+    assert_eq!(select(&html, "#saved"), ["Saved."]);
+}

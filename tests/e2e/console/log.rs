@@ -501,3 +501,76 @@ async fn a_call_whose_id_holds_url_characters_opens_from_the_log(pool: PgPool) {
         "the call's own page: {href}"
     );
 }
+
+/// The log answers the ticket: each row's scenario, when a pending
+/// delivery goes next or what it waits for, and one failure text (the API
+/// says `http_500` too, where it used to say null beside `last_status`).
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn the_log_shows_the_scenario_the_next_attempt_and_what_a_delivery_waits_for(pool: PgPool) {
+    let mut rx = Receiver::scripted(vec![], Reply::Status(500)).await;
+    let app = spawn_app_with(pool.clone(), |c| {
+        c.retry_schedule = "5m,30m,2h".parse().unwrap();
+    })
+    .await;
+    app.create_scenario(json!({
+        "name": "CRM of the shop",
+        "numbers": ["78005552233"],
+        "during_call_url": rx.url("/during"),
+        "after_call_url": rx.url("/after"),
+    }))
+    .await;
+    call_to(&app, "w1", "78005552233").await;
+    let (status, body) = app
+        .ingest_post(
+            "/api/v1/calls/w1/end",
+            &json!({"status": "ANSWER", "duration": 42}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+    assert_eq!(rx.next(std::time::Duration::from_secs(20)).await.path, "/during");
+    // The failed attempt is recorded: a state read from Postgres.
+    eventually(
+        std::time::Duration::from_secs(20),
+        "the during-call delivery waiting 5 minutes",
+        || async {
+            let n: i64 = sqlx::query_scalar(
+                "select count(*) from deliveries where kind = 'during_call'
+                   and last_status = 500 and lease_token is null
+                   and next_attempt_at > now() + interval '1 minute'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            (n == 1).then_some(())
+        },
+    )
+    .await;
+    let (_, listed) = app.admin_get("/api/v1/deliveries?call_id=w1&kind=during_call").await;
+    let during = &listed["items"][0];
+    assert_eq!(
+        (during["last_status"].as_i64(), during["last_error"].as_str()),
+        (Some(500), Some("http_500")),
+        "one failure text: {listed}"
+    );
+
+    let http = client();
+    let r = sign_in(&app, &http, ADMIN).await;
+    let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
+    let (status, html) = get_html(&http, &app, &session, "/console/deliveries?lang=en").await;
+    assert_eq!(status, 200);
+    let rows = select(&html, "tr[data-delivery] td.scenario");
+    assert_eq!(rows, ["CRM of the shop", "CRM of the shop"]);
+    // Newest first: the after-call delivery waits for the during-call one,
+    // which shows when it goes next and its failure.
+    assert_eq!(
+        attr(&html, "tr[data-delivery] td.next span.waiting", "data-waiting"),
+        "waiting_for_during"
+    );
+    let next = select(&html, "tr[data-delivery] td.next");
+    assert!(
+        next[0].contains("during-call webhook") && next[1].contains("+03:00"),
+        "{next:?}"
+    );
+    let text = html.root_element().text().collect::<String>();
+    assert!(text.contains("http_500"), "the failure text in the log");
+}

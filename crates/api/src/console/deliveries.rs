@@ -122,12 +122,19 @@ impl DeliveriesQuery {
 struct DeliveryLine {
     id: Uuid,
     created: String,
+    /// Its scenario's name (blank for an operator event).
+    scenario: String,
     call_id: Option<String>,
     /// Its call's page (encoded), with the call id.
     call_href: Option<String>,
     kind: &'static str,
     state: &'static str,
     attempts: i32,
+    /// When a pending delivery goes next (in its scenario's zone).
+    next_attempt: Option<String>,
+    /// What a pending delivery waits for, as a label key: its call's
+    /// during-call webhook, or its endpoint (paused or disabled).
+    waiting_for: Option<&'static str>,
     last_error: Option<String>,
 }
 
@@ -136,6 +143,16 @@ fn lines(rows: Vec<DeliveryRow>, zones: &Zones, lang: Lang) -> Vec<DeliveryLine>
         .map(|d| DeliveryLine {
             id: d.id,
             created: zones.show(d.scenario_id, d.created_at),
+            scenario: zones.name(d.scenario_id).to_owned(),
+            next_attempt: d
+                .next_attempt_at
+                .filter(|_| d.state == DeliveryState::Pending)
+                .map(|at| zones.show(d.scenario_id, at)),
+            waiting_for: match (d.state, d.blocked_by, d.parked) {
+                (DeliveryState::Pending, Some(_), _) => Some("waiting_for_during"),
+                (DeliveryState::Pending, None, true) => Some("waiting_for_endpoint"),
+                _ => None,
+            },
             call_href: d.call_id.as_deref().map(|c| super::urls::call(c, lang)),
             call_id: d.call_id,
             kind: d.kind.as_str(),

@@ -103,6 +103,29 @@ impl Lang {
             "pool" => ("Пул номеров", "Number pool"),
             "test_send" => ("Проверить отправку", "Test send"),
             "placeholders" => ("Можно подставить:", "Fields you can use:"),
+            "before_recovery" => ("до восстановления в", "before it recovered at"),
+            "health_legend" => (
+                "Ждут отправки: ещё не доставленные (к отправке сейчас, ждут повтора по расписанию, ждут своего «во время звонка» или, пока адрес приостановлен, ждут его включения). К отправке сейчас: их время пришло, ждут места. Отправляются: запрос идёт сейчас.",
+                "Waiting: not delivered yet (due now, waiting for a retry on the schedule, waiting for their call's during-call webhook, or, while the endpoint is paused, for it to be enabled). Due now: their time has come, waiting for a seat. In flight: a request is being sent now.",
+            ),
+            "saved" => ("Сохранено.", "Saved."),
+            "recover_counts" => (
+                "Считаются только неудавшиеся (failed). Ждущие отправки (pending) здесь не считаются: их отправляет сразу кнопка «Отправить сейчас» на странице состояния адресов.",
+                "Only failed deliveries count here. Pending ones are not counted: \"Send now\" on the health page sends those at once.",
+            ),
+            "next_or_waiting" => ("Следующая попытка · ждёт", "Next attempt · waiting for"),
+            "waiting_for_during" => (
+                "ждёт отправки «во время звонка» этого звонка",
+                "waits for this call's during-call webhook",
+            ),
+            "waiting_for_endpoint" => (
+                "ждёт: адрес приостановлен или отключён",
+                "waits: its endpoint is paused or disabled",
+            ),
+            "form_errors" => (
+                "Не сохранено: исправьте отмеченные поля.",
+                "Not saved: correct the fields marked below.",
+            ),
             "custom_fields_json" => (
                 "Эти поля нельзя записать строками «имя=значение» (в имени есть «=» или перенос строки, или пробелы по краям): они сохранятся как есть, изменить их можно через API.",
                 "These fields cannot be written as name=value lines (a name holds '=' or a line break, or spaces at either end): they are kept as they are; change them through the API.",

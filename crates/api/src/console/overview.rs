@@ -93,6 +93,9 @@ struct EndpointRow {
     state: &'static str,
     since: String,
     last_error: Option<String>,
+    /// When the last error is from before a recovery: the recovery's time
+    /// (a success since, no failure after it).
+    recovered_at: Option<String>,
     waiting: i64,
     due: i64,
     in_flight: i64,
@@ -132,6 +135,10 @@ pub(super) async fn health_page(
             url: e.url,
             state: e.state.as_str(),
             since: zones.show(Some(e.scenario_id), e.since),
+            recovered_at: e
+                .last_success_at
+                .filter(|_| e.consecutive_failures == 0 && e.last_error.is_some())
+                .map(|at| zones.show(Some(e.scenario_id), at)),
             last_error: e.last_error,
             waiting: e.deliveries_waiting,
             due: e.deliveries_due,

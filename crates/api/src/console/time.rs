@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::ConsoleError;
 
 /// Every scenario's zone, read once for a page.
-pub(super) struct Zones(HashMap<Uuid, Timezone>);
+pub(super) struct Zones(HashMap<Uuid, (Timezone, String)>);
 
 impl Zones {
     /// A scenario whose stored zone is damaged is shown in UTC (its own page
@@ -20,7 +20,7 @@ impl Zones {
         Self(
             scenarios
                 .iter()
-                .map(|sc| (sc.id, sc.tz().unwrap_or(Timezone::UTC)))
+                .map(|sc| (sc.id, (sc.tz().unwrap_or(Timezone::UTC), sc.name.clone())))
                 .collect(),
         )
     }
@@ -31,8 +31,16 @@ impl Zones {
 
     pub(super) fn zone(&self, scenario: Option<Uuid>) -> Timezone {
         scenario
-            .and_then(|id| self.0.get(&id).copied())
+            .and_then(|id| self.0.get(&id).map(|(tz, _)| *tz))
             .unwrap_or(Timezone::UTC)
+    }
+
+    /// The scenario's name (the zones are read with the scenarios, and a
+    /// log line shows both).
+    pub(super) fn name(&self, scenario: Option<Uuid>) -> &str {
+        scenario
+            .and_then(|id| self.0.get(&id).map(|(_, name)| name.as_str()))
+            .unwrap_or("")
     }
 
     /// `2026-12-01 08:19:03 +03:00`.

@@ -100,87 +100,149 @@ impl ScenarioInput {
         Ok((fields, timezone))
     }
 
-    /// The settings to store, every field checked; custom fields that could
-    /// alone make a body pass `max_payload` bytes (every placeholder at its
-    /// longest value) are refused at `custom_fields`.
-    pub(crate) fn into_settings(self, max_payload: usize) -> Result<ScenarioSettings, FieldError> {
-        // Checked here, reported in the order of the fields below.
-        let payload_parts = self.payload_parts();
-        let name = self.name.trim().to_owned();
-        if name.is_empty() {
-            return Err(FieldError::new(
-                "name",
-                "required",
-                "name must not be empty",
-            ));
-        }
-        callhook_core::call::check_text("name", &name, 255)?;
+    /// The settings to store, every field checked, or every field's error
+    /// at once (one per field, in the form's order: name, numbers, static
+    /// numbers, the URLs, custom fields, zone; then custom fields that could
+    /// alone make a body pass `max_payload` bytes, every placeholder at its
+    /// longest value), so a form can show them all. The API answers the
+    /// first.
+    pub(crate) fn check(self, max_payload: usize) -> Result<ScenarioSettings, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let e = &mut errors;
+        let name = keep(e, check_name(&self.name));
+        let numbers = keep(e, parse_numbers(self.numbers.unwrap_or_default()));
+        let static_numbers = keep(
+            e,
+            parse_static_numbers(
+                self.static_numbers.unwrap_or_default(),
+                numbers.as_deref().unwrap_or_default(),
+            ),
+        );
         let url = |v: Option<String>, field| match v {
             Some(s) => WebhookUrl::parse_optional(&s, field),
             None => Ok(None),
         };
-        let numbers = self
-            .numbers
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-            .map(|(i, n)| PhoneNumber::parse(n, &format!("numbers[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut seen: std::collections::HashSet<String> =
-            numbers.iter().map(|n| n.as_str().to_owned()).collect();
-        let mut static_numbers = Vec::new();
-        for (i, n) in self
-            .static_numbers
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-        {
-            let field = |name: &str| format!("static_numbers[{i}].{name}");
-            let number = PhoneNumber::parse(&n.number, &field("number"))?;
-            if !seen.insert(number.as_str().to_owned()) {
-                return Err(FieldError::new(
-                    field("number"),
-                    "duplicate_number",
-                    format!("number {number} is listed twice; a number is either in numbers or in static_numbers, once"),
-                ));
-            }
-            let text = |v: Option<String>, name: &str| {
-                v.map(|t| {
-                    callhook_core::call::check_text(
-                        &field(name),
-                        &t,
-                        callhook_core::call::MAX_FIELD_LEN,
-                    )
-                    .map(str::to_owned)
-                })
-                .transpose()
-            };
-            static_numbers.push(StaticNumber {
-                number: number.as_str().to_owned(),
-                marker: text(n.marker, "marker")?,
-                source_level_1: text(n.source_level_1, "source_level_1")?,
-                source_level_2: text(n.source_level_2, "source_level_2")?,
-            });
-        }
-        let during_call_url = url(self.during_call_url, "during_call_url")?;
-        let after_call_url = url(self.after_call_url, "after_call_url")?;
-        let (custom_fields, timezone) = payload_parts?;
-        let longest = custom_fields.longest_bytes();
-        if longest > max_payload {
-            return Err(FieldError::new(
-                "custom_fields",
-                "payload_too_large",
-                format!("with every placeholder at its longest value the custom fields alone take {longest} bytes, over the {max_payload}-byte limit of a webhook (CALLHOOK_MAX_PAYLOAD_BYTES): use fewer placeholders"),
-            ));
-        }
-        Ok(ScenarioSettings {
-            static_numbers,
+        let during_call_url = keep(e, url(self.during_call_url, "during_call_url"));
+        let after_call_url = keep(e, url(self.after_call_url, "after_call_url"));
+        let custom_fields = keep(
+            e,
+            CustomFields::parse(self.custom_fields.unwrap_or_default()),
+        );
+        let timezone = keep(
+            e,
+            match &self.timezone {
+                Some(tz) => Timezone::parse(tz, "timezone"),
+                None => Ok(Timezone::default()),
+            },
+        );
+        // What the fields may weigh is checked last, as it always was.
+        let custom_fields = custom_fields.and_then(|f| keep(e, fits(f, max_payload)));
+        match (
             name,
+            numbers,
+            static_numbers,
             during_call_url,
             after_call_url,
             custom_fields,
-            numbers,
             timezone,
-        })
+        ) {
+            (
+                Some(name),
+                Some(numbers),
+                Some(static_numbers),
+                Some(during_call_url),
+                Some(after_call_url),
+                Some(custom_fields),
+                Some(timezone),
+            ) => Ok(ScenarioSettings {
+                static_numbers,
+                name,
+                during_call_url,
+                after_call_url,
+                custom_fields,
+                numbers,
+                timezone,
+            }),
+            _ => Err(errors),
+        }
     }
+}
+
+/// The value, or `None` with its error noted.
+fn keep<T>(errors: &mut Vec<FieldError>, r: Result<T, FieldError>) -> Option<T> {
+    r.map_err(|e| errors.push(e)).ok()
+}
+
+fn check_name(name: &str) -> Result<String, FieldError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(FieldError::new(
+            "name",
+            "required",
+            "name must not be empty",
+        ));
+    }
+    callhook_core::call::check_text("name", name, 255)?;
+    Ok(name.to_owned())
+}
+
+fn parse_numbers(numbers: Vec<String>) -> Result<Vec<PhoneNumber>, FieldError> {
+    numbers
+        .iter()
+        .enumerate()
+        .map(|(i, n)| PhoneNumber::parse(n, &format!("numbers[{i}]")))
+        .collect()
+}
+
+/// Static numbers, each once and none also among `numbers`.
+fn parse_static_numbers(
+    given: Vec<StaticNumberView>,
+    numbers: &[PhoneNumber],
+) -> Result<Vec<StaticNumber>, FieldError> {
+    let mut seen: std::collections::HashSet<String> =
+        numbers.iter().map(|n| n.as_str().to_owned()).collect();
+    let mut static_numbers = Vec::new();
+    for (i, n) in given.into_iter().enumerate() {
+        let field = |name: &str| format!("static_numbers[{i}].{name}");
+        let number = PhoneNumber::parse(&n.number, &field("number"))?;
+        if !seen.insert(number.as_str().to_owned()) {
+            return Err(FieldError::new(
+                field("number"),
+                "duplicate_number",
+                format!("number {number} is listed twice; a number is either in numbers or in static_numbers, once"),
+            ));
+        }
+        let text = |v: Option<String>, name: &str| {
+            v.map(|t| {
+                callhook_core::call::check_text(
+                    &field(name),
+                    &t,
+                    callhook_core::call::MAX_FIELD_LEN,
+                )
+                .map(str::to_owned)
+            })
+            .transpose()
+        };
+        static_numbers.push(StaticNumber {
+            number: number.as_str().to_owned(),
+            marker: text(n.marker, "marker")?,
+            source_level_1: text(n.source_level_1, "source_level_1")?,
+            source_level_2: text(n.source_level_2, "source_level_2")?,
+        });
+    }
+    Ok(static_numbers)
+}
+
+/// The custom fields, unless alone they could make a body pass
+/// `max_payload` bytes.
+fn fits(fields: CustomFields, max_payload: usize) -> Result<CustomFields, FieldError> {
+    let longest = fields.longest_bytes();
+    if longest > max_payload {
+        return Err(FieldError::new(
+            "custom_fields",
+            "payload_too_large",
+            format!("with every placeholder at its longest value the custom fields alone take {longest} bytes, over the {max_payload}-byte limit of a webhook (CALLHOOK_MAX_PAYLOAD_BYTES): use fewer placeholders"),
+        ));
+    }
+    Ok(fields)
 }

@@ -16,7 +16,9 @@ pub(crate) async fn create(
     actor: &Actor,
     input: ScenarioInput,
 ) -> Result<Scenario, ApiError> {
-    let settings = input.into_settings(state.settings.max_payload_bytes)?;
+    let settings = input
+        .check(state.settings.max_payload_bytes)
+        .map_err(ApiError::from)?;
     // The id first: the sealed secret is bound to it.
     let id = Uuid::now_v7();
     let secret = state.sealer.seal(&SigningSecret::generate(), id);
@@ -41,7 +43,9 @@ pub(crate) async fn save(
     id: Uuid,
     input: ScenarioInput,
 ) -> Result<Scenario, ApiError> {
-    let settings = input.into_settings(state.settings.max_payload_bytes)?;
+    let settings = input
+        .check(state.settings.max_payload_bytes)
+        .map_err(ApiError::from)?;
     let (s, saved) = scenarios::update(&state.pool, id, &settings, &state.settings.health)
         .await
         .map_err(scenario_error(id))?;

@@ -52,7 +52,11 @@ pub(crate) struct DeliveryView {
     pub blocked_by: Option<Uuid>,
     /// The last attempt's HTTP status (null when no response came back).
     pub last_status: Option<i32>,
-    /// The last attempt's error (`timeout`, `connect`, …) or why it was cancelled.
+    /// What went wrong last, in the one failure text shown everywhere
+    /// (the console, health, psql's `delivery_log`): the last attempt's
+    /// transport error (`timeout`, `connect`, …), why it was cancelled or
+    /// is held, else `http_<status>` for a last status that is not 2xx;
+    /// null when nothing went wrong.
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
@@ -73,7 +77,10 @@ impl From<DeliveryRow> for DeliveryView {
             blocked_by: d.blocked_by,
             parked: d.parked,
             last_status: d.last_status,
-            last_error: d.last_error,
+            last_error: callhook_core::delivery::failure_text(
+                d.last_status,
+                d.last_error.as_deref(),
+            ),
             created_at: d.created_at,
             delivered_at: d.delivered_at,
             payload: d.payload,

@@ -79,9 +79,10 @@ pub(super) async fn set_numbers(
     // A number another scenario owns (or is saving right now: the insert
     // waited for it) was skipped by "do nothing"; name it.
     let taken = sqlx::query!(
-        "select number, scenario_id from scenario_numbers
-          where number = any($1) and scenario_id <> $2
-          order by number limit 1",
+        "select n.number, n.scenario_id, s.name as scenario_name
+           from scenario_numbers n join scenarios s on s.id = n.scenario_id
+          where n.number = any($1) and n.scenario_id <> $2
+          order by n.number limit 1",
         &all,
         id
     )
@@ -91,6 +92,7 @@ pub(super) async fn set_numbers(
         return Err(StoreError::NumberTaken {
             number: t.number,
             scenario_id: t.scenario_id,
+            scenario_name: t.scenario_name,
         });
     }
     Ok(())

@@ -3,7 +3,7 @@
 //! (`ScenarioInput`), so an error names the same field.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use callhook_core::{build_payload, CustomFields, DeliveryKind, FieldError, Timezone};
@@ -17,7 +17,7 @@ use super::{
     SignedPage,
 };
 use crate::ops::{self, scenario_error};
-use crate::AppState;
+use crate::{ApiError, AppState};
 
 mod test_send;
 mod text;
@@ -34,13 +34,16 @@ struct ScenarioPage<'a> {
     actor: String,
     id: Option<Uuid>,
     form: &'a ScenarioFormData,
-    error: Option<FieldError>,
+    /// Every refused field's error, in the form's order.
+    errors: Vec<FieldError>,
     previews: Vec<(&'static str, String)>,
     preview_error: Option<FieldError>,
     secret: String,
     tested: Option<Tested>,
     /// The payload's fields a custom field's value may name.
     placeholders: Vec<&'static str>,
+    /// Just saved (the page a save redirects to says so).
+    saved: bool,
 }
 
 /// The exact bodies each webhook carries with these custom fields in this
@@ -65,7 +68,11 @@ fn previews_of(fields: &CustomFields, tz: Timezone) -> Vec<(&'static str, String
 
 /// The previews of what the form says now, or the error that stops them.
 fn previews_of_form(form: &ScenarioFormData) -> Result<Vec<(&'static str, String)>, FieldError> {
-    let (fields, tz) = form.input()?.payload_parts()?;
+    let (input, bad_line) = form.input();
+    if let Some(e) = bad_line {
+        return Err(e);
+    }
+    let (fields, tz) = input.payload_parts()?;
     Ok(previews_of(&fields, tz))
 }
 
@@ -98,13 +105,15 @@ pub(super) async fn preview(
 /// What a render of the scenario page shows beside the form.
 #[derive(Default)]
 struct Shown<'a> {
-    /// Why the last save was refused.
-    error: Option<FieldError>,
+    /// Why the last save was refused: every field's error.
+    errors: Vec<FieldError>,
     /// The scenario as stored (its secret; its previews when the form's
     /// own cannot be built).
     scenario: Option<&'a Scenario>,
     /// A test send's outcome.
     tested: Option<Tested>,
+    /// The page follows a save.
+    saved: bool,
 }
 
 /// The scenario page: the form (`id` none: a new scenario) and what
@@ -124,7 +133,7 @@ fn form_page(
         actor: s.actor.0.clone(),
         id,
         form,
-        error: shown.error,
+        errors: shown.errors,
         previews: previews_of_form(form)
             .ok()
             .or_else(|| scenario.and_then(|s| Some(previews_of(&s.fields(), s.tz().ok()?))))
@@ -135,6 +144,7 @@ fn form_page(
             .unwrap_or_default(),
         tested: shown.tested,
         placeholders: callhook_core::payload::placeholder_fields().collect(),
+        saved: shown.saved,
     })
 }
 
@@ -150,9 +160,17 @@ pub(super) async fn new_page(
     Ok(page(html, vec![s.renewed]))
 }
 
+/// `?saved=1`: the page a save redirects to.
+#[derive(Debug, Deserialize)]
+pub(super) struct SavedQuery {
+    #[serde(default)]
+    saved: Option<String>,
+}
+
 pub(super) async fn edit_page(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
+    Query(q): Query<SavedQuery>,
     SignedPage { lang, s }: SignedPage,
 ) -> Result<Response, ConsoleError> {
     let scenario = scenarios::get(&state.pool, id)
@@ -161,6 +179,7 @@ pub(super) async fn edit_page(
     let form = ScenarioFormData::from_scenario(&scenario);
     let shown = Shown {
         scenario: Some(&scenario),
+        saved: q.saved.as_deref() == Some("1"),
         ..Shown::default()
     };
     let html = form_page(&state, lang, &s, Some(id), &form, shown)?;
@@ -176,13 +195,22 @@ async fn submit(
     SignedForm { lang, s, form }: SignedForm<ScenarioFormData>,
 ) -> Result<Response, ConsoleError> {
     let done = match (form.input(), id) {
-        (Err(e), _) => Err(e.into()),
-        (Ok(input), None) => ops::scenarios::create(&state, &s.actor, input).await,
-        (Ok(input), Some(id)) => ops::scenarios::save(&state, &s.actor, id, input).await,
+        // A line the form cannot read, with every other field's error.
+        ((input, Some(line)), _) => {
+            let mut errors = input
+                .check(state.settings.max_payload_bytes)
+                .err()
+                .unwrap_or_default();
+            errors.retain(|e| !e.field.starts_with("custom_fields"));
+            errors.push(line);
+            Err(ApiError::from(errors))
+        }
+        ((input, None), None) => ops::scenarios::create(&state, &s.actor, input).await,
+        ((input, None), Some(id)) => ops::scenarios::save(&state, &s.actor, id, input).await,
     };
     let e = match done {
         Ok(sc) => {
-            let to = format!("/console/scenarios/{}?lang={}", sc.id, lang.code());
+            let to = format!("/console/scenarios/{}?lang={}&saved=1", sc.id, lang.code());
             return Ok(redirect_with(&to, &s.renewed));
         }
         Err(e) => e,
@@ -197,9 +225,16 @@ async fn submit(
         None => None,
     };
     let shown = Shown {
-        error: Some(FieldError::new(field, e.code, e.message)),
+        errors: {
+            let mut all: Vec<FieldError> =
+                std::iter::once(FieldError::new(field, e.code, e.message))
+                    .chain(e.more)
+                    .collect();
+            all.sort_by_key(|e| form.position(&e.field));
+            all
+        },
         scenario: current.as_ref(),
-        tested: None,
+        ..Shown::default()
     };
     let mut r = page(
         form_page(&state, lang, &s, id, &form, shown)?,

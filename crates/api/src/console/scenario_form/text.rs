@@ -103,43 +103,51 @@ impl ScenarioFormData {
     }
 
     /// The custom fields the text says: `name=value` lines (a line
-    /// without `=` is refused, named), or the JSON the form was given.
-    fn custom_fields(&self) -> Result<Vec<CustomField>, FieldError> {
+    /// without `=` is refused, named: the lines before it are kept), or
+    /// the JSON the form was given.
+    fn custom_fields(&self) -> (Vec<CustomField>, Option<FieldError>) {
         if self.custom_fields_as_json() {
-            return serde_json::from_str(&self.custom_fields).map_err(|e| {
-                FieldError::new(
+            return match serde_json::from_str(&self.custom_fields) {
+                Ok(fields) => (fields, None),
+                Err(e) => (
+                    Vec::new(),
+                    Some(FieldError::new(
+                        "custom_fields",
+                        "invalid",
+                        format!("custom fields must be the JSON the form was given ({e})"),
+                    )),
+                ),
+            };
+        }
+        let mut fields = Vec::new();
+        for (i, l) in self.custom_fields.lines().enumerate() {
+            if l.trim().is_empty() {
+                continue;
+            }
+            let Some((name, value)) = l.split_once('=') else {
+                let e = FieldError::new(
                     "custom_fields",
-                    "invalid",
-                    format!("custom fields must be the JSON the form was given ({e})"),
-                )
+                    "invalid_line",
+                    format!(
+                        "line {} ({:?}) has no '=': write each custom field as name=value",
+                        i + 1,
+                        l.trim()
+                    ),
+                );
+                return (fields, Some(e));
+            };
+            fields.push(CustomField {
+                name: name.trim().to_owned(),
+                value: value.trim().to_owned(),
             });
         }
-        self.custom_fields
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| {
-                let (name, value) = l.split_once('=').ok_or_else(|| {
-                    FieldError::new(
-                        "custom_fields",
-                        "invalid_line",
-                        format!(
-                            "line {} ({:?}) has no '=': write each custom field as name=value",
-                            i + 1,
-                            l.trim()
-                        ),
-                    )
-                })?;
-                Ok(CustomField {
-                    name: name.trim().to_owned(),
-                    value: value.trim().to_owned(),
-                })
-            })
-            .collect()
+        (fields, None)
     }
 
-    /// The API's input, from the text: the same checks follow.
-    pub(super) fn input(&self) -> Result<ScenarioInput, FieldError> {
+    /// The API's input, from the text: the same checks follow. A custom
+    /// field line the text cannot be read as comes back beside it.
+    pub(super) fn input(&self) -> (ScenarioInput, Option<FieldError>) {
+        let (custom_fields, bad_line) = self.custom_fields();
         let lines = |t: &str| -> Vec<String> {
             t.lines()
                 .map(str::trim)
@@ -148,11 +156,11 @@ impl ScenarioFormData {
                 .collect()
         };
         let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
-        Ok(ScenarioInput {
+        let input = ScenarioInput {
             name: self.name.clone(),
             during_call_url: Some(self.during_call_url.trim().to_owned()),
             after_call_url: Some(self.after_call_url.trim().to_owned()),
-            custom_fields: Some(self.custom_fields()?),
+            custom_fields: Some(custom_fields),
             numbers: Some(lines(&self.numbers)),
             static_numbers: Some(
                 lines(&self.static_numbers)
@@ -175,7 +183,18 @@ impl ScenarioFormData {
             created_at: None,
             updated_at: None,
             health: None,
-        })
+        };
+        (input, bad_line)
+    }
+}
+
+impl ScenarioFormData {
+    /// Where `field` (or a part of it, `numbers[2]`) stands on the form.
+    pub(super) fn position(&self, field: &str) -> usize {
+        self.fields()
+            .iter()
+            .position(|(f, _, _)| field.starts_with(f))
+            .unwrap_or(usize::MAX)
     }
 }
 
