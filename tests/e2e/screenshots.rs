@@ -167,6 +167,30 @@ async fn console_screenshots(pool: PgPool) {
     .await
     .unwrap();
     shot(&c, "test-send").await;
+    // A new scenario with three mistakes: every one shown at once, at its field.
+    open(&c, &app, "/console/scenarios/new?lang=en", "form#settings").await;
+    for (css, text) in [
+        ("input#name", "Landing page"),
+        ("input#during_call_url", "crm.example.com/hook"),
+        ("textarea#custom_fields", "source={utm_source}\nmedium"),
+        ("textarea#numbers", "+7 (800) 55"),
+    ] {
+        c.find(Locator::Css(css))
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+    click(&c, "form#settings button[type=submit]").await;
+    c.wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("#form-errors"))
+        .await
+        .unwrap();
+    let marked = c.find_all(Locator::Css("span.field-error")).await.unwrap();
+    assert_eq!(marked.len(), 3, "three errors at once");
+    shot(&c, "scenario-form-errors").await;
     open(&c, &app, "/console/deliveries?lang=en", "tr[data-delivery]").await;
     shot(&c, "deliveries").await;
     open(&c, &app, "/console/calls/101?lang=en", "section.delivery").await;
