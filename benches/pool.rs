@@ -89,6 +89,8 @@ async fn run(url: &str, concurrency: usize) -> Result<(), Box<dyn std::error::Er
             during_call_url: None,
             after_call_url: None,
             custom_fields: CustomFields::parse(vec![])?,
+            during_call_filter: Default::default(),
+            after_call_filter: Default::default(),
             numbers,
             static_numbers: vec![],
             timezone: Timezone::default(),

@@ -144,6 +144,10 @@ text_enum! {
         /// Its body would pass `CALLHOOK_MAX_PAYLOAD_BYTES` (the call's
         /// values, expanded into the scenario's custom fields): never sent.
         PayloadTooLarge = "payload_too_large",
+        /// The webhook's conditions (the scenario's `during_call_filter` or
+        /// `after_call_filter`) did not hold for the call: the delivery's
+        /// `filtered_by` names the one that failed.
+        Filtered = "filtered",
     }
 }
 

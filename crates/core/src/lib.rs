@@ -15,6 +15,7 @@ pub mod call;
 pub mod custom_fields;
 pub mod delivery;
 pub mod error;
+pub mod filter;
 pub mod health;
 pub mod payload;
 pub mod phone;
@@ -32,6 +33,7 @@ pub use delivery::{
     PriorityClass,
 };
 pub use error::FieldError;
+pub use filter::{Condition, Filter};
 pub use health::{EndpointState, Health, HealthPolicy, Observed, Transition};
 pub use payload::{build_payload, build_payload_within};
 pub use phone::PhoneNumber;

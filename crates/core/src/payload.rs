@@ -140,30 +140,30 @@ pub fn build_payload_within(
 
 /// The value of one payload field of a call, as text (for placeholders).
 pub fn field_text(call: &Call, tz: Timezone, name: &str) -> Option<String> {
-    match field(call, tz, name)? {
-        Field::Str(s) => s.map(Cow::into_owned),
-        Field::Int(i) => i.map(|i| i.to_string()),
+    match field_value(call, tz, name)? {
+        FieldValue::Str(s) => s.map(Cow::into_owned),
+        FieldValue::Int(i) => i.map(|i| i.to_string()),
     }
 }
 
-enum Field<'a> {
+pub(crate) enum FieldValue<'a> {
     Str(Option<Cow<'a, str>>),
     Int(Option<i64>),
 }
 
 /// `None` for `custom_fields` and for names that are not payload fields.
-fn field<'a>(call: &'a Call, tz: Timezone, name: &str) -> Option<Field<'a>> {
+pub(crate) fn field_value<'a>(call: &'a Call, tz: Timezone, name: &str) -> Option<FieldValue<'a>> {
     let end = call.end.as_ref();
-    let borrowed = |s: Option<&'a str>| Field::Str(s.map(Cow::Borrowed));
+    let borrowed = |s: Option<&'a str>| FieldValue::Str(s.map(Cow::Borrowed));
     Some(match name {
         "id" => borrowed(Some(&call.id)),
         "caller" => borrowed(Some(call.caller.as_str())),
         "callee" => borrowed(Some(call.callee.as_str())),
-        "order_id" => Field::Int(call.visit.order_id),
-        "date" => Field::Str(Some(Cow::Owned(tz.format_payload_date(call.date)))),
+        "order_id" => FieldValue::Int(call.visit.order_id),
+        "date" => FieldValue::Str(Some(Cow::Owned(tz.format_payload_date(call.date)))),
         "status" => borrowed(end.map(|e| e.status.as_str())),
         "file_id" => borrowed(end.and_then(|e| e.file_id.as_deref())),
-        "duration" => Field::Int(end.map(|e| e.duration)),
+        "duration" => FieldValue::Int(end.map(|e| e.duration)),
         "link" => borrowed(end.and_then(|e| e.link.as_deref())),
         other => borrowed(call.visit.string_field(other)?),
     })
@@ -189,9 +189,11 @@ impl Serialize for Payload<'_> {
                 map.serialize_entry(name, &CustomFieldsOut(self))?;
                 continue;
             }
-            match field(self.call, self.tz, name).expect("every listed name is a payload field") {
-                Field::Str(s) => map.serialize_entry(name, &s)?,
-                Field::Int(i) => map.serialize_entry(name, &i)?,
+            match field_value(self.call, self.tz, name)
+                .expect("every listed name is a payload field")
+            {
+                FieldValue::Str(s) => map.serialize_entry(name, &s)?,
+                FieldValue::Int(i) => map.serialize_entry(name, &i)?,
             }
         }
         map.end()

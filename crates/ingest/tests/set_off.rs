@@ -30,6 +30,8 @@ async fn scenario(pool: &PgPool) {
         )),
         after_call_url: None,
         custom_fields: CustomFields::from_trusted(Vec::new()),
+        during_call_filter: Default::default(),
+        after_call_filter: Default::default(),
         numbers: vec![phone(NUMBER)],
         static_numbers: Vec::new(),
         timezone: Timezone::default(),

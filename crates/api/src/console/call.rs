@@ -29,6 +29,10 @@ struct DeliveryBlock {
     kind: &'static str,
     state: &'static str,
     next: Option<String>,
+    /// Why it is not sent, when it is cancelled or held (the failure text).
+    why: Option<String>,
+    /// Cancelled `filtered`: the condition the call did not meet, as JSON.
+    filtered_by: Option<String>,
     payload: String,
     attempts: Vec<AttemptLine>,
     can_resend: bool,
@@ -159,6 +163,11 @@ fn blocks(
             kind: d.kind.as_str(),
             state: d.state.as_str(),
             next: d.next_attempt_at.map(|t| zone.format_with_offset(t)),
+            why: callhook_core::delivery::failure_text(d.last_status, d.last_error.as_deref()),
+            filtered_by: d
+                .filtered_by
+                .as_ref()
+                .and_then(|c| serde_json::to_string(&c.0).ok()),
             payload: d.payload.clone(),
             can_resend: d.state.is_final(),
             attempts: attempts

@@ -113,6 +113,14 @@ impl Lang {
                 "Считаются только неудавшиеся (failed). Ждущие отправки (pending) здесь не считаются: их отправляет сразу кнопка «Отправить сейчас» на странице состояния адресов.",
                 "Only failed deliveries count here. Pending ones are not counted: \"Send now\" on the health page sends those at once.",
             ),
+            "during_call_filter" => (
+                "Условия для «во время звонка» (JSON, пусто — все звонки)",
+                "During-call conditions (JSON; blank: every call)",
+            ),
+            "after_call_filter" => (
+                "Условия для «после звонка» (JSON, пусто — все звонки)",
+                "After-call conditions (JSON; blank: every call)",
+            ),
             "next_or_waiting" => ("Следующая попытка · ждёт", "Next attempt · waiting for"),
             "waiting_for_during" => (
                 "ждёт отправки «во время звонка» этого звонка",

@@ -2,7 +2,10 @@
 //! /api/v1/scenarios`) and the console's form fills them, and their checks:
 //! one set of rules, so an error names the same field from either side.
 
-use callhook_core::{CustomField, CustomFields, FieldError, PhoneNumber, Timezone, WebhookUrl};
+use callhook_core::{
+    Condition, CustomField, CustomFields, EndpointKind, FieldError, Filter, PhoneNumber, Timezone,
+    WebhookUrl,
+};
 use callhook_store::scenarios::{ScenarioSettings, StaticNumber};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -33,6 +36,22 @@ pub(crate) struct CustomFieldSchema {
     value: String,
 }
 
+/// One condition on the call (`docs/payload.md`, "Delivery rules"): `field`
+/// a payload field or `first_call`; `op` one of `eq`, `ne`, `in`, `not_in`,
+/// `prefix`, `gte`, `lte`, `present`, `absent`; `value` of the field's type
+/// (a list for `in`/`not_in`, none for `present`/`absent`).
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    reason = "only describes the JSON shape in the OpenAPI document"
+)]
+pub(crate) struct ConditionSchema {
+    field: String,
+    op: String,
+    #[schema(value_type = Option<Value>)]
+    value: serde_json::Value,
+}
+
 /// A scenario's settings. Only `name` is required; the rest default to no
 /// URLs, no custom fields, no numbers and `Europe/Moscow`. Read-only fields
 /// (`id`, `signing_secret`, timestamps) are accepted and ignored, so what
@@ -53,6 +72,15 @@ pub(crate) struct ScenarioInput {
     #[serde(default)]
     #[schema(value_type = Option<Vec<CustomFieldSchema>>)]
     pub(crate) custom_fields: Option<Vec<CustomField>>,
+    /// Conditions every call must meet for its during-call webhook to be
+    /// sent; empty or absent: every call.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<ConditionSchema>>)]
+    pub(crate) during_call_filter: Option<Vec<Condition>>,
+    /// The same for the after-call webhook.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<ConditionSchema>>)]
+    pub(crate) after_call_filter: Option<Vec<Condition>>,
     /// Written any way people write them (`+7 (800) 555-22-33`); stored as digits.
     #[serde(default)]
     pub(crate) numbers: Option<Vec<String>>,
@@ -137,6 +165,20 @@ impl ScenarioInput {
         );
         // What the fields may weigh is checked last, as it always was.
         let custom_fields = custom_fields.and_then(|f| keep(e, fits(f, max_payload)));
+        let during_call_filter = keep(
+            e,
+            Filter::parse(
+                self.during_call_filter.unwrap_or_default(),
+                EndpointKind::DuringCall,
+            ),
+        );
+        let after_call_filter = keep(
+            e,
+            Filter::parse(
+                self.after_call_filter.unwrap_or_default(),
+                EndpointKind::AfterCall,
+            ),
+        );
         match (
             name,
             numbers,
@@ -145,6 +187,8 @@ impl ScenarioInput {
             after_call_url,
             custom_fields,
             timezone,
+            during_call_filter,
+            after_call_filter,
         ) {
             (
                 Some(name),
@@ -154,12 +198,16 @@ impl ScenarioInput {
                 Some(after_call_url),
                 Some(custom_fields),
                 Some(timezone),
+                Some(during_call_filter),
+                Some(after_call_filter),
             ) => Ok(ScenarioSettings {
                 static_numbers,
                 name,
                 during_call_url,
                 after_call_url,
                 custom_fields,
+                during_call_filter,
+                after_call_filter,
                 numbers,
                 timezone,
             }),

@@ -6,7 +6,9 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditEvent, Change};
 use super::scenario_error;
-pub(crate) use super::scenario_input::{CustomFieldSchema, ScenarioInput, StaticNumberView};
+pub(crate) use super::scenario_input::{
+    ConditionSchema, CustomFieldSchema, ScenarioInput, StaticNumberView,
+};
 use crate::auth::Actor;
 use crate::{ApiError, AppState};
 

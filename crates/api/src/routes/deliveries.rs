@@ -58,6 +58,12 @@ pub(crate) struct DeliveryView {
     /// is held, else `http_<status>` for a last status that is not 2xx;
     /// null when nothing went wrong.
     pub last_error: Option<String>,
+    /// Cancelled `filtered`: the condition (of the scenario's
+    /// `during_call_filter` or `after_call_filter`, as it was when the
+    /// delivery was created) that the call did not meet. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::ops::scenarios::ConditionSchema>)]
+    pub filtered_by: Option<callhook_core::Condition>,
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
     /// The exact body sent, as text.
@@ -81,6 +87,7 @@ impl From<DeliveryRow> for DeliveryView {
                 d.last_status,
                 d.last_error.as_deref(),
             ),
+            filtered_by: d.filtered_by.map(|c| c.0),
             created_at: d.created_at,
             delivered_at: d.delivered_at,
             payload: d.payload,

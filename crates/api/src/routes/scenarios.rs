@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
 use axum::Json;
-use callhook_core::CustomField;
+use callhook_core::{Condition, CustomField};
 use callhook_store::scenarios::{self, Scenario};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,9 @@ use uuid::Uuid;
 use crate::auth::Actor;
 use crate::error::ErrorBody;
 use crate::json::{JsonObject, PathParam};
-pub(crate) use crate::ops::scenarios::{CustomFieldSchema, ScenarioInput, StaticNumberView};
+pub(crate) use crate::ops::scenarios::{
+    ConditionSchema, CustomFieldSchema, ScenarioInput, StaticNumberView,
+};
 use crate::ops::{self, scenario_error};
 use crate::routes::endpoints::{health_of, HealthView};
 use crate::{ApiError, AppState};
@@ -30,6 +32,15 @@ pub(crate) struct ScenarioView {
     pub after_call_url: Option<String>,
     #[schema(value_type = Vec<CustomFieldSchema>)]
     pub custom_fields: Vec<CustomField>,
+    /// Conditions every call must meet for its during-call webhook to be
+    /// sent (`docs/payload.md`); absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Option<Vec<ConditionSchema>>)]
+    pub during_call_filter: Vec<Condition>,
+    /// The same for the after-call webhook.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Option<Vec<ConditionSchema>>)]
+    pub after_call_filter: Vec<Condition>,
     /// Tracking numbers, digits only: the pool reserved for website visits.
     pub numbers: Vec<String>,
     /// Numbers never reserved for visits; calls to them carry these fixed fields.
@@ -55,6 +66,8 @@ impl From<Scenario> for ScenarioView {
             during_call_url: s.during_call_url,
             after_call_url: s.after_call_url,
             custom_fields: s.custom_fields.0,
+            during_call_filter: s.during_call_filter.0,
+            after_call_filter: s.after_call_filter.0,
             numbers: s.numbers,
             static_numbers: s
                 .static_numbers

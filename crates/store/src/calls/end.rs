@@ -9,7 +9,7 @@ use sqlx::{PgConnection, PgPool};
 
 use super::insert::{insert_calls, insert_delivery, NewCall, NewRow};
 use super::row::{lock_call, CallRow};
-use super::scenario::resolve_scenario;
+use super::scenario::{first_call, resolve_scenario};
 use super::{deliveries_of, EndCall, IngestError, Ingested, NewWork};
 use crate::StoreError;
 
@@ -90,7 +90,20 @@ pub async fn end(
             (pending_during_call(&mut tx, call_id).await?, Duration::ZERO)
         };
         let parked = scenario.after_state.holds_deliveries();
-        let (payload, too_large) = scenario.payload(&call, DeliveryKind::AfterCall, max_payload);
+        let first = if scenario.needs_first_call(DeliveryKind::AfterCall) {
+            first_call(
+                &mut tx,
+                scenario.id,
+                call.caller.as_str(),
+                call_id,
+                call.date,
+            )
+            .await?
+        } else {
+            false
+        };
+        let (payload, cancelled, filtered_by) =
+            scenario.delivery(&call, DeliveryKind::AfterCall, max_payload, first);
         let delivery = insert_delivery(
             &mut tx,
             NewRow {
@@ -100,12 +113,13 @@ pub async fn end(
                 payload,
                 due_in,
                 blocked_by,
-                cancelled: too_large,
+                cancelled,
+                filtered_by,
                 parked: parked && blocked_by.is_none(),
             },
         )
         .await?;
-        if too_large.is_none() && blocked_by.is_none() && due_in.is_zero() && !parked {
+        if cancelled.is_none() && blocked_by.is_none() && due_in.is_zero() && !parked {
             work.queued += 1;
         }
         created.push(delivery);
@@ -160,6 +174,7 @@ async fn store_from_end(
             started_at_estimated: input.date.is_none(),
             payload: None,
             cancelled: None,
+            filtered_by: None,
             lease: None,
             parked: false,
         }],

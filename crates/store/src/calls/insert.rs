@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use callhook_core::{Call, CancelReason, DeliveryKind, DeliveryState, Visit};
+use callhook_core::{Call, CancelReason, Condition, DeliveryKind, DeliveryState, Visit};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::types::Json;
@@ -21,8 +21,11 @@ pub(super) struct NewCall<'a> {
     /// The start time is an estimate (an end event without `date`).
     pub started_at_estimated: bool,
     pub payload: Option<String>,
-    /// The delivery is stored cancelled, for this reason (its payload empty).
+    /// The delivery is stored cancelled, for this reason (its payload empty
+    /// when too large).
     pub cancelled: Option<CancelReason>,
+    /// The condition that did not hold (cancelled `filtered`).
+    pub filtered_by: Option<Condition>,
     /// Inserted leased (token, seconds) for this process's dispatcher.
     pub lease: Option<(Uuid, f64)>,
     /// Its endpoint holds its deliveries: inserted parked.
@@ -74,6 +77,7 @@ pub(super) async fn insert_calls(
     let mut lease_secs = Vec::with_capacity(n);
     let mut parked = Vec::with_capacity(n);
     let mut cancelled = Vec::with_capacity(n);
+    let mut filtered_by = Vec::with_capacity(n);
     for (ord, r) in rows.iter().enumerate() {
         let ord = i32::try_from(ord).expect("a batch holds at most 1000 calls");
         records.push(CallRecord {
@@ -94,11 +98,13 @@ pub(super) async fn insert_calls(
         lease_secs.push(r.lease.map(|(_, s)| s));
         parked.push(r.parked && r.cancelled.is_none());
         cancelled.push(r.cancelled.map(CancelReason::as_str));
+        filtered_by.push(r.filtered_by.as_ref().map(Json));
     }
     let records = Json(records);
     let created = sqlx::query!(
         r#"with input as (
-               select t.*, p.delivery_id, p.payload, p.lease_token, p.lease_secs, p.parked, p.cancelled
+               select t.*, p.delivery_id, p.payload, p.lease_token, p.lease_secs, p.parked, p.cancelled,
+                      p.filtered_by
                  from jsonb_to_recordset($1::jsonb) as t(
                         ord int, id text, scenario_id uuid, caller text, callee text,
                         started_at timestamptz, start_hash text, started_at_estimated bool, visit_id text, marker text,
@@ -108,8 +114,10 @@ pub(super) async fn insert_calls(
                         utm_content text, roistat_param_1 text, roistat_param_2 text,
                         roistat_param_3 text, roistat_param_4 text, roistat_param_5 text,
                         metrika_client_id text, source_level_1 text, source_level_2 text)
-                 join unnest($2::int4[], $3::uuid[], $4::text[], $5::uuid[], $6::float8[], $7::bool[], $8::text[])
-                      as p(ord, delivery_id, payload, lease_token, lease_secs, parked, cancelled) on p.ord = t.ord
+                 join unnest($2::int4[], $3::uuid[], $4::text[], $5::uuid[], $6::float8[], $7::bool[], $8::text[],
+                             $9::jsonb[])
+                      as p(ord, delivery_id, payload, lease_token, lease_secs, parked, cancelled, filtered_by)
+                      on p.ord = t.ord
            ), new_call as (
                insert into calls (id, scenario_id, caller, callee, started_at, visit_id, marker, order_id,
                                   google_client_id, landing_page, domain, city, country, ip, first_visit, referrer,
@@ -129,12 +137,12 @@ pub(super) async fn insert_calls(
                returning id
            ), new_delivery as (
                insert into deliveries (id, call_id, scenario_id, kind, payload, next_attempt_at, lease_token,
-                                       parked, state, last_error)
+                                       parked, state, last_error, filtered_by)
                select i.delivery_id, i.id, i.scenario_id, 'during_call', i.payload,
                       case when not i.parked and i.cancelled is null
                            then now() + make_interval(secs => coalesce(i.lease_secs, 0)) end,
                       i.lease_token, i.parked, coalesce(case when i.cancelled is not null then 'cancelled' end, 'pending'),
-                      i.cancelled
+                      i.cancelled, i.filtered_by
                  from input i
                  join new_call c on c.id = i.id
                 where i.payload is not null
@@ -154,6 +162,7 @@ pub(super) async fn insert_calls(
         &lease_secs as _,
         &parked,
         &cancelled as _,
+        &filtered_by as _,
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -211,6 +220,8 @@ pub(super) struct NewRow<'a> {
     pub blocked_by: Option<Uuid>,
     /// Stored cancelled, for this reason, instead of pending.
     pub cancelled: Option<CancelReason>,
+    /// The condition that did not hold (cancelled `filtered`).
+    pub filtered_by: Option<Condition>,
     /// Its endpoint holds its deliveries: it waits, parked.
     pub parked: bool,
 }
@@ -230,8 +241,8 @@ pub(super) async fn insert_delivery(
     Ok(sqlx::query_as!(
         DeliveryRef,
         r#"insert into deliveries (id, call_id, scenario_id, kind, payload, state, next_attempt_at,
-                                   blocked_by, last_error, parked)
-           values ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8, $9, $10)
+                                   blocked_by, last_error, parked, filtered_by)
+           values ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8, $9, $10, $11)
            returning id, kind as "kind: DeliveryKind", state as "state: DeliveryState",
                      last_error as "cancelled?: CancelReason""#,
         Uuid::now_v7(),
@@ -241,9 +252,11 @@ pub(super) async fn insert_delivery(
         row.payload,
         state as _,
         due,
-        row.blocked_by,
+        // A cancelled delivery waits for nothing.
+        row.blocked_by.filter(|_| row.cancelled.is_none()),
         row.cancelled.map(CancelReason::as_str),
         parked,
+        row.filtered_by.map(Json) as _,
     )
     .fetch_one(&mut *tx)
     .await?)

@@ -6,6 +6,7 @@ use callhook_core::{CancelReason, DeliveryKind, DeliveryState};
 
 use super::insert::{insert_delivery, NewRow};
 use super::row::{lock_call, CallRow};
+use super::scenario::first_call;
 use super::start::Checked;
 use super::{IngestError, Ingested, NewWork};
 use crate::StoreError;
@@ -100,11 +101,18 @@ pub(super) async fn join_start(
     let mut call = joined.call();
     let end = call.end.take();
 
+    let first = if c.scenario.needs_first_call(DeliveryKind::DuringCall)
+        || c.scenario.needs_first_call(DeliveryKind::AfterCall)
+    {
+        first_call(tx, c.scenario.id, call.caller.as_str(), id, call.date).await?
+    } else {
+        false
+    };
     let delivery = match c.scenario.during_call_url {
         Some(_) => {
-            let (payload, too_large) =
+            let (payload, cancelled, filtered_by) =
                 c.scenario
-                    .payload(&call, DeliveryKind::DuringCall, c.max_payload);
+                    .delivery(&call, DeliveryKind::DuringCall, c.max_payload, first);
             let row = NewRow {
                 call_id: id,
                 scenario_id: c.scenario.id,
@@ -112,7 +120,8 @@ pub(super) async fn join_start(
                 payload,
                 due_in: std::time::Duration::ZERO,
                 blocked_by: None,
-                cancelled: too_large.or(gone_out.then_some(CancelReason::CallAlreadyEnded)),
+                cancelled: cancelled.or(gone_out.then_some(CancelReason::CallAlreadyEnded)),
+                filtered_by,
                 parked: c.scenario.during_state.holds_deliveries(),
             };
             Some(insert_delivery(tx, row).await?)
@@ -127,15 +136,16 @@ pub(super) async fn join_start(
         // delivery's end makes it due, and the claim parks it then if its
         // endpoint holds its deliveries.
         call.end = end;
-        // A during-call delivery stored cancelled (too large) is final:
-        // nothing waits for it.
+        // A during-call delivery stored cancelled (too large, filtered) is
+        // final: nothing waits for it.
         let blocked_by = delivery
             .as_ref()
             .filter(|d| d.cancelled.is_none() && !c.scenario.during_releases_after_call)
             .map(|d| d.id);
-        let (payload, too_large) =
+        // Its conditions are evaluated again, on the call as it now is.
+        let (payload, cancelled, filtered_by) =
             c.scenario
-                .payload(&call, DeliveryKind::AfterCall, c.max_payload);
+                .delivery(&call, DeliveryKind::AfterCall, c.max_payload, first);
         let due = sqlx::query_scalar!(
             r#"update deliveries
                   set blocked_by = case when $4::text is null then $2::uuid end,
@@ -144,13 +154,15 @@ pub(super) async fn join_start(
                                              then now() end,
                       state = case when $4::text is null then state else 'cancelled' end,
                       last_error = coalesce($4, last_error),
+                      filtered_by = $5,
                       payload = $3, updated_at = now()
                 where id = $1
             returning next_attempt_at is not null as "due!""#,
             after.id,
             blocked_by,
             payload,
-            too_large.map(CancelReason::as_str),
+            cancelled.map(CancelReason::as_str),
+            filtered_by.map(sqlx::types::Json) as _,
         )
         .fetch_one(&mut *tx)
         .await?;

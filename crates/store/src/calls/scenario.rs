@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use callhook_core::{
-    build_payload_within, Call, CancelReason, CustomField, CustomFields, DeliveryKind,
-    EndpointState, FieldError, PhoneNumber, StoredSecret, Timezone,
+    build_payload_within, Call, CancelReason, Condition, CustomField, CustomFields, DeliveryKind,
+    EndpointState, FieldError, Filter, PhoneNumber, StoredSecret, Timezone,
 };
 use sqlx::types::Json;
 use sqlx::PgConnection;
@@ -69,6 +69,9 @@ pub(super) struct IngestScenario {
     pub during_call_url: Option<String>,
     pub after_call_url: Option<String>,
     pub custom_fields: Json<Vec<CustomField>>,
+    /// Each webhook's conditions (empty: every call).
+    pub during_call_filter: Json<Vec<Condition>>,
+    pub after_call_filter: Json<Vec<Condition>>,
     pub timezone: String,
     pub signing_secret: StoredSecret,
     /// Only while its overlap after a rotation runs.
@@ -124,6 +127,8 @@ async fn fetch(
     let rows = sqlx::query!(
         r#"select t.ord as "ord!", s.id, s.during_call_url, s.after_call_url,
                   s.custom_fields as "custom_fields: Json<Vec<CustomField>>", s.timezone,
+                  s.during_call_filter as "during_call_filter: Json<Vec<Condition>>",
+                  s.after_call_filter as "after_call_filter: Json<Vec<Condition>>",
                   s.signing_secret as "signing_secret: StoredSecret",
                   case when overlap_running(s.previous_secret_expires_at) then s.previous_signing_secret end
                     as "previous_signing_secret?: StoredSecret",
@@ -156,6 +161,8 @@ async fn fetch(
             during_call_url: r.during_call_url,
             after_call_url: r.after_call_url,
             custom_fields: r.custom_fields,
+            during_call_filter: r.during_call_filter,
+            after_call_filter: r.after_call_filter,
             timezone: r.timezone,
             signing_secret: r.signing_secret,
             previous_signing_secret: r.previous_signing_secret,
@@ -204,10 +211,53 @@ fn not_found(scenario_id: Option<Uuid>, callee: Option<&PhoneNumber>) -> IngestE
 }
 
 impl IngestScenario {
+    /// The conditions of the webhook of `kind` (empty: every call).
+    fn filter(&self, kind: DeliveryKind) -> Filter {
+        Filter::from_trusted(match kind {
+            DeliveryKind::AfterCall => self.after_call_filter.0.clone(),
+            _ => self.during_call_filter.0.clone(),
+        })
+    }
+
+    /// Whether the webhook of `kind` needs `first_call` (the store looks
+    /// it up only then: [`first_call`]).
+    pub(super) fn needs_first_call(&self, kind: DeliveryKind) -> bool {
+        let conditions = match kind {
+            DeliveryKind::AfterCall => &self.after_call_filter.0,
+            _ => &self.during_call_filter.0,
+        };
+        conditions
+            .iter()
+            .any(|c| c.field == callhook_core::filter::FIRST_CALL)
+    }
+
+    /// The body of `call`'s webhook of this kind and, when its delivery is
+    /// to be stored cancelled, why: its conditions do not hold (`filtered`,
+    /// with the condition that failed), or it would pass `max` bytes (an
+    /// empty body).
+    pub(super) fn delivery(
+        &self,
+        call: &Call,
+        kind: DeliveryKind,
+        max: usize,
+        first_call: bool,
+    ) -> (String, Option<CancelReason>, Option<Condition>) {
+        let (payload, too_large) = self.payload(call, kind, max);
+        let failed = self
+            .filter(kind)
+            .first_failing(call, self.tz(), first_call)
+            .cloned();
+        let cancelled = failed
+            .as_ref()
+            .map(|_| CancelReason::Filtered)
+            .or(too_large);
+        (payload, cancelled, failed)
+    }
+
     /// The exact body of `call`'s webhook of this kind, or, when it would
     /// pass `max` bytes, an empty one and the reason its delivery is
     /// stored cancelled.
-    pub(super) fn payload(
+    fn payload(
         &self,
         call: &Call,
         kind: DeliveryKind,
@@ -221,4 +271,26 @@ impl IngestScenario {
             None => (String::new(), Some(CancelReason::PayloadTooLarge)),
         }
     }
+}
+
+/// Whether no earlier call from `caller` reached scenario `scenario` (one
+/// probe of `calls_scenario_caller_idx`).
+pub(super) async fn first_call(
+    conn: &mut PgConnection,
+    scenario: Uuid,
+    caller: &str,
+    call_id: &str,
+    started_at: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, StoreError> {
+    Ok(!sqlx::query_scalar!(
+        r#"select exists (select 1 from calls
+                           where scenario_id = $1 and caller = $2 and started_at <= $3 and id <> $4)
+             as "earlier!""#,
+        scenario,
+        caller,
+        started_at,
+        call_id,
+    )
+    .fetch_one(&mut *conn)
+    .await?)
 }

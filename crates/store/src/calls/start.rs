@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::insert::{insert_calls, NewCall};
 use super::row::lock_call;
-use super::scenario::{IngestScenario, ScenarioCache};
+use super::scenario::{first_call, IngestScenario, ScenarioCache};
 use super::{deliveries_of, IngestError, Ingested, LeasePlan, NewWork, StartCall};
 use crate::queue::Claimed;
 use crate::StoreError;
@@ -111,14 +111,27 @@ pub async fn start_batch(
         if !seen.insert(c.call.id.as_str()) {
             continue;
         }
-        let (payload, cancelled) = match c.scenario.during_call_url {
+        let (payload, cancelled, filtered_by) = match c.scenario.during_call_url {
             Some(_) => {
-                let (body, cancelled) =
+                let first = if c.scenario.needs_first_call(DeliveryKind::DuringCall) {
+                    let call = &c.call;
+                    first_call(
+                        &mut tx,
+                        c.scenario.id,
+                        call.caller.as_str(),
+                        &call.id,
+                        call.date,
+                    )
+                    .await?
+                } else {
+                    false
+                };
+                let (body, cancelled, filtered_by) =
                     c.scenario
-                        .payload(&c.call, DeliveryKind::DuringCall, max_payload);
-                (Some(body), cancelled)
+                        .delivery(&c.call, DeliveryKind::DuringCall, max_payload, first);
+                (Some(body), cancelled, filtered_by)
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         let parked = c.scenario.during_state.holds_deliveries() && cancelled.is_none();
         let room = room.entry(c.scenario.id).or_insert_with(|| {
@@ -138,6 +151,7 @@ pub async fn start_batch(
             started_at_estimated: false,
             payload,
             cancelled,
+            filtered_by,
             lease,
             parked,
         });

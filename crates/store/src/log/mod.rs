@@ -6,8 +6,9 @@
 //! time, they are also turned into a slightly wider id range, so every
 //! filtered page is an index range scan bounded on both ends.
 
-use callhook_core::{DeliveryKind, DeliveryState};
+use callhook_core::{Condition, DeliveryKind, DeliveryState};
 use chrono::{DateTime, Duration as TimeDelta, Utc};
+use sqlx::types::Json;
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
@@ -58,6 +59,8 @@ pub struct DeliveryRow {
     pub delivered_at: Option<DateTime<Utc>>,
     /// The exact body sent.
     pub payload: String,
+    /// Cancelled `filtered`: the condition that did not hold.
+    pub filtered_by: Option<Json<Condition>>,
 }
 
 /// One attempt row.
@@ -113,7 +116,7 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, f: &DeliveryFilter) {
 
 const DELIVERY_COLUMNS: &str =
     "id, call_id, scenario_id, kind, state, attempt_count, next_attempt_at, blocked_by, parked, \
-     last_status, last_error, created_at, delivered_at, payload";
+     last_status, last_error, created_at, delivered_at, payload, filtered_by";
 
 /// A page of deliveries matching `filter`, newest first, strictly older than
 /// `after` (the last id of the previous page). Asks for `limit` rows.
@@ -180,7 +183,8 @@ pub async fn get(e: impl PgExecutor<'_>, id: Uuid) -> Result<DeliveryRow, StoreE
         DeliveryRow,
         r#"select id, call_id, scenario_id, kind as "kind: DeliveryKind",
                 state as "state: DeliveryState", attempt_count, next_attempt_at, blocked_by, parked,
-                last_status, last_error, created_at, delivered_at, payload
+                last_status, last_error, created_at, delivered_at, payload,
+                filtered_by as "filtered_by: Json<Condition>"
            from deliveries where id = $1"#,
         id
     )
@@ -198,7 +202,8 @@ pub async fn of_call(
         DeliveryRow,
         r#"select id, call_id, scenario_id, kind as "kind: DeliveryKind",
                 state as "state: DeliveryState", attempt_count, next_attempt_at, blocked_by, parked,
-                last_status, last_error, created_at, delivered_at, payload
+                last_status, last_error, created_at, delivered_at, payload,
+                filtered_by as "filtered_by: Json<Condition>"
            from deliveries where call_id = $1 order by id"#,
         call_id
     )

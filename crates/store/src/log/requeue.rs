@@ -2,7 +2,8 @@
 //! filter), sending pending ones now ("send now": the receiver is fixed,
 //! the retry schedule need not be waited out), and recording test sends.
 
-use callhook_core::{DeliveryKind, DeliveryState};
+use callhook_core::{Condition, DeliveryKind, DeliveryState};
+use sqlx::types::Json;
 use sqlx::{PgExecutor, QueryBuilder};
 use uuid::Uuid;
 
@@ -33,7 +34,8 @@ pub async fn retry(pool: &sqlx::PgPool, id: Uuid) -> Result<Retried, StoreError>
           where id = $1 and state <> 'pending'
       returning id, call_id, scenario_id, kind as "kind: DeliveryKind",
                 state as "state: DeliveryState", attempt_count, next_attempt_at, blocked_by, parked,
-                last_status, last_error, created_at, delivered_at, payload"#,
+                last_status, last_error, created_at, delivered_at, payload,
+                filtered_by as "filtered_by: Json<Condition>""#,
         id
     )
     .fetch_optional(&mut *tx)

@@ -1,8 +1,8 @@
 //! The scenario store: settings, tracking numbers, signing secret.
 
 use callhook_core::{
-    CancelReason, CustomField, CustomFields, DeliveryKind, PhoneNumber, StoredSecret, Timezone,
-    Transition, WebhookUrl,
+    CancelReason, Condition, CustomField, CustomFields, DeliveryKind, Filter, PhoneNumber,
+    StoredSecret, Timezone, Transition, WebhookUrl,
 };
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -24,6 +24,9 @@ pub struct Scenario {
     pub during_call_url: Option<String>,
     pub after_call_url: Option<String>,
     pub custom_fields: Json<Vec<CustomField>>,
+    /// Conditions the call must meet for each webhook (empty: every call).
+    pub during_call_filter: Json<Vec<Condition>>,
+    pub after_call_filter: Json<Vec<Condition>>,
     pub timezone: String,
     pub signing_secret: StoredSecret,
     /// Until then, webhooks are also signed with the secret before the last
@@ -63,6 +66,14 @@ impl Scenario {
         CustomFields::from_trusted(self.custom_fields.0.clone())
     }
 
+    /// The conditions of the webhook of `kind` (empty: every call).
+    pub fn filter(&self, kind: callhook_core::EndpointKind) -> Filter {
+        Filter::from_trusted(match kind {
+            callhook_core::EndpointKind::DuringCall => self.during_call_filter.0.clone(),
+            callhook_core::EndpointKind::AfterCall => self.after_call_filter.0.clone(),
+        })
+    }
+
     pub fn url_for(&self, kind: DeliveryKind) -> Option<&str> {
         match kind {
             DeliveryKind::DuringCall => self.during_call_url.as_deref(),
@@ -79,6 +90,8 @@ pub struct ScenarioSettings {
     pub during_call_url: Option<WebhookUrl>,
     pub after_call_url: Option<WebhookUrl>,
     pub custom_fields: CustomFields,
+    pub during_call_filter: Filter,
+    pub after_call_filter: Filter,
     pub numbers: Vec<PhoneNumber>,
     /// Numbers outside the pool, with fixed fields; none of them is in `numbers`.
     pub static_numbers: Vec<StaticNumber>,
@@ -94,8 +107,9 @@ pub async fn create(
 ) -> Result<Scenario, StoreError> {
     let mut tx = pool.begin().await?;
     sqlx::query!(
-        "insert into scenarios (id, name, during_call_url, after_call_url, custom_fields, timezone, signing_secret)
-         values ($1, $2, $3, $4, $5, $6, $7)",
+        "insert into scenarios (id, name, during_call_url, after_call_url, custom_fields, timezone, signing_secret,
+                                during_call_filter, after_call_filter)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         id,
         settings.name,
         settings.during_call_url.as_ref().map(WebhookUrl::as_str),
@@ -103,6 +117,8 @@ pub async fn create(
         Json(settings.custom_fields.as_slice()) as _,
         settings.timezone.name(),
         secret as _,
+        Json(settings.during_call_filter.as_slice()) as _,
+        Json(settings.after_call_filter.as_slice()) as _,
     )
     .execute(&mut *tx)
     .await?;
@@ -151,7 +167,7 @@ pub async fn update(
     let updated = sqlx::query!(
         "update scenarios
             set name = $2, during_call_url = $3, after_call_url = $4, custom_fields = $5,
-                timezone = $6, updated_at = now()
+                timezone = $6, during_call_filter = $7, after_call_filter = $8, updated_at = now()
           where id = $1",
         id,
         settings.name,
@@ -159,6 +175,8 @@ pub async fn update(
         settings.after_call_url.as_ref().map(WebhookUrl::as_str),
         Json(settings.custom_fields.as_slice()) as _,
         settings.timezone.name(),
+        Json(settings.during_call_filter.as_slice()) as _,
+        Json(settings.after_call_filter.as_slice()) as _,
     )
     .execute(&mut *tx)
     .await?;
@@ -274,6 +292,8 @@ async fn select(e: impl PgExecutor<'_>, id: Option<Uuid>) -> Result<Vec<Scenario
         Scenario,
         r#"select s.id, s.name, s.during_call_url, s.after_call_url,
                   s.custom_fields as "custom_fields: Json<Vec<CustomField>>",
+                  s.during_call_filter as "during_call_filter: Json<Vec<Condition>>",
+                  s.after_call_filter as "after_call_filter: Json<Vec<Condition>>",
                   s.timezone, s.signing_secret as "signing_secret: StoredSecret",
                   case when overlap_running(s.previous_secret_expires_at) then s.previous_secret_expires_at end
                     as previous_secret_expires_at,

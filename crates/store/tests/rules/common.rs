@@ -63,6 +63,8 @@ pub(crate) fn settings(numbers: &[&str]) -> ScenarioSettings {
             "https://receiver.test/after".into(),
         )),
         custom_fields: CustomFields::from_trusted(Vec::new()),
+        during_call_filter: Default::default(),
+        after_call_filter: Default::default(),
         numbers: numbers.iter().map(|n| phone(n)).collect(),
         static_numbers: Vec::new(),
         timezone: Timezone::default(),

@@ -68,8 +68,8 @@ fn previews_of(fields: &CustomFields, tz: Timezone) -> Vec<(&'static str, String
 
 /// The previews of what the form says now, or the error that stops them.
 fn previews_of_form(form: &ScenarioFormData) -> Result<Vec<(&'static str, String)>, FieldError> {
-    let (input, bad_line) = form.input();
-    if let Some(e) = bad_line {
+    let (input, unread) = form.input();
+    if let Some(e) = unread.into_iter().next() {
         return Err(e);
     }
     let (fields, tz) = input.payload_parts()?;
@@ -195,18 +195,18 @@ async fn submit(
     SignedForm { lang, s, form }: SignedForm<ScenarioFormData>,
 ) -> Result<Response, ConsoleError> {
     let done = match (form.input(), id) {
-        // A line the form cannot read, with every other field's error.
-        ((input, Some(line)), _) => {
+        // Text the form cannot read, with every other field's error.
+        ((input, unread), _) if !unread.is_empty() => {
             let mut errors = input
                 .check(state.settings.max_payload_bytes)
                 .err()
                 .unwrap_or_default();
-            errors.retain(|e| !e.field.starts_with("custom_fields"));
-            errors.push(line);
+            errors.retain(|e| !unread.iter().any(|u| e.field.starts_with(&u.field)));
+            errors.extend(unread);
             Err(ApiError::from(errors))
         }
-        ((input, None), None) => ops::scenarios::create(&state, &s.actor, input).await,
-        ((input, None), Some(id)) => ops::scenarios::save(&state, &s.actor, id, input).await,
+        ((input, _), None) => ops::scenarios::create(&state, &s.actor, input).await,
+        ((input, _), Some(id)) => ops::scenarios::save(&state, &s.actor, id, input).await,
     };
     let e = match done {
         Ok(sc) => {

@@ -6,7 +6,7 @@
 //! spaces around either: the API accepts them) are never rewritten: the
 //! form shows them as read-only JSON and sends them back as they are.
 
-use callhook_core::{CustomField, FieldError};
+use callhook_core::{Condition, CustomField, FieldError};
 use callhook_store::scenarios::{Scenario, StaticNumber};
 use serde::Deserialize;
 
@@ -28,6 +28,11 @@ pub(in crate::console) struct ScenarioFormData {
     /// `json`: `custom_fields` holds the stored fields as JSON, read-only.
     #[serde(default)]
     pub(super) custom_fields_format: String,
+    /// Each webhook's conditions as a JSON list (blank: every call).
+    #[serde(default)]
+    pub(super) during_call_filter: String,
+    #[serde(default)]
+    pub(super) after_call_filter: String,
     #[serde(default)]
     pub(super) numbers: String,
     #[serde(default)]
@@ -50,6 +55,8 @@ impl ScenarioFormData {
             ("during_call_url", &self.during_call_url, false),
             ("after_call_url", &self.after_call_url, false),
             ("custom_fields", &self.custom_fields, true),
+            ("during_call_filter", &self.during_call_filter, true),
+            ("after_call_filter", &self.after_call_filter, true),
             ("numbers", &self.numbers, true),
             ("static_numbers", &self.static_numbers, true),
             ("timezone", &self.timezone, false),
@@ -77,6 +84,8 @@ impl ScenarioFormData {
             } else {
                 JSON.to_owned()
             },
+            during_call_filter: conditions_text(&s.during_call_filter.0),
+            after_call_filter: conditions_text(&s.after_call_filter.0),
             numbers: s.numbers.join("\n"),
             static_numbers: s
                 .static_numbers
@@ -144,10 +153,20 @@ impl ScenarioFormData {
         (fields, None)
     }
 
-    /// The API's input, from the text: the same checks follow. A custom
-    /// field line the text cannot be read as comes back beside it.
-    pub(super) fn input(&self) -> (ScenarioInput, Option<FieldError>) {
+    /// The API's input, from the text: the same checks follow. What the
+    /// text cannot be read as (a custom field line, a condition list that
+    /// is not JSON) comes back beside it.
+    pub(super) fn input(&self) -> (ScenarioInput, Vec<FieldError>) {
         let (custom_fields, bad_line) = self.custom_fields();
+        let mut unread: Vec<FieldError> = bad_line.into_iter().collect();
+        let mut conditions = |text: &str, field: &str| {
+            read_conditions(text, field).unwrap_or_else(|e| {
+                unread.push(e);
+                Vec::new()
+            })
+        };
+        let during_call_filter = conditions(&self.during_call_filter, "during_call_filter");
+        let after_call_filter = conditions(&self.after_call_filter, "after_call_filter");
         let lines = |t: &str| -> Vec<String> {
             t.lines()
                 .map(str::trim)
@@ -161,6 +180,8 @@ impl ScenarioFormData {
             during_call_url: Some(self.during_call_url.trim().to_owned()),
             after_call_url: Some(self.after_call_url.trim().to_owned()),
             custom_fields: Some(custom_fields),
+            during_call_filter: Some(during_call_filter),
+            after_call_filter: Some(after_call_filter),
             numbers: Some(lines(&self.numbers)),
             static_numbers: Some(
                 lines(&self.static_numbers)
@@ -184,7 +205,7 @@ impl ScenarioFormData {
             updated_at: None,
             health: None,
         };
-        (input, bad_line)
+        (input, unread)
     }
 }
 
@@ -196,6 +217,30 @@ impl ScenarioFormData {
             .position(|(f, _, _)| field.starts_with(f))
             .unwrap_or(usize::MAX)
     }
+}
+
+/// Conditions as the form shows them: a JSON list, blank when none.
+fn conditions_text(conditions: &[Condition]) -> String {
+    if conditions.is_empty() {
+        return String::new();
+    }
+    serde_json::to_string_pretty(conditions).unwrap_or_default()
+}
+
+/// The conditions a form's text holds (blank: none).
+fn read_conditions(text: &str, field: &str) -> Result<Vec<Condition>, FieldError> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str(text).map_err(|e| {
+        FieldError::new(
+            field,
+            "invalid_json",
+            format!(
+                r#"{field} must be a JSON list of conditions such as [{{"field": "duration", "op": "gte", "value": 10}}] ({e})"#
+            ),
+        )
+    })
 }
 
 /// `custom_fields_format` when the fields are shown as JSON.

@@ -1,0 +1,424 @@
+//! Delivery rules: conditions on a call that must all hold for a webhook to
+//! be sent (a scenario's `during_call_filter` and `after_call_filter`).
+//!
+//! A condition is `{"field", "op", "value"}`. `field` is a payload field
+//! (the placeholder vocabulary) or the derived `first_call`; `op` is one of
+//! `eq`, `ne`, `in`, `not_in`, `prefix`, `gte`, `lte`, `present`, `absent`.
+//! Each field has a type: text, a number (`order_id`, `duration`) or a
+//! truth (`first_call`), and a value of another type is refused when the
+//! scenario is saved, naming the condition (`after_call_filter[1].value`).
+//! A field unknown at the call's start (`status`, `duration`, `file_id`,
+//! `link`) is refused in a `during_call_filter`.
+//!
+//! Conditions are evaluated when a delivery is created, on the call as it
+//! is then; an absent field (`null` in the payload) satisfies only `ne`,
+//! `not_in` and `absent`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::payload::{field_value, FieldValue, AFTER_CALL_EXTRA_FIELDS};
+use crate::{Call, EndpointKind, FieldError, Timezone};
+
+/// At most this many conditions per webhook.
+pub const MAX_CONDITIONS: usize = 20;
+/// At most this many values in an `in` or `not_in` list.
+pub const MAX_LIST: usize = 100;
+/// Longest text value in a condition.
+pub const MAX_TEXT: usize = 1024;
+
+/// The derived field: no earlier call from this caller reached this
+/// scenario.
+pub const FIRST_CALL: &str = "first_call";
+
+text_enum! {
+    /// A condition's operator.
+    pub enum Op ("op", "invalid_op") {
+        Eq = "eq",
+        Ne = "ne",
+        In = "in",
+        NotIn = "not_in",
+        Prefix = "prefix",
+        Gte = "gte",
+        Lte = "lte",
+        Present = "present",
+        Absent = "absent",
+    }
+}
+
+/// One condition, as stored and answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub field: String,
+    pub op: String,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub value: Value,
+}
+
+/// A field's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Number,
+    Truth,
+}
+
+impl Kind {
+    fn of(field: &str) -> Option<Self> {
+        match field {
+            FIRST_CALL => Some(Self::Truth),
+            "order_id" | "duration" => Some(Self::Number),
+            f if crate::payload::placeholder_fields().any(|p| p == f) => Some(Self::Text),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Number => "a number",
+            Self::Truth => "true or false",
+        }
+    }
+
+    fn fits(self, v: &Value) -> bool {
+        match self {
+            Self::Text => v.is_string(),
+            Self::Number => v.is_i64(),
+            Self::Truth => v.is_boolean(),
+        }
+    }
+}
+
+/// A webhook's conditions, checked: every one must hold.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Filter(Vec<Condition>);
+
+impl Filter {
+    /// Checks `conditions` for the webhook of `kind`; an error names the
+    /// condition's part (`after_call_filter[1].value`).
+    pub fn parse(conditions: Vec<Condition>, kind: EndpointKind) -> Result<Self, FieldError> {
+        let base = match kind {
+            EndpointKind::DuringCall => "during_call_filter",
+            EndpointKind::AfterCall => "after_call_filter",
+        };
+        if conditions.len() > MAX_CONDITIONS {
+            return Err(FieldError::new(
+                base,
+                "too_many",
+                format!("{base} must have at most {MAX_CONDITIONS} conditions"),
+            ));
+        }
+        for (i, c) in conditions.iter().enumerate() {
+            check(c, kind, &format!("{base}[{i}]"))?;
+        }
+        Ok(Self(conditions))
+    }
+
+    /// Wraps conditions read back from the database, where only parsed
+    /// ones are written.
+    pub fn from_trusted(conditions: Vec<Condition>) -> Self {
+        Self(conditions)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn as_slice(&self) -> &[Condition] {
+        &self.0
+    }
+
+    /// Whether a condition needs `first_call` (a look-up the store makes
+    /// only then).
+    pub fn needs_first_call(&self) -> bool {
+        self.0.iter().any(|c| c.field == FIRST_CALL)
+    }
+
+    /// The first condition that does not hold for `call` (in `tz`;
+    /// `first_call` as the store found it), or `None` when all hold.
+    pub fn first_failing(&self, call: &Call, tz: Timezone, first_call: bool) -> Option<&Condition> {
+        self.0.iter().find(|c| !holds(c, call, tz, first_call))
+    }
+}
+
+fn check(c: &Condition, kind: EndpointKind, at: &str) -> Result<(), FieldError> {
+    let err = |part: &str, code: &'static str, m: String| {
+        FieldError::new(format!("{at}.{part}"), code, m)
+    };
+    let Some(field_kind) = Kind::of(&c.field) else {
+        return Err(err(
+            "field",
+            "unknown_field",
+            format!(
+                "{:?} is not a payload field; use one of {}, or {FIRST_CALL}",
+                c.field,
+                crate::payload::placeholder_fields()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    };
+    if kind == EndpointKind::DuringCall && AFTER_CALL_EXTRA_FIELDS.contains(&c.field.as_str()) {
+        return Err(err(
+            "field",
+            "not_known_at_start",
+            format!(
+                "{} is not known when the call starts: use it in after_call_filter",
+                c.field
+            ),
+        ));
+    }
+    let op: Op =
+        c.op.parse()
+            .map_err(|e: FieldError| err("op", e.code, e.message))?;
+    let want = |ok: bool, what: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(err(
+                "value",
+                "invalid_value",
+                format!("{} with {} takes {what}", c.field, op.as_str()),
+            ))
+        }
+    };
+    match op {
+        Op::Present | Op::Absent => want(c.value.is_null(), "no value"),
+        Op::Eq | Op::Ne => want(field_kind.fits(&c.value), field_kind.name()),
+        Op::In | Op::NotIn => want(
+            c.value.as_array().is_some_and(|l| {
+                !l.is_empty() && l.len() <= MAX_LIST && l.iter().all(|v| field_kind.fits(v))
+            }),
+            &format!(
+                "a list of 1 to {MAX_LIST} values, each {}",
+                field_kind.name()
+            ),
+        ),
+        Op::Prefix => want(
+            field_kind == Kind::Text && c.value.is_string(),
+            "text, on a text field",
+        ),
+        Op::Gte | Op::Lte => want(
+            field_kind == Kind::Number && c.value.is_i64(),
+            "a number, on a number field (order_id, duration)",
+        ),
+    }?;
+    let long = |v: &Value| v.as_str().is_some_and(|s| s.chars().count() > MAX_TEXT);
+    if long(&c.value) || c.value.as_array().is_some_and(|l| l.iter().any(long)) {
+        return Err(err(
+            "value",
+            "too_long",
+            format!("a condition's text must be at most {MAX_TEXT} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `c` holds for `call`.
+fn holds(c: &Condition, call: &Call, tz: Timezone, first_call: bool) -> bool {
+    let actual = if c.field == FIRST_CALL {
+        Some(Value::Bool(first_call))
+    } else {
+        match field_value(call, tz, &c.field) {
+            Some(FieldValue::Str(Some(s))) => Some(Value::String(s.into_owned())),
+            Some(FieldValue::Int(Some(i))) => Some(Value::from(i)),
+            _ => None,
+        }
+    };
+    let Ok(op) = c.op.parse::<Op>() else {
+        return false;
+    };
+    let list = || c.value.as_array().map(Vec::as_slice).unwrap_or_default();
+    match (op, actual) {
+        (Op::Present, a) => a.is_some(),
+        (Op::Absent, a) => a.is_none(),
+        (Op::Eq, Some(a)) => a == c.value,
+        (Op::Ne, a) => a.as_ref() != Some(&c.value),
+        (Op::In, Some(a)) => list().contains(&a),
+        (Op::NotIn, a) => a.is_none_or(|a| !list().contains(&a)),
+        (Op::Prefix, Some(Value::String(a))) => c.value.as_str().is_some_and(|p| a.starts_with(p)),
+        (Op::Gte, Some(a)) => a
+            .as_i64()
+            .zip(c.value.as_i64())
+            .is_some_and(|(a, v)| a >= v),
+        (Op::Lte, Some(a)) => a
+            .as_i64()
+            .zip(c.value.as_i64())
+            .is_some_and(|(a, v)| a <= v),
+        (Op::Eq | Op::In | Op::Prefix | Op::Gte | Op::Lte, _) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::payload::example_call;
+
+    fn conditions(v: Value) -> Vec<Condition> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn call(status: &str, duration: i64) -> Call {
+        let mut c = example_call(Timezone::default(), true, chrono::Utc::now());
+        let end = c.end.as_mut().unwrap();
+        end.status = crate::CallStatus::parse(status, "status").unwrap();
+        end.duration = duration;
+        c
+    }
+
+    #[test]
+    fn answered_calls_over_ten_seconds() {
+        let f = Filter::parse(
+            conditions(json!([{"field": "status", "op": "in", "value": ["ANSWER"]},
+                              {"field": "duration", "op": "gte", "value": 10}])),
+            EndpointKind::AfterCall,
+        )
+        .unwrap();
+        let tz = Timezone::default();
+        assert_eq!(f.first_failing(&call("ANSWER", 20), tz, false), None);
+        assert_eq!(
+            f.first_failing(&call("ANSWER", 5), tz, false)
+                .unwrap()
+                .field,
+            "duration"
+        );
+        assert_eq!(
+            f.first_failing(&call("BUSY", 30), tz, false).unwrap().field,
+            "status"
+        );
+    }
+
+    #[test]
+    fn each_op_holds_where_it_should() {
+        let c = call("ANSWER", 20); // marker vk_new, city Москва, no utm_source
+        let tz = Timezone::default();
+        let holds = |cond: Value, first: bool| {
+            let f = Filter::parse(conditions(json!([cond])), EndpointKind::AfterCall).unwrap();
+            f.first_failing(&c, tz, first).is_none()
+        };
+        assert!(holds(
+            json!({"field": "marker", "op": "eq", "value": "vk_new"}),
+            false
+        ));
+        assert!(!holds(
+            json!({"field": "marker", "op": "eq", "value": "vk"}),
+            false
+        ));
+        assert!(holds(
+            json!({"field": "marker", "op": "ne", "value": "vk"}),
+            false
+        ));
+        assert!(holds(
+            json!({"field": "utm_source", "op": "ne", "value": "vk"}),
+            false
+        ));
+        assert!(holds(
+            json!({"field": "callee", "op": "in", "value": ["78005552233", "1"]}),
+            false
+        ));
+        assert!(!holds(
+            json!({"field": "callee", "op": "not_in", "value": ["78005552233"]}),
+            false
+        ));
+        assert!(holds(
+            json!({"field": "utm_source", "op": "not_in", "value": ["vk"]}),
+            false
+        ));
+        assert!(holds(
+            json!({"field": "marker", "op": "prefix", "value": "vk_"}),
+            false
+        ));
+        assert!(!holds(
+            json!({"field": "utm_source", "op": "prefix", "value": ""}),
+            false
+        ));
+        assert!(holds(
+            json!({"field": "duration", "op": "lte", "value": 20}),
+            false
+        ));
+        assert!(!holds(
+            json!({"field": "duration", "op": "lte", "value": 19}),
+            false
+        ));
+        assert!(holds(
+            json!({"field": "order_id", "op": "gte", "value": 1}),
+            false
+        ));
+        assert!(holds(json!({"field": "city", "op": "present"}), false));
+        assert!(holds(json!({"field": "utm_source", "op": "absent"}), false));
+        assert!(!holds(
+            json!({"field": "utm_source", "op": "present"}),
+            false
+        ));
+        assert!(holds(
+            json!({"field": "first_call", "op": "eq", "value": true}),
+            true
+        ));
+        assert!(!holds(
+            json!({"field": "first_call", "op": "eq", "value": true}),
+            false
+        ));
+    }
+
+    #[test]
+    fn bad_conditions_are_refused_naming_the_part() {
+        let refused = |v: Value, kind| {
+            Filter::parse(
+                conditions(json!([{"field": "marker", "op": "eq", "value": "x"}, v])),
+                kind,
+            )
+            .unwrap_err()
+        };
+        let after = EndpointKind::AfterCall;
+        let e = refused(
+            json!({"field": "duration", "op": "gte", "value": "10"}),
+            after,
+        );
+        assert_eq!(
+            (e.field.as_str(), e.code),
+            ("after_call_filter[1].value", "invalid_value")
+        );
+        let e = refused(json!({"field": "nope", "op": "eq", "value": "x"}), after);
+        assert_eq!(
+            (e.field.as_str(), e.code),
+            ("after_call_filter[1].field", "unknown_field")
+        );
+        let e = refused(
+            json!({"field": "marker", "op": "like", "value": "x"}),
+            after,
+        );
+        assert_eq!(e.field, "after_call_filter[1].op");
+        let e = refused(
+            json!({"field": "status", "op": "eq", "value": "ANSWER"}),
+            EndpointKind::DuringCall,
+        );
+        assert_eq!(
+            (e.field.as_str(), e.code),
+            ("during_call_filter[1].field", "not_known_at_start")
+        );
+        for bad in [
+            json!({"field": "marker", "op": "in", "value": []}),
+            json!({"field": "marker", "op": "in", "value": [1]}),
+            json!({"field": "marker", "op": "gte", "value": 1}),
+            json!({"field": "duration", "op": "prefix", "value": "1"}),
+            json!({"field": "marker", "op": "present", "value": "x"}),
+            json!({"field": "first_call", "op": "eq", "value": "yes"}),
+        ] {
+            assert_eq!(
+                refused(bad.clone(), after).field,
+                "after_call_filter[1].value",
+                "{bad}"
+            );
+        }
+        let e = refused(
+            json!({"field": "marker", "op": "eq", "value": "x".repeat(MAX_TEXT + 1)}),
+            after,
+        );
+        assert_eq!(e.code, "too_long");
+    }
+}
