@@ -267,3 +267,5 @@ pub struct ServeConfig {
 }
 
 mod derived;
+#[cfg(test)]
+mod readme_table;

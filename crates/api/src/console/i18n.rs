@@ -27,13 +27,8 @@ impl Lang {
         if let Some(l) = query.and_then(parse) {
             return l;
         }
-        let cookie = headers
-            .get_all(axum::http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|c| c.trim().strip_prefix("callhook_lang="));
-        if let Some(l) = cookie.and_then(parse) {
+        let cookie = super::cookies::get(headers, super::cookies::LANG);
+        if let Some(l) = cookie.as_deref().and_then(parse) {
             return l;
         }
         headers

@@ -11,6 +11,7 @@
 
 mod assets;
 mod call;
+mod cookies;
 mod deliveries;
 mod error;
 pub(crate) mod i18n;
@@ -28,6 +29,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use cookie::Cookie;
 use serde::Deserialize;
 use tower_http::limit::RequestBodyLimitLayer;
 
@@ -105,15 +107,6 @@ fn lang(q: &LangQuery, headers: &HeaderMap) -> Lang {
     Lang::of(q.lang.as_deref(), headers)
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
-}
-
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -122,29 +115,11 @@ fn key(state: &AppState) -> SessionKey {
     SessionKey::derive(&state.tokens.admin)
 }
 
-/// `; Secure` when the console is reached over https (through a trusted
-/// proxy: from anyone else the header was dropped on the way in).
-fn secure(headers: &HeaderMap) -> &'static str {
-    let https = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
-    if https {
-        "; Secure"
-    } else {
-        ""
-    }
-}
-
-/// A page, with the console's security headers.
-fn page(body: String, cookies: Vec<String>) -> Response {
+/// A page, with the console's security headers and `cookies`.
+fn page(body: String, cookies: Vec<Cookie<'static>>) -> Response {
     let mut r = (StatusCode::OK, axum::response::Html(body)).into_response();
     harden(r.headers_mut());
-    for c in cookies {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            r.headers_mut().append(header::SET_COOKIE, v);
-        }
-    }
+    cookies::set(r.headers_mut(), &cookies);
     r
 }
 
@@ -177,10 +152,8 @@ struct CsrfForm {
 }
 
 /// A redirect (after a post) that renews the session cookie.
-fn redirect_with(to: &str, cookie: &str) -> Response {
+fn redirect_with(to: &str, cookie: &Cookie<'_>) -> Response {
     let mut r = Redirect::to(to).into_response();
-    if let Ok(v) = HeaderValue::from_str(cookie) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
+    cookies::set(r.headers_mut(), [cookie]);
     r
 }

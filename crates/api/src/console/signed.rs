@@ -6,10 +6,11 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use cookie::Cookie;
 
 use super::i18n::Lang;
 use super::session::{self, COOKIE};
-use super::{cookie, key, lang, now, secure, ConsoleError, CsrfForm, LangQuery};
+use super::{cookies, key, lang, now, ConsoleError, CsrfForm, LangQuery};
 use crate::auth::Actor;
 use crate::{ApiError, AppState};
 
@@ -18,7 +19,7 @@ use crate::{ApiError, AppState};
 pub(super) struct Signed {
     pub(super) actor: Actor,
     pub(super) session: session::Session,
-    pub(super) renewed: String,
+    pub(super) renewed: Cookie<'static>,
 }
 
 /// A page asked for by a signed-in operator: its language (`?lang=` or
@@ -74,9 +75,9 @@ pub(super) async fn signed(
             lang.code()
         )))
     };
-    let value = cookie(headers, COOKIE).ok_or_else(to_login)?;
+    let value = cookies::get(headers, COOKIE).ok_or_else(to_login)?;
     let max = i64::try_from(state.settings.console_session_max.as_secs()).unwrap_or(i64::MAX);
-    let current = k.verify(value, now(), max).ok_or_else(to_login)?;
+    let current = k.verify(&value, now(), max).ok_or_else(to_login)?;
     match callhook_store::sessions::signed_out(&state.pool, &current.sid).await {
         Ok(false) => {}
         Ok(true) => return Err(to_login()),
@@ -84,11 +85,7 @@ pub(super) async fn signed(
     }
     let renewed = k.issue(&current, now());
     Ok(Signed {
-        renewed: format!(
-            "{COOKIE}={renewed}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{}",
-            session::IDLE_SECS,
-            secure(headers)
-        ),
+        renewed: cookies::session(renewed, headers),
         actor: Actor(current.name.clone()),
         session: current,
     })

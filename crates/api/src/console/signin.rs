@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use rand::RngCore;
@@ -11,15 +11,12 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::i18n::Lang;
-use super::session::{self, COOKIE};
+use super::session;
 use super::{
-    cookie, harden, key, lang, now, page, render, secure, ConsoleError, CsrfForm, LangQuery,
-    SignedForm,
+    cookies, harden, key, lang, now, page, render, ConsoleError, CsrfForm, LangQuery, SignedForm,
 };
 use crate::throttle::ConnectInfoPeer;
 use crate::{ApiError, AppState};
-
-const LOGIN_CSRF: &str = "callhook_login_csrf";
 
 /// The most a sign-in form may weigh: a token and a CSRF token. Every other
 /// console form is read only after its session is checked.
@@ -47,16 +44,7 @@ pub(super) async fn login_page(
             csrf: csrf.clone(),
             error: None,
         })?,
-        vec![
-            format!(
-                "{LOGIN_CSRF}={csrf}; Path=/console/login; HttpOnly; SameSite=Strict{}",
-                secure(&headers)
-            ),
-            format!(
-                "callhook_lang={}; Path=/console; SameSite=Strict",
-                lang.code()
-            ),
-        ],
+        vec![cookies::login_csrf(csrf, &headers), cookies::lang(lang)],
     ))
 }
 
@@ -81,7 +69,7 @@ pub(super) async fn login(
     if let Some(wait) = state.throttle.locked_out(client) {
         return Err(ApiError::too_many_failures(wait).into());
     }
-    let expected = cookie(&headers, LOGIN_CSRF).unwrap_or("");
+    let expected = cookies::get(&headers, cookies::LOGIN_CSRF).unwrap_or_default();
     if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) {
         let e = ApiError::new(
             StatusCode::FORBIDDEN,
@@ -118,13 +106,7 @@ pub(super) async fn login(
     tracing::info!(actor = %who.name, %client, "console sign-in");
     let mut r = Redirect::to(&format!("/console?lang={}", lang.code())).into_response();
     harden(r.headers_mut());
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "{COOKIE}={session}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        session::IDLE_SECS,
-        secure(&headers)
-    )) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
+    cookies::set(r.headers_mut(), [&cookies::session(session, &headers)]);
     Ok(r)
 }
 
@@ -142,11 +124,6 @@ pub(super) async fn logout(
     tracing::info!(actor = %s.actor.0, "console sign-out");
     let mut r = Redirect::to(&format!("/console/login?lang={}", lang.code())).into_response();
     harden(r.headers_mut());
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "callhook_session=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0",
-        ),
-    );
+    cookies::set(r.headers_mut(), [&cookies::session_cleared()]);
     Ok(r)
 }

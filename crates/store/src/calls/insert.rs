@@ -33,7 +33,7 @@ pub(super) struct NewCall<'a> {
 }
 
 /// A during-call delivery just inserted.
-pub(super) struct NewDelivery {
+pub(crate) struct NewDelivery {
     pub delivery: DeliveryRef,
     pub payload: String,
     pub created_at: DateTime<Utc>,

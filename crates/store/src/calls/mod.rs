@@ -56,6 +56,8 @@ use crate::queue::Claimed;
 use crate::StoreError;
 
 pub use end::end;
+pub(crate) use insert::NewDelivery;
+pub(crate) use scenario::IngestScenario;
 pub use start::{start_batch, StartBatch};
 
 /// Why an ingest event was not stored.

@@ -64,7 +64,7 @@ impl ScenarioCache {
 
 /// What ingest needs of a scenario.
 #[derive(Clone)]
-pub(super) struct IngestScenario {
+pub(crate) struct IngestScenario {
     pub id: Uuid,
     pub during_call_url: Option<String>,
     pub after_call_url: Option<String>,

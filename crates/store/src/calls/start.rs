@@ -174,26 +174,16 @@ pub async fn start_batch(
                     results[c.index] = Some(Ok(Ingested::Created(Vec::new())));
                     continue;
                 };
+                let delivery = new.delivery.clone();
                 match new.lease_token {
-                    Some(token) => work.leased.push(Claimed {
-                        id: new.delivery.id,
-                        call_id: Some(c.call.id.clone()),
-                        kind: DeliveryKind::DuringCall,
-                        payload: new.payload,
-                        attempt_count: 0,
-                        created_at: new.created_at,
-                        url: c.scenario.during_call_url.clone(),
-                        signing_secret: Some(c.scenario.signing_secret.clone()),
-                        previous_signing_secret: c.scenario.previous_signing_secret.clone(),
-                        lease_token: token,
-                        scenario_id: Some(c.scenario.id),
-                        endpoint_state: Some(c.scenario.during_state),
-                        probe: false,
-                    }),
-                    None if new.delivery.cancelled.is_none() => work.queued += 1,
+                    Some(token) => {
+                        work.leased
+                            .push(Claimed::handed_off(&c.scenario, &c.call.id, new, token))
+                    }
+                    None if delivery.cancelled.is_none() => work.queued += 1,
                     None => {}
                 }
-                Ok(Ingested::Created(vec![new.delivery]))
+                Ok(Ingested::Created(vec![delivery]))
             }
             // Stored before: by an earlier event (perhaps a moment ago by a
             // concurrent request), or earlier in this batch.

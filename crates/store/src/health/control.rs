@@ -129,8 +129,7 @@ pub async fn take_probes(
     let token = Uuid::now_v7();
     let mut probes = Vec::new();
     for e in due {
-        let probe = sqlx::query_as!(
-            Claimed,
+        let probe = crate::queue::query_claimed!(
             r#"with pick as (
                    select d.id
                      from (select id, call_id from deliveries
@@ -148,18 +147,13 @@ pub async fn take_probes(
                       set parked = false, lease_token = $3,
                           next_attempt_at = now() + make_interval(secs => $4), updated_at = now()
                      from pick
-                    where d.id = pick.id and d.parked
-                returning d.id, d.call_id, d.kind, d.payload, d.attempt_count, d.created_at, d.scenario_id
-               )
-               select c.id as "id!", c.call_id, c.kind as "kind!: DeliveryKind", c.payload as "payload!",
-                      c.attempt_count as "attempt_count!", c.created_at as "created_at!",
-                      case c.kind when 'during_call' then s.during_call_url else s.after_call_url end as url,
-                      s.signing_secret as "signing_secret?: StoredSecret",
-                      case when overlap_running(s.previous_secret_expires_at) then s.previous_signing_secret end
-                        as "previous_signing_secret?: StoredSecret",
-                      $3::uuid as "lease_token!", c.scenario_id,
-                      'paused'::text as "endpoint_state?: EndpointState", true as "probe!"
-                 from leased c
+                    where d.id = pick.id and d.parked"#,
+            r#"
+               )"#,
+            lease_token = "$3",
+            endpoint_state = "'paused'::text",
+            probe = "true",
+            r#"from leased c
                  join scenarios s on s.id = c.scenario_id"#,
             e.scenario_id,
             e.kind as _,

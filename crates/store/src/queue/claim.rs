@@ -67,8 +67,7 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
     )
     .fetch_one(&mut *tx)
     .await?;
-    let rows = sqlx::query_as!(
-        Claimed,
+    let rows = super::query_claimed!(
         r#"with classes as (
                -- delivery_class's values (core's PriorityClass)
                select unnest(array[0, 1, 2, 3]::int2[]) as class
@@ -142,8 +141,8 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
                       next_attempt_at = now() + make_interval(secs => $3),
                       updated_at = now()
                  from locked
-                where d.id = locked.id
-            returning d.id, d.call_id, d.kind, d.payload, d.attempt_count, d.created_at, d.scenario_id
+                where d.id = locked.id"#,
+        r#"
            ), served as (
                select delivery_endpoint(scenario_id) as scenario_id, kind, count(*) as n
                  from claimed group by 1, 2
@@ -182,17 +181,11 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
                delete from endpoint_queue q
                 using next n
                 where q.scenario_id = n.scenario_id and q.kind = n.kind and n.due_at is null
-           )
-           select c.id as "id!", c.call_id, c.kind as "kind!: DeliveryKind",
-                  c.payload as "payload!",
-                  c.attempt_count as "attempt_count!", c.created_at as "created_at!",
-                  case c.kind when 'during_call' then s.during_call_url else s.after_call_url end as url,
-                  s.signing_secret as "signing_secret?: StoredSecret",
-                  case when overlap_running(s.previous_secret_expires_at) then s.previous_signing_secret end
-                    as "previous_signing_secret?: StoredSecret",
-                  $2::uuid as "lease_token!", c.scenario_id,
-                  e.state as "endpoint_state?: EndpointState", false as "probe!"
-             from claimed c
+           )"#,
+        lease_token = "$2",
+        endpoint_state = "e.state",
+        probe = "false",
+        r#"from claimed c
              join picked p on p.id = c.id
              left join scenarios s on s.id = c.scenario_id
              left join endpoints e on e.scenario_id = c.scenario_id and e.kind = c.kind

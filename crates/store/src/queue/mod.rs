@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
+use crate::calls::{IngestScenario, NewDelivery};
 use crate::StoreError;
 
 mod claim;
@@ -25,6 +26,57 @@ mod order;
 pub use claim::{claim, ClaimLimits};
 pub use complete::{complete, AttemptRecord, Completed, Completion, Outcome};
 pub(crate) use order::{block_behind_during_call, cancel_pending};
+
+/// A `query_as!` of [`Claimed`] rows: the one column list both ways of
+/// taking a delivery share (the claim, `claim.rs`, and the probes,
+/// `health/control.rs`), so a field is added once; the Rust hand-off of a
+/// fresh start is [`Claimed::handed_off`].
+///
+/// The statement is `$with`, ending in the `update deliveries d` that leases
+/// the rows (this adds its `returning`), then `$then` (the rest of the
+/// CTEs), then the select of a row from `c`, the leased rows, and `s`, their
+/// scenario, named by `$from`: `lease_token` is the token's bind (`$n`),
+/// `endpoint_state` and `probe` are SQL for those columns. Pieces are string
+/// literals, as `query_as!` needs; the names in the column overrides
+/// (`DeliveryKind`, `StoredSecret`, `EndpointState`) resolve where it is used.
+macro_rules! query_claimed {
+    (
+        $with:literal,
+        $then:literal,
+        lease_token = $token:literal,
+        endpoint_state = $state:literal,
+        probe = $probe:literal,
+        $from:literal,
+        $($arg:expr),+ $(,)?
+    ) => {
+        sqlx::query_as!(
+            $crate::queue::Claimed,
+            $with
+                + "
+            returning d.id, d.call_id, d.kind, d.payload, d.attempt_count, d.created_at, d.scenario_id"
+                + $then
+                + r#"
+           select c.id as "id!", c.call_id, c.kind as "kind!: DeliveryKind", c.payload as "payload!",
+                  c.attempt_count as "attempt_count!", c.created_at as "created_at!",
+                  case c.kind when 'during_call' then s.during_call_url else s.after_call_url end as url,
+                  s.signing_secret as "signing_secret?: StoredSecret",
+                  case when overlap_running(s.previous_secret_expires_at) then s.previous_signing_secret end
+                    as "previous_signing_secret?: StoredSecret",
+                  "#
+                + $token
+                + r#"::uuid as "lease_token!", c.scenario_id,
+                  "#
+                + $state
+                + r#" as "endpoint_state?: EndpointState", "#
+                + $probe
+                + r#" as "probe!"
+             "#
+                + $from,
+            $($arg),+
+        )
+    };
+}
+pub(crate) use query_claimed;
 
 /// A claimed delivery with what sending it needs, read at claim time: the
 /// scenario's URL for this kind as it is now (null = removed) and its secret.
@@ -51,6 +103,35 @@ pub struct Claimed {
     /// Taken as its paused endpoint's probe: sent although the endpoint
     /// holds its deliveries.
     pub probe: bool,
+}
+
+impl Claimed {
+    /// A start's during-call delivery, inserted leased for this process's
+    /// dispatcher (the hand-off, `calls/start.rs`): what [`query_claimed!`]
+    /// reads for a claimed one, taken from the start's scenario row instead;
+    /// its first attempt, not a probe.
+    pub(crate) fn handed_off(
+        scenario: &IngestScenario,
+        call_id: &str,
+        new: NewDelivery,
+        lease_token: Uuid,
+    ) -> Self {
+        Self {
+            id: new.delivery.id,
+            call_id: Some(call_id.to_owned()),
+            kind: DeliveryKind::DuringCall,
+            payload: new.payload,
+            attempt_count: 0,
+            created_at: new.created_at,
+            url: scenario.during_call_url.clone(),
+            signing_secret: Some(scenario.signing_secret.clone()),
+            previous_signing_secret: scenario.previous_signing_secret.clone(),
+            lease_token,
+            scenario_id: Some(scenario.id),
+            endpoint_state: Some(scenario.during_state),
+            probe: false,
+        }
+    }
 }
 
 /// Hands claimed deliveries back (at shutdown): due now, lease cleared.
