@@ -245,53 +245,11 @@ async fn the_support_ticket_is_solved_with_one_send_now_in_a_real_browser(pool: 
     let Some((c, _driver)) = open_browser(1280, 900).await else {
         return;
     };
-    let mut rx = Receiver::scripted(vec![], Reply::Status(500)).await;
-    let app = spawn_app_with(pool.clone(), |c| {
-        c.retry_schedule = "5m,30m,2h".parse().unwrap();
-        c.drain_rate = 1000;
-    })
-    .await;
-    let s = app
-        .create_scenario(json!({
-            "name": "CRM",
-            "numbers": ["78005552233"],
-            "during_call_url": rx.url("/crm/during"),
-            "after_call_url": rx.url("/crm/after"),
-        }))
-        .await;
-    let s = s["id"].as_str().unwrap().to_owned();
-    for id in ["k1", "k2", "k3"] {
-        let mut call = page_call(id);
-        call["callee"] = json!("78005552233");
-        let (status, body) = app.ingest_post("/api/v1/calls", &call).await;
-        assert_eq!(status.as_u16(), 202, "{body}");
-        let (status, body) = app
-            .ingest_post(
-                &format!("/api/v1/calls/{id}/end"),
-                &json!({"status": "ANSWER", "duration": 42}),
-            )
-            .await;
-        assert_eq!(status.as_u16(), 202, "{body}");
-    }
-    for _ in 0..3 {
-        assert_eq!(rx.next(Duration::from_secs(20)).await.path, "/crm/during");
-    }
-    eventually(
-        Duration::from_secs(20),
-        "three during-call webhooks waiting 5 minutes",
-        || async {
-            let n: i64 = sqlx::query_scalar(
-                "select count(*) from deliveries
-                  where kind = 'during_call' and state = 'pending' and lease_token is null
-                    and next_attempt_at > now() + interval '1 minute'",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            (n == 3).then_some(())
-        },
-    )
-    .await;
+    let Ticket {
+        mut rx,
+        app,
+        scenario: s,
+    } = failing_crm(&pool, &["k1", "k2", "k3"]).await;
     // The receiver is fixed.
     rx.answer(Reply::Status(200));
 
@@ -328,19 +286,6 @@ async fn the_support_ticket_is_solved_with_one_send_now_in_a_real_browser(pool: 
     .unwrap();
 
     // Every waiting webhook arrives, each call's during-call one first.
-    let mut order = Vec::new();
-    for _ in 0..6 {
-        let got = rx.next(Duration::from_secs(20)).await;
-        order.push((got.json()["id"].as_str().unwrap().to_owned(), got.path));
-    }
-    for id in ["k1", "k2", "k3"] {
-        let at = |path: &str| {
-            order
-                .iter()
-                .position(|(i, p)| i == id && p == path)
-                .unwrap_or_else(|| panic!("{id} at {path}: {order:?}"))
-        };
-        assert!(at("/crm/during") < at("/crm/after"), "{id}: {order:?}");
-    }
+    each_call_during_first(&mut rx, &["k1", "k2", "k3"]).await;
     c.close().await.unwrap();
 }

@@ -481,3 +481,94 @@ pub(crate) fn signed_with(got: &Received, secret: &str) -> bool {
         .split(' ')
         .any(|s| s == expected)
 }
+
+/// The support ticket's starting point: a CRM whose receiver answers 500,
+/// a scenario sending both webhooks to it on a `5m,30m,2h` schedule, and
+/// calls `ids` started and ended; each during-call webhook has failed once
+/// and waits five minutes (read from Postgres), each after-call one waits
+/// behind it.
+pub(crate) struct Ticket {
+    pub rx: Receiver,
+    pub app: TestApp,
+    pub scenario: String,
+}
+
+/// Reports call `id` to the ticket's CRM number, started and ended.
+pub(crate) async fn start_and_end(app: &TestApp, id: &str) {
+    let mut call = page_call(id);
+    call["callee"] = serde_json::json!("78005552233");
+    let (status, body) = app.ingest_post("/api/v1/calls", &call).await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+    let (status, body) = app
+        .ingest_post(
+            &format!("/api/v1/calls/{id}/end"),
+            &serde_json::json!({"status": "ANSWER", "duration": 42}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+}
+
+pub(crate) async fn failing_crm(pool: &PgPool, ids: &[&str]) -> Ticket {
+    let wait = Duration::from_secs(20);
+    let mut rx = Receiver::scripted(vec![], Reply::Status(500)).await;
+    let app = spawn_app_with(pool.clone(), |c| {
+        c.retry_schedule = "5m,30m,2h".parse().unwrap();
+        c.drain_rate = 1000;
+    })
+    .await;
+    let s = app
+        .create_scenario(serde_json::json!({
+            "name": "CRM",
+            "numbers": ["78005552233"],
+            "during_call_url": rx.url("/crm/during"),
+            "after_call_url": rx.url("/crm/after"),
+        }))
+        .await;
+    for id in ids {
+        start_and_end(&app, id).await;
+    }
+    for _ in ids {
+        assert_eq!(rx.next(wait).await.path, "/crm/during");
+    }
+    let n = ids.len() as i64;
+    eventually(
+        wait,
+        "the during-call webhooks waiting 5 minutes",
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "select count(*) from deliveries
+              where kind = 'during_call' and state = 'pending' and lease_token is null
+                and next_attempt_at > now() + interval '1 minute'",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            (waiting == n).then_some(())
+        },
+    )
+    .await;
+    Ticket {
+        rx,
+        app,
+        scenario: s["id"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// Receives `2 × ids` webhooks and checks that each call's during-call one
+/// came before its after-call one.
+pub(crate) async fn each_call_during_first(rx: &mut Receiver, ids: &[&str]) {
+    let mut order = Vec::new();
+    for _ in 0..ids.len() * 2 {
+        let got = rx.next(Duration::from_secs(20)).await;
+        order.push((got.json()["id"].as_str().unwrap().to_owned(), got.path));
+    }
+    for id in ids {
+        let at = |path: &str| {
+            order
+                .iter()
+                .position(|(i, p)| i == id && p == path)
+                .unwrap_or_else(|| panic!("{id} at {path}: {order:?}"))
+        };
+        assert!(at("/crm/during") < at("/crm/after"), "{id}: {order:?}");
+    }
+}

@@ -10,6 +10,9 @@ use crate::helpers::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// call id, kind, state, last error, filtered by.
+type DeliveryLine = (String, String, String, Option<String>, Option<Value>);
+
 async fn call(app: &TestApp, id: &str, caller: &str, end: Option<(&str, i64)>) {
     let mut c = page_call(id);
     c["callee"] = json!("78005552233");
@@ -69,7 +72,7 @@ async fn answered_calls_over_ten_seconds_get_the_after_call_webhook_and_the_rest
         call(&app, id, "79990009911", Some((status, duration))).await;
     }
     settled(&pool, 8).await;
-    let rows: Vec<(String, String, String, Option<String>, Option<Value>)> = sqlx::query_as(
+    let rows: Vec<DeliveryLine> = sqlx::query_as(
         "select call_id, kind, state, last_error, filtered_by from deliveries order by call_id, kind",
     )
     .fetch_all(&pool)

@@ -5,7 +5,7 @@ use scraper::{Html, Selector};
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{attr, client, select, set_cookie, sign_in};
+use super::{attr, client, select, set_cookie, sign_in, Operator};
 use crate::helpers::*;
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
@@ -361,16 +361,10 @@ async fn custom_fields_lines_cannot_hold_are_kept_exactly_and_a_line_without_equ
         .await;
     assert_eq!(status, 201, "{s}");
     let id = s["id"].as_str().unwrap().to_owned();
-    let http = client();
-    let r = sign_in(&app, &http, ADMIN).await;
-    let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
-    let page = http
-        .get(app.url(&format!("/console/scenarios/{id}?lang=en")))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
-    let html = Html::parse_document(&page.text().await.unwrap());
+    let op = Operator::sign_in(&app).await;
+    let html = op
+        .page(&app, &format!("/console/scenarios/{id}?lang=en"))
+        .await;
     assert!(
         html.select(&Selector::parse("textarea#custom_fields[readonly]").unwrap())
             .next()
@@ -382,13 +376,13 @@ async fn custom_fields_lines_cannot_hold_are_kept_exactly_and_a_line_without_equ
         1,
         "and says why"
     );
-    let saved = http
-        .post(app.url(&format!("/console/scenarios/{id}?lang=en")))
-        .header("cookie", &session)
-        .form(&form_as_shown(&html))
-        .send()
-        .await
-        .unwrap();
+    let saved = op
+        .post(
+            &app,
+            &format!("/console/scenarios/{id}?lang=en"),
+            &form_as_shown(&html),
+        )
+        .await;
     assert_eq!(saved.status(), 303, "saved unchanged");
     let stored: serde_json::Value =
         sqlx::query_scalar("select custom_fields from scenarios where id = $1::uuid")
@@ -399,13 +393,7 @@ async fn custom_fields_lines_cannot_hold_are_kept_exactly_and_a_line_without_equ
     assert_eq!(stored, fields, "kept exactly");
 
     // A new scenario with a line lacking '=': refused, the line named.
-    let new = http
-        .get(app.url("/console/scenarios/new?lang=en"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
-    let html = Html::parse_document(&new.text().await.unwrap());
+    let html = op.page(&app, "/console/scenarios/new?lang=en").await;
     let mut form = form_as_shown(&html);
     for (k, v) in form.iter_mut() {
         match k.as_str() {
@@ -415,13 +403,7 @@ async fn custom_fields_lines_cannot_hold_are_kept_exactly_and_a_line_without_equ
             _ => {}
         }
     }
-    let refused = http
-        .post(app.url("/console/scenarios/new?lang=en"))
-        .header("cookie", &session)
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let refused = op.post(&app, "/console/scenarios/new?lang=en", &form).await;
     assert_eq!(refused.status(), 422);
     let html = Html::parse_document(&refused.text().await.unwrap());
     let errors = select(&html, "span.field-error[data-field=custom_fields]");
@@ -445,16 +427,8 @@ async fn a_form_shows_every_error_at_once_names_the_other_scenario_and_says_save
     let app = spawn_app(pool.clone()).await;
     app.create_scenario(json!({"name": "Shop, Yekaterinburg", "numbers": ["73432000001"]}))
         .await;
-    let http = client();
-    let r = sign_in(&app, &http, ADMIN).await;
-    let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
-    let new = http
-        .get(app.url("/console/scenarios/new?lang=en"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
-    let html = Html::parse_document(&new.text().await.unwrap());
+    let op = Operator::sign_in(&app).await;
+    let html = op.page(&app, "/console/scenarios/new?lang=en").await;
     let shown = form_as_shown(&html);
     let post = |changes: Vec<(&'static str, &'static str)>| {
         let mut form = shown.clone();
@@ -463,19 +437,8 @@ async fn a_form_shows_every_error_at_once_names_the_other_scenario_and_says_save
                 *v = (*new).to_owned();
             }
         }
-        let (http, session, url) = (
-            http.clone(),
-            session.clone(),
-            app.url("/console/scenarios/new?lang=en"),
-        );
-        async move {
-            http.post(url)
-                .header("cookie", session)
-                .form(&form)
-                .send()
-                .await
-                .unwrap()
-        }
+        let (op, app) = (&op, &app);
+        async move { op.post(app, "/console/scenarios/new?lang=en", &form).await }
     };
     let refused = post(vec![
         ("name", "Landing"),
@@ -512,12 +475,6 @@ async fn a_form_shows_every_error_at_once_names_the_other_scenario_and_says_save
     assert_eq!(saved.status(), 303);
     let to = saved.headers()["location"].to_str().unwrap().to_owned();
     assert!(to.contains("saved=1"), "{to}");
-    let page = http
-        .get(app.url(&to))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
-    let html = Html::parse_document(&page.text().await.unwrap());
+    let html = op.page(&app, &to).await;
     assert_eq!(select(&html, "#saved"), ["Saved."]);
 }

@@ -4,7 +4,7 @@ use scraper::Html;
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{attr, client, select, set_cookie, sign_in};
+use super::{attr, client, select, set_cookie, sign_in, Operator};
 use crate::helpers::*;
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
@@ -561,11 +561,10 @@ async fn the_log_shows_the_scenario_the_next_attempt_and_what_a_delivery_waits_f
         "one failure text: {listed}"
     );
 
-    let http = client();
-    let r = sign_in(&app, &http, ADMIN).await;
-    let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
-    let (status, html) = get_html(&http, &app, &session, "/console/deliveries?lang=en").await;
-    assert_eq!(status, 200);
+    let html = Operator::sign_in(&app)
+        .await
+        .page(&app, "/console/deliveries?lang=en")
+        .await;
     let rows = select(&html, "tr[data-delivery] td.scenario");
     assert_eq!(rows, ["CRM of the shop", "CRM of the shop"]);
     // Newest first: the after-call delivery waits for the during-call one,

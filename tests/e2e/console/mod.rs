@@ -75,6 +75,51 @@ pub(super) async fn sign_in(
         .unwrap()
 }
 
+/// A signed-in operator's browser, as far as the tests need one: a client
+/// that follows no redirect and the session cookie.
+pub(super) struct Operator {
+    pub(super) http: reqwest::Client,
+    pub(super) session: String,
+}
+
+impl Operator {
+    pub(super) async fn sign_in(app: &TestApp) -> Self {
+        let http = client();
+        let r = sign_in(app, &http, ADMIN).await;
+        let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
+        Self { http, session }
+    }
+
+    /// The page at `path`, which must answer 200.
+    pub(super) async fn page(&self, app: &TestApp, path: &str) -> Html {
+        let r = self
+            .http
+            .get(app.url(path))
+            .header("cookie", &self.session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        Html::parse_document(&r.text().await.unwrap())
+    }
+
+    /// Posts `form` to `path`, as the browser would.
+    pub(super) async fn post(
+        &self,
+        app: &TestApp,
+        path: &str,
+        form: &[(String, String)],
+    ) -> reqwest::Response {
+        self.http
+            .post(app.url(path))
+            .header("cookie", &self.session)
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn the_console_opens_with_the_admin_token_only_and_shows_scenarios_and_health(pool: PgPool) {
     let rx = Receiver::ok().await;

@@ -8,59 +8,17 @@ use sqlx::PgPool;
 
 use super::*;
 
-/// Deliveries of the scenario waiting for a retry (pending, not due).
-async fn waiting(pool: &PgPool) -> i64 {
-    sqlx::query_scalar(
-        "select count(*) from deliveries
-          where state = 'pending' and lease_token is null and next_attempt_at > now() + interval '1 minute'",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap()
-}
-
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn one_send_now_after_the_receiver_is_fixed_sends_every_waiting_webhook_in_call_order(
     pool: PgPool,
 ) {
-    let mut rx = Receiver::scripted(vec![], Reply::Status(500)).await;
-    let app = spawn_app_with(pool.clone(), |c| {
-        c.retry_schedule = "5m,30m,2h".parse().unwrap();
-        c.drain_rate = 1000;
-    })
-    .await;
-    let s = scenario(
-        &app,
-        "CRM",
-        "78005552233",
-        &rx.url("/crm/during"),
-        &rx.url("/crm/after"),
-    )
-    .await;
     // Three calls, started and ended: each during-call webhook fails once
     // (500) and waits five minutes; each after-call one waits behind it.
-    for id in ["t1", "t2", "t3"] {
-        let mut call = page_call(id);
-        call["callee"] = json!("78005552233");
-        let (status, body) = app.ingest_post("/api/v1/calls", &call).await;
-        assert_eq!(status.as_u16(), 202, "{body}");
-        let (status, body) = app
-            .ingest_post(
-                &format!("/api/v1/calls/{id}/end"),
-                &json!({"status": "ANSWER", "duration": 42}),
-            )
-            .await;
-        assert_eq!(status.as_u16(), 202, "{body}");
-    }
-    for _ in 0..3 {
-        assert_eq!(rx.next(WAIT).await.path, "/crm/during");
-    }
-    eventually(
-        WAIT,
-        "three during-call webhooks waiting 5 minutes",
-        || async { (waiting(&pool).await == 3).then_some(()) },
-    )
-    .await;
+    let Ticket {
+        mut rx,
+        app,
+        scenario: s,
+    } = failing_crm(&pool, &["t1", "t2", "t3"]).await;
     let blocked: i64 = sqlx::query_scalar(
         "select count(*) from deliveries where kind = 'after_call' and blocked_by is not null",
     )
@@ -82,20 +40,7 @@ async fn one_send_now_after_the_receiver_is_fixed_sends_every_waiting_webhook_in
         .await;
     assert_eq!(status.as_u16(), 200, "{sent}");
     assert_eq!(sent["deliveries"], 3);
-    let mut order = Vec::new();
-    for _ in 0..6 {
-        let got = rx.next(WAIT).await;
-        order.push((got.json()["id"].as_str().unwrap().to_owned(), got.path));
-    }
-    for id in ["t1", "t2", "t3"] {
-        let at = |path: &str| {
-            order
-                .iter()
-                .position(|(i, p)| i == id && p == path)
-                .unwrap_or_else(|| panic!("{id} at {path}: {order:?}"))
-        };
-        assert!(at("/crm/during") < at("/crm/after"), "{id}: {order:?}");
-    }
+    each_call_during_first(&mut rx, &["t1", "t2", "t3"]).await;
     let (_, trail) = app
         .admin_get(&format!("/api/v1/audit-log?scenario_id={s}"))
         .await;
@@ -110,48 +55,11 @@ async fn one_send_now_after_the_receiver_is_fixed_sends_every_waiting_webhook_in
 /// same way; Enable sends each call's during-call webhook first.
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn pausing_and_enabling_the_during_call_endpoint_keeps_each_calls_order(pool: PgPool) {
-    let mut rx = Receiver::scripted(vec![], Reply::Status(500)).await;
-    let app = spawn_app_with(pool.clone(), |c| {
-        c.retry_schedule = "5m,30m,2h".parse().unwrap();
-        c.drain_rate = 1000;
-    })
-    .await;
-    let s = scenario(
-        &app,
-        "CRM",
-        "78005552233",
-        &rx.url("/crm/during"),
-        &rx.url("/crm/after"),
-    )
-    .await;
-    let call = |id: &'static str| {
-        let app = &app;
-        async move {
-            let mut call = page_call(id);
-            call["callee"] = json!("78005552233");
-            let (status, body) = app.ingest_post("/api/v1/calls", &call).await;
-            assert_eq!(status.as_u16(), 202, "{body}");
-            let (status, body) = app
-                .ingest_post(
-                    &format!("/api/v1/calls/{id}/end"),
-                    &json!({"status": "ANSWER", "duration": 42}),
-                )
-                .await;
-            assert_eq!(status.as_u16(), 202, "{body}");
-        }
-    };
-    for id in ["p1", "p2", "p3"] {
-        call(id).await;
-    }
-    for _ in 0..3 {
-        assert_eq!(rx.next(WAIT).await.path, "/crm/during");
-    }
-    eventually(
-        WAIT,
-        "three during-call webhooks waiting 5 minutes",
-        || async { (waiting(&pool).await == 3).then_some(()) },
-    )
-    .await;
+    let Ticket {
+        mut rx,
+        app,
+        scenario: s,
+    } = failing_crm(&pool, &["p1", "p2", "p3"]).await;
     let blocked = || async {
         sqlx::query_scalar::<_, i64>(
             "select count(*) from deliveries a join deliveries d on d.id = a.blocked_by
@@ -179,7 +87,7 @@ async fn pausing_and_enabling_the_during_call_endpoint_keeps_each_calls_order(po
         "the pause released no after-call webhook ahead of its during-call one"
     );
     // A call while it is paused: its after-call webhook waits the same way.
-    call("p4").await;
+    start_and_end(&app, "p4").await;
     assert_eq!(blocked().await, 4);
     // Where it waits is said: the delivery names what it waits for.
     let (_, listed) = app
@@ -195,18 +103,5 @@ async fn pausing_and_enabling_the_during_call_endpoint_keeps_each_calls_order(po
         )
         .await;
     assert_eq!(status.as_u16(), 200, "{enabled}");
-    let mut order = Vec::new();
-    for _ in 0..8 {
-        let got = rx.next(WAIT).await;
-        order.push((got.json()["id"].as_str().unwrap().to_owned(), got.path));
-    }
-    for id in ["p1", "p2", "p3", "p4"] {
-        let at = |path: &str| {
-            order
-                .iter()
-                .position(|(i, p)| i == id && p == path)
-                .unwrap_or_else(|| panic!("{id} at {path}: {order:?}"))
-        };
-        assert!(at("/crm/during") < at("/crm/after"), "{id}: {order:?}");
-    }
+    each_call_during_first(&mut rx, &["p1", "p2", "p3", "p4"]).await;
 }
