@@ -463,7 +463,11 @@ async fn a_form_shows_every_error_at_once_names_the_other_scenario_and_says_save
                 *v = (*new).to_owned();
             }
         }
-        let (http, session, url) = (http.clone(), session.clone(), app.url("/console/scenarios/new?lang=en"));
+        let (http, session, url) = (
+            http.clone(),
+            session.clone(),
+            app.url("/console/scenarios/new?lang=en"),
+        );
         async move {
             http.post(url)
                 .header("cookie", session)

@@ -527,7 +527,10 @@ async fn the_log_shows_the_scenario_the_next_attempt_and_what_a_delivery_waits_f
         )
         .await;
     assert_eq!(status.as_u16(), 202, "{body}");
-    assert_eq!(rx.next(std::time::Duration::from_secs(20)).await.path, "/during");
+    assert_eq!(
+        rx.next(std::time::Duration::from_secs(20)).await.path,
+        "/during"
+    );
     // The failed attempt is recorded: a state read from Postgres.
     eventually(
         std::time::Duration::from_secs(20),
@@ -545,10 +548,15 @@ async fn the_log_shows_the_scenario_the_next_attempt_and_what_a_delivery_waits_f
         },
     )
     .await;
-    let (_, listed) = app.admin_get("/api/v1/deliveries?call_id=w1&kind=during_call").await;
+    let (_, listed) = app
+        .admin_get("/api/v1/deliveries?call_id=w1&kind=during_call")
+        .await;
     let during = &listed["items"][0];
     assert_eq!(
-        (during["last_status"].as_i64(), during["last_error"].as_str()),
+        (
+            during["last_status"].as_i64(),
+            during["last_error"].as_str()
+        ),
         (Some(500), Some("http_500")),
         "one failure text: {listed}"
     );
@@ -563,7 +571,11 @@ async fn the_log_shows_the_scenario_the_next_attempt_and_what_a_delivery_waits_f
     // Newest first: the after-call delivery waits for the during-call one,
     // which shows when it goes next and its failure.
     assert_eq!(
-        attr(&html, "tr[data-delivery] td.next span.waiting", "data-waiting"),
+        attr(
+            &html,
+            "tr[data-delivery] td.next span.waiting",
+            "data-waiting"
+        ),
         "waiting_for_during"
     );
     let next = select(&html, "tr[data-delivery] td.next");
