@@ -107,7 +107,7 @@ pub(super) async fn login(
             render(&LoginPage {
                 lang,
                 csrf: form.csrf,
-                error: Some(lang.t("wrong_token")),
+                error: Some(lang.labels().wrong_token),
             })?,
             vec![],
         );
