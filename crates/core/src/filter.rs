@@ -145,12 +145,9 @@ impl Filter {
 }
 
 fn check(c: &Condition, kind: EndpointKind, at: &str) -> Result<(), FieldError> {
-    let err = |part: &str, code: &'static str, m: String| {
-        FieldError::new(format!("{at}.{part}"), code, m)
-    };
     let Some(field_kind) = Kind::of(&c.field) else {
-        return Err(err(
-            "field",
+        return Err(FieldError::new(
+            format!("{at}.field"),
             "unknown_field",
             format!(
                 "{:?} is not a payload field; use one of {}, or {FIRST_CALL}",
@@ -162,8 +159,8 @@ fn check(c: &Condition, kind: EndpointKind, at: &str) -> Result<(), FieldError> 
         ));
     };
     if kind == EndpointKind::DuringCall && AFTER_CALL_EXTRA_FIELDS.contains(&c.field.as_str()) {
-        return Err(err(
-            "field",
+        return Err(FieldError::new(
+            format!("{at}.field"),
             "not_known_at_start",
             format!(
                 "{} is not known when the call starts: use it in after_call_filter",
@@ -173,43 +170,42 @@ fn check(c: &Condition, kind: EndpointKind, at: &str) -> Result<(), FieldError> 
     }
     let op: Op =
         c.op.parse()
-            .map_err(|e: FieldError| err("op", e.code, e.message))?;
-    let want = |ok: bool, what: &str| {
-        if ok {
-            Ok(())
-        } else {
-            Err(err(
-                "value",
-                "invalid_value",
-                format!("{} with {} takes {what}", c.field, op.as_str()),
-            ))
-        }
-    };
-    match op {
-        Op::Present | Op::Absent => want(c.value.is_null(), "no value"),
-        Op::Eq | Op::Ne => want(field_kind.fits(&c.value), field_kind.name()),
-        Op::In | Op::NotIn => want(
-            c.value.as_array().is_some_and(|l| {
+            .map_err(|e: FieldError| FieldError::new(format!("{at}.op"), e.code, e.message))?;
+    let takes = match op {
+        Op::Present | Op::Absent => c.value.is_null().then_some(()).ok_or("no value".to_owned()),
+        Op::Eq | Op::Ne => field_kind
+            .fits(&c.value)
+            .then_some(())
+            .ok_or(field_kind.name().to_owned()),
+        Op::In | Op::NotIn => c
+            .value
+            .as_array()
+            .is_some_and(|l| {
                 !l.is_empty() && l.len() <= MAX_LIST && l.iter().all(|v| field_kind.fits(v))
-            }),
-            &format!(
+            })
+            .then_some(())
+            .ok_or(format!(
                 "a list of 1 to {MAX_LIST} values, each {}",
                 field_kind.name()
-            ),
-        ),
-        Op::Prefix => want(
-            field_kind == Kind::Text && c.value.is_string(),
-            "text, on a text field",
-        ),
-        Op::Gte | Op::Lte => want(
-            field_kind == Kind::Number && c.value.is_i64(),
-            "a number, on a number field (order_id, duration)",
-        ),
-    }?;
+            )),
+        Op::Prefix => (field_kind == Kind::Text && c.value.is_string())
+            .then_some(())
+            .ok_or("text, on a text field".to_owned()),
+        Op::Gte | Op::Lte => (field_kind == Kind::Number && c.value.is_i64())
+            .then_some(())
+            .ok_or("a number, on a number field (order_id, duration)".to_owned()),
+    };
+    if let Err(what) = takes {
+        return Err(FieldError::new(
+            format!("{at}.value"),
+            "invalid_value",
+            format!("{} with {} takes {what}", c.field, op.as_str()),
+        ));
+    }
     let long = |v: &Value| v.as_str().is_some_and(|s| s.chars().count() > MAX_TEXT);
     if long(&c.value) || c.value.as_array().is_some_and(|l| l.iter().any(long)) {
-        return Err(err(
-            "value",
+        return Err(FieldError::new(
+            format!("{at}.value"),
             "too_long",
             format!("a condition's text must be at most {MAX_TEXT} characters"),
         ));

@@ -79,3 +79,107 @@ async fn console_errors_are_html_pages_naming_the_field(pool: PgPool) {
         "{body}"
     );
 }
+
+/// A Russian page says what is wrong in Russian: the form's errors (at the
+/// field and in the list above the form, the field named), the delivery
+/// log's filter error, an error page; an English page keeps the API's
+/// English message.
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_russian_page_shows_validation_errors_in_russian(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let http = client();
+    let r = sign_in(&app, &http, ADMIN).await;
+    let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
+    let page = http
+        .get(app.url("/console/scenarios/new?lang=ru"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    let html = Html::parse_document(&page.text().await.unwrap());
+    let csrf = super::attr(&html, "form#settings input[name=csrf]", "value");
+    let form = |lang: &'static str| {
+        let (http, session, csrf) = (http.clone(), session.clone(), csrf.clone());
+        let url = app.url(&format!("/console/scenarios/new?lang={lang}"));
+        async move {
+            let r = http
+                .post(url)
+                .header("cookie", session)
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("name", "Сайт"),
+                    ("during_call_url", "crm.example.com/hook"),
+                    ("after_call_url", ""),
+                    ("custom_fields", ""),
+                    ("numbers", "+7 (800) 555-22-33"),
+                    ("static_numbers", ""),
+                    ("timezone", "Europe/Moscow"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 422);
+            Html::parse_document(&r.text().await.unwrap())
+        }
+    };
+
+    let html = form("ru").await;
+    let at_field = select(&html, "span.field-error[data-field=during_call_url]");
+    assert_eq!(at_field.len(), 1, "{at_field:?}");
+    assert!(
+        at_field[0].starts_with("Нужен полный адрес http:// или https://"),
+        "{at_field:?}"
+    );
+    assert!(!at_field[0].contains("URL must"), "{at_field:?}");
+    assert_eq!(
+        select(&html, "#form-errors p"),
+        ["Не сохранено: исправьте отмеченные поля."]
+    );
+    let listed = select(&html, "#form-errors li");
+    assert!(
+        listed.len() == 1
+            && listed[0].starts_with("Адрес для вебхука во время звонка: Нужен полный адрес"),
+        "{listed:?}"
+    );
+
+    // The same form in English: the API's message, as it was.
+    let html = form("en").await;
+    let at_field = select(&html, "span.field-error[data-field=during_call_url]");
+    assert!(
+        at_field.len() == 1 && at_field[0].starts_with("URL must be absolute http:// or https://"),
+        "{at_field:?}"
+    );
+
+    // A filter the delivery log cannot read.
+    let r = http
+        .get(app.url("/console/deliveries?lang=ru&state=lost"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let html = Html::parse_document(&r.text().await.unwrap());
+    assert_eq!(
+        select(&html, "p.error[data-field=state]"),
+        ["Состояние: Нет такого состояния."]
+    );
+
+    // An error page: a kind the path does not know.
+    let r = http
+        .post(app.url(&format!(
+            "/console/scenarios/{}/endpoints/operator_event/pause?lang=ru",
+            uuid::Uuid::now_v7()
+        )))
+        .header("cookie", &session)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let html = Html::parse_document(&r.text().await.unwrap());
+    assert_eq!(select(&html, "h1"), ["Ошибка 422"]);
+    assert_eq!(
+        select(&html, "p.error"),
+        ["Нет такого вида отправки. (поле: Вид, kind)"]
+    );
+}

@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use callhook_core::{DeliveryKind, Timezone};
+use callhook_core::{DeliveryKind, DeliveryState, Timezone};
 use callhook_store::log::Retried;
 use callhook_store::{log, scenarios};
 use uuid::Uuid;
@@ -26,8 +26,8 @@ struct AttemptLine {
 
 struct DeliveryBlock {
     id: Uuid,
-    kind: &'static str,
-    state: &'static str,
+    kind: DeliveryKind,
+    state: DeliveryState,
     next: Option<String>,
     /// Why it is not sent, when it is cancelled or held (the failure text).
     why: Option<String>,
@@ -160,8 +160,8 @@ fn blocks(
         .map(|d| DeliveryBlock {
             curl: scenario.and_then(|sc| as_curl(state, sc, d.kind, d.id, &d.payload)),
             id: d.id,
-            kind: d.kind.as_str(),
-            state: d.state.as_str(),
+            kind: d.kind,
+            state: d.state,
             next: d.next_attempt_at.map(|t| zone.format_with_offset(t)),
             why: callhook_core::delivery::failure_text(d.last_status, d.last_error.as_deref()),
             filtered_by: d

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::i18n::Lang;
+use super::i18n::{Lang, ShownError};
 use super::time::{read_input, Zones};
 use super::{key, page, render, ConsoleError, SignedPage};
 use crate::ops::deliveries::{decode_cursor, encode_cursor};
@@ -119,6 +119,25 @@ impl DeliveriesQuery {
     }
 }
 
+/// What a pending delivery waits for, besides its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitingFor {
+    /// Its call's during-call webhook (it is the after-call one).
+    DuringCall,
+    /// Its endpoint, paused or disabled.
+    Endpoint,
+}
+
+impl WaitingFor {
+    /// Its name on the page (`data-waiting`).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::DuringCall => "waiting_for_during",
+            Self::Endpoint => "waiting_for_endpoint",
+        }
+    }
+}
+
 struct DeliveryLine {
     id: Uuid,
     created: String,
@@ -127,14 +146,13 @@ struct DeliveryLine {
     call_id: Option<String>,
     /// Its call's page (encoded), with the call id.
     call_href: Option<String>,
-    kind: &'static str,
-    state: &'static str,
+    kind: DeliveryKind,
+    state: DeliveryState,
     attempts: i32,
     /// When a pending delivery goes next (in its scenario's zone).
     next_attempt: Option<String>,
-    /// What a pending delivery waits for, as a label key: its call's
-    /// during-call webhook, or its endpoint (paused or disabled).
-    waiting_for: Option<&'static str>,
+    /// What a pending delivery waits for.
+    waiting_for: Option<WaitingFor>,
     last_error: Option<String>,
 }
 
@@ -149,14 +167,14 @@ fn lines(rows: Vec<DeliveryRow>, zones: &Zones, lang: Lang) -> Vec<DeliveryLine>
                 .filter(|_| d.state == DeliveryState::Pending)
                 .map(|at| zones.show(d.scenario_id, at)),
             waiting_for: match (d.state, d.blocked_by, d.parked) {
-                (DeliveryState::Pending, Some(_), _) => Some("waiting_for_during"),
-                (DeliveryState::Pending, None, true) => Some("waiting_for_endpoint"),
+                (DeliveryState::Pending, Some(_), _) => Some(WaitingFor::DuringCall),
+                (DeliveryState::Pending, None, true) => Some(WaitingFor::Endpoint),
                 _ => None,
             },
             call_href: d.call_id.as_deref().map(|c| super::urls::call(c, lang)),
             call_id: d.call_id,
-            kind: d.kind.as_str(),
-            state: d.state.as_str(),
+            kind: d.kind,
+            state: d.state,
             attempts: d.attempt_count,
             last_error: callhook_core::delivery::failure_text(
                 d.last_status,
@@ -174,12 +192,12 @@ struct DeliveriesPage<'a> {
     actor: String,
     q: &'a DeliveriesQuery,
     scenarios: Vec<(String, String)>,
-    states: Vec<&'static str>,
-    kinds: Vec<&'static str>,
+    states: &'static [DeliveryState],
+    kinds: &'static [DeliveryKind],
     /// The zone the range is read in.
     zone: &'static str,
-    /// A filter that could not be read: (field, message).
-    error: Option<(String, String)>,
+    /// A filter that could not be read.
+    error: Option<ShownError>,
     rows: Vec<DeliveryLine>,
     /// The query of the next (older) page.
     next: Option<String>,
@@ -218,8 +236,8 @@ pub(super) async fn deliveries_page(
             .iter()
             .map(|sc| (sc.id.to_string(), sc.name.clone()))
             .collect(),
-        states: DeliveryState::ALL.iter().map(|v| v.as_str()).collect(),
-        kinds: DeliveryKind::ALL.iter().map(|v| v.as_str()).collect(),
+        states: DeliveryState::ALL,
+        kinds: DeliveryKind::ALL,
         zone: Timezone::UTC.name(),
         error: None,
         rows: Vec::new(),
@@ -229,7 +247,7 @@ pub(super) async fn deliveries_page(
     let (filter, zone) = match q.parse(&zones) {
         Ok(parsed) => parsed,
         Err(e) => {
-            view.error = Some((e.field.clone(), e.message.clone()));
+            view.error = Some(lang.field_error(&e));
             let mut r = page(render(&view)?, vec![s.renewed]);
             *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             return Ok(r);

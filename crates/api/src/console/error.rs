@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use callhook_core::FieldError;
 use callhook_store::StoreError;
 
-use super::i18n::Lang;
+use super::i18n::{Lang, ShownError};
 use super::{harden, lang, LangQuery};
 use crate::ApiError;
 
@@ -85,19 +85,17 @@ impl From<FieldError> for ConsoleError {
 
 #[derive(Template)]
 #[template(path = "console/error.html")]
-struct ErrorPage<'a> {
+struct ErrorPage {
     lang: Lang,
     heading: String,
-    message: &'a str,
-    field: Option<&'a str>,
+    e: ShownError,
 }
 
 #[derive(Template)]
 #[template(path = "console/error_fragment.html")]
-struct ErrorFragment<'a> {
+struct ErrorFragment {
     lang: Lang,
-    message: &'a str,
-    field: Option<&'a str>,
+    e: ShownError,
 }
 
 impl IntoResponse for ConsoleError {
@@ -107,21 +105,16 @@ impl IntoResponse for ConsoleError {
             lang: Lang::En,
             htmx: false,
         });
-        let (lang, message, field) = (asked.lang, e.message.as_str(), e.field.as_deref());
+        let lang = asked.lang;
+        let shown = lang.error(e.field.as_deref(), e.code, &e.message);
         let body = if asked.htmx {
-            ErrorFragment {
-                lang,
-                message,
-                field,
-            }
-            .render()
+            ErrorFragment { lang, e: shown }.render()
         } else {
-            let heading = format!("{} {}", lang.t("error"), e.status.as_u16());
+            let heading = format!("{} {}", lang.labels().error, e.status.as_u16());
             ErrorPage {
                 lang,
                 heading,
-                message,
-                field,
+                e: shown,
             }
             .render()
         };

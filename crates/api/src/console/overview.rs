@@ -3,7 +3,7 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use callhook_core::{DeliveryKind, FieldError};
+use callhook_core::{DeliveryKind, EndpointState, FieldError};
 use callhook_store::{health, log, scenarios};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -24,8 +24,8 @@ struct ScenarioRow {
     numbers: String,
     during_url: Option<String>,
     after_url: Option<String>,
-    during_state: &'static str,
-    after_state: &'static str,
+    during_state: EndpointState,
+    after_state: EndpointState,
     delivered_24h: i64,
     failed_24h: i64,
     last_error: Option<String>,
@@ -53,7 +53,7 @@ pub(super) async fn scenarios_page(
         endpoints
             .iter()
             .find(|e| e.scenario_id == id && e.kind == kind)
-            .map_or("healthy", |e| e.state.as_str())
+            .map_or(EndpointState::Healthy, |e| e.state)
     };
     let rows = all
         .into_iter()
@@ -88,9 +88,9 @@ pub(super) async fn scenarios_page(
 struct EndpointRow {
     scenario_id: Uuid,
     scenario_name: String,
-    kind: &'static str,
+    kind: DeliveryKind,
     url: Option<String>,
-    state: &'static str,
+    state: EndpointState,
     since: String,
     last_error: Option<String>,
     /// When the last error is from before a recovery: the recovery's time
@@ -102,8 +102,8 @@ struct EndpointRow {
     /// The in-flight cap in force (its own, the default, or lowered).
     cap: i32,
     max_per_second: Option<f32>,
-    /// `pause` or `enable`: what its button does.
-    action: &'static str,
+    /// What its button does.
+    action: EndpointAction,
     /// Its own limits as the form shows them (empty: none of its own).
     own_cap: String,
     own_rate: String,
@@ -131,9 +131,9 @@ pub(super) async fn health_page(
         .map(|e| EndpointRow {
             scenario_id: e.scenario_id,
             scenario_name: e.scenario_name,
-            kind: e.kind.as_str(),
+            kind: e.kind,
             url: e.url,
-            state: e.state.as_str(),
+            state: e.state,
             since: zones.show(Some(e.scenario_id), e.since),
             recovered_at: e
                 .last_success_at
@@ -148,9 +148,9 @@ pub(super) async fn health_page(
             own_cap: e.max_in_flight.map(|n| n.to_string()).unwrap_or_default(),
             own_rate: e.max_per_second.map(|r| r.to_string()).unwrap_or_default(),
             action: if e.state.holds_deliveries() {
-                "enable"
+                EndpointAction::Enable
             } else {
-                "pause"
+                EndpointAction::Pause
             },
         })
         .collect();
@@ -249,10 +249,20 @@ pub(super) async fn set_limits(
     ))
 }
 
+/// A pool number's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NumberState {
+    /// Held for a visit.
+    Reserved,
+    /// In the pool, held for no one.
+    Free,
+    /// A static number (not the pool's to hand out).
+    Static,
+}
+
 struct NumberLine {
     number: String,
-    /// `reserved`, `free` or `static`.
-    state: &'static str,
+    state: NumberState,
     visit: String,
     until: String,
 }
@@ -287,11 +297,11 @@ pub(super) async fn pool_page(
         .into_iter()
         .map(|n| {
             let state = if n.is_static {
-                "static"
+                NumberState::Static
             } else if n.reserved_until.is_some() {
-                "reserved"
+                NumberState::Reserved
             } else {
-                "free"
+                NumberState::Free
             };
             NumberLine {
                 number: n.number,

@@ -95,7 +95,7 @@ pub(super) async fn login(
             render(&LoginPage {
                 lang,
                 csrf: form.csrf,
-                error: Some(lang.t("wrong_token")),
+                error: Some(lang.labels().wrong_token),
             })?,
             vec![],
         );

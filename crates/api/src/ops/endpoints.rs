@@ -31,6 +31,14 @@ impl EndpointAction {
             _ => None,
         }
     }
+
+    /// Its name in the console's path.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Pause => "pause",
+            Self::Enable => "enable",
+        }
+    }
 }
 
 /// A path's `{kind}`: `during_call` or `after_call`, else a 422 at `kind`.

@@ -6,12 +6,14 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use callhook_core::{build_payload, CustomFields, DeliveryKind, FieldError, Timezone};
+use callhook_core::{
+    build_payload, CustomFields, DeliveryKind, EndpointKind, FieldError, Timezone,
+};
 use callhook_store::scenarios::{self, Scenario};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::i18n::Lang;
+use super::i18n::{Lang, ShownError};
 use super::{
     key, page, redirect_with, render, ConsoleError, CsrfField, CsrfForm, Signed, SignedForm,
     SignedPage,
@@ -24,6 +26,7 @@ mod text;
 
 pub(super) use test_send::test_send;
 use test_send::Tested;
+pub(crate) use text::ScenarioField;
 use text::ScenarioFormData;
 
 #[derive(Template)]
@@ -35,20 +38,22 @@ struct ScenarioPage<'a> {
     id: Option<Uuid>,
     form: &'a ScenarioFormData,
     /// Every refused field's error, in the form's order.
-    errors: Vec<FieldError>,
-    previews: Vec<(&'static str, String)>,
-    preview_error: Option<FieldError>,
+    errors: Vec<ShownError>,
+    previews: Vec<(DeliveryKind, String)>,
+    preview_error: Option<ShownError>,
     secret: String,
     tested: Option<Tested>,
     /// The payload's fields a custom field's value may name.
     placeholders: Vec<&'static str>,
     /// Just saved (the page a save redirects to says so).
     saved: bool,
+    /// The test send's buttons.
+    test_kinds: [EndpointKind; 2],
 }
 
 /// The exact bodies each webhook carries with these custom fields in this
 /// zone (the page's example call), in the page's key order.
-fn previews_of(fields: &CustomFields, tz: Timezone) -> Vec<(&'static str, String)> {
+fn previews_of(fields: &CustomFields, tz: Timezone) -> Vec<(DeliveryKind, String)> {
     DeliveryKind::CALL_KINDS
         .iter()
         .map(|k| {
@@ -61,13 +66,13 @@ fn previews_of(fields: &CustomFields, tz: Timezone) -> Vec<(&'static str, String
             let pretty = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .and_then(|v| serde_json::to_string_pretty(&v))
                 .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-            (k.as_str(), pretty)
+            (*k, pretty)
         })
         .collect()
 }
 
 /// The previews of what the form says now, or the error that stops them.
-fn previews_of_form(form: &ScenarioFormData) -> Result<Vec<(&'static str, String)>, FieldError> {
+fn previews_of_form(form: &ScenarioFormData) -> Result<Vec<(DeliveryKind, String)>, FieldError> {
     let (input, unread) = form.input();
     if let Some(e) = unread.into_iter().next() {
         return Err(e);
@@ -80,8 +85,8 @@ fn previews_of_form(form: &ScenarioFormData) -> Result<Vec<(&'static str, String
 #[template(path = "console/previews.html")]
 struct Previews {
     lang: Lang,
-    previews: Vec<(&'static str, String)>,
-    preview_error: Option<FieldError>,
+    previews: Vec<(DeliveryKind, String)>,
+    preview_error: Option<ShownError>,
 }
 
 /// The live preview (htmx posts the form as it is typed): the bodies, or
@@ -92,7 +97,7 @@ pub(super) async fn preview(
 ) -> Result<Response, ConsoleError> {
     let (previews, preview_error) = match previews_of_form(&form) {
         Ok(p) => (p, None),
-        Err(e) => (Vec::new(), Some(e)),
+        Err(e) => (Vec::new(), Some(lang.field_error(&e))),
     };
     let html = render(&Previews {
         lang,
@@ -106,7 +111,7 @@ pub(super) async fn preview(
 #[derive(Default)]
 struct Shown<'a> {
     /// Why the last save was refused: every field's error.
-    errors: Vec<FieldError>,
+    errors: Vec<ShownError>,
     /// The scenario as stored (its secret; its previews when the form's
     /// own cannot be built).
     scenario: Option<&'a Scenario>,
@@ -145,6 +150,7 @@ fn form_page(
         tested: shown.tested,
         placeholders: callhook_core::payload::placeholder_fields().collect(),
         saved: shown.saved,
+        test_kinds: EndpointKind::ALL,
     })
 }
 
@@ -231,7 +237,7 @@ async fn submit(
                     .chain(e.more)
                     .collect();
             all.sort_by_key(|e| form.position(&e.field));
-            all
+            all.iter().map(|e| lang.field_error(e)).collect()
         },
         scenario: current.as_ref(),
         ..Shown::default()

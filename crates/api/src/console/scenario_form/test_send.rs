@@ -15,7 +15,7 @@ use crate::AppState;
 
 /// A test send's outcome, shown inline.
 pub(super) struct Tested {
-    pub(super) kind: &'static str,
+    pub(super) kind: EndpointKind,
     pub(super) url: String,
     pub(super) ok: bool,
     pub(super) outcome: String,
@@ -50,12 +50,12 @@ pub(in crate::console) async fn test_send(
     let outcome = ops::test_send::run(&state, &s.actor, id, kind, None).await;
     let tested = match outcome {
         Ok(r) => Tested {
-            kind: kind.as_str(),
+            kind,
             ok: r.status.is_some_and(|s| (200..300).contains(&s)),
             outcome: match (r.status, r.error) {
                 (Some(status), _) => format!("HTTP {status}"),
                 (None, Some(e)) => e,
-                (None, None) => "no answer".to_owned(),
+                (None, None) => lang.labels().no_answer.to_owned(),
             },
             request: std::iter::once(format!("POST {}", r.url))
                 .chain(r.request_headers.iter().map(|(k, v)| format!("{k}: {v}")))
@@ -72,9 +72,15 @@ pub(in crate::console) async fn test_send(
                 .collect(),
         },
         Err(e) => Tested {
-            kind: kind.as_str(),
+            kind,
             ok: false,
-            outcome: e.message,
+            outcome: {
+                let shown = lang.error(e.field.as_deref(), e.code, &e.message);
+                match shown.detail {
+                    Some(detail) => format!("{} ({detail})", shown.text),
+                    None => shown.text,
+                }
+            },
             request: String::new(),
             url: String::new(),
             duration_ms: 0,

@@ -12,6 +12,66 @@ use serde::Deserialize;
 
 use crate::ops::scenarios::{ScenarioInput, StaticNumberView};
 
+/// A field of the scenario form, by its name (the API's input's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ScenarioField {
+    Name,
+    DuringCallUrl,
+    AfterCallUrl,
+    CustomFields,
+    DuringCallFilter,
+    AfterCallFilter,
+    Numbers,
+    StaticNumbers,
+    Timezone,
+}
+
+impl ScenarioField {
+    /// The form's fields, in its order.
+    pub(crate) const ALL: [ScenarioField; 9] = [
+        Self::Name,
+        Self::DuringCallUrl,
+        Self::AfterCallUrl,
+        Self::CustomFields,
+        Self::DuringCallFilter,
+        Self::AfterCallFilter,
+        Self::Numbers,
+        Self::StaticNumbers,
+        Self::Timezone,
+    ];
+
+    /// Its name: the form's input, the API's field.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Name => "name",
+            Self::DuringCallUrl => "during_call_url",
+            Self::AfterCallUrl => "after_call_url",
+            Self::CustomFields => "custom_fields",
+            Self::DuringCallFilter => "during_call_filter",
+            Self::AfterCallFilter => "after_call_filter",
+            Self::Numbers => "numbers",
+            Self::StaticNumbers => "static_numbers",
+            Self::Timezone => "timezone",
+        }
+    }
+
+    /// Shown as a textarea (one item a line).
+    pub(crate) fn is_textarea(self) -> bool {
+        matches!(
+            self,
+            Self::CustomFields
+                | Self::DuringCallFilter
+                | Self::AfterCallFilter
+                | Self::Numbers
+                | Self::StaticNumbers
+        )
+    }
+
+    pub(crate) fn is_custom_fields(self) -> bool {
+        self == Self::CustomFields
+    }
+}
+
 /// The form's fields as text (textareas hold one item a line).
 #[derive(Debug, Default, Deserialize)]
 pub(in crate::console) struct ScenarioFormData {
@@ -48,19 +108,22 @@ impl crate::console::CsrfField for ScenarioFormData {
 }
 
 impl ScenarioFormData {
-    /// (field, value, is a textarea), in the form's order.
-    pub(super) fn fields(&self) -> Vec<(&'static str, &str, bool)> {
-        vec![
-            ("name", &self.name, false),
-            ("during_call_url", &self.during_call_url, false),
-            ("after_call_url", &self.after_call_url, false),
-            ("custom_fields", &self.custom_fields, true),
-            ("during_call_filter", &self.during_call_filter, true),
-            ("after_call_filter", &self.after_call_filter, true),
-            ("numbers", &self.numbers, true),
-            ("static_numbers", &self.static_numbers, true),
-            ("timezone", &self.timezone, false),
-        ]
+    /// Each field with its value, in the form's order.
+    pub(super) fn fields(&self) -> [(ScenarioField, &str); 9] {
+        ScenarioField::ALL.map(|f| {
+            let value = match f {
+                ScenarioField::Name => &self.name,
+                ScenarioField::DuringCallUrl => &self.during_call_url,
+                ScenarioField::AfterCallUrl => &self.after_call_url,
+                ScenarioField::CustomFields => &self.custom_fields,
+                ScenarioField::DuringCallFilter => &self.during_call_filter,
+                ScenarioField::AfterCallFilter => &self.after_call_filter,
+                ScenarioField::Numbers => &self.numbers,
+                ScenarioField::StaticNumbers => &self.static_numbers,
+                ScenarioField::Timezone => &self.timezone,
+            };
+            (f, value.as_str())
+        })
     }
 
     pub(super) fn from_scenario(s: &Scenario) -> Self {
@@ -214,7 +277,7 @@ impl ScenarioFormData {
     pub(super) fn position(&self, field: &str) -> usize {
         self.fields()
             .iter()
-            .position(|(f, _, _)| field.starts_with(f))
+            .position(|(f, _)| field.starts_with(f.name()))
             .unwrap_or(usize::MAX)
     }
 }
