@@ -91,6 +91,8 @@ async fn run(url: &str, concurrency: usize) -> Result<(), Box<dyn std::error::Er
             custom_fields: CustomFields::parse(vec![])?,
             during_call_filter: Default::default(),
             after_call_filter: Default::default(),
+            during_call_headers: Vec::new(),
+            after_call_headers: Vec::new(),
             numbers,
             static_numbers: vec![],
             timezone: Timezone::default(),

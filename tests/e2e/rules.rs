@@ -1,5 +1,5 @@
-//! Delivery rules: each webhook's conditions on the call (issue 26's
-//! first half; headers per webhook are not built yet).
+//! Delivery rules: each webhook's conditions on the call, and the headers
+//! it carries.
 
 use std::time::Duration;
 
@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use crate::helpers::*;
+use crate::process::database_url_of;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -247,7 +248,213 @@ async fn a_scenario_without_conditions_answers_as_before(pool: PgPool) {
     let s = app
         .create_scenario(json!({"name": "Plain", "numbers": ["78005552233"]}))
         .await;
-    for key in ["during_call_filter", "after_call_filter"] {
+    for key in [
+        "during_call_filter",
+        "after_call_filter",
+        "during_call_headers",
+        "after_call_headers",
+    ] {
         assert!(s.get(key).is_none(), "{key} in {s}");
+    }
+}
+
+/// Issue 26's acceptance, end to end against a real server with a sealing
+/// key: answered calls over ten seconds get the after-call webhook, which
+/// carries a secret `Authorization` header; the header's value is nowhere
+/// in the `scenarios` row, the API's answers, the audit log or the log; a
+/// GET → PUT round trip (its value null) keeps it.
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_secret_header_goes_with_the_filtered_after_call_webhooks_and_is_never_shown(
+    pool: PgPool,
+) {
+    use base64::Engine as _;
+    const TOKEN: &str = "Bearer crm-key-5d41402abc4b2a76";
+    let key = base64::engine::general_purpose::STANDARD.encode([3u8; 32]);
+    let log = std::env::temp_dir().join(format!("callhook-headers-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let mut rx = Receiver::ok().await;
+    let server = crate::process::ServerProcess::start_logging(
+        &database_url_of(&pool),
+        &[("CALLHOOK_SECRET_KEY", key.as_str()), ("RUST_LOG", "debug")],
+        &log,
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let settings = json!({
+        "name": "CRM", "numbers": ["78005552233"],
+        "during_call_url": rx.url("/during"), "after_call_url": rx.url("/after"),
+        "after_call_filter": [{"field": "status", "op": "in", "value": ["ANSWER"]},
+                              {"field": "duration", "op": "gte", "value": 10}],
+        "after_call_headers": [{"name": "Authorization", "value": TOKEN, "secret": true},
+                               {"name": "X-Api-Version", "value": "2"}],
+    });
+    let (status, created) = server
+        .post(&http, "/api/v1/scenarios", ADMIN, &settings)
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created["after_call_headers"],
+        json!([{"name": "Authorization", "value": null, "secret": true},
+               {"name": "X-Api-Version", "value": "2", "secret": false}])
+    );
+    // What GET answers can be PUT back: the secret's value is kept.
+    let get = |path: String| {
+        let (http, url) = (http.clone(), server.url(&path));
+        async move {
+            let v: Value = http
+                .get(url)
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v
+        }
+    };
+    let shown = get(format!("/api/v1/scenarios/{id}")).await;
+    let put = http
+        .put(server.url(&format!("/api/v1/scenarios/{id}")))
+        .bearer_auth(ADMIN)
+        .json(&shown)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+
+    for (call_id, status, duration) in [
+        ("h1", "ANSWER", 20),
+        ("h2", "ANSWER", 5),
+        ("h3", "BUSY", 0),
+        ("h4", "ANSWER", 30),
+    ] {
+        let mut c = page_call(call_id);
+        c["callee"] = json!("78005552233");
+        let (s, body) = server.post(&http, "/api/v1/calls", INGEST, &c).await;
+        assert_eq!(s, 202, "{body}");
+        let (s, body) = server
+            .post(
+                &http,
+                &format!("/api/v1/calls/{call_id}/end"),
+                INGEST,
+                &json!({"status": status, "duration": duration}),
+            )
+            .await;
+        assert_eq!(s, 202, "{body}");
+    }
+    settled(&pool, 8).await;
+    let mut after = Vec::new();
+    for _ in 0..6 {
+        let r = rx.next(WAIT).await;
+        if r.path == "/after" {
+            assert_eq!(r.header("authorization"), TOKEN);
+            assert_eq!(r.header("x-api-version"), "2");
+            after.push(r.json()["id"].as_str().unwrap().to_owned());
+        } else {
+            assert!(
+                r.headers.get("authorization").is_none(),
+                "only the after-call webhook has it"
+            );
+        }
+    }
+    after.sort();
+    assert_eq!(after, ["h1", "h4"]);
+    let filtered: i64 = sqlx::query_scalar(
+        "select count(*) from deliveries where state = 'cancelled' and last_error = 'filtered'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(filtered, 2);
+
+    // The value is nowhere: the row, the answers, the audit log, the log.
+    let secret = "crm-key-5d41402abc4b2a76";
+    let row: String = sqlx::query_scalar("select row_to_json(s)::text from scenarios s")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!row.contains(secret) && row.contains("enc:v2:"), "{row}");
+    for path in [
+        format!("/api/v1/scenarios/{id}"),
+        "/api/v1/scenarios".to_owned(),
+        format!("/api/v1/audit-log?scenario_id={id}"),
+        "/api/v1/deliveries?call_id=h1".to_owned(),
+    ] {
+        let text = get(path.clone()).await.to_string();
+        assert!(!text.contains(secret), "{path}: {text}");
+    }
+    // A test send carries it, and answers it masked.
+    let (s, tested) = server
+        .post(
+            &http,
+            &format!("/api/v1/scenarios/{id}/test"),
+            ADMIN,
+            &json!({"kind": "after_call"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{tested}");
+    assert_eq!(rx.next(WAIT).await.header("authorization"), TOKEN);
+    assert!(!tested.to_string().contains(secret), "{tested}");
+    let audit: String = sqlx::query_scalar(
+        "select coalesce(string_agg(row_to_json(a)::text, ''), '') from audit_log a",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(!audit.contains(secret), "{audit}");
+    server.kill().await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains(secret), "the log holds the header's value");
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn bad_headers_are_422_naming_the_header(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    for (header, field, code) in [
+        (
+            json!({"name": "Content-Type", "value": "text/plain"}),
+            "after_call_headers[0].name",
+            "reserved_header",
+        ),
+        (
+            json!({"name": "webhook-id", "value": "x"}),
+            "after_call_headers[0].name",
+            "reserved_header",
+        ),
+        (
+            json!({"name": "X Key", "value": "x"}),
+            "after_call_headers[0].name",
+            "invalid_header",
+        ),
+        (
+            json!({"name": "X-Key", "value": "a\r\nHost: evil"}),
+            "after_call_headers[0].value",
+            "invalid_header",
+        ),
+        (
+            json!({"name": "X-Key", "value": null}),
+            "after_call_headers[0].value",
+            "required",
+        ),
+        (
+            json!({"name": "X-Key", "value": null, "secret": true}),
+            "after_call_headers[0].value",
+            "required",
+        ),
+    ] {
+        let (status, e) = app
+            .admin_post(
+                "/api/v1/scenarios",
+                &json!({"name": "s", "after_call_headers": [header]}),
+            )
+            .await;
+        assert_eq!(status.as_u16(), 422, "{header}: {e}");
+        assert_eq!(
+            (e["error"]["field"].as_str(), e["error"]["code"].as_str()),
+            (Some(field), Some(code)),
+            "{header}"
+        );
     }
 }

@@ -95,6 +95,18 @@ impl EndpointKind {
     }
 }
 
+impl EndpointKind {
+    /// The endpoint a delivery of `kind` goes to; `None` for an operator
+    /// event.
+    pub fn of(kind: DeliveryKind) -> Option<Self> {
+        match kind {
+            DeliveryKind::DuringCall => Some(Self::DuringCall),
+            DeliveryKind::AfterCall => Some(Self::AfterCall),
+            DeliveryKind::OperatorEvent => None,
+        }
+    }
+}
+
 impl From<EndpointKind> for DeliveryKind {
     fn from(k: EndpointKind) -> Self {
         match k {
@@ -158,6 +170,9 @@ text_enum! {
         /// The scenario's stored signing secret cannot be opened (a wrong
         /// `CALLHOOK_SECRET_KEY`): never an unsigned webhook.
         InvalidSigningSecret = "invalid_signing_secret",
+        /// A secret header's stored value cannot be opened (a wrong
+        /// `CALLHOOK_SECRET_KEY`): never a request without it.
+        InvalidHeaderSecret = "invalid_header_secret",
     }
 }
 

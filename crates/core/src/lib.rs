@@ -16,6 +16,7 @@ pub mod custom_fields;
 pub mod delivery;
 pub mod error;
 pub mod filter;
+pub mod headers;
 pub mod health;
 pub mod payload;
 pub mod phone;
@@ -34,6 +35,7 @@ pub use delivery::{
 };
 pub use error::FieldError;
 pub use filter::{Condition, Filter};
+pub use headers::Header;
 pub use health::{EndpointState, Health, HealthPolicy, Observed, Transition};
 pub use payload::{build_payload, build_payload_within};
 pub use phone::PhoneNumber;

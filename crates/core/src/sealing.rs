@@ -30,10 +30,14 @@ const PREFIX: &str = "enc:v2:";
 /// Sealed before the associated data bound a seal to its scenario.
 const UNBOUND_PREFIX: &str = "enc:v1:";
 
-/// The associated data of a scenario's signing secret.
-fn bound_to(scenario: Uuid) -> String {
-    format!("callhook:scenario:{scenario}:signing_secret")
+/// The associated data of a scenario's sealed `field`.
+fn bound_to(scenario: Uuid, field: &str) -> String {
+    format!("callhook:scenario:{scenario}:{field}")
 }
+
+/// The field a scenario's signing secrets (current and previous) are
+/// bound to.
+const SIGNING_SECRET: &str = "signing_secret";
 
 /// A 32-byte key and its id. `Debug` never shows the key.
 #[derive(Clone)]
@@ -103,13 +107,24 @@ impl Sealer {
 
     /// The form scenario `owner`'s secret is stored in.
     pub fn seal(&self, secret: &SigningSecret, owner: Uuid) -> StoredSecret {
-        let text = secret.expose();
+        StoredSecret::new(self.seal_text(&secret.expose(), owner, SIGNING_SECRET))
+    }
+
+    /// The `whsec_…` text of scenario `owner`'s stored secret.
+    pub fn reveal(&self, stored: &StoredSecret, owner: Uuid) -> Result<String, OpenError> {
+        self.open_text(stored.expose(), owner, SIGNING_SECRET)
+    }
+
+    /// The stored form of any secret text of scenario `owner`'s `field` (a
+    /// secret header's value, say): sealed under the current key, bound to
+    /// both; as it is without a key.
+    pub fn seal_text(&self, text: &str, owner: Uuid, field: &str) -> String {
         let Some(key) = &self.current else {
-            return StoredSecret::new(text);
+            return text.to_owned();
         };
         let mut nonce = [0u8; 24];
         rand::rng().fill_bytes(&mut nonce);
-        let aad = bound_to(owner);
+        let aad = bound_to(owner, field);
         let payload = Payload {
             msg: text.as_bytes(),
             aad: aad.as_bytes(),
@@ -120,18 +135,17 @@ impl Sealer {
             .expect("sealing in memory cannot fail");
         let mut blob = nonce.to_vec();
         blob.extend_from_slice(&sealed);
-        StoredSecret::new(format!("{PREFIX}{}:{}", key.id, STANDARD.encode(blob)))
+        format!("{PREFIX}{}:{}", key.id, STANDARD.encode(blob))
     }
 
-    /// The `whsec_…` text of scenario `owner`'s stored secret.
-    pub fn reveal(&self, stored: &StoredSecret, owner: Uuid) -> Result<String, OpenError> {
-        let text = stored.expose();
-        let (rest, aad) = if let Some(rest) = text.strip_prefix(PREFIX) {
-            (rest, bound_to(owner))
-        } else if let Some(rest) = text.strip_prefix(UNBOUND_PREFIX) {
+    /// The text a stored form of [`Self::seal_text`] holds.
+    pub fn open_text(&self, stored: &str, owner: Uuid, field: &str) -> Result<String, OpenError> {
+        let (rest, aad) = if let Some(rest) = stored.strip_prefix(PREFIX) {
+            (rest, bound_to(owner, field))
+        } else if let Some(rest) = stored.strip_prefix(UNBOUND_PREFIX) {
             (rest, String::new())
         } else {
-            return Ok(text.to_owned());
+            return Ok(stored.to_owned());
         };
         let (id, b64) = rest.split_once(':').ok_or(OpenError::Damaged)?;
         let key = [&self.current, &self.previous]
@@ -155,6 +169,29 @@ impl Sealer {
         String::from_utf8(plain).map_err(|_| OpenError::Damaged)
     }
 
+    /// A stored text's form under the current key, bound to `owner` and
+    /// `field`: `None` when it already is.
+    pub fn reseal_text(
+        &self,
+        stored: &str,
+        owner: Uuid,
+        field: &str,
+    ) -> Result<Option<String>, OpenError> {
+        let current = self.current.as_ref().map(|k| k.id.as_str());
+        let sealed_with = stored
+            .strip_prefix(PREFIX)
+            .and_then(|r| r.split_once(':'))
+            .map(|(id, _)| id);
+        if sealed_with.is_some() && sealed_with == current {
+            return Ok(None);
+        }
+        if current.is_none() && !stored.starts_with("enc:") {
+            return Ok(None);
+        }
+        let text = self.open_text(stored, owner, field)?;
+        Ok(Some(self.seal_text(&text, owner, field)))
+    }
+
     /// The key to sign with.
     pub fn key(&self, stored: &StoredSecret, owner: Uuid) -> Result<SigningSecret, OpenError> {
         SigningSecret::parse(&self.reveal(stored, owner)?).map_err(|_| OpenError::Damaged)
@@ -167,19 +204,11 @@ impl Sealer {
         stored: &StoredSecret,
         owner: Uuid,
     ) -> Result<Option<StoredSecret>, OpenError> {
-        let current = self.current.as_ref().map(|k| k.id.as_str());
-        let sealed_with = stored
-            .expose()
-            .strip_prefix(PREFIX)
-            .and_then(|r| r.split_once(':'))
-            .map(|(id, _)| id);
-        if sealed_with.is_some() && sealed_with == current {
-            return Ok(None);
-        }
-        if current.is_none() && !stored.expose().starts_with("enc:") {
-            return Ok(None);
-        }
-        Ok(Some(self.seal(&self.key(stored, owner)?, owner)))
+        // A secret that does not open as a signing key is damaged, sealed or not.
+        self.key(stored, owner)?;
+        Ok(self
+            .reseal_text(stored.expose(), owner, SIGNING_SECRET)?
+            .map(StoredSecret::new))
     }
 }
 
@@ -278,5 +307,30 @@ mod tests {
         assert_eq!(sealer.key(&bound, A).unwrap(), secret);
         assert!(sealer.key(&bound, B).is_err());
         assert_eq!(sealer.reseal(&bound, A).unwrap(), None);
+    }
+
+    #[test]
+    fn any_secret_text_is_sealed_bound_to_its_field_and_resealed_across_a_rotation() {
+        let old = Sealer::new(Some(key(1)), None);
+        let field = "after_call_headers:authorization";
+        let stored = old.seal_text("Bearer k", A, field);
+        assert!(stored.starts_with("enc:v2:") && !stored.contains("Bearer"));
+        assert_eq!(old.open_text(&stored, A, field).unwrap(), "Bearer k");
+        assert_eq!(
+            old.open_text(&stored, A, "during_call_headers:authorization"),
+            Err(OpenError::Damaged),
+            "bound to its field"
+        );
+        assert_eq!(old.open_text(&stored, B, field), Err(OpenError::Damaged));
+        let rotated = Sealer::new(Some(key(2)), Some(key(1)));
+        let resealed = rotated.reseal_text(&stored, A, field).unwrap().unwrap();
+        assert_eq!(rotated.reseal_text(&resealed, A, field).unwrap(), None);
+        let only_new = Sealer::new(Some(key(2)), None);
+        assert_eq!(only_new.open_text(&resealed, A, field).unwrap(), "Bearer k");
+        assert_eq!(
+            Sealer::plain().seal_text("v", A, field),
+            "v",
+            "no key: as it is"
+        );
     }
 }

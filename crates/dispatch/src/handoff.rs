@@ -304,6 +304,7 @@ mod tests {
             scenario_id: Some(scenario),
             endpoint_state: None,
             probe: false,
+            headers: None,
         }
     }
 

@@ -72,20 +72,23 @@ pub struct Webhook<'a> {
     pub id: &'a str,
     pub payload: &'a [u8],
     pub secrets: &'a [SigningSecret],
+    /// The scenario's headers for this webhook (name, value opened), sent
+    /// after callhook's own.
+    pub custom: &'a [(String, String)],
 }
 
 impl Webhook<'_> {
     /// Every header of the request, signed at `timestamp` (seconds) with
     /// each secret (space-separated signatures during a rotation's
     /// overlap): what the sender sends, and what the console shows.
-    pub fn headers(&self, timestamp: i64) -> [(&'static str, String); 5] {
+    pub fn headers(&self, timestamp: i64) -> Vec<(String, String)> {
         let signature = self
             .secrets
             .iter()
             .map(|s| s.sign(self.id, timestamp, self.payload))
             .collect::<Vec<_>>()
             .join(" ");
-        [
+        let own = [
             (CONTENT_TYPE.as_str(), "application/json".to_owned()),
             (
                 USER_AGENT.as_str(),
@@ -94,7 +97,11 @@ impl Webhook<'_> {
             ("webhook-id", self.id.to_owned()),
             ("webhook-timestamp", timestamp.to_string()),
             ("webhook-signature", signature),
-        ]
+        ];
+        own.into_iter()
+            .map(|(n, v)| (n.to_owned(), v))
+            .chain(self.custom.iter().cloned())
+            .collect()
     }
 }
 

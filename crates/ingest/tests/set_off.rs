@@ -32,6 +32,8 @@ async fn scenario(pool: &PgPool) {
         custom_fields: CustomFields::from_trusted(Vec::new()),
         during_call_filter: Default::default(),
         after_call_filter: Default::default(),
+        during_call_headers: Vec::new(),
+        after_call_headers: Vec::new(),
         numbers: vec![phone(NUMBER)],
         static_numbers: Vec::new(),
         timezone: Timezone::default(),

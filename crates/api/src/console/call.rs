@@ -62,11 +62,29 @@ fn as_curl(
         .key(&scenario.signing_secret, scenario.id)
         .ok()?];
     let id = id.to_string();
+    // Its headers, a secret one's value not shown.
+    let custom: Vec<(String, String)> = callhook_core::EndpointKind::of(kind)
+        .map(|k| {
+            scenario
+                .headers(k)
+                .iter()
+                .map(|h| {
+                    let value = if h.secret {
+                        crate::ops::test_send::SECRET_SHOWN.to_owned()
+                    } else {
+                        h.value.clone().unwrap_or_default()
+                    };
+                    (h.name.clone(), value)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let hook = callhook_dispatch::Webhook {
         url,
         id: &id,
         payload: payload.as_bytes(),
         secrets: &secrets,
+        custom: &custom,
     };
     let mut curl = format!("curl -sS -X POST {}", shell_quote(url));
     for (name, value) in hook.headers(chrono::Utc::now().timestamp()) {

@@ -3,8 +3,8 @@
 //! one set of rules, so an error names the same field from either side.
 
 use callhook_core::{
-    Condition, CustomField, CustomFields, EndpointKind, FieldError, Filter, PhoneNumber, Timezone,
-    WebhookUrl,
+    headers, Condition, CustomField, CustomFields, EndpointKind, FieldError, Filter, Header,
+    PhoneNumber, Timezone, WebhookUrl,
 };
 use callhook_store::scenarios::{ScenarioSettings, StaticNumber};
 use serde::{Deserialize, Serialize};
@@ -52,6 +52,21 @@ pub(crate) struct ConditionSchema {
     value: serde_json::Value,
 }
 
+/// One header sent with every attempt of a webhook (`docs/payload.md`,
+/// "Headers per webhook"): `secret` ones are stored sealed and answered
+/// with `value` null.
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    reason = "only describes the JSON shape in the OpenAPI document"
+)]
+pub(crate) struct HeaderSchema {
+    name: String,
+    value: Option<String>,
+    #[schema(default = false)]
+    secret: bool,
+}
+
 /// A scenario's settings. Only `name` is required; the rest default to no
 /// URLs, no custom fields, no numbers and `Europe/Moscow`. Read-only fields
 /// (`id`, `signing_secret`, timestamps) are accepted and ignored, so what
@@ -81,6 +96,15 @@ pub(crate) struct ScenarioInput {
     #[serde(default)]
     #[schema(value_type = Option<Vec<ConditionSchema>>)]
     pub(crate) after_call_filter: Option<Vec<Condition>>,
+    /// Headers sent with every during-call webhook; a secret one's `value`
+    /// may be null to keep what is stored.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<HeaderSchema>>)]
+    pub(crate) during_call_headers: Option<Vec<Header>>,
+    /// The same for the after-call webhook.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<HeaderSchema>>)]
+    pub(crate) after_call_headers: Option<Vec<Header>>,
     /// Written any way people write them (`+7 (800) 555-22-33`); stored as digits.
     #[serde(default)]
     pub(crate) numbers: Option<Vec<String>>,
@@ -179,6 +203,15 @@ impl ScenarioInput {
                 EndpointKind::AfterCall,
             ),
         );
+        let headers = |given: Option<Vec<Header>>, kind| {
+            let given = given.unwrap_or_default();
+            headers::check(&given, kind).map(|()| given)
+        };
+        let during_call_headers = keep(
+            e,
+            headers(self.during_call_headers, EndpointKind::DuringCall),
+        );
+        let after_call_headers = keep(e, headers(self.after_call_headers, EndpointKind::AfterCall));
         match (
             name,
             numbers,
@@ -189,6 +222,8 @@ impl ScenarioInput {
             timezone,
             during_call_filter,
             after_call_filter,
+            during_call_headers,
+            after_call_headers,
         ) {
             (
                 Some(name),
@@ -200,6 +235,8 @@ impl ScenarioInput {
                 Some(timezone),
                 Some(during_call_filter),
                 Some(after_call_filter),
+                Some(during_call_headers),
+                Some(after_call_headers),
             ) => Ok(ScenarioSettings {
                 static_numbers,
                 name,
@@ -208,6 +245,8 @@ impl ScenarioInput {
                 custom_fields,
                 during_call_filter,
                 after_call_filter,
+                during_call_headers,
+                after_call_headers,
                 numbers,
                 timezone,
             }),

@@ -1,13 +1,13 @@
 //! Scenarios: create, save, delete, rotate the signing secret.
 
-use callhook_core::{DeliveryKind, SigningSecret};
-use callhook_store::scenarios::{self, Scenario};
+use callhook_core::{DeliveryKind, EndpointKind, SigningSecret};
+use callhook_store::scenarios::{self, Scenario, ScenarioSettings};
 use uuid::Uuid;
 
 use super::audit::{self, AuditEvent, Change};
 use super::scenario_error;
 pub(crate) use super::scenario_input::{
-    ConditionSchema, CustomFieldSchema, ScenarioInput, StaticNumberView,
+    ConditionSchema, CustomFieldSchema, HeaderSchema, ScenarioInput, StaticNumberView,
 };
 use crate::auth::Actor;
 use crate::{ApiError, AppState};
@@ -18,11 +18,12 @@ pub(crate) async fn create(
     actor: &Actor,
     input: ScenarioInput,
 ) -> Result<Scenario, ApiError> {
-    let settings = input
+    let mut settings = input
         .check(state.settings.max_payload_bytes)
         .map_err(ApiError::from)?;
-    // The id first: the sealed secret is bound to it.
+    // The id first: the sealed secrets are bound to it.
     let id = Uuid::now_v7();
+    seal_headers(state, id, &mut settings, None)?;
     let secret = state.sealer.seal(&SigningSecret::generate(), id);
     let s = scenarios::create(&state.pool, id, &settings, &secret).await?;
     tracing::info!(scenario_id = %s.id, "scenario created");
@@ -45,9 +46,13 @@ pub(crate) async fn save(
     id: Uuid,
     input: ScenarioInput,
 ) -> Result<Scenario, ApiError> {
-    let settings = input
+    let mut settings = input
         .check(state.settings.max_payload_bytes)
         .map_err(ApiError::from)?;
+    let stored = scenarios::get(&state.pool, id)
+        .await
+        .map_err(scenario_error(id))?;
+    seal_headers(state, id, &mut settings, Some(&stored))?;
     let (s, saved) = scenarios::update(&state.pool, id, &settings, &state.settings.health)
         .await
         .map_err(scenario_error(id))?;
@@ -115,4 +120,52 @@ pub(crate) async fn rotate_secret(
     };
     audit::record(state, actor, Some(id), event).await;
     Ok(s)
+}
+
+/// Seals the secret header values a save gives, bound to the scenario and
+/// the header; a secret header given with no value keeps the value stored
+/// for it (`stored`: the scenario as it is), and is refused when there is
+/// none.
+fn seal_headers(
+    state: &AppState,
+    id: Uuid,
+    settings: &mut ScenarioSettings,
+    stored: Option<&Scenario>,
+) -> Result<(), ApiError> {
+    for kind in EndpointKind::ALL {
+        let (given, kept) = match kind {
+            EndpointKind::DuringCall => (
+                &mut settings.during_call_headers,
+                stored.map(|s| s.during_call_headers.0.as_slice()),
+            ),
+            EndpointKind::AfterCall => (
+                &mut settings.after_call_headers,
+                stored.map(|s| s.after_call_headers.0.as_slice()),
+            ),
+        };
+        for (i, h) in given.iter_mut().enumerate().filter(|(_, h)| h.secret) {
+            let field = h.sealed_field(kind);
+            h.value = match h.value.take() {
+                Some(text) => Some(state.sealer.seal_text(&text, id, &field)),
+                None => {
+                    let same = kept
+                        .unwrap_or_default()
+                        .iter()
+                        .find(|k| k.secret && k.name.eq_ignore_ascii_case(&h.name));
+                    let Some(value) = same.and_then(|k| k.value.clone()) else {
+                        return Err(ApiError::unprocessable(
+                            format!("{}[{i}].value", callhook_core::headers::list_name(kind)),
+                            "required",
+                            format!(
+                                "secret header {} has no stored value to keep: send its value",
+                                h.name
+                            ),
+                        ));
+                    };
+                    Some(value)
+                }
+            };
+        }
+    }
+    Ok(())
 }

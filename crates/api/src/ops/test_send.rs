@@ -5,6 +5,7 @@
 
 use callhook_core::{build_payload, DeliveryKind, EndpointKind, SigningSecret, WebhookUrl};
 use callhook_dispatch::Webhook;
+use callhook_store::scenarios::Scenario;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -70,18 +71,28 @@ pub(crate) async fn run(
         callhook_core::payload::example_call(tz, kind == EndpointKind::AfterCall, Utc::now());
     let payload = build_payload(&call, kind.into(), &scenario.fields(), tz);
     let secrets = [signing_key(state, &scenario)?];
+    let custom = webhook_headers(state, &scenario, kind)?;
     let webhook_id = format!("test_{}", Uuid::now_v7());
     let hook = Webhook {
         url: &url,
         id: &webhook_id,
         payload: &payload,
         secrets: &secrets,
+        custom: &custom,
     };
     let result = state.sender.send(hook).await;
+    // As sent, but a secret header's value, which is never shown again.
     let request_headers = hook
         .headers(result.started_at.timestamp())
         .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
+        .map(|(k, v)| {
+            let v = if is_secret(&scenario, kind, &k) {
+                SECRET_SHOWN.to_owned()
+            } else {
+                v
+            };
+            (k, v)
+        })
         .collect();
     let record = callhook_dispatch::worker::attempt_record(&url, &result);
     let attempt_id =
@@ -157,4 +168,45 @@ fn signing_key(
             format!("scenario {id}'s stored signing secret cannot be read ({e}): check CALLHOOK_SECRET_KEY, or rotate it (POST /api/v1/scenarios/{id}/secret/rotate)"),
         )
     })
+}
+
+/// What a secret header's value is shown as (a test send's answer, the
+/// console's "copy as curl").
+pub(crate) const SECRET_SHOWN: &str = "<secret>";
+
+/// The scenario's headers for `kind`'s webhook, secret values opened; an
+/// error names the scenario and the header (never its value).
+pub(crate) fn webhook_headers(
+    state: &AppState,
+    scenario: &Scenario,
+    kind: EndpointKind,
+) -> Result<Vec<(String, String)>, ApiError> {
+    scenario
+        .headers(kind)
+        .iter()
+        .map(|h| {
+            let stored = h.value.as_deref().unwrap_or_default();
+            if !h.secret {
+                return Ok((h.name.clone(), stored.to_owned()));
+            }
+            let value = state
+                .sealer
+                .open_text(stored, scenario.id, &h.sealed_field(kind))
+                .map_err(|e| {
+                    callhook_store::StoreError::Corrupt(format!(
+                        "scenario {}'s secret header {} cannot be read ({e}): check CALLHOOK_SECRET_KEY, or save the header's value again",
+                        scenario.id, h.name
+                    ))
+                })?;
+            Ok((h.name.clone(), value))
+        })
+        .collect()
+}
+
+/// Whether `name` is one of the scenario's secret headers for `kind`.
+pub(crate) fn is_secret(scenario: &Scenario, kind: EndpointKind, name: &str) -> bool {
+    scenario
+        .headers(kind)
+        .iter()
+        .any(|h| h.secret && h.name.eq_ignore_ascii_case(name))
 }

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
 use axum::Json;
-use callhook_core::{Condition, CustomField};
+use callhook_core::{Condition, CustomField, Header};
 use callhook_store::scenarios::{self, Scenario};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use crate::auth::Actor;
 use crate::error::ErrorBody;
 use crate::json::{JsonObject, PathParam};
 pub(crate) use crate::ops::scenarios::{
-    ConditionSchema, CustomFieldSchema, ScenarioInput, StaticNumberView,
+    ConditionSchema, CustomFieldSchema, HeaderSchema, ScenarioInput, StaticNumberView,
 };
 use crate::ops::{self, scenario_error};
 use crate::routes::endpoints::{health_of, HealthView};
@@ -41,6 +41,15 @@ pub(crate) struct ScenarioView {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Option<Vec<ConditionSchema>>)]
     pub after_call_filter: Vec<Condition>,
+    /// Headers sent with every during-call webhook; a secret one's `value`
+    /// is null (never shown again). Absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Option<Vec<HeaderSchema>>)]
+    pub during_call_headers: Vec<Header>,
+    /// The same for the after-call webhook.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Option<Vec<HeaderSchema>>)]
+    pub after_call_headers: Vec<Header>,
     /// Tracking numbers, digits only: the pool reserved for website visits.
     pub numbers: Vec<String>,
     /// Numbers never reserved for visits; calls to them carry these fixed fields.
@@ -68,6 +77,8 @@ impl From<Scenario> for ScenarioView {
             custom_fields: s.custom_fields.0,
             during_call_filter: s.during_call_filter.0,
             after_call_filter: s.after_call_filter.0,
+            during_call_headers: s.during_call_headers.0.iter().map(Header::shown).collect(),
+            after_call_headers: s.after_call_headers.0.iter().map(Header::shown).collect(),
             numbers: s.numbers,
             static_numbers: s
                 .static_numbers

@@ -55,12 +55,15 @@ async fn attempt(ctx: &Ctx, row: &Claimed, held: &mut Option<Held>) -> Completio
         attempt,
         health,
     };
-    let Some((url, secrets)) = destination(ctx, row) else {
-        let held = Outcome::Held {
-            reason: HeldReason::InvalidSigningSecret,
-            retry_in: Duration::from_secs(60),
-        };
-        return completion(held, None, None);
+    let (url, secrets, custom) = match destination(ctx, row) {
+        Ok(d) => d,
+        Err(reason) => {
+            let held = Outcome::Held {
+                reason,
+                retry_in: Duration::from_secs(60),
+            };
+            return completion(held, None, None);
+        }
     };
     let Some(url) = url else {
         let reason = if row.signing_secret.is_none() && row.kind != DeliveryKind::OperatorEvent {
@@ -87,6 +90,7 @@ async fn attempt(ctx: &Ctx, row: &Claimed, held: &mut Option<Held>) -> Completio
             id: &id,
             payload: row.payload.as_bytes(),
             secrets: &secrets,
+            custom: &custom,
         })
         .await;
     let attempt_no = row.attempt_count as u32 + 1;
@@ -107,31 +111,71 @@ async fn attempt(ctx: &Ctx, row: &Claimed, held: &mut Option<Held>) -> Completio
 /// operator's URL; a call's webhook to its scenario's URL as it is now (no
 /// URL: removed), with the current secret and, during a rotation's overlap,
 /// the previous one (receivers still holding the old key keep verifying).
-/// `None` when a stored secret cannot be opened: never an unsigned webhook.
-fn destination<'a>(
-    ctx: &'a Ctx,
-    row: &'a Claimed,
-) -> Option<(Option<&'a str>, Vec<SigningSecret>)> {
+/// The scenario's headers for the kind go too, secret values opened. Held
+/// when a stored secret cannot be opened: never an unsigned webhook, nor
+/// one without its header.
+/// A webhook's URL (none: removed), its signing keys and its headers.
+type Destination<'a> = (Option<&'a str>, Vec<SigningSecret>, Vec<(String, String)>);
+
+/// The scenario's headers for this webhook, secret values opened.
+fn custom_headers(
+    ctx: &Ctx,
+    row: &Claimed,
+    scenario: uuid::Uuid,
+) -> Result<Vec<(String, String)>, HeldReason> {
+    let Some(kind) = callhook_core::EndpointKind::of(row.kind) else {
+        return Ok(Vec::new());
+    };
+    let headers = row
+        .headers
+        .as_ref()
+        .map(|h| h.0.as_slice())
+        .unwrap_or_default();
+    headers
+        .iter()
+        .map(|h| {
+            let stored = h.value.as_deref().unwrap_or_default();
+            let value = if h.secret {
+                ctx.sealer
+                    .open_text(stored, scenario, &h.sealed_field(kind))
+                    .map_err(|e| {
+                        tracing::error!(
+                            scenario_id = %scenario, delivery_id = %row.id, header = %h.name, error = %e,
+                            "a secret header's stored value cannot be read; nothing sent: check CALLHOOK_SECRET_KEY, or save the header's value again"
+                        );
+                        HeldReason::InvalidHeaderSecret
+                    })?
+            } else {
+                stored.to_owned()
+            };
+            Ok((h.name.clone(), value))
+        })
+        .collect()
+}
+
+fn destination<'a>(ctx: &'a Ctx, row: &'a Claimed) -> Result<Destination<'a>, HeldReason> {
     if row.kind == DeliveryKind::OperatorEvent {
-        return Some(match &ctx.operator {
-            Some(op) => (Some(op.url.as_str()), vec![op.secret.clone()]),
-            None => (None, Vec::new()),
+        return Ok(match &ctx.operator {
+            Some(op) => (Some(op.url.as_str()), vec![op.secret.clone()], Vec::new()),
+            None => (None, Vec::new(), Vec::new()),
         });
     }
+    let scenario = row.scenario_id.unwrap_or_default();
+    let custom = custom_headers(ctx, row, scenario)?;
     let secrets: Result<Vec<SigningSecret>, _> =
         [&row.signing_secret, &row.previous_signing_secret]
             .into_iter()
             .flatten()
-            .map(|s| ctx.sealer.key(s, row.scenario_id.unwrap_or_default()))
+            .map(|s| ctx.sealer.key(s, scenario))
             .collect();
     match secrets {
-        Ok(secrets) => Some((row.url.as_deref(), secrets)),
+        Ok(secrets) => Ok((row.url.as_deref(), secrets, custom)),
         Err(e) => {
             tracing::error!(
                 scenario_id = ?row.scenario_id, delivery_id = %row.id, error = %e,
                 "the scenario's stored signing secret cannot be read; nothing sent: check CALLHOOK_SECRET_KEY, or rotate the secret (POST /api/v1/scenarios/{{id}}/secret/rotate)"
             );
-            None
+            Err(HeldReason::InvalidSigningSecret)
         }
     }
 }

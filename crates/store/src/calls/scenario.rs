@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use callhook_core::{
     build_payload_within, Call, CancelReason, Condition, CustomField, CustomFields, DeliveryKind,
-    EndpointState, FieldError, Filter, PhoneNumber, StoredSecret, Timezone,
+    EndpointState, FieldError, Filter, Header, PhoneNumber, StoredSecret, Timezone,
 };
 use sqlx::types::Json;
 use sqlx::PgConnection;
@@ -72,6 +72,8 @@ pub(crate) struct IngestScenario {
     /// Each webhook's conditions (empty: every call).
     pub during_call_filter: Json<Vec<Condition>>,
     pub after_call_filter: Json<Vec<Condition>>,
+    /// The during-call webhook's headers (for a hand-off), stored form.
+    pub during_call_headers: Json<Vec<Header>>,
     pub timezone: String,
     pub signing_secret: StoredSecret,
     /// Only while its overlap after a rotation runs.
@@ -129,6 +131,7 @@ async fn fetch(
                   s.custom_fields as "custom_fields: Json<Vec<CustomField>>", s.timezone,
                   s.during_call_filter as "during_call_filter: Json<Vec<Condition>>",
                   s.after_call_filter as "after_call_filter: Json<Vec<Condition>>",
+                  s.during_call_headers as "during_call_headers: Json<Vec<Header>>",
                   s.signing_secret as "signing_secret: StoredSecret",
                   case when overlap_running(s.previous_secret_expires_at) then s.previous_signing_secret end
                     as "previous_signing_secret?: StoredSecret",
@@ -163,6 +166,7 @@ async fn fetch(
             custom_fields: r.custom_fields,
             during_call_filter: r.during_call_filter,
             after_call_filter: r.after_call_filter,
+            during_call_headers: r.during_call_headers,
             timezone: r.timezone,
             signing_secret: r.signing_secret,
             previous_signing_secret: r.previous_signing_secret,

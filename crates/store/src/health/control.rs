@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use callhook_core::{DeliveryKind, EndpointState, StoredSecret, Transition};
+use callhook_core::{DeliveryKind, EndpointState, Header, StoredSecret, Transition};
 use chrono::Utc;
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 

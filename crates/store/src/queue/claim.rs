@@ -30,7 +30,8 @@
 
 use std::time::Duration;
 
-use callhook_core::{DeliveryKind, EndpointState, StoredSecret};
+use callhook_core::{DeliveryKind, EndpointState, Header, StoredSecret};
+use sqlx::types::Json;
 use sqlx::PgPool;
 use uuid::Uuid;
 

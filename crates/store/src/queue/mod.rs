@@ -10,8 +10,9 @@
 
 use std::time::Duration;
 
-use callhook_core::{DeliveryKind, EndpointState, StoredSecret};
+use callhook_core::{DeliveryKind, EndpointState, Header, StoredSecret};
 use chrono::{DateTime, Utc};
+use sqlx::types::Json;
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
@@ -69,7 +70,10 @@ macro_rules! query_claimed {
                 + $state
                 + r#" as "endpoint_state?: EndpointState", "#
                 + $probe
-                + r#" as "probe!"
+                + r#" as "probe!",
+                  case c.kind when 'during_call' then s.during_call_headers
+                              when 'after_call' then s.after_call_headers end
+                    as "headers?: Json<Vec<Header>>"
              "#
                 + $from,
             $($arg),+
@@ -103,6 +107,9 @@ pub struct Claimed {
     /// Taken as its paused endpoint's probe: sent although the endpoint
     /// holds its deliveries.
     pub probe: bool,
+    /// The scenario's headers for this kind (secret values stored sealed);
+    /// null for an operator event.
+    pub headers: Option<Json<Vec<Header>>>,
 }
 
 impl Claimed {
@@ -130,6 +137,7 @@ impl Claimed {
             scenario_id: Some(scenario.id),
             endpoint_state: Some(scenario.during_state),
             probe: false,
+            headers: Some(scenario.during_call_headers.clone()),
         }
     }
 }

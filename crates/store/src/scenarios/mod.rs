@@ -1,7 +1,7 @@
 //! The scenario store: settings, tracking numbers, signing secret.
 
 use callhook_core::{
-    CancelReason, Condition, CustomField, CustomFields, DeliveryKind, Filter, PhoneNumber,
+    CancelReason, Condition, CustomField, CustomFields, DeliveryKind, Filter, Header, PhoneNumber,
     StoredSecret, Timezone, Transition, WebhookUrl,
 };
 use chrono::{DateTime, Utc};
@@ -27,6 +27,9 @@ pub struct Scenario {
     /// Conditions the call must meet for each webhook (empty: every call).
     pub during_call_filter: Json<Vec<Condition>>,
     pub after_call_filter: Json<Vec<Condition>>,
+    /// Headers each webhook carries, secret values in their stored form.
+    pub during_call_headers: Json<Vec<Header>>,
+    pub after_call_headers: Json<Vec<Header>>,
     pub timezone: String,
     pub signing_secret: StoredSecret,
     /// Until then, webhooks are also signed with the secret before the last
@@ -66,6 +69,14 @@ impl Scenario {
         CustomFields::from_trusted(self.custom_fields.0.clone())
     }
 
+    /// The headers of the webhook of `kind`, secret values stored sealed.
+    pub fn headers(&self, kind: callhook_core::EndpointKind) -> &[Header] {
+        match kind {
+            callhook_core::EndpointKind::DuringCall => &self.during_call_headers.0,
+            callhook_core::EndpointKind::AfterCall => &self.after_call_headers.0,
+        }
+    }
+
     /// The conditions of the webhook of `kind` (empty: every call).
     pub fn filter(&self, kind: callhook_core::EndpointKind) -> Filter {
         Filter::from_trusted(match kind {
@@ -92,6 +103,9 @@ pub struct ScenarioSettings {
     pub custom_fields: CustomFields,
     pub during_call_filter: Filter,
     pub after_call_filter: Filter,
+    /// Checked, secret values in their stored (sealed) form.
+    pub during_call_headers: Vec<Header>,
+    pub after_call_headers: Vec<Header>,
     pub numbers: Vec<PhoneNumber>,
     /// Numbers outside the pool, with fixed fields; none of them is in `numbers`.
     pub static_numbers: Vec<StaticNumber>,
@@ -108,8 +122,8 @@ pub async fn create(
     let mut tx = pool.begin().await?;
     sqlx::query!(
         "insert into scenarios (id, name, during_call_url, after_call_url, custom_fields, timezone, signing_secret,
-                                during_call_filter, after_call_filter)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                during_call_filter, after_call_filter, during_call_headers, after_call_headers)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         id,
         settings.name,
         settings.during_call_url.as_ref().map(WebhookUrl::as_str),
@@ -119,6 +133,8 @@ pub async fn create(
         secret as _,
         Json(settings.during_call_filter.as_slice()) as _,
         Json(settings.after_call_filter.as_slice()) as _,
+        Json(settings.during_call_headers.as_slice()) as _,
+        Json(settings.after_call_headers.as_slice()) as _,
     )
     .execute(&mut *tx)
     .await?;
@@ -167,7 +183,8 @@ pub async fn update(
     let updated = sqlx::query!(
         "update scenarios
             set name = $2, during_call_url = $3, after_call_url = $4, custom_fields = $5,
-                timezone = $6, during_call_filter = $7, after_call_filter = $8, updated_at = now()
+                timezone = $6, during_call_filter = $7, after_call_filter = $8,
+                during_call_headers = $9, after_call_headers = $10, updated_at = now()
           where id = $1",
         id,
         settings.name,
@@ -177,6 +194,8 @@ pub async fn update(
         settings.timezone.name(),
         Json(settings.during_call_filter.as_slice()) as _,
         Json(settings.after_call_filter.as_slice()) as _,
+        Json(settings.during_call_headers.as_slice()) as _,
+        Json(settings.after_call_headers.as_slice()) as _,
     )
     .execute(&mut *tx)
     .await?;
@@ -294,6 +313,8 @@ async fn select(e: impl PgExecutor<'_>, id: Option<Uuid>) -> Result<Vec<Scenario
                   s.custom_fields as "custom_fields: Json<Vec<CustomField>>",
                   s.during_call_filter as "during_call_filter: Json<Vec<Condition>>",
                   s.after_call_filter as "after_call_filter: Json<Vec<Condition>>",
+                  s.during_call_headers as "during_call_headers: Json<Vec<Header>>",
+                  s.after_call_headers as "after_call_headers: Json<Vec<Header>>",
                   s.timezone, s.signing_secret as "signing_secret: StoredSecret",
                   case when overlap_running(s.previous_secret_expires_at) then s.previous_secret_expires_at end
                     as previous_secret_expires_at,
@@ -311,36 +332,51 @@ async fn select(e: impl PgExecutor<'_>, id: Option<Uuid>) -> Result<Vec<Scenario
     .await?)
 }
 
-/// Every scenario's stored secrets (current, previous), locked, for
-/// re-sealing them under a new key.
-pub async fn lock_secrets(
-    tx: &mut PgConnection,
-) -> Result<Vec<(Uuid, StoredSecret, Option<StoredSecret>)>, StoreError> {
+/// A scenario's stored secrets: its signing secrets and its headers (whose
+/// secret values are sealed).
+pub struct StoredSecrets {
+    pub id: Uuid,
+    pub current: StoredSecret,
+    pub previous: Option<StoredSecret>,
+    pub during_call_headers: Vec<Header>,
+    pub after_call_headers: Vec<Header>,
+}
+
+/// Every scenario's stored secrets, locked, for re-sealing them under a new
+/// key.
+pub async fn lock_secrets(tx: &mut PgConnection) -> Result<Vec<StoredSecrets>, StoreError> {
     let rows = sqlx::query!(
         r#"select id, signing_secret as "signing_secret: StoredSecret",
-                  previous_signing_secret as "previous_signing_secret: StoredSecret"
+                  previous_signing_secret as "previous_signing_secret: StoredSecret",
+                  during_call_headers as "during_call_headers: Json<Vec<Header>>",
+                  after_call_headers as "after_call_headers: Json<Vec<Header>>"
              from scenarios order by id for update"#
     )
     .fetch_all(&mut *tx)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| (r.id, r.signing_secret, r.previous_signing_secret))
+        .map(|r| StoredSecrets {
+            id: r.id,
+            current: r.signing_secret,
+            previous: r.previous_signing_secret,
+            during_call_headers: r.during_call_headers.0,
+            after_call_headers: r.after_call_headers.0,
+        })
         .collect())
 }
 
 /// Stores a scenario's secrets in their new form.
-pub async fn set_secrets(
-    tx: &mut PgConnection,
-    id: Uuid,
-    current: &StoredSecret,
-    previous: Option<&StoredSecret>,
-) -> Result<(), StoreError> {
+pub async fn set_secrets(tx: &mut PgConnection, s: &StoredSecrets) -> Result<(), StoreError> {
     sqlx::query!(
-        "update scenarios set signing_secret = $2, previous_signing_secret = $3 where id = $1",
-        id,
-        current as _,
-        previous as _,
+        "update scenarios set signing_secret = $2, previous_signing_secret = $3,
+                during_call_headers = $4, after_call_headers = $5
+          where id = $1",
+        s.id,
+        &s.current as _,
+        s.previous.as_ref() as _,
+        Json(s.during_call_headers.as_slice()) as _,
+        Json(s.after_call_headers.as_slice()) as _,
     )
     .execute(&mut *tx)
     .await?;

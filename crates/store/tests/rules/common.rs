@@ -65,6 +65,8 @@ pub(crate) fn settings(numbers: &[&str]) -> ScenarioSettings {
         custom_fields: CustomFields::from_trusted(Vec::new()),
         during_call_filter: Default::default(),
         after_call_filter: Default::default(),
+        during_call_headers: Vec::new(),
+        after_call_headers: Vec::new(),
         numbers: numbers.iter().map(|n| phone(n)).collect(),
         static_numbers: Vec::new(),
         timezone: Timezone::default(),

@@ -90,6 +90,8 @@ pub(super) const EN: Labels = Labels {
     custom_fields: "Custom fields (name=value, one a line; {field} is filled in)",
     during_call_filter: "During-call conditions (JSON; blank: every call)",
     after_call_filter: "After-call conditions (JSON; blank: every call)",
+    during_call_headers: "During-call headers (JSON; a secret's value null: kept)",
+    after_call_headers: "After-call headers (JSON; a secret's value null: kept)",
     static_numbers: "Static numbers (number;marker;source 1;source 2)",
     timezone: "Time zone",
     save: "Save",

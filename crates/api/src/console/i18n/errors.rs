@@ -71,6 +71,8 @@ error_codes! {
     NotKnownAtStart = "not_known_at_start",
     InvalidValue = "invalid_value",
     InvalidOp = "invalid_op",
+    InvalidHeader = "invalid_header",
+    ReservedHeader = "reserved_header",
     BodyTooLarge = "body_too_large",
     BodyUnreadable = "body_unreadable",
     UnknownScenario = "unknown_scenario",
@@ -129,6 +131,8 @@ impl ErrorCode {
             | Self::NotKnownAtStart
             | Self::InvalidValue
             | Self::InvalidOp
+            | Self::InvalidHeader
+            | Self::ReservedHeader
             | Self::InvalidJson
             | Self::BodyUnreadable => true,
             Self::Required

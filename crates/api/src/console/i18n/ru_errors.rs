@@ -22,6 +22,8 @@ pub(super) fn message(code: ErrorCode) -> &'static str {
         ErrorCode::NotKnownAtStart => "Это поле становится известно только после звонка: используйте его в условиях «после звонка».",
         ErrorCode::InvalidValue => "Значение условия не того типа для этого поля и оператора.",
         ErrorCode::InvalidOp => "Нет такого оператора: eq, ne, in, not_in, prefix, gte, lte, present, absent.",
+        ErrorCode::InvalidHeader => "Имя заголовка — латинские буквы, цифры и !#$%&'*+-.^_`|~ (RFC 9110); значение — без переводов строки и NUL, не длиннее 4096 байт.",
+        ErrorCode::ReservedHeader => "Этот заголовок callhook ставит сам (Host, Content-Length, Content-Type, Transfer-Encoding, Connection, User-Agent, webhook-*).",
         ErrorCode::InvalidLine => "В строке нет «=»: пишите каждое поле как имя=значение.",
         ErrorCode::NumberTaken => "Этот номер уже есть в другом сценарии: сначала уберите его там.",
         ErrorCode::InvalidNumber => "Нужно число или пустое поле.",

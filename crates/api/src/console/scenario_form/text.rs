@@ -6,7 +6,7 @@
 //! spaces around either: the API accepts them) are never rewritten: the
 //! form shows them as read-only JSON and sends them back as they are.
 
-use callhook_core::{Condition, CustomField, FieldError};
+use callhook_core::{Condition, CustomField, FieldError, Header};
 use callhook_store::scenarios::{Scenario, StaticNumber};
 use serde::Deserialize;
 
@@ -21,6 +21,8 @@ pub(crate) enum ScenarioField {
     CustomFields,
     DuringCallFilter,
     AfterCallFilter,
+    DuringCallHeaders,
+    AfterCallHeaders,
     Numbers,
     StaticNumbers,
     Timezone,
@@ -28,13 +30,15 @@ pub(crate) enum ScenarioField {
 
 impl ScenarioField {
     /// The form's fields, in its order.
-    pub(crate) const ALL: [ScenarioField; 9] = [
+    pub(crate) const ALL: [ScenarioField; 11] = [
         Self::Name,
         Self::DuringCallUrl,
         Self::AfterCallUrl,
         Self::CustomFields,
         Self::DuringCallFilter,
         Self::AfterCallFilter,
+        Self::DuringCallHeaders,
+        Self::AfterCallHeaders,
         Self::Numbers,
         Self::StaticNumbers,
         Self::Timezone,
@@ -49,6 +53,8 @@ impl ScenarioField {
             Self::CustomFields => "custom_fields",
             Self::DuringCallFilter => "during_call_filter",
             Self::AfterCallFilter => "after_call_filter",
+            Self::DuringCallHeaders => "during_call_headers",
+            Self::AfterCallHeaders => "after_call_headers",
             Self::Numbers => "numbers",
             Self::StaticNumbers => "static_numbers",
             Self::Timezone => "timezone",
@@ -62,6 +68,8 @@ impl ScenarioField {
             Self::CustomFields
                 | Self::DuringCallFilter
                 | Self::AfterCallFilter
+                | Self::DuringCallHeaders
+                | Self::AfterCallHeaders
                 | Self::Numbers
                 | Self::StaticNumbers
         )
@@ -93,6 +101,12 @@ pub(in crate::console) struct ScenarioFormData {
     pub(super) during_call_filter: String,
     #[serde(default)]
     pub(super) after_call_filter: String,
+    /// Each webhook's headers as a JSON list (a secret one's value null:
+    /// kept as stored; blank: none).
+    #[serde(default)]
+    pub(super) during_call_headers: String,
+    #[serde(default)]
+    pub(super) after_call_headers: String,
     #[serde(default)]
     pub(super) numbers: String,
     #[serde(default)]
@@ -109,7 +123,7 @@ impl crate::console::CsrfField for ScenarioFormData {
 
 impl ScenarioFormData {
     /// Each field with its value, in the form's order.
-    pub(super) fn fields(&self) -> [(ScenarioField, &str); 9] {
+    pub(super) fn fields(&self) -> [(ScenarioField, &str); 11] {
         ScenarioField::ALL.map(|f| {
             let value = match f {
                 ScenarioField::Name => &self.name,
@@ -118,6 +132,8 @@ impl ScenarioFormData {
                 ScenarioField::CustomFields => &self.custom_fields,
                 ScenarioField::DuringCallFilter => &self.during_call_filter,
                 ScenarioField::AfterCallFilter => &self.after_call_filter,
+                ScenarioField::DuringCallHeaders => &self.during_call_headers,
+                ScenarioField::AfterCallHeaders => &self.after_call_headers,
                 ScenarioField::Numbers => &self.numbers,
                 ScenarioField::StaticNumbers => &self.static_numbers,
                 ScenarioField::Timezone => &self.timezone,
@@ -149,6 +165,8 @@ impl ScenarioFormData {
             },
             during_call_filter: conditions_text(&s.during_call_filter.0),
             after_call_filter: conditions_text(&s.after_call_filter.0),
+            during_call_headers: headers_text(&s.during_call_headers.0),
+            after_call_headers: headers_text(&s.after_call_headers.0),
             numbers: s.numbers.join("\n"),
             static_numbers: s
                 .static_numbers
@@ -230,6 +248,14 @@ impl ScenarioFormData {
         };
         let during_call_filter = conditions(&self.during_call_filter, "during_call_filter");
         let after_call_filter = conditions(&self.after_call_filter, "after_call_filter");
+        let mut headers = |text: &str, field: &str| {
+            read_json_list::<Header>(text, field, HEADERS_EXAMPLE).unwrap_or_else(|e| {
+                unread.push(e);
+                Vec::new()
+            })
+        };
+        let during_call_headers = headers(&self.during_call_headers, "during_call_headers");
+        let after_call_headers = headers(&self.after_call_headers, "after_call_headers");
         let lines = |t: &str| -> Vec<String> {
             t.lines()
                 .map(str::trim)
@@ -245,6 +271,8 @@ impl ScenarioFormData {
             custom_fields: Some(custom_fields),
             during_call_filter: Some(during_call_filter),
             after_call_filter: Some(after_call_filter),
+            during_call_headers: Some(during_call_headers),
+            after_call_headers: Some(after_call_headers),
             numbers: Some(lines(&self.numbers)),
             static_numbers: Some(
                 lines(&self.static_numbers)
@@ -290,8 +318,30 @@ fn conditions_text(conditions: &[Condition]) -> String {
     serde_json::to_string_pretty(conditions).unwrap_or_default()
 }
 
+/// Headers as the form shows them: a JSON list, a secret one's value null;
+/// blank when none.
+fn headers_text(headers: &[Header]) -> String {
+    if headers.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<Header> = headers.iter().map(Header::shown).collect();
+    serde_json::to_string_pretty(&shown).unwrap_or_default()
+}
+
+const CONDITIONS_EXAMPLE: &str = r#"[{"field": "duration", "op": "gte", "value": 10}]"#;
+const HEADERS_EXAMPLE: &str = r#"[{"name": "Authorization", "value": "Bearer …", "secret": true}]"#;
+
 /// The conditions a form's text holds (blank: none).
 fn read_conditions(text: &str, field: &str) -> Result<Vec<Condition>, FieldError> {
+    read_json_list(text, field, CONDITIONS_EXAMPLE)
+}
+
+/// A JSON list a form's textarea holds (blank: none).
+fn read_json_list<T: serde::de::DeserializeOwned>(
+    text: &str,
+    field: &str,
+    example: &str,
+) -> Result<Vec<T>, FieldError> {
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
@@ -299,9 +349,7 @@ fn read_conditions(text: &str, field: &str) -> Result<Vec<Condition>, FieldError
         FieldError::new(
             field,
             "invalid_json",
-            format!(
-                r#"{field} must be a JSON list of conditions such as [{{"field": "duration", "op": "gte", "value": 10}}] ({e})"#
-            ),
+            format!("{field} must be a JSON list such as {example} ({e})"),
         )
     })
 }
