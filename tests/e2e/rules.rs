@@ -135,6 +135,31 @@ async fn answered_calls_over_ten_seconds_get_the_after_call_webhook_and_the_rest
         listed["items"][0].get("filtered_by").is_none(),
         "absent unless filtered"
     );
+    // The dry run of the same conditions says what sending did.
+    let id = s["id"].as_str().unwrap();
+    let preview_of = |body: Value| {
+        let (app, path) = (&app, format!("/api/v1/scenarios/{id}/filter-preview"));
+        async move { app.admin_post(&path, &body).await }
+    };
+    let (status, preview) = preview_of(json!({"after_call_filter": filter})).await;
+    assert_eq!(status.as_u16(), 200, "{preview}");
+    assert_eq!(preview["calls"], 4);
+    let counts = |o: &Value| (o["sent"].as_u64(), o["filtered"].as_u64());
+    assert_eq!(counts(&preview["during_call"]), (Some(4), Some(0)));
+    assert_eq!(counts(&preview["after_call"]), (Some(2), Some(2)));
+    let mut sent: Vec<&str> = preview["after_call"]["sent_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    sent.sort_unstable();
+    assert_eq!(sent, ["a1", "a4"]);
+    let (status, e) =
+        preview_of(json!({"during_call_filter": [{"field": "duration", "op": "gte", "value": 1}]}))
+            .await;
+    assert_eq!(status.as_u16(), 422);
+    assert_eq!(e["error"]["field"], "during_call_filter[0].field");
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
@@ -171,6 +196,27 @@ async fn first_call_and_a_during_call_marker_condition_decide_the_during_call_we
         "the caller's second call is not a first call"
     );
     assert_eq!(rows[2].1, "delivered", "another caller's first call");
+    // The dry run agrees, first_call included.
+    let id: String = sqlx::query_scalar("select id::text from scenarios")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let (status, preview) = app
+        .admin_post(
+            &format!("/api/v1/scenarios/{id}/filter-preview"),
+            &json!({"during_call_filter": [{"field": "first_call", "op": "eq", "value": true},
+                                           {"field": "marker", "op": "prefix", "value": "vk"}]}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{preview}");
+    assert_eq!(
+        (
+            preview["during_call"]["sent"].as_u64(),
+            preview["during_call"]["filtered"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    assert_eq!(preview["during_call"]["filtered_calls"], json!(["f2"]));
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]

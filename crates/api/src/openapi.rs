@@ -13,7 +13,7 @@ use crate::routes::{audit, calls, deliveries, endpoints, scenarios, service, tes
         scenarios::rotate_secret,
         calls::start, calls::start_batch, calls::end,
         visits::reserve, visits::pool,
-        test_send::test_send,
+        test_send::test_send, test_send::filter_preview,
         endpoints::list, endpoints::pause, endpoints::enable, endpoints::set_limits, endpoints::send_now,
         audit::list,
         deliveries::get_call, deliveries::list, deliveries::get, deliveries::retry, deliveries::retry_matching,

@@ -15,6 +15,7 @@
 pub(crate) mod audit;
 pub(crate) mod deliveries;
 pub(crate) mod endpoints;
+pub(crate) mod filter_preview;
 pub(crate) mod scenario_input;
 pub(crate) mod scenarios;
 pub(crate) mod test_send;

@@ -39,6 +39,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/scenarios/{id}/pool", get(visits::pool))
         .route("/api/v1/scenarios/{id}/test", post(test_send::test_send))
+        .route(
+            "/api/v1/scenarios/{id}/filter-preview",
+            post(test_send::filter_preview),
+        )
         .route("/api/v1/calls/{id}", get(deliveries::get_call))
         .route("/api/v1/deliveries", get(deliveries::list))
         .route("/api/v1/deliveries/retry", post(deliveries::retry_matching))

@@ -39,6 +39,7 @@
 mod end;
 mod insert;
 mod late_start;
+mod recent;
 mod row;
 mod scenario;
 mod start;
@@ -57,6 +58,7 @@ use crate::StoreError;
 
 pub use end::end;
 pub(crate) use insert::NewDelivery;
+pub use recent::{recent, RecentCall};
 pub(crate) use scenario::IngestScenario;
 pub use start::{start_batch, StartBatch};
 
