@@ -93,6 +93,7 @@ async fn run(url: &str, concurrency: usize) -> Result<(), Box<dyn std::error::Er
             after_call_filter: Default::default(),
             during_call_headers: Vec::new(),
             after_call_headers: Vec::new(),
+            during_call_grace: None,
             numbers,
             static_numbers: vec![],
             timezone: Timezone::default(),

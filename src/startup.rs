@@ -165,6 +165,7 @@ pub async fn run(
         handoff,
         IngestConfig {
             start_grace: config.start_grace,
+            during_call_grace: config.during_call_grace,
             max_payload_bytes: config.max_payload_bytes,
         },
     );

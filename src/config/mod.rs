@@ -185,6 +185,11 @@ pub struct ServeConfig {
     /// `0s` sends it at once.
     #[arg(long, env = "CALLHOOK_START_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub start_grace: Duration,
+    /// How long after its call's end a during-call webhook not delivered
+    /// yet may still go; then it is cancelled (`call_ended`) and its
+    /// after-call webhook goes. A scenario's `during_call_grace` overrides it.
+    #[arg(long, env = "CALLHOOK_DURING_CALL_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub during_call_grace: Duration,
     /// The most a webhook body may weigh, in bytes. A scenario whose custom
     /// fields alone would pass it is refused (422); a call whose values make
     /// a webhook pass it has that delivery stored cancelled (`payload_too_large`).

@@ -51,6 +51,9 @@ pub(crate) fn test_config() -> ServeConfig {
     c.poll_interval = Duration::from_millis(200);
     c.shutdown_grace = Duration::from_secs(3);
     c.gauge_interval = Duration::from_millis(50);
+    // Ended calls' during-call webhooks do not expire under a test's load
+    // unless it says so (`ordering.rs` tests the expiry).
+    c.during_call_grace = Duration::from_secs(3600);
     c
 }
 
@@ -514,6 +517,9 @@ pub(crate) async fn failing_crm(pool: &PgPool, ids: &[&str]) -> Ticket {
     let app = spawn_app_with(pool.clone(), |c| {
         c.retry_schedule = "5m,30m,2h".parse().unwrap();
         c.drain_rate = 1000;
+        // The calls have ended: their during-call webhooks must not expire
+        // while the ticket is worked (`ordering.rs` tests the expiry).
+        c.during_call_grace = Duration::from_secs(3600);
     })
     .await;
     let s = app

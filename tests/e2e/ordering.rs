@@ -260,3 +260,170 @@ async fn removing_a_url_cancels_its_pending_deliveries_by_the_time_the_save_answ
         );
     }
 }
+
+/// A during-call webhook exists for the time the phone rings. One still
+/// failing when its call ends gets `CALLHOOK_DURING_CALL_GRACE` more (1 s
+/// here), then is cancelled `call_ended`, and its after-call webhook goes;
+/// an operator can still send it by hand.
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_during_call_webhook_still_failing_when_its_call_ends_expires_and_the_after_call_goes(
+    pool: PgPool,
+) {
+    let mut down = Receiver::scripted(vec![], Reply::Status(500)).await;
+    let mut crm = Receiver::ok().await;
+    let app = spawn_app_with(pool.clone(), |c| {
+        c.retry_schedule = "5m,30m,2h".parse().unwrap();
+        c.during_call_grace = Duration::from_secs(1);
+    })
+    .await;
+    app.create_scenario(json!({
+        "name": "CRM", "numbers": ["78005552233"],
+        "during_call_url": down.url("/during"), "after_call_url": crm.url("/after"),
+    }))
+    .await;
+    let mut call = page_call("x1");
+    call["callee"] = json!("78005552233");
+    let (status, body) = app.ingest_post("/api/v1/calls", &call).await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+    assert_eq!(down.next(WAIT).await.path, "/during");
+    eventually(
+        WAIT,
+        "the during-call webhook waiting 5 minutes",
+        || async {
+            let n: i64 = sqlx::query_scalar(
+                "select count(*) from deliveries where kind = 'during_call' and lease_token is null
+               and next_attempt_at > now() + interval '1 minute'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            (n == 1).then_some(())
+        },
+    )
+    .await;
+    let (status, body) = app
+        .ingest_post(
+            "/api/v1/calls/x1/end",
+            &json!({"status": "ANSWER", "duration": 42}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+
+    // The after-call webhook goes once the during-call one has expired.
+    let after = crm.next(WAIT).await;
+    assert_eq!(
+        (after.path.as_str(), after.json()["id"].as_str()),
+        ("/after", Some("x1"))
+    );
+    let (state, error, during_id): (String, Option<String>, uuid::Uuid) =
+        sqlx::query_as("select state, last_error, id from deliveries where kind = 'during_call'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (state.as_str(), error.as_deref()),
+        ("cancelled", Some("call_ended"))
+    );
+
+    // An operator may still send it.
+    let (status, body) = app
+        .admin_post(&format!("/api/v1/deliveries/{during_id}/retry"), &json!({}))
+        .await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    assert_eq!(down.next(WAIT).await.path, "/during");
+}
+
+/// A scenario's own grace overrides the default, within an hour.
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_scenarios_own_during_call_grace_is_the_one_its_calls_get(pool: PgPool) {
+    let down = Receiver::scripted(vec![], Reply::Status(500)).await;
+    let app = spawn_app_with(pool.clone(), |c| {
+        c.retry_schedule = "5m".parse().unwrap();
+    })
+    .await;
+    let (status, e) = app
+        .admin_post(
+            "/api/v1/scenarios",
+            &json!({"name": "s", "during_call_grace": "2h"}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 422);
+    assert_eq!(e["error"]["field"], "during_call_grace");
+    let s = app
+        .create_scenario(json!({
+            "name": "CRM", "numbers": ["78005552233"],
+            "during_call_url": down.url("/during"), "during_call_grace": "10m",
+        }))
+        .await;
+    assert_eq!(s["during_call_grace"], "10m");
+    let mut call = page_call("g1");
+    call["callee"] = json!("78005552233");
+    app.ingest_post("/api/v1/calls", &call).await;
+    let (status, body) = app
+        .ingest_post(
+            "/api/v1/calls/g1/end",
+            &json!({"status": "ANSWER", "duration": 42}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+    let left: f64 = sqlx::query_scalar(
+        "select extract(epoch from expires_at - now())::float8 from deliveries where kind = 'during_call'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(left > 540.0 && left <= 600.0, "{left}");
+}
+
+/// An operator paused the during-call endpoint: its calls' during-call
+/// deliveries wait, parked, and their after-call ones wait behind them.
+/// When a call ends, its parked during-call delivery still expires after the
+/// grace (the dispatchers' once-a-second look), and its after-call webhook
+/// goes.
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_parked_during_call_webhook_expires_too_and_releases_its_after_call(pool: PgPool) {
+    let mut rx = Receiver::ok().await;
+    let app = spawn_app_with(pool.clone(), |c| {
+        c.during_call_grace = Duration::from_secs(1);
+    })
+    .await;
+    let s = app
+        .create_scenario(json!({
+            "name": "CRM", "numbers": ["78005552233"],
+            "during_call_url": rx.url("/during"), "after_call_url": rx.url("/after"),
+        }))
+        .await;
+    let id = s["id"].as_str().unwrap();
+    let (status, body) = app
+        .admin_post(
+            &format!("/api/v1/scenarios/{id}/endpoints/during_call/pause"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    let mut call = page_call("y1");
+    call["callee"] = json!("78005552233");
+    let (status, body) = app.ingest_post("/api/v1/calls", &call).await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+    let (status, body) = app
+        .ingest_post(
+            "/api/v1/calls/y1/end",
+            &json!({"status": "ANSWER", "duration": 42}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+    let got = rx.next(WAIT).await;
+    assert_eq!(
+        (got.path.as_str(), got.json()["id"].as_str()),
+        ("/after", Some("y1"))
+    );
+    let (state, error): (String, Option<String>) =
+        sqlx::query_as("select state, last_error from deliveries where kind = 'during_call'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (state.as_str(), error.as_deref()),
+        ("cancelled", Some("call_ended"))
+    );
+}

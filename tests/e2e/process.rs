@@ -81,6 +81,9 @@ impl ServerProcess {
             .env("CALLHOOK_INGEST_TOKEN", INGEST)
             .env("CALLHOOK_ALLOW_PRIVATE_DESTINATIONS", "true")
             .env("CALLHOOK_RETRY_SCHEDULE", "200ms,500ms,1s,1s,1s,1s")
+            // Ended calls' during-call webhooks do not expire under these
+            // tests' loads (`ordering.rs` tests the expiry).
+            .env("CALLHOOK_DURING_CALL_GRACE", "1h")
             .env("CALLHOOK_REQUEST_TIMEOUT", "2s")
             .env("CALLHOOK_LEASE", "3s")
             .env("CALLHOOK_POLL_INTERVAL", "200ms")

@@ -160,6 +160,10 @@ text_enum! {
         /// `after_call_filter`) did not hold for the call: the delivery's
         /// `filtered_by` names the one that failed.
         Filtered = "filtered",
+        /// A during-call webhook still not delivered when its call had
+        /// ended `CALLHOOK_DURING_CALL_GRACE` ago: its moment has passed,
+        /// and its after-call webhook carries every field it had.
+        CallEnded = "call_ended",
     }
 }
 

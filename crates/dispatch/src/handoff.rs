@@ -305,6 +305,7 @@ mod tests {
             endpoint_state: None,
             probe: false,
             headers: None,
+            expires_at: None,
         }
     }
 

@@ -42,6 +42,9 @@ pub struct IngestConfig {
     /// How long an end that arrives before its start holds its after-call
     /// webhook for the start (`CALLHOOK_START_GRACE`).
     pub start_grace: Duration,
+    /// How long after its call's end a during-call webhook not delivered
+    /// yet may still go (`CALLHOOK_DURING_CALL_GRACE`).
+    pub during_call_grace: Duration,
     /// The most a webhook body may weigh (`CALLHOOK_MAX_PAYLOAD_BYTES`): a
     /// heavier one's delivery is stored cancelled (`payload_too_large`).
     pub max_payload_bytes: usize,
@@ -51,6 +54,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             start_grace: Duration::from_secs(10),
+            during_call_grace: Duration::from_secs(30),
             max_payload_bytes: callhook_core::DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
@@ -96,9 +100,13 @@ impl Ingest {
 
     /// An end event.
     pub async fn end(&self, call_id: &str, input: &EndCall) -> Result<Ingested, IngestError> {
-        let (grace, max) = (self.config.start_grace, self.config.max_payload_bytes);
+        let graces = calls::Graces {
+            start: self.config.start_grace,
+            during_call: self.config.during_call_grace,
+        };
+        let max = self.config.max_payload_bytes;
         let (ingested, work) =
-            transient_retry(|| calls::end(&self.outlet.pool, call_id, input, grace, max)).await?;
+            transient_retry(|| calls::end(&self.outlet.pool, call_id, input, graces, max)).await?;
         self.outlet.set_off(work).await;
         Ok(ingested)
     }

@@ -34,6 +34,7 @@ async fn scenario(pool: &PgPool) {
         after_call_filter: Default::default(),
         during_call_headers: Vec::new(),
         after_call_headers: Vec::new(),
+        during_call_grace: None,
         numbers: vec![phone(NUMBER)],
         static_numbers: Vec::new(),
         timezone: Timezone::default(),

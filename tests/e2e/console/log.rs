@@ -510,6 +510,7 @@ async fn the_log_shows_the_scenario_the_next_attempt_and_what_a_delivery_waits_f
     let mut rx = Receiver::scripted(vec![], Reply::Status(500)).await;
     let app = spawn_app_with(pool.clone(), |c| {
         c.retry_schedule = "5m,30m,2h".parse().unwrap();
+        c.during_call_grace = std::time::Duration::from_secs(3600);
     })
     .await;
     app.create_scenario(json!({

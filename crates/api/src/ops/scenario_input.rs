@@ -105,6 +105,11 @@ pub(crate) struct ScenarioInput {
     #[serde(default)]
     #[schema(value_type = Option<Vec<HeaderSchema>>)]
     pub(crate) after_call_headers: Option<Vec<Header>>,
+    /// How long after its call's end a during-call webhook not delivered
+    /// yet may still go (`"45s"`, `"2m"`; at most `1h`); empty or null:
+    /// `CALLHOOK_DURING_CALL_GRACE`.
+    #[serde(default)]
+    pub(crate) during_call_grace: Option<String>,
     /// Written any way people write them (`+7 (800) 555-22-33`); stored as digits.
     #[serde(default)]
     pub(crate) numbers: Option<Vec<String>>,
@@ -207,6 +212,7 @@ impl ScenarioInput {
             let given = given.unwrap_or_default();
             headers::check(&given, kind).map(|()| given)
         };
+        let during_call_grace = keep(e, parse_grace(self.during_call_grace.as_deref()));
         let during_call_headers = keep(
             e,
             headers(self.during_call_headers, EndpointKind::DuringCall),
@@ -224,6 +230,7 @@ impl ScenarioInput {
             after_call_filter,
             during_call_headers,
             after_call_headers,
+            during_call_grace,
         ) {
             (
                 Some(name),
@@ -237,6 +244,7 @@ impl ScenarioInput {
                 Some(after_call_filter),
                 Some(during_call_headers),
                 Some(after_call_headers),
+                Some(during_call_grace),
             ) => Ok(ScenarioSettings {
                 static_numbers,
                 name,
@@ -247,11 +255,30 @@ impl ScenarioInput {
                 after_call_filter,
                 during_call_headers,
                 after_call_headers,
+                during_call_grace,
                 numbers,
                 timezone,
             }),
             _ => Err(errors),
         }
+    }
+}
+
+/// The longest grace a scenario may give a during-call webhook.
+const MAX_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// A scenario's own during-call grace: blank is none.
+fn parse_grace(text: Option<&str>) -> Result<Option<std::time::Duration>, FieldError> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    match humantime::parse_duration(text) {
+        Ok(d) if d <= MAX_GRACE => Ok(Some(d)),
+        _ => Err(FieldError::new(
+            "during_call_grace",
+            "invalid_duration",
+            "during_call_grace must be a duration such as 30s or 2m, at most 1h",
+        )),
     }
 }
 

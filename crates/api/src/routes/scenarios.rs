@@ -50,6 +50,10 @@ pub(crate) struct ScenarioView {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Option<Vec<HeaderSchema>>)]
     pub after_call_headers: Vec<Header>,
+    /// Its own grace for a during-call webhook after its call's end
+    /// (`"45s"`); absent: `CALLHOOK_DURING_CALL_GRACE`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub during_call_grace: Option<String>,
     /// Tracking numbers, digits only: the pool reserved for website visits.
     pub numbers: Vec<String>,
     /// Numbers never reserved for visits; calls to them carry these fixed fields.
@@ -79,6 +83,12 @@ impl From<Scenario> for ScenarioView {
             after_call_filter: s.after_call_filter.0,
             during_call_headers: s.during_call_headers.0.iter().map(Header::shown).collect(),
             after_call_headers: s.after_call_headers.0.iter().map(Header::shown).collect(),
+            during_call_grace: s.during_call_grace_secs.map(|secs| {
+                humantime::format_duration(std::time::Duration::from_secs(
+                    u64::try_from(secs).unwrap_or(0),
+                ))
+                .to_string()
+            }),
             numbers: s.numbers,
             static_numbers: s
                 .static_numbers

@@ -4,7 +4,9 @@
 //!
 //! Every dispatcher looks once a second (or each probe interval, if
 //! shorter); taking a probe moves the endpoint's next probe time in the same
-//! statement, so only one process sends each.
+//! statement, so only one process sends each. The same look cancels held
+//! during-call deliveries whose call ended its grace ago (`call_ended`),
+//! which claims never see.
 
 use std::time::Duration;
 
@@ -30,6 +32,18 @@ pub(super) async fn take_probes(
         tokio::select! {
             () = tokio::time::sleep(tick) => {}
             () = shutdown.cancelled() => return,
+        }
+        match callhook_store::queue::expire_held(&pool).await {
+            Ok(0) => {}
+            Ok(n) => {
+                metrics::counter!("callhook_deliveries_total", "kind" => "during_call", "outcome" => "cancelled")
+                    .increment(n);
+                tracing::info!(
+                    deliveries = n,
+                    "held during-call webhooks expired: their calls ended"
+                );
+            }
+            Err(e) => log_store_error(&e, "expiring held during-call webhooks", tick),
         }
         let probes = match health::take_probes(&pool, config.lease, interval).await {
             Ok(p) => p,

@@ -6,6 +6,7 @@ use callhook_core::{
     CancelReason, DeliveryKind, HeldReason, Observed, RetrySchedule, SigningSecret,
 };
 use callhook_store::queue::{AttemptRecord, Claimed, Completion, Outcome};
+use chrono::{DateTime, Utc};
 
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -55,6 +56,12 @@ async fn attempt(ctx: &Ctx, row: &Claimed, held: &mut Option<Held>) -> Completio
         attempt,
         health,
     };
+    // Its call ended its grace ago: its moment has passed (its after-call
+    // webhook, released by this, carries every field it had).
+    if row.kind == DeliveryKind::DuringCall && row.expires_at.is_some_and(|t| t <= Utc::now()) {
+        metrics::counter!("callhook_deliveries_total", "kind" => row.kind.as_str(), "outcome" => "cancelled").increment(1);
+        return completion(Outcome::Cancelled(CancelReason::CallEnded), None, None);
+    }
     let (url, secrets, custom) = match destination(ctx, row) {
         Ok(d) => d,
         Err(reason) => {
@@ -94,7 +101,7 @@ async fn attempt(ctx: &Ctx, row: &Claimed, held: &mut Option<Held>) -> Completio
         })
         .await;
     let attempt_no = row.attempt_count as u32 + 1;
-    let outcome = decide(&ctx.schedule, &result, attempt_no);
+    let outcome = until_expiry(decide(&ctx.schedule, &result, attempt_no), row.expires_at);
     record_metrics(row, &result, &outcome);
     tracing::debug!(
         delivery_id = %row.id, call_id = ?row.call_id, kind = %row.kind, attempt = attempt_no,
@@ -233,6 +240,18 @@ pub fn decide(schedule: &RetrySchedule, result: &AttemptResult, attempt_no: u32)
     match schedule.next_delay(attempt_no, rand::random::<f64>(), result.retry_after) {
         Some(delay) => Outcome::Retry(delay),
         None => Outcome::Failed,
+    }
+}
+
+/// A retry of a delivery that expires is due by its expiry at the latest
+/// (then it is cancelled, not sent).
+fn until_expiry(outcome: Outcome, expires_at: Option<DateTime<Utc>>) -> Outcome {
+    match (outcome, expires_at) {
+        (Outcome::Retry(d), Some(at)) => {
+            let left = (at - Utc::now()).to_std().unwrap_or_default();
+            Outcome::Retry(d.min(left))
+        }
+        (o, _) => o,
     }
 }
 

@@ -13,10 +13,23 @@ use super::scenario::{first_call, resolve_scenario};
 use super::{deliveries_of, EndCall, IngestError, Ingested, NewWork};
 use crate::StoreError;
 
+/// How long an end waits for what may still come.
+#[derive(Debug, Clone, Copy)]
+pub struct Graces {
+    /// An end that arrives before its start holds its after-call webhook
+    /// this long for the start (`CALLHOOK_START_GRACE`).
+    pub start: Duration,
+    /// A during-call webhook not delivered when its call ends is cancelled
+    /// (`call_ended`) this long after (`CALLHOOK_DURING_CALL_GRACE`), unless
+    /// its scenario says otherwise.
+    pub during_call: Duration,
+}
+
 /// Records a call's end and queues its after-call webhook, if the scenario
 /// has one. A call not started yet is stored from the end when it names its
 /// `caller` and `callee`; its after-call webhook is then held for
-/// `start_grace`, so a start crossing the end on the wire still goes first.
+/// `graces.start`, so a start crossing the end on the wire still goes first.
+/// A during-call delivery still pending expires `graces.during_call` later.
 ///
 /// Stays whole: one transaction, its statements in the order the module docs
 /// give.
@@ -24,9 +37,10 @@ pub async fn end(
     pool: &PgPool,
     call_id: &str,
     input: &EndCall,
-    start_grace: Duration,
+    graces: Graces,
     max_payload: usize,
 ) -> Result<(Ingested, NewWork), IngestError> {
+    let start_grace = graces.start;
     let mut tx = pool.begin().await?;
     let mut work = NewWork::default();
     let hash = fingerprint(input);
@@ -70,6 +84,16 @@ pub async fn end(
     )
     .execute(&mut *tx)
     .await?;
+
+    // The during-call webhook's moment passes with the call: a pending one
+    // gets its grace, and is due by its end at the latest.
+    let during_grace = scenario
+        .as_ref()
+        .and_then(|s| s.during_call_grace_secs)
+        .map_or(graces.during_call, |s| {
+            Duration::from_secs(u64::try_from(s).unwrap_or(0))
+        });
+    expire_during_call(&mut tx, call_id, during_grace).await?;
 
     let mut created = Vec::new();
     if let Some(scenario) = scenario.filter(|s| s.after_call_url.is_some()) {
@@ -204,4 +228,31 @@ async fn pending_during_call(
     Ok(during
         .filter(|d| d.state == DeliveryState::Pending)
         .map(|d| d.id))
+}
+
+/// Gives the call's pending during-call delivery its grace: `expires_at`,
+/// and due by then at the latest; one in flight keeps its lease, and a
+/// parked one (its endpoint held) stays parked, for the dispatchers' look
+/// at expired held ones (`queue::expire_held`) or its endpoint's drain.
+async fn expire_during_call(
+    tx: &mut PgConnection,
+    call_id: &str,
+    grace: Duration,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "update deliveries
+            set expires_at = now() + make_interval(secs => $2),
+                next_attempt_at = case
+                    when parked or blocked_by is not null then next_attempt_at
+                    when lease_token is not null and next_attempt_at > now() then next_attempt_at
+                    else least(next_attempt_at, now() + make_interval(secs => $2))
+                end,
+                updated_at = now()
+          where call_id = $1 and kind = 'during_call' and state = 'pending' and expires_at is null",
+        call_id,
+        grace.as_secs_f64(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }

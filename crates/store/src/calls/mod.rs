@@ -56,7 +56,7 @@ use uuid::Uuid;
 use crate::queue::Claimed;
 use crate::StoreError;
 
-pub use end::end;
+pub use end::{end, Graces};
 pub(crate) use insert::NewDelivery;
 pub use recent::{recent, RecentCall};
 pub(crate) use scenario::IngestScenario;

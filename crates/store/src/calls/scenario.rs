@@ -74,6 +74,9 @@ pub(crate) struct IngestScenario {
     pub after_call_filter: Json<Vec<Condition>>,
     /// The during-call webhook's headers (for a hand-off), stored form.
     pub during_call_headers: Json<Vec<Header>>,
+    /// Its own grace for a during-call webhook after the call's end (none:
+    /// `CALLHOOK_DURING_CALL_GRACE`).
+    pub during_call_grace_secs: Option<i32>,
     pub timezone: String,
     pub signing_secret: StoredSecret,
     /// Only while its overlap after a rotation runs.
@@ -132,6 +135,7 @@ async fn fetch(
                   s.during_call_filter as "during_call_filter: Json<Vec<Condition>>",
                   s.after_call_filter as "after_call_filter: Json<Vec<Condition>>",
                   s.during_call_headers as "during_call_headers: Json<Vec<Header>>",
+                  s.during_call_grace_secs,
                   s.signing_secret as "signing_secret: StoredSecret",
                   case when overlap_running(s.previous_secret_expires_at) then s.previous_signing_secret end
                     as "previous_signing_secret?: StoredSecret",
@@ -167,6 +171,7 @@ async fn fetch(
             during_call_filter: r.during_call_filter,
             after_call_filter: r.after_call_filter,
             during_call_headers: r.during_call_headers,
+            during_call_grace_secs: r.during_call_grace_secs,
             timezone: r.timezone,
             signing_secret: r.signing_secret,
             previous_signing_secret: r.previous_signing_secret,

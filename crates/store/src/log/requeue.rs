@@ -30,7 +30,7 @@ pub async fn retry(pool: &sqlx::PgPool, id: Uuid) -> Result<Retried, StoreError>
         DeliveryRow,
         r#"update deliveries
             set state = 'pending', next_attempt_at = now(), lease_token = null,
-                delivered_at = null, updated_at = now()
+                delivered_at = null, expires_at = null, updated_at = now()
           where id = $1 and state <> 'pending'
       returning id, call_id, scenario_id, kind as "kind: DeliveryKind",
                 state as "state: DeliveryState", attempt_count, next_attempt_at, blocked_by, parked,
@@ -88,7 +88,7 @@ pub async fn retry_matching(
     let mut qb = QueryBuilder::new(
         "update deliveries
             set state = 'pending', next_attempt_at = now(), lease_token = null,
-                delivered_at = null, requeued = true, updated_at = now()
+                delivered_at = null, expires_at = null, requeued = true, updated_at = now()
           where id in (select id from deliveries",
     );
     push_filters(&mut qb, filter);

@@ -26,6 +26,7 @@ mod order;
 
 pub use claim::{claim, ClaimLimits};
 pub use complete::{complete, AttemptRecord, Completed, Completion, Outcome};
+pub use order::expire_held;
 pub(crate) use order::{block_behind_during_call, cancel_pending};
 
 /// A `query_as!` of [`Claimed`] rows: the one column list both ways of
@@ -54,7 +55,8 @@ macro_rules! query_claimed {
             $crate::queue::Claimed,
             $with
                 + "
-            returning d.id, d.call_id, d.kind, d.payload, d.attempt_count, d.created_at, d.scenario_id"
+            returning d.id, d.call_id, d.kind, d.payload, d.attempt_count, d.created_at, d.scenario_id,
+                      d.expires_at"
                 + $then
                 + r#"
            select c.id as "id!", c.call_id, c.kind as "kind!: DeliveryKind", c.payload as "payload!",
@@ -73,7 +75,8 @@ macro_rules! query_claimed {
                 + r#" as "probe!",
                   case c.kind when 'during_call' then s.during_call_headers
                               when 'after_call' then s.after_call_headers end
-                    as "headers?: Json<Vec<Header>>"
+                    as "headers?: Json<Vec<Header>>",
+                  c.expires_at
              "#
                 + $from,
             $($arg),+
@@ -110,6 +113,9 @@ pub struct Claimed {
     /// The scenario's headers for this kind (secret values stored sealed);
     /// null for an operator event.
     pub headers: Option<Json<Vec<Header>>>,
+    /// A during-call delivery whose call has ended: not sent after this
+    /// moment, but cancelled `call_ended`.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl Claimed {
@@ -138,6 +144,7 @@ impl Claimed {
             endpoint_state: Some(scenario.during_state),
             probe: false,
             headers: Some(scenario.during_call_headers.clone()),
+            expires_at: None,
         }
     }
 }

@@ -86,3 +86,33 @@ pub(crate) async fn cancel_pending(
     }
     Ok(cancelled.into_iter().map(|c| c.kind).collect())
 }
+
+/// Cancels the held (parked) during-call deliveries whose call ended its
+/// grace ago (`call_ended`: claims never see a parked one), at most 1,000 a
+/// call, and makes the after-call deliveries waiting for them due. Returns
+/// how many were cancelled.
+pub async fn expire_held(pool: &sqlx::PgPool) -> Result<u64, StoreError> {
+    let mut tx = pool.begin().await?;
+    let expired: Vec<Uuid> = sqlx::query_scalar!(
+        "update deliveries d
+            set state = 'cancelled', last_error = $1, parked = false, next_attempt_at = null,
+                updated_at = now()
+          where d.id in (select id from deliveries
+                          where parked and state = 'pending' and expires_at <= now()
+                            and kind = 'during_call'
+                          order by expires_at limit 1000
+                            for update skip locked)
+      returning d.id",
+        CancelReason::CallEnded.as_str(),
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if expired.is_empty() {
+        return Ok(0);
+    }
+    if unblock(&mut tx, &expired).await? > 0 {
+        notify(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(expired.len() as u64)
+}

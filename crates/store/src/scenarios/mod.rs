@@ -30,6 +30,9 @@ pub struct Scenario {
     /// Headers each webhook carries, secret values in their stored form.
     pub during_call_headers: Json<Vec<Header>>,
     pub after_call_headers: Json<Vec<Header>>,
+    /// Its own grace for a during-call webhook after its call's end, in
+    /// seconds (none: `CALLHOOK_DURING_CALL_GRACE`).
+    pub during_call_grace_secs: Option<i32>,
     pub timezone: String,
     pub signing_secret: StoredSecret,
     /// Until then, webhooks are also signed with the secret before the last
@@ -106,10 +109,20 @@ pub struct ScenarioSettings {
     /// Checked, secret values in their stored (sealed) form.
     pub during_call_headers: Vec<Header>,
     pub after_call_headers: Vec<Header>,
+    /// Its own grace for a during-call webhook after its call's end.
+    pub during_call_grace: Option<std::time::Duration>,
     pub numbers: Vec<PhoneNumber>,
     /// Numbers outside the pool, with fixed fields; none of them is in `numbers`.
     pub static_numbers: Vec<StaticNumber>,
     pub timezone: Timezone,
+}
+
+impl ScenarioSettings {
+    /// The grace as stored (whole seconds).
+    fn grace_secs(&self) -> Option<i32> {
+        self.during_call_grace
+            .map(|d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX))
+    }
 }
 
 /// Creates a scenario with its signing secret (as it is to be stored).
@@ -122,8 +135,9 @@ pub async fn create(
     let mut tx = pool.begin().await?;
     sqlx::query!(
         "insert into scenarios (id, name, during_call_url, after_call_url, custom_fields, timezone, signing_secret,
-                                during_call_filter, after_call_filter, during_call_headers, after_call_headers)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                                during_call_filter, after_call_filter, during_call_headers, after_call_headers,
+                                during_call_grace_secs)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         id,
         settings.name,
         settings.during_call_url.as_ref().map(WebhookUrl::as_str),
@@ -135,6 +149,7 @@ pub async fn create(
         Json(settings.after_call_filter.as_slice()) as _,
         Json(settings.during_call_headers.as_slice()) as _,
         Json(settings.after_call_headers.as_slice()) as _,
+        settings.grace_secs(),
     )
     .execute(&mut *tx)
     .await?;
@@ -184,7 +199,8 @@ pub async fn update(
         "update scenarios
             set name = $2, during_call_url = $3, after_call_url = $4, custom_fields = $5,
                 timezone = $6, during_call_filter = $7, after_call_filter = $8,
-                during_call_headers = $9, after_call_headers = $10, updated_at = now()
+                during_call_headers = $9, after_call_headers = $10, during_call_grace_secs = $11,
+                updated_at = now()
           where id = $1",
         id,
         settings.name,
@@ -196,6 +212,7 @@ pub async fn update(
         Json(settings.after_call_filter.as_slice()) as _,
         Json(settings.during_call_headers.as_slice()) as _,
         Json(settings.after_call_headers.as_slice()) as _,
+        settings.grace_secs(),
     )
     .execute(&mut *tx)
     .await?;
@@ -315,6 +332,7 @@ async fn select(e: impl PgExecutor<'_>, id: Option<Uuid>) -> Result<Vec<Scenario
                   s.after_call_filter as "after_call_filter: Json<Vec<Condition>>",
                   s.during_call_headers as "during_call_headers: Json<Vec<Header>>",
                   s.after_call_headers as "after_call_headers: Json<Vec<Header>>",
+                  s.during_call_grace_secs,
                   s.timezone, s.signing_secret as "signing_secret: StoredSecret",
                   case when overlap_running(s.previous_secret_expires_at) then s.previous_secret_expires_at end
                     as previous_secret_expires_at,

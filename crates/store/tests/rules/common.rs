@@ -25,6 +25,12 @@ pub(crate) const CALLER: &str = "79990009911";
 /// The start grace ends pass to the store: long enough that nothing held
 /// for it falls due during a test.
 pub(crate) const GRACE: Duration = Duration::from_secs(60);
+/// The graces an end is stored with: [`GRACE`] for a start, an hour for a
+/// during-call webhook (no rule test waits for one to expire).
+pub(crate) const GRACES: calls::Graces = calls::Graces {
+    start: GRACE,
+    during_call: Duration::from_secs(3600),
+};
 /// The default payload limit, as a process has it.
 pub(crate) const MAX: usize = callhook_core::DEFAULT_MAX_PAYLOAD_BYTES;
 /// The lease claims take: nothing leased falls due again during a test.
@@ -67,6 +73,7 @@ pub(crate) fn settings(numbers: &[&str]) -> ScenarioSettings {
         after_call_filter: Default::default(),
         during_call_headers: Vec::new(),
         after_call_headers: Vec::new(),
+        during_call_grace: None,
         numbers: numbers.iter().map(|n| phone(n)).collect(),
         static_numbers: Vec::new(),
         timezone: Timezone::default(),
@@ -137,7 +144,7 @@ pub(crate) async fn store_end(
     id: &str,
     input: &EndCall,
 ) -> Result<Ingested, IngestError> {
-    calls::end(pool, id, input, GRACE, MAX)
+    calls::end(pool, id, input, GRACES, MAX)
         .await
         .map(|(i, _)| i)
 }

@@ -14,7 +14,7 @@ async fn an_end_after_its_start_waits_for_the_during_call_delivery(pool: PgPool)
     scenario(&pool).await;
     let during = created_one(store_start(&pool, start("c1")).await);
 
-    let (ingested, work) = calls::end(&pool, "c1", &end(), GRACE, MAX).await.unwrap();
+    let (ingested, work) = calls::end(&pool, "c1", &end(), GRACES, MAX).await.unwrap();
     let after = created_one(Ok(ingested));
 
     let row = delivery(&pool, after.id).await;
@@ -59,7 +59,7 @@ async fn an_end_after_the_during_call_is_final_is_due_at_once(pool: PgPool) {
         .await
         .unwrap();
 
-    let (ingested, work) = calls::end(&pool, "c1", &end(), GRACE, MAX).await.unwrap();
+    let (ingested, work) = calls::end(&pool, "c1", &end(), GRACES, MAX).await.unwrap();
     let after = created_one(Ok(ingested));
 
     let row = delivery(&pool, after.id).await;
@@ -72,7 +72,7 @@ async fn an_end_after_the_during_call_is_final_is_due_at_once(pool: PgPool) {
 async fn an_end_before_its_start_holds_the_after_call_for_the_start_grace(pool: PgPool) {
     scenario(&pool).await;
 
-    let (ingested, work) = calls::end(&pool, "c1", &end_with_caller(), GRACE, MAX)
+    let (ingested, work) = calls::end(&pool, "c1", &end_with_caller(), GRACES, MAX)
         .await
         .unwrap();
     let after = created_one(Ok(ingested));
@@ -136,7 +136,10 @@ async fn a_late_start_after_the_after_call_was_attempted_is_stored_cancelled(poo
         &pool,
         "c1",
         &end_with_caller(),
-        std::time::Duration::ZERO,
+        calls::Graces {
+            start: std::time::Duration::ZERO,
+            ..GRACES
+        },
         MAX,
     )
     .await
@@ -165,7 +168,10 @@ async fn a_late_start_while_the_after_call_is_being_sent_is_stored_cancelled(poo
         &pool,
         "c1",
         &end_with_caller(),
-        std::time::Duration::ZERO,
+        calls::Graces {
+            start: std::time::Duration::ZERO,
+            ..GRACES
+        },
         MAX,
     )
     .await

@@ -53,7 +53,7 @@ async fn the_same_end_again_is_answered_with_what_it_stored(pool: PgPool) {
     store_start(&pool, start("c1")).await.unwrap();
     let first = created(store_end(&pool, "c1", &end()).await);
 
-    let (again, work) = calls::end(&pool, "c1", &end(), GRACE, MAX).await.unwrap();
+    let (again, work) = calls::end(&pool, "c1", &end(), GRACES, MAX).await.unwrap();
 
     match again {
         Ingested::Repeated(d) => assert_eq!(d, first),

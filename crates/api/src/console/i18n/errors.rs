@@ -73,6 +73,7 @@ error_codes! {
     InvalidOp = "invalid_op",
     InvalidHeader = "invalid_header",
     ReservedHeader = "reserved_header",
+    InvalidDuration = "invalid_duration",
     BodyTooLarge = "body_too_large",
     BodyUnreadable = "body_unreadable",
     UnknownScenario = "unknown_scenario",
@@ -136,6 +137,7 @@ impl ErrorCode {
             | Self::InvalidJson
             | Self::BodyUnreadable => true,
             Self::Required
+            | Self::InvalidDuration
             | Self::InvalidCharacters
             | Self::InvalidUrl
             | Self::NoUrl

@@ -24,6 +24,7 @@ pub(super) fn message(code: ErrorCode) -> &'static str {
         ErrorCode::InvalidOp => "Нет такого оператора: eq, ne, in, not_in, prefix, gte, lte, present, absent.",
         ErrorCode::InvalidHeader => "Имя заголовка — латинские буквы, цифры и !#$%&'*+-.^_`|~ (RFC 9110); значение — без переводов строки и NUL, не длиннее 4096 байт.",
         ErrorCode::ReservedHeader => "Этот заголовок callhook ставит сам (Host, Content-Length, Content-Type, Transfer-Encoding, Connection, User-Agent, webhook-*).",
+        ErrorCode::InvalidDuration => "Нужна длительность, например 30s или 2m, не больше 1h.",
         ErrorCode::InvalidLine => "В строке нет «=»: пишите каждое поле как имя=значение.",
         ErrorCode::NumberTaken => "Этот номер уже есть в другом сценарии: сначала уберите его там.",
         ErrorCode::InvalidNumber => "Нужно число или пустое поле.",

@@ -23,6 +23,7 @@ pub(crate) enum ScenarioField {
     AfterCallFilter,
     DuringCallHeaders,
     AfterCallHeaders,
+    DuringCallGrace,
     Numbers,
     StaticNumbers,
     Timezone,
@@ -30,7 +31,7 @@ pub(crate) enum ScenarioField {
 
 impl ScenarioField {
     /// The form's fields, in its order.
-    pub(crate) const ALL: [ScenarioField; 11] = [
+    pub(crate) const ALL: [ScenarioField; 12] = [
         Self::Name,
         Self::DuringCallUrl,
         Self::AfterCallUrl,
@@ -39,6 +40,7 @@ impl ScenarioField {
         Self::AfterCallFilter,
         Self::DuringCallHeaders,
         Self::AfterCallHeaders,
+        Self::DuringCallGrace,
         Self::Numbers,
         Self::StaticNumbers,
         Self::Timezone,
@@ -55,6 +57,7 @@ impl ScenarioField {
             Self::AfterCallFilter => "after_call_filter",
             Self::DuringCallHeaders => "during_call_headers",
             Self::AfterCallHeaders => "after_call_headers",
+            Self::DuringCallGrace => "during_call_grace",
             Self::Numbers => "numbers",
             Self::StaticNumbers => "static_numbers",
             Self::Timezone => "timezone",
@@ -107,6 +110,9 @@ pub(in crate::console) struct ScenarioFormData {
     pub(super) during_call_headers: String,
     #[serde(default)]
     pub(super) after_call_headers: String,
+    /// The scenario's own during-call grace (`45s`; blank: the default).
+    #[serde(default)]
+    pub(super) during_call_grace: String,
     #[serde(default)]
     pub(super) numbers: String,
     #[serde(default)]
@@ -123,7 +129,7 @@ impl crate::console::CsrfField for ScenarioFormData {
 
 impl ScenarioFormData {
     /// Each field with its value, in the form's order.
-    pub(super) fn fields(&self) -> [(ScenarioField, &str); 11] {
+    pub(super) fn fields(&self) -> [(ScenarioField, &str); 12] {
         ScenarioField::ALL.map(|f| {
             let value = match f {
                 ScenarioField::Name => &self.name,
@@ -134,6 +140,7 @@ impl ScenarioFormData {
                 ScenarioField::AfterCallFilter => &self.after_call_filter,
                 ScenarioField::DuringCallHeaders => &self.during_call_headers,
                 ScenarioField::AfterCallHeaders => &self.after_call_headers,
+                ScenarioField::DuringCallGrace => &self.during_call_grace,
                 ScenarioField::Numbers => &self.numbers,
                 ScenarioField::StaticNumbers => &self.static_numbers,
                 ScenarioField::Timezone => &self.timezone,
@@ -167,6 +174,15 @@ impl ScenarioFormData {
             after_call_filter: conditions_text(&s.after_call_filter.0),
             during_call_headers: headers_text(&s.during_call_headers.0),
             after_call_headers: headers_text(&s.after_call_headers.0),
+            during_call_grace: s
+                .during_call_grace_secs
+                .map(|secs| {
+                    humantime::format_duration(std::time::Duration::from_secs(
+                        u64::try_from(secs).unwrap_or(0),
+                    ))
+                    .to_string()
+                })
+                .unwrap_or_default(),
             numbers: s.numbers.join("\n"),
             static_numbers: s
                 .static_numbers
@@ -273,6 +289,7 @@ impl ScenarioFormData {
             after_call_filter: Some(after_call_filter),
             during_call_headers: Some(during_call_headers),
             after_call_headers: Some(after_call_headers),
+            during_call_grace: Some(self.during_call_grace.clone()),
             numbers: Some(lines(&self.numbers)),
             static_numbers: Some(
                 lines(&self.static_numbers)
