@@ -356,16 +356,7 @@ async fn a_scenarios_own_during_call_grace_is_the_one_its_calls_get(pool: PgPool
         }))
         .await;
     assert_eq!(s["during_call_grace"], "10m");
-    let mut call = page_call("g1");
-    call["callee"] = json!("78005552233");
-    app.ingest_post("/api/v1/calls", &call).await;
-    let (status, body) = app
-        .ingest_post(
-            "/api/v1/calls/g1/end",
-            &json!({"status": "ANSWER", "duration": 42}),
-        )
-        .await;
-    assert_eq!(status.as_u16(), 202, "{body}");
+    start_and_end(&app, "g1").await;
     let left: f64 = sqlx::query_scalar(
         "select extract(epoch from expires_at - now())::float8 from deliveries where kind = 'during_call'",
     )
@@ -401,17 +392,7 @@ async fn a_parked_during_call_webhook_expires_too_and_releases_its_after_call(po
         )
         .await;
     assert_eq!(status.as_u16(), 200, "{body}");
-    let mut call = page_call("y1");
-    call["callee"] = json!("78005552233");
-    let (status, body) = app.ingest_post("/api/v1/calls", &call).await;
-    assert_eq!(status.as_u16(), 202, "{body}");
-    let (status, body) = app
-        .ingest_post(
-            "/api/v1/calls/y1/end",
-            &json!({"status": "ANSWER", "duration": 42}),
-        )
-        .await;
-    assert_eq!(status.as_u16(), 202, "{body}");
+    start_and_end(&app, "y1").await;
     let got = rx.next(WAIT).await;
     assert_eq!(
         (got.path.as_str(), got.json()["id"].as_str()),
