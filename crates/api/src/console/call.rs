@@ -219,7 +219,7 @@ pub(super) async fn resend(
     let back = row.call_id;
     let to = match back {
         Some(call) => super::urls::call(&call, lang),
-        None => format!("/console/deliveries?lang={}", lang.code()),
+        None => super::urls::Page::Deliveries.href(lang),
     };
     Ok(redirect_with(&to, &s.renewed))
 }

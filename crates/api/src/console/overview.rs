@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::i18n::Lang;
 use super::time::Zones;
+use super::urls::Page;
 use super::{
     key, page, redirect_with, render, ConsoleError, CsrfField, CsrfForm, SignedForm, SignedPage,
 };
@@ -175,10 +176,7 @@ pub(super) async fn switch_endpoint(
     let action = EndpointAction::parse(&action)
         .ok_or_else(|| ConsoleError::not_found(format!("no such endpoint action: {action}")))?;
     ops::endpoints::switch(&state, &s.actor, id, kind, action).await?;
-    Ok(redirect_with(
-        &format!("/console/health?lang={}", lang.code()),
-        &s.renewed,
-    ))
+    Ok(redirect_with(&Page::Health.href(lang), &s.renewed))
 }
 
 /// "Send now" on an endpoint's row: what waits for a retry goes now.
@@ -189,10 +187,7 @@ pub(super) async fn send_now(
 ) -> Result<Response, ConsoleError> {
     let kind = kind_param(&kind)?;
     ops::endpoints::send_now(&state, &s.actor, id, kind).await?;
-    Ok(redirect_with(
-        &format!("/console/health?lang={}", lang.code()),
-        &s.renewed,
-    ))
+    Ok(redirect_with(&Page::Health.href(lang), &s.renewed))
 }
 
 /// The limits form of an endpoint's row: empty is "none of its own".
@@ -243,10 +238,7 @@ pub(super) async fn set_limits(
     let kind = kind_param(&kind)?;
     let input = form.input()?;
     ops::endpoints::set_limits(&state, &s.actor, id, kind, &input).await?;
-    Ok(redirect_with(
-        &format!("/console/health?lang={}", lang.code()),
-        &s.renewed,
-    ))
+    Ok(redirect_with(&Page::Health.href(lang), &s.renewed))
 }
 
 /// A pool number's state.

@@ -10,6 +10,7 @@ use cookie::Cookie;
 
 use super::i18n::Lang;
 use super::session::{self, COOKIE};
+use super::urls::Page;
 use super::{cookies, key, lang, now, ConsoleError, CsrfForm, LangQuery};
 use crate::auth::Actor;
 use crate::{ApiError, AppState};
@@ -47,9 +48,7 @@ impl FromRequestParts<AppState> for SignedPage {
                 // htmx follows no redirect into the page: it is told to go there.
                 if super::error::is_htmx(&parts.headers) {
                     let mut r = StatusCode::UNAUTHORIZED.into_response();
-                    if let Ok(v) =
-                        HeaderValue::from_str(&format!("/console/login?lang={}", lang.code()))
-                    {
+                    if let Ok(v) = HeaderValue::from_str(&Page::Login.href(lang)) {
                         r.headers_mut().insert("hx-redirect", v);
                     }
                     r
@@ -69,12 +68,7 @@ pub(super) async fn signed(
     lang: Lang,
 ) -> Result<Signed, Refused> {
     let k = key(state);
-    let to_login = || {
-        Refused::SignIn(Redirect::to(&format!(
-            "/console/login?lang={}",
-            lang.code()
-        )))
-    };
+    let to_login = || Refused::SignIn(Redirect::to(&Page::Login.href(lang)));
     let value = cookies::get(headers, COOKIE).ok_or_else(to_login)?;
     let max = i64::try_from(state.settings.console_session_max.as_secs()).unwrap_or(i64::MAX);
     let current = k.verify(&value, now(), max).ok_or_else(to_login)?;

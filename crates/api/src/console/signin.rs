@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 
 use super::i18n::Lang;
 use super::session;
+use super::urls::Page;
 use super::{
     cookies, harden, key, lang, now, page, render, ConsoleError, CsrfForm, LangQuery, SignedForm,
 };
@@ -104,7 +105,7 @@ pub(super) async fn login(
     };
     let session = key(&state).issue(&session::Session::new(&who.name, now()), now());
     tracing::info!(actor = %who.name, %client, "console sign-in");
-    let mut r = Redirect::to(&format!("/console?lang={}", lang.code())).into_response();
+    let mut r = Redirect::to(&Page::Scenarios.href(lang)).into_response();
     harden(r.headers_mut());
     cookies::set(r.headers_mut(), [&cookies::session(session, &headers)]);
     Ok(r)
@@ -122,7 +123,7 @@ pub(super) async fn logout(
     let started = chrono::DateTime::from_timestamp(s.session.started, 0).unwrap_or_default();
     callhook_store::sessions::sign_out(&state.pool, &s.session.sid, started + lifetime).await?;
     tracing::info!(actor = %s.actor.0, "console sign-out");
-    let mut r = Redirect::to(&format!("/console/login?lang={}", lang.code())).into_response();
+    let mut r = Redirect::to(&Page::Login.href(lang)).into_response();
     harden(r.headers_mut());
     cookies::set(r.headers_mut(), [&cookies::session_cleared()]);
     Ok(r)

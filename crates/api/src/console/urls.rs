@@ -1,4 +1,5 @@
-//! The console's links that carry data: built here, encoded once.
+//! The console's pages' addresses, built here (a page's language carried
+//! along, the data in them encoded once), so no handler writes a path.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
@@ -25,13 +26,47 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b']')
     .add(b'+');
 
+/// A console page a handler sends the browser to.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Page<'a> {
+    /// The scenarios (`/console`).
+    Scenarios,
+    /// One scenario's form; `saved` after a save.
+    Scenario {
+        id: uuid::Uuid,
+        saved: bool,
+    },
+    Health,
+    Deliveries,
+    Login,
+    /// A call's page (its id encoded as one path segment).
+    Call(&'a str),
+}
+
+impl Page<'_> {
+    /// Its address in `lang`.
+    pub(super) fn href(self, lang: Lang) -> String {
+        let lang = lang.code();
+        match self {
+            Self::Scenarios => format!("/console?lang={lang}"),
+            Self::Scenario { id, saved: false } => format!("/console/scenarios/{id}?lang={lang}"),
+            Self::Scenario { id, saved: true } => {
+                format!("/console/scenarios/{id}?lang={lang}&saved=1")
+            }
+            Self::Health => format!("/console/health?lang={lang}"),
+            Self::Deliveries => format!("/console/deliveries?lang={lang}"),
+            Self::Login => format!("/console/login?lang={lang}"),
+            Self::Call(id) => format!(
+                "/console/calls/{}?lang={lang}",
+                utf8_percent_encode(id, SEGMENT)
+            ),
+        }
+    }
+}
+
 /// A call's page.
 pub(super) fn call(call_id: &str, lang: Lang) -> String {
-    format!(
-        "/console/calls/{}?lang={}",
-        utf8_percent_encode(call_id, SEGMENT),
-        lang.code()
-    )
+    Page::Call(call_id).href(lang)
 }
 
 #[cfg(test)]

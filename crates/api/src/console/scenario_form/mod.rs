@@ -14,6 +14,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::i18n::{Lang, ShownError};
+use super::urls::Page;
 use super::{
     key, page, redirect_with, render, ConsoleError, CsrfField, CsrfForm, Signed, SignedForm,
     SignedPage,
@@ -216,7 +217,11 @@ async fn submit(
     };
     let e = match done {
         Ok(sc) => {
-            let to = format!("/console/scenarios/{}?lang={}&saved=1", sc.id, lang.code());
+            let to = Page::Scenario {
+                id: sc.id,
+                saved: true,
+            }
+            .href(lang);
             return Ok(redirect_with(&to, &s.renewed));
         }
         Err(e) => e,
@@ -271,7 +276,7 @@ pub(super) async fn rotate(
     SignedForm { lang, s, form: _ }: SignedForm<CsrfForm>,
 ) -> Result<Response, ConsoleError> {
     ops::scenarios::rotate_secret(&state, &s.actor, id).await?;
-    let to = format!("/console/scenarios/{id}?lang={}", lang.code());
+    let to = Page::Scenario { id, saved: false }.href(lang);
     Ok(redirect_with(&to, &s.renewed))
 }
 
@@ -295,13 +300,10 @@ pub(super) async fn delete(
 ) -> Result<Response, ConsoleError> {
     if form.confirm != "yes" {
         return Ok(redirect_with(
-            &format!("/console/scenarios/{id}?lang={}", lang.code()),
+            &Page::Scenario { id, saved: false }.href(lang),
             &s.renewed,
         ));
     }
     ops::scenarios::delete(&state, &s.actor, id).await?;
-    Ok(redirect_with(
-        &format!("/console?lang={}", lang.code()),
-        &s.renewed,
-    ))
+    Ok(redirect_with(&Page::Scenarios.href(lang), &s.renewed))
 }
