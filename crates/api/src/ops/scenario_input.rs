@@ -158,11 +158,14 @@ impl ScenarioInput {
     }
 
     /// The settings to store, every field checked, or every field's error
-    /// at once (one per field, in the form's order: name, numbers, static
-    /// numbers, the URLs, custom fields, zone; then custom fields that could
-    /// alone make a body pass `max_payload` bytes, every placeholder at its
-    /// longest value), so a form can show them all. The API answers the
-    /// first.
+    /// at once (one per field: name, numbers, static numbers, the URLs,
+    /// custom fields, zone; then custom fields that could alone make a body
+    /// pass `max_payload` bytes, every placeholder at its longest value; then
+    /// the delivery rules: conditions, the grace, headers), so a form can
+    /// show them all. The API answers the first, as it always did.
+    ///
+    /// Stays whole: one check per field in the order errors are answered,
+    /// then the one assembly of what they all gave.
     pub(crate) fn check(self, max_payload: usize) -> Result<ScenarioSettings, Vec<FieldError>> {
         let mut errors = Vec::new();
         let e = &mut errors;
