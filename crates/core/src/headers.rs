@@ -12,8 +12,13 @@
 //! save that sends `null` for a secret header keeps its stored value.
 
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
-use crate::{EndpointKind, FieldError};
+use crate::{EndpointKind, FieldError, OpenError, Sealer};
+
+/// What a secret header's value is shown as wherever a person reads a
+/// request (a test send's answer, the console's "copy as curl").
+pub const SECRET_SHOWN: &str = "<secret>";
 
 /// At most this many headers per webhook.
 pub const MAX_HEADERS: usize = 10;
@@ -51,6 +56,15 @@ impl Header {
         format!("{}:{}", list_name(kind), self.name.to_ascii_lowercase())
     }
 
+    /// Its value as a person is shown it: a secret's never.
+    pub fn value_shown(&self) -> &str {
+        if self.secret {
+            SECRET_SHOWN
+        } else {
+            self.value.as_deref().unwrap_or_default()
+        }
+    }
+
     /// As answered: a secret's value never is.
     pub fn shown(&self) -> Self {
         Self {
@@ -62,6 +76,31 @@ impl Header {
             ..self.clone()
         }
     }
+}
+
+/// What a webhook of `kind` sends: each stored header (scenario `owner`'s)
+/// as (name, value), a secret value opened with `sealer`. An error names
+/// the header whose value does not open (never its value).
+pub fn to_send(
+    headers: &[Header],
+    sealer: &Sealer,
+    owner: Uuid,
+    kind: EndpointKind,
+) -> Result<Vec<(String, String)>, (String, OpenError)> {
+    headers
+        .iter()
+        .map(|h| {
+            let stored = h.value.as_deref().unwrap_or_default();
+            let value = if h.secret {
+                sealer
+                    .open_text(stored, owner, &h.sealed_field(kind))
+                    .map_err(|e| (h.name.clone(), e))?
+            } else {
+                stored.to_owned()
+            };
+            Ok((h.name.clone(), value))
+        })
+        .collect()
 }
 
 /// `during_call_headers` or `after_call_headers`.

@@ -68,14 +68,7 @@ fn as_curl(
             scenario
                 .headers(k)
                 .iter()
-                .map(|h| {
-                    let value = if h.secret {
-                        crate::ops::test_send::SECRET_SHOWN.to_owned()
-                    } else {
-                        h.value.clone().unwrap_or_default()
-                    };
-                    (h.name.clone(), value)
-                })
+                .map(|h| (h.name.clone(), h.value_shown().to_owned()))
                 .collect()
         })
         .unwrap_or_default();

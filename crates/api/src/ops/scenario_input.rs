@@ -285,6 +285,17 @@ fn parse_grace(text: Option<&str>) -> Result<Option<std::time::Duration>, FieldE
     }
 }
 
+/// A stored grace as the API answers it and the form shows it (`10m`), the
+/// form [`parse_grace`] reads back.
+pub(crate) fn grace_text(secs: Option<i32>) -> Option<String> {
+    secs.map(|s| {
+        humantime::format_duration(std::time::Duration::from_secs(
+            u64::try_from(s).unwrap_or(0),
+        ))
+        .to_string()
+    })
+}
+
 /// The value, or `None` with its error noted.
 fn keep<T>(errors: &mut Vec<FieldError>, r: Result<T, FieldError>) -> Option<T> {
     r.map_err(|e| errors.push(e)).ok()

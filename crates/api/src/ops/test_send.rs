@@ -87,7 +87,7 @@ pub(crate) async fn run(
         .into_iter()
         .map(|(k, v)| {
             let v = if is_secret(&scenario, kind, &k) {
-                SECRET_SHOWN.to_owned()
+                callhook_core::headers::SECRET_SHOWN.to_owned()
             } else {
                 v
             };
@@ -170,37 +170,21 @@ fn signing_key(
     })
 }
 
-/// What a secret header's value is shown as (a test send's answer, the
-/// console's "copy as curl").
-pub(crate) const SECRET_SHOWN: &str = "<secret>";
-
-/// The scenario's headers for `kind`'s webhook, secret values opened; an
-/// error names the scenario and the header (never its value).
 pub(crate) fn webhook_headers(
     state: &AppState,
     scenario: &Scenario,
     kind: EndpointKind,
 ) -> Result<Vec<(String, String)>, ApiError> {
-    scenario
-        .headers(kind)
-        .iter()
-        .map(|h| {
-            let stored = h.value.as_deref().unwrap_or_default();
-            if !h.secret {
-                return Ok((h.name.clone(), stored.to_owned()));
-            }
-            let value = state
-                .sealer
-                .open_text(stored, scenario.id, &h.sealed_field(kind))
-                .map_err(|e| {
-                    callhook_store::StoreError::Corrupt(format!(
-                        "scenario {}'s secret header {} cannot be read ({e}): check CALLHOOK_SECRET_KEY, or save the header's value again",
-                        scenario.id, h.name
-                    ))
-                })?;
-            Ok((h.name.clone(), value))
-        })
-        .collect()
+    let headers = scenario.headers(kind);
+    callhook_core::headers::to_send(headers, &state.sealer, scenario.id, kind).map_err(
+        |(header, e)| {
+            callhook_store::StoreError::Corrupt(format!(
+                "scenario {}'s secret header {header} cannot be read ({e}): check CALLHOOK_SECRET_KEY, or save the header's value again",
+                scenario.id
+            ))
+            .into()
+        },
+    )
 }
 
 /// Whether `name` is one of the scenario's secret headers for `kind`.

@@ -83,12 +83,7 @@ impl From<Scenario> for ScenarioView {
             after_call_filter: s.after_call_filter.0,
             during_call_headers: s.during_call_headers.0.iter().map(Header::shown).collect(),
             after_call_headers: s.after_call_headers.0.iter().map(Header::shown).collect(),
-            during_call_grace: s.during_call_grace_secs.map(|secs| {
-                humantime::format_duration(std::time::Duration::from_secs(
-                    u64::try_from(secs).unwrap_or(0),
-                ))
-                .to_string()
-            }),
+            during_call_grace: crate::ops::scenarios::grace_text(s.during_call_grace_secs),
             numbers: s.numbers,
             static_numbers: s
                 .static_numbers

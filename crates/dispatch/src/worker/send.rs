@@ -138,26 +138,13 @@ fn custom_headers(
         .as_ref()
         .map(|h| h.0.as_slice())
         .unwrap_or_default();
-    headers
-        .iter()
-        .map(|h| {
-            let stored = h.value.as_deref().unwrap_or_default();
-            let value = if h.secret {
-                ctx.sealer
-                    .open_text(stored, scenario, &h.sealed_field(kind))
-                    .map_err(|e| {
-                        tracing::error!(
-                            scenario_id = %scenario, delivery_id = %row.id, header = %h.name, error = %e,
-                            "a secret header's stored value cannot be read; nothing sent: check CALLHOOK_SECRET_KEY, or save the header's value again"
-                        );
-                        HeldReason::InvalidHeaderSecret
-                    })?
-            } else {
-                stored.to_owned()
-            };
-            Ok((h.name.clone(), value))
-        })
-        .collect()
+    callhook_core::headers::to_send(headers, &ctx.sealer, scenario, kind).map_err(|(header, e)| {
+        tracing::error!(
+            scenario_id = %scenario, delivery_id = %row.id, %header, error = %e,
+            "a secret header's stored value cannot be read; nothing sent: check CALLHOOK_SECRET_KEY, or save the header's value again"
+        );
+        HeldReason::InvalidHeaderSecret
+    })
 }
 
 fn destination<'a>(ctx: &'a Ctx, row: &'a Claimed) -> Result<Destination<'a>, HeldReason> {

@@ -231,13 +231,7 @@ impl IngestScenario {
     /// Whether the webhook of `kind` needs `first_call` (the store looks
     /// it up only then: [`first_call`]).
     pub(super) fn needs_first_call(&self, kind: DeliveryKind) -> bool {
-        let conditions = match kind {
-            DeliveryKind::AfterCall => &self.after_call_filter.0,
-            _ => &self.during_call_filter.0,
-        };
-        conditions
-            .iter()
-            .any(|c| c.field == callhook_core::filter::FIRST_CALL)
+        self.filter(kind).needs_first_call()
     }
 
     /// The body of `call`'s webhook of this kind and, when its delivery is

@@ -80,14 +80,6 @@ impl Scenario {
         }
     }
 
-    /// The conditions of the webhook of `kind` (empty: every call).
-    pub fn filter(&self, kind: callhook_core::EndpointKind) -> Filter {
-        Filter::from_trusted(match kind {
-            callhook_core::EndpointKind::DuringCall => self.during_call_filter.0.clone(),
-            callhook_core::EndpointKind::AfterCall => self.after_call_filter.0.clone(),
-        })
-    }
-
     pub fn url_for(&self, kind: DeliveryKind) -> Option<&str> {
         match kind {
             DeliveryKind::DuringCall => self.during_call_url.as_deref(),

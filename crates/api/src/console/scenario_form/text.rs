@@ -10,7 +10,7 @@ use callhook_core::{Condition, CustomField, FieldError, Header};
 use callhook_store::scenarios::{Scenario, StaticNumber};
 use serde::Deserialize;
 
-use crate::ops::scenarios::{ScenarioInput, StaticNumberView};
+use crate::ops::scenarios::{grace_text, ScenarioInput, StaticNumberView};
 
 /// A field of the scenario form, by its name (the API's input's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,15 +174,7 @@ impl ScenarioFormData {
             after_call_filter: conditions_text(&s.after_call_filter.0),
             during_call_headers: headers_text(&s.during_call_headers.0),
             after_call_headers: headers_text(&s.after_call_headers.0),
-            during_call_grace: s
-                .during_call_grace_secs
-                .map(|secs| {
-                    humantime::format_duration(std::time::Duration::from_secs(
-                        u64::try_from(secs).unwrap_or(0),
-                    ))
-                    .to_string()
-                })
-                .unwrap_or_default(),
+            during_call_grace: grace_text(s.during_call_grace_secs).unwrap_or_default(),
             numbers: s.numbers.join("\n"),
             static_numbers: s
                 .static_numbers
