@@ -536,23 +536,7 @@ pub(crate) async fn failing_crm(pool: &PgPool, ids: &[&str]) -> Ticket {
     for _ in ids {
         assert_eq!(rx.next(wait).await.path, "/crm/during");
     }
-    let n = ids.len() as i64;
-    eventually(
-        wait,
-        "the during-call webhooks waiting 5 minutes",
-        || async {
-            let waiting: i64 = sqlx::query_scalar(
-                "select count(*) from deliveries
-              where kind = 'during_call' and state = 'pending' and lease_token is null
-                and next_attempt_at > now() + interval '1 minute'",
-            )
-            .fetch_one(pool)
-            .await
-            .unwrap();
-            (waiting == n).then_some(())
-        },
-    )
-    .await;
+    during_calls_waiting_a_retry(pool, ids.len()).await;
     Ticket {
         rx,
         app,
@@ -577,4 +561,27 @@ pub(crate) async fn each_call_during_first(rx: &mut Receiver, ids: &[&str]) {
         };
         assert!(at("/crm/during") < at("/crm/after"), "{id}: {order:?}");
     }
+}
+
+/// Waits until `n` during-call deliveries have failed an attempt and wait
+/// for a retry more than a minute away (not leased): a state read from
+/// Postgres.
+pub(crate) async fn during_calls_waiting_a_retry(pool: &PgPool, n: usize) {
+    let n = n as i64;
+    eventually(
+        Duration::from_secs(20),
+        "the during-call webhooks waiting for their retry",
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "select count(*) from deliveries
+                  where kind = 'during_call' and state = 'pending' and lease_token is null
+                    and next_attempt_at > now() + interval '1 minute'",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            (waiting == n).then_some(())
+        },
+    )
+    .await;
 }

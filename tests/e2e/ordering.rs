@@ -286,21 +286,7 @@ async fn a_during_call_webhook_still_failing_when_its_call_ends_expires_and_the_
     let (status, body) = app.ingest_post("/api/v1/calls", &call).await;
     assert_eq!(status.as_u16(), 202, "{body}");
     assert_eq!(down.next(WAIT).await.path, "/during");
-    eventually(
-        WAIT,
-        "the during-call webhook waiting 5 minutes",
-        || async {
-            let n: i64 = sqlx::query_scalar(
-                "select count(*) from deliveries where kind = 'during_call' and lease_token is null
-               and next_attempt_at > now() + interval '1 minute'",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            (n == 1).then_some(())
-        },
-    )
-    .await;
+    during_calls_waiting_a_retry(&pool, 1).await;
     let (status, body) = app
         .ingest_post(
             "/api/v1/calls/x1/end",

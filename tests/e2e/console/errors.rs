@@ -5,7 +5,7 @@
 use scraper::Html;
 use sqlx::PgPool;
 
-use super::{client, select, set_cookie, sign_in};
+use super::{client, select, set_cookie, sign_in, Operator};
 use crate::helpers::*;
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
@@ -87,37 +87,27 @@ async fn console_errors_are_html_pages_naming_the_field(pool: PgPool) {
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn a_russian_page_shows_validation_errors_in_russian(pool: PgPool) {
     let app = spawn_app(pool).await;
-    let http = client();
-    let r = sign_in(&app, &http, ADMIN).await;
-    let (session, _) = set_cookie(r.headers(), "callhook_session").unwrap();
-    let page = http
-        .get(app.url("/console/scenarios/new?lang=ru"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
-    let html = Html::parse_document(&page.text().await.unwrap());
+    let op = Operator::sign_in(&app).await;
+    let html = op.page(&app, "/console/scenarios/new?lang=ru").await;
     let csrf = super::attr(&html, "form#settings input[name=csrf]", "value");
     let form = |lang: &'static str| {
-        let (http, session, csrf) = (http.clone(), session.clone(), csrf.clone());
-        let url = app.url(&format!("/console/scenarios/new?lang={lang}"));
+        let fields: Vec<(String, String)> = [
+            ("csrf", csrf.as_str()),
+            ("name", "Сайт"),
+            ("during_call_url", "crm.example.com/hook"),
+            ("after_call_url", ""),
+            ("custom_fields", ""),
+            ("numbers", "+7 (800) 555-22-33"),
+            ("static_numbers", ""),
+            ("timezone", "Europe/Moscow"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into();
+        let (op, app) = (&op, &app);
         async move {
-            let r = http
-                .post(url)
-                .header("cookie", session)
-                .form(&[
-                    ("csrf", csrf.as_str()),
-                    ("name", "Сайт"),
-                    ("during_call_url", "crm.example.com/hook"),
-                    ("after_call_url", ""),
-                    ("custom_fields", ""),
-                    ("numbers", "+7 (800) 555-22-33"),
-                    ("static_numbers", ""),
-                    ("timezone", "Europe/Moscow"),
-                ])
-                .send()
-                .await
-                .unwrap();
+            let r = op
+                .post(app, &format!("/console/scenarios/new?lang={lang}"), &fields)
+                .await;
             assert_eq!(r.status(), 422);
             Html::parse_document(&r.text().await.unwrap())
         }
@@ -151,30 +141,19 @@ async fn a_russian_page_shows_validation_errors_in_russian(pool: PgPool) {
     );
 
     // A filter the delivery log cannot read.
-    let r = http
-        .get(app.url("/console/deliveries?lang=ru&state=lost"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 422);
-    let html = Html::parse_document(&r.text().await.unwrap());
+    let (status, html) = op.get(&app, "/console/deliveries?lang=ru&state=lost").await;
+    assert_eq!(status, 422);
     assert_eq!(
         select(&html, "p.error[data-field=state]"),
         ["Состояние: Нет такого состояния."]
     );
 
     // An error page: a kind the path does not know.
-    let r = http
-        .post(app.url(&format!(
-            "/console/scenarios/{}/endpoints/operator_event/pause?lang=ru",
-            uuid::Uuid::now_v7()
-        )))
-        .header("cookie", &session)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let path = format!(
+        "/console/scenarios/{}/endpoints/operator_event/pause?lang=ru",
+        uuid::Uuid::now_v7()
+    );
+    let r = op.post(&app, &path, &[("csrf".into(), csrf.clone())]).await;
     assert_eq!(r.status(), 422);
     let html = Html::parse_document(&r.text().await.unwrap());
     assert_eq!(select(&html, "h1"), ["Ошибка 422"]);

@@ -533,22 +533,7 @@ async fn the_log_shows_the_scenario_the_next_attempt_and_what_a_delivery_waits_f
         "/during"
     );
     // The failed attempt is recorded: a state read from Postgres.
-    eventually(
-        std::time::Duration::from_secs(20),
-        "the during-call delivery waiting 5 minutes",
-        || async {
-            let n: i64 = sqlx::query_scalar(
-                "select count(*) from deliveries where kind = 'during_call'
-                   and last_status = 500 and lease_token is null
-                   and next_attempt_at > now() + interval '1 minute'",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            (n == 1).then_some(())
-        },
-    )
-    .await;
+    during_calls_waiting_a_retry(&pool, 1).await;
     let (_, listed) = app
         .admin_get("/api/v1/deliveries?call_id=w1&kind=during_call")
         .await;

@@ -90,8 +90,8 @@ impl Operator {
         Self { http, session }
     }
 
-    /// The page at `path`, which must answer 200.
-    pub(super) async fn page(&self, app: &TestApp, path: &str) -> Html {
+    /// The status and page at `path`.
+    pub(super) async fn get(&self, app: &TestApp, path: &str) -> (u16, Html) {
         let r = self
             .http
             .get(app.url(path))
@@ -99,8 +99,15 @@ impl Operator {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 200, "{path}");
-        Html::parse_document(&r.text().await.unwrap())
+        let status = r.status().as_u16();
+        (status, Html::parse_document(&r.text().await.unwrap()))
+    }
+
+    /// The page at `path`, which must answer 200.
+    pub(super) async fn page(&self, app: &TestApp, path: &str) -> Html {
+        let (status, html) = self.get(app, path).await;
+        assert_eq!(status, 200, "{path}");
+        html
     }
 
     /// Posts `form` to `path`, as the browser would.
