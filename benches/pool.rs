@@ -94,6 +94,7 @@ async fn run(url: &str, concurrency: usize) -> Result<(), Box<dyn std::error::Er
             during_call_headers: Vec::new(),
             after_call_headers: Vec::new(),
             during_call_grace: None,
+            recording_wait: None,
             numbers,
             static_numbers: vec![],
             timezone: Timezone::default(),

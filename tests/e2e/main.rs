@@ -17,6 +17,7 @@ mod operator;
 mod ordering;
 mod process;
 mod readme;
+mod recordings;
 mod rules;
 mod scenarios;
 mod screenshots;

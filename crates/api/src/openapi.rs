@@ -3,7 +3,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{audit, calls, deliveries, endpoints, scenarios, service, test_send, visits};
+use crate::routes::{
+    audit, calls, deliveries, endpoints, recordings, scenarios, service, test_send, visits,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -11,7 +13,7 @@ use crate::routes::{audit, calls, deliveries, endpoints, scenarios, service, tes
     paths(
         scenarios::create, scenarios::list, scenarios::get, scenarios::save, scenarios::delete,
         scenarios::rotate_secret,
-        calls::start, calls::start_batch, calls::end,
+        calls::start, calls::start_batch, calls::end, recordings::recording,
         visits::reserve, visits::pool,
         test_send::test_send, test_send::filter_preview,
         endpoints::list, endpoints::pause, endpoints::enable, endpoints::set_limits, endpoints::send_now,

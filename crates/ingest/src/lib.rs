@@ -110,6 +110,21 @@ impl Ingest {
         self.outlet.set_off(work).await;
         Ok(ingested)
     }
+
+    /// Stores a recording reported apart from the end, and puts it into the
+    /// call's after-call webhook if that has not gone yet
+    /// (`store::calls::recording`).
+    pub async fn recording(
+        &self,
+        call_id: &str,
+        input: &calls::Recording,
+    ) -> Result<calls::RecordingStored, IngestError> {
+        let max = self.config.max_payload_bytes;
+        let (stored, work) =
+            transient_retry(|| calls::recording(&self.outlet.pool, call_id, input, max)).await?;
+        self.outlet.set_off(work).await;
+        Ok(stored)
+    }
 }
 
 /// Where committed work goes: this process's dispatcher, or every

@@ -35,6 +35,7 @@ async fn scenario(pool: &PgPool) {
         during_call_headers: Vec::new(),
         after_call_headers: Vec::new(),
         during_call_grace: None,
+        recording_wait: None,
         numbers: vec![phone(NUMBER)],
         static_numbers: Vec::new(),
         timezone: Timezone::default(),

@@ -208,7 +208,7 @@ pub(super) async fn resend(
     SignedForm { lang, s, form: _ }: SignedForm<CsrfForm>,
 ) -> Result<Response, ConsoleError> {
     let (Retried::Requeued(row) | Retried::SentNow(row)) =
-        ops::deliveries::retry(&state, &s.actor, id).await?;
+        ops::deliveries::retry(&state, &s.actor, id, false).await?;
     let back = row.call_id;
     let to = match back {
         Some(call) => super::urls::call(&call, lang),

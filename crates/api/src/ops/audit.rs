@@ -45,6 +45,9 @@ pub(crate) enum AuditEvent {
         delivery_id: Uuid,
         call_id: Option<String>,
         kind: DeliveryKind,
+        /// Its body was built again from the call as it is now.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        rebuilt: bool,
     },
     DeliveriesRetry {
         requeued: u64,

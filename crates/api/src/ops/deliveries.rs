@@ -25,8 +25,24 @@ pub(crate) fn delivery_error(id: Uuid) -> impl FnOnce(callhook_store::StoreError
 /// Sends a delivery again: a final one back to `pending`, due now, same
 /// `webhook-id` ([`Retried::Requeued`]); a pending one now rather than at
 /// its next retry ([`Retried::SentNow`]: unless it waits for its call's
-/// during-call delivery or its paused endpoint).
-pub(crate) async fn retry(state: &AppState, actor: &Actor, id: Uuid) -> Result<Retried, ApiError> {
+/// during-call delivery or its paused endpoint). With `rebuild`, a final
+/// after-call delivery's body is first built again from its call as it is
+/// now: a recording that came after it went.
+pub(crate) async fn retry(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    rebuild: bool,
+) -> Result<Retried, ApiError> {
+    if rebuild {
+        let max = state.settings.max_payload_bytes;
+        callhook_store::calls::rebuild_for_resend(&state.pool, id, max)
+            .await
+            .map_err(|e| match e {
+                callhook_store::calls::IngestError::Store(e) => delivery_error(id)(e),
+                e => e.into(),
+            })?;
+    }
     let retried = log::retry(&state.pool, id)
         .await
         .map_err(delivery_error(id))?;
@@ -36,6 +52,7 @@ pub(crate) async fn retry(state: &AppState, actor: &Actor, id: Uuid) -> Result<R
         delivery_id: id,
         call_id: row.call_id.clone(),
         kind: row.kind,
+        rebuilt: rebuild,
     };
     audit::record(state, actor, row.scenario_id, event).await;
     Ok(retried)

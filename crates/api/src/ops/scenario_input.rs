@@ -110,6 +110,10 @@ pub(crate) struct ScenarioInput {
     /// `CALLHOOK_DURING_CALL_GRACE`.
     #[serde(default)]
     pub(crate) during_call_grace: Option<String>,
+    /// How long an after-call webhook whose call ended without a recording
+    /// waits for one (`"2m"`; at most `30m`); empty or null: it does not wait.
+    #[serde(default)]
+    pub(crate) recording_wait: Option<String>,
     /// Written any way people write them (`+7 (800) 555-22-33`); stored as digits.
     #[serde(default)]
     pub(crate) numbers: Option<Vec<String>>,
@@ -215,7 +219,11 @@ impl ScenarioInput {
             let given = given.unwrap_or_default();
             headers::check(&given, kind).map(|()| given)
         };
-        let during_call_grace = keep(e, parse_grace(self.during_call_grace.as_deref()));
+        let during_call_grace = keep(
+            e,
+            DURING_CALL_GRACE.parse(self.during_call_grace.as_deref()),
+        );
+        let recording_wait = keep(e, RECORDING_WAIT.parse(self.recording_wait.as_deref()));
         let during_call_headers = keep(
             e,
             headers(self.during_call_headers, EndpointKind::DuringCall),
@@ -234,6 +242,7 @@ impl ScenarioInput {
             during_call_headers,
             after_call_headers,
             during_call_grace,
+            recording_wait,
         ) {
             (
                 Some(name),
@@ -248,6 +257,7 @@ impl ScenarioInput {
                 Some(during_call_headers),
                 Some(after_call_headers),
                 Some(during_call_grace),
+                Some(recording_wait),
             ) => Ok(ScenarioSettings {
                 static_numbers,
                 name,
@@ -259,6 +269,7 @@ impl ScenarioInput {
                 during_call_headers,
                 after_call_headers,
                 during_call_grace,
+                recording_wait,
                 numbers,
                 timezone,
             }),
@@ -267,27 +278,47 @@ impl ScenarioInput {
     }
 }
 
-/// The longest grace a scenario may give a during-call webhook.
-const MAX_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+/// A scenario's duration setting: its field, and the longest it may be.
+pub(crate) struct DurationSetting {
+    field: &'static str,
+    max: std::time::Duration,
+    message: &'static str,
+}
 
-/// A scenario's own during-call grace: blank is none.
-fn parse_grace(text: Option<&str>) -> Result<Option<std::time::Duration>, FieldError> {
-    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
-        return Ok(None);
-    };
-    match humantime::parse_duration(text) {
-        Ok(d) if d <= MAX_GRACE => Ok(Some(d)),
-        _ => Err(FieldError::new(
-            "during_call_grace",
-            "invalid_duration",
-            "during_call_grace must be a duration such as 30s or 2m, at most 1h",
-        )),
+/// A scenario's own grace for a during-call webhook after its call's end.
+pub(crate) const DURING_CALL_GRACE: DurationSetting = DurationSetting {
+    field: "during_call_grace",
+    max: std::time::Duration::from_secs(3600),
+    message: "during_call_grace must be a duration such as 30s or 2m, at most 1h",
+};
+
+/// How long an after-call webhook waits for a recording its end lacked.
+pub(crate) const RECORDING_WAIT: DurationSetting = DurationSetting {
+    field: "recording_wait",
+    max: std::time::Duration::from_secs(1800),
+    message: "recording_wait must be a duration such as 30s or 2m, at most 30m",
+};
+
+impl DurationSetting {
+    /// The setting as given (`"45s"`, `"2m"`): blank is none.
+    fn parse(&self, text: Option<&str>) -> Result<Option<std::time::Duration>, FieldError> {
+        let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        match humantime::parse_duration(text) {
+            Ok(d) if d <= self.max => Ok(Some(d)),
+            _ => Err(FieldError::new(
+                self.field,
+                "invalid_duration",
+                self.message,
+            )),
+        }
     }
 }
 
-/// A stored grace as the API answers it and the form shows it (`10m`), the
-/// form [`parse_grace`] reads back.
-pub(crate) fn grace_text(secs: Option<i32>) -> Option<String> {
+/// A stored duration setting as the API answers it and the form shows it
+/// (`10m`), the form [`DurationSetting::parse`] reads back.
+pub(crate) fn duration_text(secs: Option<i32>) -> Option<String> {
     secs.map(|s| {
         humantime::format_duration(std::time::Duration::from_secs(
             u64::try_from(s).unwrap_or(0),

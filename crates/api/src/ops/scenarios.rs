@@ -7,7 +7,8 @@ use uuid::Uuid;
 use super::audit::{self, AuditEvent, Change};
 use super::scenario_error;
 pub(crate) use super::scenario_input::{
-    grace_text, ConditionSchema, CustomFieldSchema, HeaderSchema, ScenarioInput, StaticNumberView,
+    duration_text, ConditionSchema, CustomFieldSchema, HeaderSchema, ScenarioInput,
+    StaticNumberView,
 };
 use crate::auth::Actor;
 use crate::{ApiError, AppState};

@@ -162,6 +162,16 @@ pub(crate) struct Requeued {
     pub requeued: u64,
 }
 
+/// How to send one delivery again.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RetryQuery {
+    /// Build a final after-call webhook's body again from its call as it is
+    /// now (with a recording that came after it went); default false.
+    pub rebuild: Option<bool>,
+}
+
 /// The list's filters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -336,17 +346,23 @@ pub(crate) async fn get(
 /// sent now instead of at its next retry ("send now", once the receiver is
 /// fixed); one waiting for its call's during-call webhook (`blocked_by`) or
 /// for its paused endpoint (`parked`) keeps waiting, as the answer shows.
+/// `?rebuild=true` first builds a final after-call webhook's body again from
+/// its call as it is now (a recording that came after it went).
 #[utoipa::path(post, path = "/api/v1/deliveries/{id}/retry", tag = "deliveries", security(("admin_token" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path), RetryQuery),
     responses((status = 200, body = DeliveryView, description = "requeued, or sent now"), (status = 401, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+              (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "rebuild asked for a pending delivery"),
+              (status = 422, body = ErrorBody, description = "rebuild asked for a during-call webhook, or its body would be too large")))]
 pub(crate) async fn retry(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     PathParam(id): PathParam<Uuid>,
+    QueryParams(q): QueryParams<RetryQuery>,
 ) -> Result<Json<DeliveryView>, ApiError> {
+    let rebuild = q.rebuild.unwrap_or(false);
     let (Retried::Requeued(row) | Retried::SentNow(row)) =
-        ops::deliveries::retry(&state, &actor, id).await?;
+        ops::deliveries::retry(&state, &actor, id, rebuild).await?;
     Ok(Json((*row).into()))
 }
 

@@ -19,6 +19,7 @@ pub(crate) mod calls;
 pub(crate) mod deliveries;
 pub(crate) mod endpoints;
 pub(crate) mod gauges;
+pub(crate) mod recordings;
 pub(crate) mod scenarios;
 pub(crate) mod service;
 pub(crate) mod test_send;
@@ -95,6 +96,7 @@ pub fn router(state: AppState) -> Router {
             post(calls::start_batch).layer(ConcurrencyLimitLayer::new(BATCHES_AT_ONCE)),
         )
         .route("/api/v1/calls/{id}/end", post(calls::end))
+        .route("/api/v1/calls/{id}/recording", post(recordings::recording))
         .route("/api/v1/visits", post(visits::reserve))
         .route_layer(from_fn_with_state(
             RequiredToken {

@@ -54,6 +54,10 @@ pub(crate) struct ScenarioView {
     /// (`"45s"`); absent: `CALLHOOK_DURING_CALL_GRACE`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub during_call_grace: Option<String>,
+    /// How long an after-call webhook whose call ended without a recording
+    /// waits for one (`"2m"`); absent: it does not wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording_wait: Option<String>,
     /// Tracking numbers, digits only: the pool reserved for website visits.
     pub numbers: Vec<String>,
     /// Numbers never reserved for visits; calls to them carry these fixed fields.
@@ -83,7 +87,8 @@ impl From<Scenario> for ScenarioView {
             after_call_filter: s.after_call_filter.0,
             during_call_headers: s.during_call_headers.0.iter().map(Header::shown).collect(),
             after_call_headers: s.after_call_headers.0.iter().map(Header::shown).collect(),
-            during_call_grace: crate::ops::scenarios::grace_text(s.during_call_grace_secs),
+            during_call_grace: crate::ops::scenarios::duration_text(s.during_call_grace_secs),
+            recording_wait: crate::ops::scenarios::duration_text(s.recording_wait_secs),
             numbers: s.numbers,
             static_numbers: s
                 .static_numbers

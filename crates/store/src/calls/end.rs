@@ -70,10 +70,17 @@ pub async fn end(
         Some(d) => tz.parse_date(d, "ended_at")?,
         None => Utc::now(),
     };
-    sqlx::query!(
-        "update calls set status = $2, duration = $3, file_id = $4, link = $5, ended_at = $6,
-                          end_hash = $7, updated_at = now()
-          where id = $1",
+    // A recording reported before the end (`recording_at`) stays when the
+    // end carries none; otherwise the end's values are stored as given.
+    let recording = sqlx::query!(
+        "update calls
+            set status = $2, duration = $3, ended_at = $6, end_hash = $7, updated_at = now(),
+                file_id = case when recording_at is not null and coalesce($4, '') = ''
+                               then file_id else $4 end,
+                link = case when recording_at is not null and coalesce($5, '') = ''
+                            then link else $5 end
+          where id = $1
+      returning file_id, link",
         call_id,
         input.status.as_str(),
         i32::try_from(input.duration).unwrap_or(i32::MAX),
@@ -82,7 +89,7 @@ pub async fn end(
         ended_at,
         hash
     )
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
 
     // The during-call webhook's moment passes with the call: a pending one
@@ -99,9 +106,13 @@ pub async fn end(
     if let Some(scenario) = scenario.filter(|s| s.after_call_url.is_some()) {
         row.status = Some(input.status.as_str().to_owned());
         row.duration = Some(i32::try_from(input.duration).unwrap_or(i32::MAX));
-        row.file_id.clone_from(&input.file_id);
-        row.link.clone_from(&input.link);
+        row.file_id = recording.file_id;
+        row.link = recording.link;
         row.ended_at = Some(ended_at);
+        // Without a recording, the webhook may wait for one.
+        let recording_wait = scenario
+            .recording_wait()
+            .filter(|_| !has_recording(row.file_id.as_deref(), row.link.as_deref()));
         let call = row.call();
         // An after-call webhook does not wait for a during-call endpoint
         // that its health holds (paused by failures, or disabled): it may
@@ -140,16 +151,27 @@ pub async fn end(
                 cancelled,
                 filtered_by,
                 parked: parked && blocked_by.is_none(),
+                recording_wait,
             },
         )
         .await?;
-        if cancelled.is_none() && blocked_by.is_none() && due_in.is_zero() && !parked {
+        if cancelled.is_none()
+            && blocked_by.is_none()
+            && due_in.is_zero()
+            && recording_wait.is_none()
+            && !parked
+        {
             work.queued += 1;
         }
         created.push(delivery);
     }
     tx.commit().await?;
     Ok((Ingested::Created(created), work))
+}
+
+/// Whether a call has a recording: a `link` or a `file_id` that is not empty.
+pub(super) fn has_recording(file_id: Option<&str>, link: Option<&str>) -> bool {
+    file_id.is_some_and(|f| !f.is_empty()) || link.is_some_and(|l| !l.is_empty())
 }
 
 /// Stores a call from its end event alone (no start has come), and locks it.

@@ -224,6 +224,9 @@ pub(super) struct NewRow<'a> {
     pub filtered_by: Option<Condition>,
     /// Its endpoint holds its deliveries: it waits, parked.
     pub parked: bool,
+    /// Held this long for its call's recording (`recording_wait`): not due
+    /// before, even once nothing else holds it.
+    pub recording_wait: Option<std::time::Duration>,
 }
 
 /// Inserts one delivery and says what it is.
@@ -236,13 +239,17 @@ pub(super) async fn insert_delivery(
         (Some(_), _) => (DeliveryState::Cancelled, None),
         (None, Some(_)) => (DeliveryState::Pending, None),
         (None, None) if parked => (DeliveryState::Pending, None),
-        (None, None) => (DeliveryState::Pending, Some(row.due_in.as_secs_f64())),
+        (None, None) => {
+            let due_in = row.due_in.max(row.recording_wait.unwrap_or_default());
+            (DeliveryState::Pending, Some(due_in.as_secs_f64()))
+        }
     };
     Ok(sqlx::query_as!(
         DeliveryRef,
         r#"insert into deliveries (id, call_id, scenario_id, kind, payload, state, next_attempt_at,
-                                   blocked_by, last_error, parked, filtered_by)
-           values ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8, $9, $10, $11)
+                                   blocked_by, last_error, parked, filtered_by, recording_due_at)
+           values ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8, $9, $10, $11,
+                   now() + make_interval(secs => $12))
            returning id, kind as "kind: DeliveryKind", state as "state: DeliveryState",
                      last_error as "cancelled?: CancelReason""#,
         Uuid::now_v7(),
@@ -257,6 +264,9 @@ pub(super) async fn insert_delivery(
         row.cancelled.map(CancelReason::as_str),
         parked,
         row.filtered_by.map(Json) as _,
+        row.recording_wait
+            .filter(|_| row.cancelled.is_none())
+            .map(|d| d.as_secs_f64()),
     )
     .fetch_one(&mut *tx)
     .await?)

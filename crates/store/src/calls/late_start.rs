@@ -123,6 +123,7 @@ pub(super) async fn join_start(
                 cancelled: cancelled.or(gone_out.then_some(CancelReason::CallAlreadyEnded)),
                 filtered_by,
                 parked: c.scenario.during_state.holds_deliveries(),
+                recording_wait: None,
             };
             Some(insert_delivery(tx, row).await?)
         }
@@ -151,7 +152,7 @@ pub(super) async fn join_start(
                   set blocked_by = case when $4::text is null then $2::uuid end,
                       parked = parked and $2::uuid is null and $4::text is null,
                       next_attempt_at = case when $2::uuid is null and not parked and $4::text is null
-                                             then now() end,
+                                             then greatest(now(), recording_due_at) end,
                       state = case when $4::text is null then state else 'cancelled' end,
                       last_error = coalesce($4, last_error),
                       filtered_by = $5,

@@ -40,6 +40,7 @@ mod end;
 mod insert;
 mod late_start;
 mod recent;
+mod recording;
 mod row;
 mod scenario;
 mod start;
@@ -59,6 +60,7 @@ use crate::StoreError;
 pub use end::{end, Graces};
 pub(crate) use insert::NewDelivery;
 pub use recent::{recent, RecentCall};
+pub use recording::{rebuild_for_resend, recording, Recording, RecordingOutcome, RecordingStored};
 pub(crate) use scenario::IngestScenario;
 pub use start::{start_batch, StartBatch};
 

@@ -77,6 +77,9 @@ pub(crate) struct IngestScenario {
     /// Its own grace for a during-call webhook after the call's end (none:
     /// `CALLHOOK_DURING_CALL_GRACE`).
     pub during_call_grace_secs: Option<i32>,
+    /// How long an after-call webhook whose call ended without a recording
+    /// is held for one (none or 0: not held).
+    pub recording_wait_secs: Option<i32>,
     pub timezone: String,
     pub signing_secret: StoredSecret,
     /// Only while its overlap after a rotation runs.
@@ -105,6 +108,15 @@ impl IngestScenario {
 
     pub(super) fn fields(&self) -> CustomFields {
         CustomFields::from_trusted(self.custom_fields.0.clone())
+    }
+
+    /// How long its after-call webhooks wait for a recording the end did not
+    /// carry, if at all.
+    pub(super) fn recording_wait(&self) -> Option<std::time::Duration> {
+        self.recording_wait_secs
+            .and_then(|s| u64::try_from(s).ok())
+            .filter(|&s| s > 0)
+            .map(std::time::Duration::from_secs)
     }
 }
 
@@ -135,7 +147,7 @@ async fn fetch(
                   s.during_call_filter as "during_call_filter: Json<Vec<Condition>>",
                   s.after_call_filter as "after_call_filter: Json<Vec<Condition>>",
                   s.during_call_headers as "during_call_headers: Json<Vec<Header>>",
-                  s.during_call_grace_secs,
+                  s.during_call_grace_secs, s.recording_wait_secs,
                   s.signing_secret as "signing_secret: StoredSecret",
                   case when overlap_running(s.previous_secret_expires_at) then s.previous_signing_secret end
                     as "previous_signing_secret?: StoredSecret",
@@ -172,6 +184,7 @@ async fn fetch(
             after_call_filter: r.after_call_filter,
             during_call_headers: r.during_call_headers,
             during_call_grace_secs: r.during_call_grace_secs,
+            recording_wait_secs: r.recording_wait_secs,
             timezone: r.timezone,
             signing_secret: r.signing_secret,
             previous_signing_secret: r.previous_signing_secret,

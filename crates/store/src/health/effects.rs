@@ -33,7 +33,8 @@ pub(super) async fn hold(
     }
     let r = sqlx::query!(
         "update deliveries a
-            set blocked_by = null, next_attempt_at = now(), updated_at = now()
+            set blocked_by = null, next_attempt_at = greatest(now(), a.recording_due_at),
+                updated_at = now()
            from deliveries d, endpoints e
           where d.scenario_id = $1 and d.kind = 'during_call' and d.state = 'pending'
             and a.blocked_by = d.id
@@ -80,7 +81,9 @@ pub(super) async fn drain(
                 and blocked_by is null
          )
          update deliveries d
-            set parked = false, next_attempt_at = now() + make_interval(secs => p.n / $3::float8),
+            set parked = false,
+                next_attempt_at = greatest(now() + make_interval(secs => p.n / $3::float8),
+                                           d.recording_due_at),
                 updated_at = now()
            from p
           where d.id = p.id",

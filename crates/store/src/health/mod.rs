@@ -249,7 +249,8 @@ async fn first_look(
                 ),
                 unblocked as (
                     update deliveries
-                       set blocked_by = null, next_attempt_at = now(), updated_at = now()
+                       set blocked_by = null, next_attempt_at = greatest(now(), recording_due_at),
+                           updated_at = now()
                      where blocked_by = any($5)
                  returning 1
                 )

@@ -16,7 +16,8 @@ pub(crate) async fn unblock(tx: &mut PgConnection, finished: &[Uuid]) -> Result<
     }
     let r = sqlx::query!(
         "update deliveries
-            set blocked_by = null, next_attempt_at = now(), updated_at = now()
+            set blocked_by = null, next_attempt_at = greatest(now(), recording_due_at),
+                updated_at = now()
           where blocked_by = any($1)",
         finished
     )

@@ -6,7 +6,7 @@ use callhook_core::{
 };
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgExecutor, PgPool};
+use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::health::{self, HealthSettings};
@@ -14,7 +14,9 @@ use crate::queue;
 use crate::StoreError;
 
 mod numbers;
+mod secrets;
 use numbers::set_numbers;
+pub use secrets::{lock_secrets, rotate_secret, set_secrets, StoredSecrets};
 
 /// A scenario as stored.
 #[derive(Debug, Clone)]
@@ -33,6 +35,9 @@ pub struct Scenario {
     /// Its own grace for a during-call webhook after its call's end, in
     /// seconds (none: `CALLHOOK_DURING_CALL_GRACE`).
     pub during_call_grace_secs: Option<i32>,
+    /// How long an after-call webhook whose call ended without a recording
+    /// waits for one, in seconds (none: it does not wait).
+    pub recording_wait_secs: Option<i32>,
     pub timezone: String,
     pub signing_secret: StoredSecret,
     /// Until then, webhooks are also signed with the secret before the last
@@ -103,6 +108,8 @@ pub struct ScenarioSettings {
     pub after_call_headers: Vec<Header>,
     /// Its own grace for a during-call webhook after its call's end.
     pub during_call_grace: Option<std::time::Duration>,
+    /// How long an after-call webhook waits for a recording its end lacked.
+    pub recording_wait: Option<std::time::Duration>,
     pub numbers: Vec<PhoneNumber>,
     /// Numbers outside the pool, with fixed fields; none of them is in `numbers`.
     pub static_numbers: Vec<StaticNumber>,
@@ -112,9 +119,18 @@ pub struct ScenarioSettings {
 impl ScenarioSettings {
     /// The grace as stored (whole seconds).
     fn grace_secs(&self) -> Option<i32> {
-        self.during_call_grace
-            .map(|d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX))
+        self.during_call_grace.map(secs)
     }
+
+    /// The recording wait as stored (whole seconds).
+    fn recording_wait_secs(&self) -> Option<i32> {
+        self.recording_wait.map(secs)
+    }
+}
+
+/// A duration as a whole number of seconds, as stored.
+fn secs(d: std::time::Duration) -> i32 {
+    i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
 }
 
 /// Creates a scenario with its signing secret (as it is to be stored).
@@ -128,8 +144,8 @@ pub async fn create(
     sqlx::query!(
         "insert into scenarios (id, name, during_call_url, after_call_url, custom_fields, timezone, signing_secret,
                                 during_call_filter, after_call_filter, during_call_headers, after_call_headers,
-                                during_call_grace_secs)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                                during_call_grace_secs, recording_wait_secs)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         id,
         settings.name,
         settings.during_call_url.as_ref().map(WebhookUrl::as_str),
@@ -142,6 +158,7 @@ pub async fn create(
         Json(settings.during_call_headers.as_slice()) as _,
         Json(settings.after_call_headers.as_slice()) as _,
         settings.grace_secs(),
+        settings.recording_wait_secs(),
     )
     .execute(&mut *tx)
     .await?;
@@ -192,7 +209,7 @@ pub async fn update(
             set name = $2, during_call_url = $3, after_call_url = $4, custom_fields = $5,
                 timezone = $6, during_call_filter = $7, after_call_filter = $8,
                 during_call_headers = $9, after_call_headers = $10, during_call_grace_secs = $11,
-                updated_at = now()
+                recording_wait_secs = $12, updated_at = now()
           where id = $1",
         id,
         settings.name,
@@ -205,6 +222,7 @@ pub async fn update(
         Json(settings.during_call_headers.as_slice()) as _,
         Json(settings.after_call_headers.as_slice()) as _,
         settings.grace_secs(),
+        settings.recording_wait_secs(),
     )
     .execute(&mut *tx)
     .await?;
@@ -274,37 +292,6 @@ pub async fn delete(pool: &PgPool, id: Uuid) -> Result<Vec<DeliveryKind>, StoreE
     Ok(cancelled)
 }
 
-/// Gives the scenario a fresh signing secret; the current one keeps signing
-/// alongside it for `overlap` (a rotation during an overlap ends the older
-/// secret's overlap at once).
-pub async fn rotate_secret(
-    pool: &PgPool,
-    id: Uuid,
-    secret: &StoredSecret,
-    overlap: std::time::Duration,
-) -> Result<Scenario, StoreError> {
-    let mut tx = pool.begin().await?;
-    let updated = sqlx::query!(
-        "update scenarios
-            set previous_signing_secret = signing_secret,
-                previous_secret_expires_at = now() + make_interval(secs => $3),
-                signing_secret = $2,
-                updated_at = now()
-          where id = $1",
-        id,
-        secret as _,
-        overlap.as_secs_f64(),
-    )
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() == 0 {
-        return Err(StoreError::NotFound);
-    }
-    let scenario = get(&mut *tx, id).await?;
-    tx.commit().await?;
-    Ok(scenario)
-}
-
 pub async fn get(e: impl PgExecutor<'_>, id: Uuid) -> Result<Scenario, StoreError> {
     select(e, Some(id)).await?.pop().ok_or(StoreError::NotFound)
 }
@@ -324,7 +311,7 @@ async fn select(e: impl PgExecutor<'_>, id: Option<Uuid>) -> Result<Vec<Scenario
                   s.after_call_filter as "after_call_filter: Json<Vec<Condition>>",
                   s.during_call_headers as "during_call_headers: Json<Vec<Header>>",
                   s.after_call_headers as "after_call_headers: Json<Vec<Header>>",
-                  s.during_call_grace_secs,
+                  s.during_call_grace_secs, s.recording_wait_secs,
                   s.timezone, s.signing_secret as "signing_secret: StoredSecret",
                   case when overlap_running(s.previous_secret_expires_at) then s.previous_secret_expires_at end
                     as previous_secret_expires_at,
@@ -340,55 +327,4 @@ async fn select(e: impl PgExecutor<'_>, id: Option<Uuid>) -> Result<Vec<Scenario
     )
     .fetch_all(e)
     .await?)
-}
-
-/// A scenario's stored secrets: its signing secrets and its headers (whose
-/// secret values are sealed).
-pub struct StoredSecrets {
-    pub id: Uuid,
-    pub current: StoredSecret,
-    pub previous: Option<StoredSecret>,
-    pub during_call_headers: Vec<Header>,
-    pub after_call_headers: Vec<Header>,
-}
-
-/// Every scenario's stored secrets, locked, for re-sealing them under a new
-/// key.
-pub async fn lock_secrets(tx: &mut PgConnection) -> Result<Vec<StoredSecrets>, StoreError> {
-    let rows = sqlx::query!(
-        r#"select id, signing_secret as "signing_secret: StoredSecret",
-                  previous_signing_secret as "previous_signing_secret: StoredSecret",
-                  during_call_headers as "during_call_headers: Json<Vec<Header>>",
-                  after_call_headers as "after_call_headers: Json<Vec<Header>>"
-             from scenarios order by id for update"#
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| StoredSecrets {
-            id: r.id,
-            current: r.signing_secret,
-            previous: r.previous_signing_secret,
-            during_call_headers: r.during_call_headers.0,
-            after_call_headers: r.after_call_headers.0,
-        })
-        .collect())
-}
-
-/// Stores a scenario's secrets in their new form.
-pub async fn set_secrets(tx: &mut PgConnection, s: &StoredSecrets) -> Result<(), StoreError> {
-    sqlx::query!(
-        "update scenarios set signing_secret = $2, previous_signing_secret = $3,
-                during_call_headers = $4, after_call_headers = $5
-          where id = $1",
-        s.id,
-        &s.current as _,
-        s.previous.as_ref() as _,
-        Json(s.during_call_headers.as_slice()) as _,
-        Json(s.after_call_headers.as_slice()) as _,
-    )
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }

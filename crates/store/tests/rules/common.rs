@@ -74,6 +74,7 @@ pub(crate) fn settings(numbers: &[&str]) -> ScenarioSettings {
         during_call_headers: Vec::new(),
         after_call_headers: Vec::new(),
         during_call_grace: None,
+        recording_wait: None,
         numbers: numbers.iter().map(|n| phone(n)).collect(),
         static_numbers: Vec::new(),
         timezone: Timezone::default(),

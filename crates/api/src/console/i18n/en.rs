@@ -93,6 +93,7 @@ pub(super) const EN: Labels = Labels {
     during_call_headers: "During-call headers (JSON; a secret's value null: kept)",
     after_call_headers: "After-call headers (JSON; a secret's value null: kept)",
     during_call_grace: "A during-call webhook may still go this long after the call ends (30s, 2m; blank: the default)",
+    recording_wait: "Hold the after-call webhook for a recording the end lacked, up to (2m, at most 30m; blank: no)",
     static_numbers: "Static numbers (number;marker;source 1;source 2)",
     timezone: "Time zone",
     save: "Save",

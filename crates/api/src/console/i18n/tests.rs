@@ -106,6 +106,7 @@ fn all(labels: &Labels) -> Vec<&'static str> {
         during_call_headers,
         after_call_headers,
         during_call_grace,
+        recording_wait,
         static_numbers,
         timezone,
         save,

@@ -10,7 +10,7 @@ use callhook_core::{Condition, CustomField, FieldError, Header};
 use callhook_store::scenarios::{Scenario, StaticNumber};
 use serde::Deserialize;
 
-use crate::ops::scenarios::{grace_text, ScenarioInput, StaticNumberView};
+use crate::ops::scenarios::{duration_text, ScenarioInput, StaticNumberView};
 
 /// A field of the scenario form, by its name (the API's input's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,7 @@ pub(crate) enum ScenarioField {
     DuringCallHeaders,
     AfterCallHeaders,
     DuringCallGrace,
+    RecordingWait,
     Numbers,
     StaticNumbers,
     Timezone,
@@ -31,7 +32,7 @@ pub(crate) enum ScenarioField {
 
 impl ScenarioField {
     /// The form's fields, in its order.
-    pub(crate) const ALL: [ScenarioField; 12] = [
+    pub(crate) const ALL: [ScenarioField; 13] = [
         Self::Name,
         Self::DuringCallUrl,
         Self::AfterCallUrl,
@@ -41,6 +42,7 @@ impl ScenarioField {
         Self::DuringCallHeaders,
         Self::AfterCallHeaders,
         Self::DuringCallGrace,
+        Self::RecordingWait,
         Self::Numbers,
         Self::StaticNumbers,
         Self::Timezone,
@@ -58,6 +60,7 @@ impl ScenarioField {
             Self::DuringCallHeaders => "during_call_headers",
             Self::AfterCallHeaders => "after_call_headers",
             Self::DuringCallGrace => "during_call_grace",
+            Self::RecordingWait => "recording_wait",
             Self::Numbers => "numbers",
             Self::StaticNumbers => "static_numbers",
             Self::Timezone => "timezone",
@@ -113,6 +116,9 @@ pub(in crate::console) struct ScenarioFormData {
     /// The scenario's own during-call grace (`45s`; blank: the default).
     #[serde(default)]
     pub(super) during_call_grace: String,
+    /// How long an after-call webhook waits for a recording (blank: not).
+    #[serde(default)]
+    pub(super) recording_wait: String,
     #[serde(default)]
     pub(super) numbers: String,
     #[serde(default)]
@@ -129,7 +135,7 @@ impl crate::console::CsrfField for ScenarioFormData {
 
 impl ScenarioFormData {
     /// Each field with its value, in the form's order.
-    pub(super) fn fields(&self) -> [(ScenarioField, &str); 12] {
+    pub(super) fn fields(&self) -> [(ScenarioField, &str); 13] {
         ScenarioField::ALL.map(|f| {
             let value = match f {
                 ScenarioField::Name => &self.name,
@@ -141,6 +147,7 @@ impl ScenarioFormData {
                 ScenarioField::DuringCallHeaders => &self.during_call_headers,
                 ScenarioField::AfterCallHeaders => &self.after_call_headers,
                 ScenarioField::DuringCallGrace => &self.during_call_grace,
+                ScenarioField::RecordingWait => &self.recording_wait,
                 ScenarioField::Numbers => &self.numbers,
                 ScenarioField::StaticNumbers => &self.static_numbers,
                 ScenarioField::Timezone => &self.timezone,
@@ -174,7 +181,8 @@ impl ScenarioFormData {
             after_call_filter: conditions_text(&s.after_call_filter.0),
             during_call_headers: headers_text(&s.during_call_headers.0),
             after_call_headers: headers_text(&s.after_call_headers.0),
-            during_call_grace: grace_text(s.during_call_grace_secs).unwrap_or_default(),
+            during_call_grace: duration_text(s.during_call_grace_secs).unwrap_or_default(),
+            recording_wait: duration_text(s.recording_wait_secs).unwrap_or_default(),
             numbers: s.numbers.join("\n"),
             static_numbers: s
                 .static_numbers
@@ -282,6 +290,7 @@ impl ScenarioFormData {
             during_call_headers: Some(during_call_headers),
             after_call_headers: Some(after_call_headers),
             during_call_grace: Some(self.during_call_grace.clone()),
+            recording_wait: Some(self.recording_wait.clone()),
             numbers: Some(lines(&self.numbers)),
             static_numbers: Some(
                 lines(&self.static_numbers)
