@@ -319,6 +319,52 @@ async fn a_during_call_webhook_still_failing_when_its_call_ends_expires_and_the_
     assert_eq!(down.next(WAIT).await.path, "/during");
 }
 
+/// A start that comes after its call's end (the end stored the call) adds a
+/// during-call webhook that the after-call one waits for; the call has
+/// ended, so that webhook gets the grace too, and a failing during-call
+/// receiver holds the after-call webhook only that long.
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_late_starts_during_call_webhook_expires_like_any_other(pool: PgPool) {
+    let mut down = Receiver::scripted(vec![], Reply::Status(500)).await;
+    let mut crm = Receiver::ok().await;
+    let app = spawn_app_with(pool.clone(), |c| {
+        c.retry_schedule = "5m,30m,2h".parse().unwrap();
+        c.during_call_grace = Duration::from_secs(1);
+        c.start_grace = Duration::from_secs(3600);
+    })
+    .await;
+    app.create_scenario(json!({
+        "name": "CRM", "numbers": ["78005552233"],
+        "during_call_url": down.url("/during"), "after_call_url": crm.url("/after"),
+    }))
+    .await;
+    let (status, body) = app
+        .ingest_post(
+            "/api/v1/calls/z1/end",
+            &json!({"status": "ANSWER", "duration": 42,
+                    "caller": "79990009911", "callee": "78005552233"}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+    let mut call = page_call("z1");
+    call["date"] = json!(null);
+    let (status, body) = app.ingest_post("/api/v1/calls", &call).await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+    assert_eq!(down.next(WAIT).await.path, "/during");
+
+    let after = crm.next(WAIT).await;
+    assert_eq!(after.json()["id"], "z1");
+    let (state, error): (String, Option<String>) =
+        sqlx::query_as("select state, last_error from deliveries where kind = 'during_call'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (state.as_str(), error.as_deref()),
+        ("cancelled", Some("call_ended"))
+    );
+}
+
 /// A scenario's own grace overrides the default, within an hour.
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn a_scenarios_own_during_call_grace_is_the_one_its_calls_get(pool: PgPool) {

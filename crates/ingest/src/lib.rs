@@ -76,7 +76,10 @@ impl Ingest {
             notifier: Notifier::spawn(pool.clone()),
             pool,
             handoff,
-            max_payload: config.max_payload_bytes,
+            rules: calls::StartRules {
+                max_payload: config.max_payload_bytes,
+                during_call_grace: config.during_call_grace,
+            },
         });
         Self {
             starts: group_commit::StartQueue::spawn(outlet.clone(), START_COMMITTERS),
@@ -134,8 +137,8 @@ pub(crate) struct Outlet {
     pool: PgPool,
     notifier: Notifier,
     handoff: Option<Handoff>,
-    /// `IngestConfig::max_payload_bytes`.
-    max_payload: usize,
+    /// `IngestConfig::max_payload_bytes` and `during_call_grace`.
+    rules: calls::StartRules,
 }
 
 impl Outlet {
@@ -145,8 +148,8 @@ impl Outlet {
         inputs: &[StartCall],
     ) -> Result<Vec<Result<Ingested, IngestError>>, StoreError> {
         let plan = self.handoff.as_ref().map(Handoff::plan);
-        let max = self.max_payload;
-        let batch = transient_retry(|| calls::start_batch(&self.pool, inputs, plan, max)).await?;
+        let rules = self.rules;
+        let batch = transient_retry(|| calls::start_batch(&self.pool, inputs, plan, rules)).await?;
         self.set_off(batch.work).await;
         Ok(batch.results)
     }

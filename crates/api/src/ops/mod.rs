@@ -14,6 +14,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod deliveries;
+pub(crate) mod durations;
 pub(crate) mod endpoints;
 pub(crate) mod filter_preview;
 pub(crate) mod scenario_input;

@@ -5,10 +5,10 @@ use callhook_store::scenarios::{self, Scenario, ScenarioSettings};
 use uuid::Uuid;
 
 use super::audit::{self, AuditEvent, Change};
+pub(crate) use super::durations::duration_text;
 use super::scenario_error;
 pub(crate) use super::scenario_input::{
-    duration_text, ConditionSchema, CustomFieldSchema, HeaderSchema, ScenarioInput,
-    StaticNumberView,
+    ConditionSchema, CustomFieldSchema, HeaderSchema, ScenarioInput, StaticNumberView,
 };
 use crate::auth::Actor;
 use crate::{ApiError, AppState};

@@ -94,12 +94,9 @@ pub async fn end(
 
     // The during-call webhook's moment passes with the call: a pending one
     // gets its grace, and is due by its end at the latest.
-    let during_grace = scenario
-        .as_ref()
-        .and_then(|s| s.during_call_grace_secs)
-        .map_or(graces.during_call, |s| {
-            Duration::from_secs(u64::try_from(s).unwrap_or(0))
-        });
+    let during_grace = scenario.as_ref().map_or(graces.during_call, |s| {
+        s.during_call_grace(graces.during_call)
+    });
     expire_during_call(&mut tx, call_id, during_grace).await?;
 
     let mut created = Vec::new();
@@ -256,7 +253,7 @@ async fn pending_during_call(
 /// and due by then at the latest; one in flight keeps its lease, and a
 /// parked one (its endpoint held) stays parked, for the dispatchers' look
 /// at expired held ones (`queue::expire_held`) or its endpoint's drain.
-async fn expire_during_call(
+pub(super) async fn expire_during_call(
     tx: &mut PgConnection,
     call_id: &str,
     grace: Duration,

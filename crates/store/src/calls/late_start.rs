@@ -4,6 +4,7 @@
 
 use callhook_core::{CancelReason, DeliveryKind, DeliveryState};
 
+use super::end::expire_during_call;
 use super::insert::{insert_delivery, NewRow};
 use super::row::{lock_call, CallRow};
 use super::scenario::first_call;
@@ -112,7 +113,7 @@ pub(super) async fn join_start(
         Some(_) => {
             let (payload, cancelled, filtered_by) =
                 c.scenario
-                    .delivery(&call, DeliveryKind::DuringCall, c.max_payload, first);
+                    .delivery(&call, DeliveryKind::DuringCall, c.rules.max_payload, first);
             let row = NewRow {
                 call_id: id,
                 scenario_id: c.scenario.id,
@@ -125,7 +126,11 @@ pub(super) async fn join_start(
                 parked: c.scenario.during_state.holds_deliveries(),
                 recording_wait: None,
             };
-            Some(insert_delivery(tx, row).await?)
+            let delivery = insert_delivery(tx, row).await?;
+            // The call has ended: its moment passes with its grace.
+            let grace = c.scenario.during_call_grace(c.rules.during_call_grace);
+            expire_during_call(tx, id, grace).await?;
+            Some(delivery)
         }
         None => None,
     };
@@ -146,7 +151,7 @@ pub(super) async fn join_start(
         // Its conditions are evaluated again, on the call as it now is.
         let (payload, cancelled, filtered_by) =
             c.scenario
-                .delivery(&call, DeliveryKind::AfterCall, c.max_payload, first);
+                .delivery(&call, DeliveryKind::AfterCall, c.rules.max_payload, first);
         let due = sqlx::query_scalar!(
             r#"update deliveries
                   set blocked_by = case when $4::text is null then $2::uuid end,

@@ -110,6 +110,14 @@ impl IngestScenario {
         CustomFields::from_trusted(self.custom_fields.0.clone())
     }
 
+    /// How long a during-call webhook not delivered when its call ends may
+    /// still go: its own grace, or else `default`.
+    pub(super) fn during_call_grace(&self, default: std::time::Duration) -> std::time::Duration {
+        self.during_call_grace_secs.map_or(default, |s| {
+            std::time::Duration::from_secs(u64::try_from(s).unwrap_or(0))
+        })
+    }
+
     /// How long its after-call webhooks wait for a recording the end did not
     /// carry, if at all.
     pub(super) fn recording_wait(&self) -> Option<std::time::Duration> {

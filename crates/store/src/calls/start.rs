@@ -33,8 +33,19 @@ pub(super) struct Checked {
     /// Nothing covered the number at the call's time.
     pub(super) unattributed: bool,
     pub(super) call: Call,
-    /// The most its webhooks' bodies may weigh (`CALLHOOK_MAX_PAYLOAD_BYTES`).
-    pub(super) max_payload: usize,
+    /// What the configuration says of its webhooks.
+    pub(super) rules: StartRules,
+}
+
+/// What the configuration says of a start's webhooks.
+#[derive(Debug, Clone, Copy)]
+pub struct StartRules {
+    /// The most a body may weigh (`CALLHOOK_MAX_PAYLOAD_BYTES`).
+    pub max_payload: usize,
+    /// A during-call webhook of a call that has ended already (a late
+    /// start) expires this long after it is stored, unless its scenario
+    /// says otherwise (`CALLHOOK_DURING_CALL_GRACE`).
+    pub during_call_grace: std::time::Duration,
 }
 
 /// Bodies per insert statement at most (about: the one that passes it
@@ -58,8 +69,9 @@ pub async fn start_batch(
     pool: &PgPool,
     inputs: &[StartCall],
     lease: Option<LeasePlan>,
-    max_payload: usize,
+    rules: StartRules,
 ) -> Result<StartBatch, StoreError> {
+    let max_payload = rules.max_payload;
     let mut tx = pool.begin().await?;
     let mut results: Vec<Option<Result<Ingested, IngestError>>> =
         inputs.iter().map(|_| None).collect();
@@ -69,7 +81,7 @@ pub async fn start_batch(
     let mut scenarios = ScenarioCache::default();
     scenarios.load(&mut tx, inputs).await?;
     for (index, input) in inputs.iter().enumerate() {
-        match check(&mut tx, &mut scenarios, index, input, max_payload).await {
+        match check(&mut tx, &mut scenarios, index, input, rules).await {
             Ok(c) => checked.push(c),
             Err(IngestError::Store(e)) => return Err(e),
             Err(refused) => results[index] = Some(Err(refused)),
@@ -211,7 +223,7 @@ async fn check(
     scenarios: &mut ScenarioCache,
     index: usize,
     input: &StartCall,
-    max_payload: usize,
+    rules: StartRules,
 ) -> Result<Checked, IngestError> {
     let scenario = scenarios.resolve(tx, input).await?;
     let date = match &input.date {
@@ -233,7 +245,7 @@ async fn check(
             end: None,
         },
         scenario,
-        max_payload,
+        rules,
     })
 }
 

@@ -33,6 +33,12 @@ pub(crate) const GRACES: calls::Graces = calls::Graces {
 };
 /// The default payload limit, as a process has it.
 pub(crate) const MAX: usize = callhook_core::DEFAULT_MAX_PAYLOAD_BYTES;
+/// What a start is told, as a process has it (the during-call grace as
+/// [`GRACES`]).
+pub(crate) const RULES: calls::StartRules = calls::StartRules {
+    max_payload: MAX,
+    during_call_grace: GRACES.during_call,
+};
 /// The lease claims take: nothing leased falls due again during a test.
 pub(crate) const LEASE: Duration = Duration::from_secs(60);
 
@@ -133,7 +139,7 @@ pub(crate) fn end_with_caller() -> EndCall {
 
 /// Stores one start (a batch of one, nothing leased).
 pub(crate) async fn store_start(pool: &PgPool, input: StartCall) -> Result<Ingested, IngestError> {
-    let mut batch = calls::start_batch(pool, &[input], None, MAX)
+    let mut batch = calls::start_batch(pool, &[input], None, RULES)
         .await
         .expect("the batch commits");
     batch.results.pop().expect("one result per start")

@@ -18,7 +18,7 @@ async fn busy_and_other(pool: &PgPool, n: usize) -> (Uuid, Uuid) {
     let busy = scenario(pool).await;
     let other = create_scenario(pool, &settings(&[NUMBER_2])).await;
     let starts: Vec<_> = (0..n).map(|i| start(&format!("b{i}"))).collect();
-    callhook_store::calls::start_batch(pool, &starts, None, MAX)
+    callhook_store::calls::start_batch(pool, &starts, None, RULES)
         .await
         .unwrap();
     let mut o = start("o1");
@@ -48,7 +48,7 @@ async fn a_claim_takes_every_busy_endpoints_first_delivery_before_any_second(poo
 async fn one_busy_endpoint_alone_takes_every_seat_its_cap_allows(pool: PgPool) {
     scenario(&pool).await;
     let starts: Vec<_> = (0..50).map(|i| start(&format!("b{i}"))).collect();
-    callhook_store::calls::start_batch(&pool, &starts, None, MAX)
+    callhook_store::calls::start_batch(&pool, &starts, None, RULES)
         .await
         .unwrap();
     let got = queue::claim(

@@ -141,7 +141,9 @@ async fn concurrent_claims_never_hand_out_the_same_delivery(pool: PgPool) {
     const CLAIMERS: usize = 4;
     scenario(&pool).await;
     let starts: Vec<_> = (0..CALLS).map(|i| start(&format!("c{i:02}"))).collect();
-    calls::start_batch(&pool, &starts, None, MAX).await.unwrap();
+    calls::start_batch(&pool, &starts, None, RULES)
+        .await
+        .unwrap();
 
     // Each claimer takes three at a time until nothing due is left (read
     // from Postgres: an empty claim only means another claimer holds the

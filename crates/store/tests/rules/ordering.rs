@@ -149,7 +149,7 @@ async fn a_late_start_after_the_after_call_was_attempted_is_stored_cancelled(poo
         .await
         .unwrap();
 
-    let mut batch = calls::start_batch(&pool, &[start("c1")], None, MAX)
+    let mut batch = calls::start_batch(&pool, &[start("c1")], None, RULES)
         .await
         .unwrap();
     let during = created_one(batch.results.pop().unwrap());
@@ -212,7 +212,9 @@ async fn a_late_start_rebuilds_the_held_after_call_of_a_scenario_without_a_durin
         ..start("c1")
     };
 
-    let mut batch = calls::start_batch(&pool, &[late], None, MAX).await.unwrap();
+    let mut batch = calls::start_batch(&pool, &[late], None, RULES)
+        .await
+        .unwrap();
     assert_eq!(created(batch.results.pop().unwrap()), vec![]);
 
     let row = delivery(&pool, after.id).await;
@@ -260,7 +262,9 @@ async fn a_late_start_rebuilds_a_parked_after_call_without_a_during_call_webhook
         ..start("c1")
     };
 
-    let mut batch = calls::start_batch(&pool, &[late], None, MAX).await.unwrap();
+    let mut batch = calls::start_batch(&pool, &[late], None, RULES)
+        .await
+        .unwrap();
     assert_eq!(created(batch.results.pop().unwrap()), vec![]);
 
     let row = delivery(&pool, after.id).await;

@@ -52,7 +52,9 @@ async fn call_visit(pool: &PgPool, id: &str) -> [Option<String>; 4] {
 
 /// Stores a start and returns the scenarios reported unattributed.
 async fn start_and_unattributed(pool: &PgPool, input: StartCall) -> Vec<Uuid> {
-    let batch = calls::start_batch(pool, &[input], None, MAX).await.unwrap();
+    let batch = calls::start_batch(pool, &[input], None, RULES)
+        .await
+        .unwrap();
     assert!(batch.results[0].is_ok(), "{:?}", batch.results);
     batch.work.unattributed
 }

@@ -34,7 +34,7 @@ async fn the_same_start_again_is_answered_with_what_it_stored(pool: PgPool) {
 async fn a_start_repeated_within_one_batch_is_answered_as_a_repeat_of_the_first(pool: PgPool) {
     scenario(&pool).await;
 
-    let batch = calls::start_batch(&pool, &[start("c1"), start("c1")], None, MAX)
+    let batch = calls::start_batch(&pool, &[start("c1"), start("c1")], None, RULES)
         .await
         .unwrap();
 
