@@ -1,13 +1,15 @@
-//! Starts and ends of a thousand calls sent at once, in random order, through
-//! two API processes, with one dispatcher process: every event is stored,
-//! every call gets exactly one during-call webhook, and no after-call webhook
-//! reaches the receiver before its call's during-call webhook is final.
+//! Starts, ends and recordings of a thousand calls sent at once, in random
+//! order, through two API processes, with one dispatcher process: every event
+//! is stored, every call gets exactly one during-call webhook, no after-call
+//! webhook reaches the receiver before its call's during-call webhook is
+//! final, and a recording reported before the after-call webhook went is in
+//! it (after-call webhooks wait up to 2 s for one).
 //!
 //! Seeded: a failure prints its seed; `INTERLEAVING_SEED=… make test
 //! ARGS=interleaving` replays the same plan.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -36,6 +38,19 @@ struct Plan {
     end_has_caller: bool,
     repeat_start: bool,
     repeat_end: bool,
+    /// A recording reported on its own: when, and to which API process.
+    recording: Option<(RecordingAt, usize)>,
+}
+
+/// When a call's recording is reported.
+#[derive(Debug, Clone, Copy)]
+enum RecordingAt {
+    /// Before the end (`404` until the start is in, then sent again).
+    BeforeEnd,
+    /// Beside the end.
+    WithEnd,
+    /// Once the end is answered.
+    AfterEnd,
 }
 
 fn plan(rng: &mut StdRng, i: usize) -> Plan {
@@ -51,7 +66,19 @@ fn plan(rng: &mut StdRng, i: usize) -> Plan {
         end_has_caller: rng.random_bool(0.7),
         repeat_start: rng.random_bool(0.1),
         repeat_end: rng.random_bool(0.1),
+        recording: rng.random_bool(0.4).then(|| {
+            let at = match rng.random_range(0..3) {
+                0 => RecordingAt::BeforeEnd,
+                1 => RecordingAt::WithEnd,
+                _ => RecordingAt::AfterEnd,
+            };
+            (at, rng.random_range(0..2))
+        }),
     }
+}
+
+fn link(p: &Plan) -> String {
+    format!("https://pbx.example/rec/{}.mp3", p.id)
 }
 
 fn start_body(p: &Plan) -> Value {
@@ -70,6 +97,8 @@ fn end_body(p: &Plan) -> Value {
 struct Client {
     http: reqwest::Client,
     apis: Arc<Vec<String>>,
+    /// What each call's recording report answered (`after_call`).
+    recordings: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl Client {
@@ -131,6 +160,35 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Sends the call's recording until it is stored (`404` until its
+    /// start or end is in); a repeat answers 200 with nothing new.
+    async fn recording(&self, p: &Plan, to: usize) {
+        let path = format!("/api/v1/calls/{}/recording", p.id);
+        let body = json!({"link": link(p)});
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, answer) = self.post(to, &path, &body).await;
+            match status {
+                202 => {
+                    let outcome = answer["after_call"].as_str().unwrap_or_default().to_owned();
+                    self.recordings
+                        .lock()
+                        .unwrap()
+                        .insert(p.id.clone(), outcome);
+                    return;
+                }
+                404 if tokio::time::Instant::now() < deadline => {
+                    assert_eq!(answer["error"]["code"], "call_not_found", "{answer}");
+                    // Not a wait: a client's retry pacing (sent again until stored).
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                _ => panic!("recording {}: {status} {answer}", p.id),
+            }
+        }
+    }
+}
+
 /// One call's events (its start alone or within `batch`), as the plan says.
 async fn send(client: Client, plans: Vec<Plan>) {
     let first = plans[0].clone();
@@ -154,9 +212,25 @@ async fn send(client: Client, plans: Vec<Plan>) {
         futures::future::join_all(plans.iter().map(|p| {
             let client = client.clone();
             async move {
-                client.end(p).await;
-                if p.repeat_end {
+                let end = async {
                     client.end(p).await;
+                    if p.repeat_end {
+                        client.end(p).await;
+                    }
+                };
+                match p.recording {
+                    None => end.await,
+                    Some((RecordingAt::BeforeEnd, to)) => {
+                        client.recording(p, to).await;
+                        end.await;
+                    }
+                    Some((RecordingAt::WithEnd, to)) => {
+                        tokio::join!(end, client.recording(p, to));
+                    }
+                    Some((RecordingAt::AfterEnd, to)) => {
+                        end.await;
+                        client.recording(p, to).await;
+                    }
                 }
             }
         }))
@@ -191,13 +265,15 @@ async fn crossed_events_through_two_api_processes_keep_order_and_lose_nothing(po
             .build()
             .unwrap(),
         apis: Arc::new(vec![a.url(""), b.url("")]),
+        recordings: Arc::default(),
     };
     let created = client
         .http
         .post(a.url("/api/v1/scenarios"))
         .bearer_auth(ADMIN)
         .json(&json!({"name": "Crossed", "numbers": [NUMBER],
-                      "during_call_url": rx.url("/during"), "after_call_url": rx.url("/after")}))
+                      "during_call_url": rx.url("/during"), "after_call_url": rx.url("/after"),
+                      "recording_wait": "2s"}))
         .send()
         .await
         .unwrap();
@@ -217,6 +293,11 @@ async fn crossed_events_through_two_api_processes_keep_order_and_lose_nothing(po
         i += n;
     }
     let batched = units.iter().filter(|u| u.len() > 1).count();
+    let plans: HashMap<String, Plan> = units
+        .iter()
+        .flatten()
+        .map(|p| (p.id.clone(), p.clone()))
+        .collect();
     let room = Arc::new(Semaphore::new(32));
     let mut tasks = Vec::new();
     for unit in units {
@@ -276,13 +357,36 @@ async fn crossed_events_through_two_api_processes_keep_order_and_lose_nothing(po
     let mut arrivals: HashMap<String, (Vec<std::time::Instant>, Vec<std::time::Instant>)> =
         HashMap::new();
     let got = rx.drain();
+    let outcomes = client.recordings.lock().unwrap().clone();
     for r in &got {
         let (call, kind) = &kinds[r.header("webhook-id")];
         let entry = arrivals.entry(call.clone()).or_default();
         match kind.as_str() {
             "during_call" => entry.0.push(r.at),
-            _ => entry.1.push(r.at),
+            _ => {
+                entry.1.push(r.at);
+                // A recording reported before the after-call webhook went
+                // is in it; one reported after is not.
+                let sent = r.json()["link"].as_str().unwrap_or_default().to_owned();
+                let recording = plans[call].recording.map(|_| link(&plans[call]));
+                match outcomes.get(call).map(String::as_str) {
+                    None => assert_eq!(sent, "", "call {call}: no recording"),
+                    Some("kept_for_end" | "sent_with_it") => {
+                        assert_eq!(Some(sent), recording, "call {call}: its recording");
+                    }
+                    Some("sent_without_it") => assert_eq!(sent, "", "call {call}: gone without"),
+                    Some(other) => panic!("call {call}: recording answered {other}"),
+                }
+            }
         }
+    }
+    let links: Vec<(String, Option<String>)> = sqlx::query_as("select id, link from calls")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    for (call, stored) in links {
+        let expected = plans[&call].recording.map(|_| link(&plans[&call]));
+        assert_eq!(stored, expected, "call {call}: its recording stored");
     }
     assert_eq!(arrivals.len(), CALLS, "every call's webhooks arrived");
     for (call, (during, after)) in &arrivals {
@@ -296,7 +400,8 @@ async fn crossed_events_through_two_api_processes_keep_order_and_lose_nothing(po
         );
     }
     eprintln!(
-        "{CALLS} calls ({batched} batches), {} webhooks received, seed {seed}",
+        "{CALLS} calls ({batched} batches, {} recordings), {} webhooks received, seed {seed}",
+        outcomes.len(),
         got.len()
     );
     dispatcher.terminate().await;
