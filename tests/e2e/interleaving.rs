@@ -42,15 +42,15 @@ struct Plan {
     recording: Option<(RecordingAt, usize)>,
 }
 
-/// When a call's recording is reported.
+/// When a call's recording is reported, against its end.
 #[derive(Debug, Clone, Copy)]
 enum RecordingAt {
     /// Before the end (`404` until the start is in, then sent again).
-    BeforeEnd,
+    Before,
     /// Beside the end.
-    WithEnd,
+    Beside,
     /// Once the end is answered.
-    AfterEnd,
+    After,
 }
 
 fn plan(rng: &mut StdRng, i: usize) -> Plan {
@@ -68,9 +68,9 @@ fn plan(rng: &mut StdRng, i: usize) -> Plan {
         repeat_end: rng.random_bool(0.1),
         recording: rng.random_bool(0.4).then(|| {
             let at = match rng.random_range(0..3) {
-                0 => RecordingAt::BeforeEnd,
-                1 => RecordingAt::WithEnd,
-                _ => RecordingAt::AfterEnd,
+                0 => RecordingAt::Before,
+                1 => RecordingAt::Beside,
+                _ => RecordingAt::After,
             };
             (at, rng.random_range(0..2))
         }),
@@ -220,14 +220,14 @@ async fn send(client: Client, plans: Vec<Plan>) {
                 };
                 match p.recording {
                     None => end.await,
-                    Some((RecordingAt::BeforeEnd, to)) => {
+                    Some((RecordingAt::Before, to)) => {
                         client.recording(p, to).await;
                         end.await;
                     }
-                    Some((RecordingAt::WithEnd, to)) => {
+                    Some((RecordingAt::Beside, to)) => {
                         tokio::join!(end, client.recording(p, to));
                     }
-                    Some((RecordingAt::AfterEnd, to)) => {
+                    Some((RecordingAt::After, to)) => {
                         end.await;
                         client.recording(p, to).await;
                     }
