@@ -13,6 +13,7 @@ mod errors;
 mod form;
 mod log;
 mod parity;
+mod timeline;
 
 pub(super) fn client() -> reqwest::Client {
     reqwest::Client::builder()

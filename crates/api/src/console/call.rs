@@ -10,7 +10,8 @@ use callhook_store::{log, scenarios};
 use uuid::Uuid;
 
 use super::i18n::Lang;
-use super::{key, page, redirect_with, render, ConsoleError, CsrfForm, SignedForm, SignedPage};
+use super::timeline::{carries_recording, has_recording, timeline, Moment};
+use super::{key, page, redirect_with, render, ConsoleError, CsrfField, SignedForm, SignedPage};
 use crate::ops;
 use crate::AppState;
 
@@ -36,6 +37,9 @@ struct DeliveryBlock {
     payload: String,
     attempts: Vec<AttemptLine>,
     can_resend: bool,
+    /// A final after-call webhook that went without the call's recording:
+    /// it may be sent again with it (its body built again).
+    can_resend_with_recording: bool,
     /// The exact signed request as a curl command (signed now), when the
     /// scenario still has a URL for it.
     curl: Option<String>,
@@ -97,6 +101,7 @@ struct CallPage {
     actor: String,
     call_id: String,
     fields: Vec<(String, String)>,
+    timeline: Vec<Moment>,
     deliveries: Vec<DeliveryBlock>,
 }
 
@@ -125,7 +130,8 @@ pub(super) async fn call_page(
         .and_then(|sc| sc.tz().ok())
         .unwrap_or(Timezone::UTC);
     let fields = call_fields(&call, zone);
-    let deliveries = blocks(&state, scenario.as_ref(), rows, &attempts, zone);
+    let timeline = timeline(&call, &rows, &attempts, zone, lang);
+    let deliveries = blocks(&state, scenario.as_ref(), &call, rows, &attempts, zone);
     Ok(page(
         render(&CallPage {
             lang,
@@ -133,6 +139,7 @@ pub(super) async fn call_page(
             actor: s.actor.0,
             call_id: id,
             fields,
+            timeline,
             deliveries,
         })?,
         vec![s.renewed],
@@ -163,6 +170,7 @@ fn call_fields(call: &serde_json::Value, zone: Timezone) -> Vec<(String, String)
 fn blocks(
     state: &AppState,
     scenario: Option<&callhook_store::scenarios::Scenario>,
+    call: &serde_json::Value,
     rows: Vec<callhook_store::log::DeliveryRow>,
     attempts: &[callhook_store::log::AttemptRow],
     zone: Timezone,
@@ -181,6 +189,10 @@ fn blocks(
                 .and_then(|c| serde_json::to_string(&c.0).ok()),
             payload: d.payload.clone(),
             can_resend: d.state.is_final(),
+            can_resend_with_recording: d.kind == DeliveryKind::AfterCall
+                && d.state.is_final()
+                && has_recording(call)
+                && !carries_recording(&d.payload, call),
             attempts: attempts
                 .iter()
                 .filter(|a| a.delivery_id == Some(d.id))
@@ -202,13 +214,28 @@ fn blocks(
         .collect()
 }
 
+/// "Send again", and "send again with the recording" (`rebuild`).
+#[derive(serde::Deserialize)]
+pub(super) struct ResendForm {
+    csrf: String,
+    /// Build the body again from the call as it is now.
+    #[serde(default)]
+    rebuild: bool,
+}
+
+impl CsrfField for ResendForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 pub(super) async fn resend(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    SignedForm { lang, s, form: _ }: SignedForm<CsrfForm>,
+    SignedForm { lang, s, form }: SignedForm<ResendForm>,
 ) -> Result<Response, ConsoleError> {
     let (Retried::Requeued(row) | Retried::SentNow(row)) =
-        ops::deliveries::retry(&state, &s.actor, id, false).await?;
+        ops::deliveries::retry(&state, &s.actor, id, form.rebuild).await?;
     let back = row.call_id;
     let to = match back {
         Some(call) => super::urls::call(&call, lang),

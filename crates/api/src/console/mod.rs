@@ -22,6 +22,7 @@ pub(crate) mod session;
 mod signed;
 mod signin;
 mod time;
+mod timeline;
 mod urls;
 
 use askama::Template;

@@ -66,6 +66,15 @@ pub(crate) struct DeliveryView {
     pub filtered_by: Option<callhook_core::Condition>,
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
+    /// A during-call delivery whose call has ended: if it is not delivered
+    /// by then, it is cancelled `call_ended`. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// An after-call delivery held for its call's recording
+    /// (`recording_wait`) until then, or until the recording comes. Absent
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_due_at: Option<DateTime<Utc>>,
     /// The exact body sent, as text.
     pub payload: String,
 }
@@ -90,6 +99,8 @@ impl From<DeliveryRow> for DeliveryView {
             filtered_by: d.filtered_by.map(|c| c.0),
             created_at: d.created_at,
             delivered_at: d.delivered_at,
+            expires_at: d.expires_at,
+            recording_due_at: d.recording_due_at,
             payload: d.payload,
         }
     }

@@ -61,6 +61,11 @@ pub struct DeliveryRow {
     pub payload: String,
     /// Cancelled `filtered`: the condition that did not hold.
     pub filtered_by: Option<Json<Condition>>,
+    /// A during-call delivery whose call has ended: cancelled `call_ended`
+    /// if not delivered by then.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// An after-call delivery held for its call's recording until then.
+    pub recording_due_at: Option<DateTime<Utc>>,
 }
 
 /// One attempt row.
@@ -116,7 +121,8 @@ fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, f: &DeliveryFilter) {
 
 const DELIVERY_COLUMNS: &str =
     "id, call_id, scenario_id, kind, state, attempt_count, next_attempt_at, blocked_by, parked, \
-     last_status, last_error, created_at, delivered_at, payload, filtered_by";
+     last_status, last_error, created_at, delivered_at, payload, filtered_by, expires_at, \
+     recording_due_at";
 
 /// A page of deliveries matching `filter`, newest first, strictly older than
 /// `after` (the last id of the previous page). Asks for `limit` rows.
@@ -184,7 +190,7 @@ pub async fn get(e: impl PgExecutor<'_>, id: Uuid) -> Result<DeliveryRow, StoreE
         r#"select id, call_id, scenario_id, kind as "kind: DeliveryKind",
                 state as "state: DeliveryState", attempt_count, next_attempt_at, blocked_by, parked,
                 last_status, last_error, created_at, delivered_at, payload,
-                filtered_by as "filtered_by: Json<Condition>"
+                filtered_by as "filtered_by: Json<Condition>", expires_at, recording_due_at
            from deliveries where id = $1"#,
         id
     )
@@ -203,7 +209,7 @@ pub async fn of_call(
         r#"select id, call_id, scenario_id, kind as "kind: DeliveryKind",
                 state as "state: DeliveryState", attempt_count, next_attempt_at, blocked_by, parked,
                 last_status, last_error, created_at, delivered_at, payload,
-                filtered_by as "filtered_by: Json<Condition>"
+                filtered_by as "filtered_by: Json<Condition>", expires_at, recording_due_at
            from deliveries where call_id = $1 order by id"#,
         call_id
     )

@@ -30,12 +30,13 @@ pub async fn retry(pool: &sqlx::PgPool, id: Uuid) -> Result<Retried, StoreError>
         DeliveryRow,
         r#"update deliveries
             set state = 'pending', next_attempt_at = now(), lease_token = null,
-                delivered_at = null, expires_at = null, updated_at = now()
+                delivered_at = null, expires_at = null, recording_due_at = null,
+                updated_at = now()
           where id = $1 and state <> 'pending'
       returning id, call_id, scenario_id, kind as "kind: DeliveryKind",
                 state as "state: DeliveryState", attempt_count, next_attempt_at, blocked_by, parked,
                 last_status, last_error, created_at, delivered_at, payload,
-                filtered_by as "filtered_by: Json<Condition>""#,
+                filtered_by as "filtered_by: Json<Condition>", expires_at, recording_due_at"#,
         id
     )
     .fetch_optional(&mut *tx)
@@ -43,7 +44,7 @@ pub async fn retry(pool: &sqlx::PgPool, id: Uuid) -> Result<Retried, StoreError>
     let Some(row) = row else {
         // Either it does not exist or it is pending: then it goes now.
         let moved = sqlx::query!(
-            "update deliveries set next_attempt_at = now(), updated_at = now()
+            "update deliveries set next_attempt_at = now(), recording_due_at = null, updated_at = now()
               where id = $1 and state = 'pending' and not parked and blocked_by is null
                 and lease_token is null and next_attempt_at > now()",
             id

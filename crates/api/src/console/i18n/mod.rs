@@ -12,9 +12,11 @@ mod ru;
 mod ru_errors;
 #[cfg(test)]
 mod tests;
+mod timeline;
 
 pub(crate) use errors::ShownError;
 pub(crate) use labels::Labels;
+pub(crate) use timeline::TimelineLabels;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Lang {
@@ -56,6 +58,14 @@ impl Lang {
         match self {
             Self::Ru => &ru::RU,
             Self::En => &en::EN,
+        }
+    }
+
+    /// The call page's timeline in this language.
+    pub(crate) fn timeline(self) -> &'static TimelineLabels {
+        match self {
+            Self::Ru => &timeline::RU,
+            Self::En => &timeline::EN,
         }
     }
 
