@@ -183,11 +183,18 @@ async fn a_bad_condition_value_is_shown_beside_its_row_named_as_the_api_names_it
         ("after_call_filter[1].field", "duration"),
         ("after_call_filter[1].op", "gte"),
         ("after_call_filter[1].value", "ten"),
+        ("after_call_headers[0].name", "X-Key"),
+        ("after_call_headers[0].value", "typed-secret-31"),
+        ("after_call_headers[0].secret", "on"),
     ] {
         set(&mut form, k, v);
     }
     let (status, html) = parsed(op.post(&app, &path, &form).await).await;
     assert_eq!(status, 422);
+    assert!(
+        !html.html().contains("typed-secret-31"),
+        "a secret typed is not sent back in the page"
+    );
     let beside = |row: &str| -> Vec<String> {
         html.select(&Selector::parse(&format!("div[data-row='{row}'] span.field-error")).unwrap())
             .map(|e| e.value().attr("data-field").unwrap().to_owned())

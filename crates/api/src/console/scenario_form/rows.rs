@@ -6,7 +6,9 @@
 //! A blank row is left out of what is saved; errors, which count the saved
 //! items, are given back the row's number ([`Rules::shown_field`]). A stored
 //! secret header's row shows "set" and an empty value: left empty, the
-//! save sends `null` and the stored value is kept. Conditions that rows
+//! save sends `null` and the stored value is kept. A secret's value is
+//! never written into the page, not even one typed into a form that comes
+//! back unsaved. Conditions that rows
 //! cannot show exactly (`Condition::fits_a_row`) are shown as read-only
 //! JSON and sent back as they are, as custom fields are.
 
