@@ -159,7 +159,7 @@ async fn a_person_signs_in_creates_a_scenario_and_resends_a_call_in_a_real_brows
         .send_keys("78005552233")
         .await
         .unwrap();
-    find("form#settings button[type=submit]")
+    find("form#settings button#save")
         .await
         .click()
         .await
@@ -193,7 +193,7 @@ async fn a_person_signs_in_creates_a_scenario_and_resends_a_call_in_a_real_brows
     let url = find("input#during_call_url").await;
     url.clear().await.unwrap();
     url.send_keys(&rx.url("/during")).await.unwrap();
-    find("form#settings button[type=submit]")
+    find("form#settings button#save")
         .await
         .click()
         .await
@@ -287,5 +287,115 @@ async fn the_support_ticket_is_solved_with_one_send_now_in_a_real_browser(pool: 
 
     // Every waiting webhook arrives, each call's during-call one first.
     each_call_during_first(&mut rx, &["k1", "k2", "k3"]).await;
+    c.close().await.unwrap();
+}
+
+/// A condition added as a row in Chromium: the dry run follows it as its
+/// field, operator and value are picked and typed (htmx, under the page's
+/// CSP), and it is saved.
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_condition_row_is_added_tried_live_and_saved_in_a_real_browser(pool: PgPool) {
+    let Some((c, _driver)) = open_browser(1280, 900).await else {
+        return;
+    };
+    let app = spawn_app(pool.clone()).await;
+    let s = app
+        .create_scenario(json!({"name": "CRM", "numbers": ["78005552233"]}))
+        .await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    crate::rules::call(&app, "b1", "79990000001", Some(("ANSWER", 20))).await;
+    crate::rules::call(&app, "b2", "79990000002", Some(("ANSWER", 5))).await;
+    let find = |css: &'static str| {
+        let c = c.clone();
+        async move {
+            c.wait()
+                .at_most(Duration::from_secs(15))
+                .for_element(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("{css} on the page: {e}"))
+        }
+    };
+    c.goto(&app.url("/console/login?lang=en")).await.unwrap();
+    find("input[name=token]")
+        .await
+        .send_keys(ADMIN)
+        .await
+        .unwrap();
+    find("form button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    find("a#add").await;
+    c.goto(&app.url(&format!("/console/scenarios/{id}?lang=en")))
+        .await
+        .unwrap();
+    let cell = |css: &'static str| {
+        let c = c.clone();
+        async move { c.find(Locator::Css(css)).await.ok()?.text().await.ok() }
+    };
+    assert_eq!(
+        cell("#dry-run tr[data-kind=after_call] .sent")
+            .await
+            .as_deref(),
+        Some("2"),
+        "no conditions yet: both ended calls"
+    );
+
+    // A row, its field and operator picked, its value typed.
+    find("button.add-row[value='add:after_call_filter']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    find("select[name='after_call_filter[0].field']")
+        .await
+        .select_by_value("duration")
+        .await
+        .unwrap();
+    find("select[name='after_call_filter[0].op']")
+        .await
+        .select_by_value("gte")
+        .await
+        .unwrap();
+    find("input[name='after_call_filter[0].value']")
+        .await
+        .send_keys("10")
+        .await
+        .unwrap();
+    // The value's change is told when it loses the focus.
+    find("fieldset#after_call_filter legend")
+        .await
+        .click()
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "the dry run to follow the condition",
+        || async {
+            cell("#dry-run tr[data-kind=after_call] .filtered")
+                .await
+                .filter(|t| t == "1")
+        },
+    )
+    .await;
+    assert_eq!(
+        cell("#dry-run tr[data-kind=after_call] .sent-calls")
+            .await
+            .as_deref(),
+        Some("b1")
+    );
+
+    find("form#settings button#save")
+        .await
+        .click()
+        .await
+        .unwrap();
+    find("#saved").await;
+    let (_, api) = app.admin_get(&format!("/api/v1/scenarios/{id}")).await;
+    assert_eq!(
+        api["after_call_filter"],
+        json!([{"field": "duration", "op": "gte", "value": 10}])
+    );
     c.close().await.unwrap();
 }

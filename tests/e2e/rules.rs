@@ -14,7 +14,9 @@ const WAIT: Duration = Duration::from_secs(20);
 /// call id, kind, state, last error, filtered by.
 type DeliveryLine = (String, String, String, Option<String>, Option<Value>);
 
-async fn call(app: &TestApp, id: &str, caller: &str, end: Option<(&str, i64)>) {
+/// Reports call `id` from `caller` to 78005552233; ended with (status,
+/// duration) when given.
+pub(crate) async fn call(app: &TestApp, id: &str, caller: &str, end: Option<(&str, i64)>) {
     let mut c = page_call(id);
     c["callee"] = json!("78005552233");
     c["caller"] = json!(caller);

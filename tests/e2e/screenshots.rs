@@ -73,6 +73,10 @@ async fn console_screenshots(pool: PgPool) {
             "during_call_url": crm.url("/crm/calls/during"),
             "after_call_url": crm.url("/crm/calls/after"),
             "custom_fields": [{"name": "crm_source", "value": "{source_level_1}/{marker}"}],
+            "after_call_filter": [{"field": "status", "op": "in", "value": ["ANSWER"]},
+                                  {"field": "duration", "op": "gte", "value": 10}],
+            "after_call_headers": [{"name": "Authorization", "value": "Bearer crm-key", "secret": true},
+                                   {"name": "X-Api-Version", "value": "2"}],
             "timezone": "Europe/Moscow"
         }))
         .await;
@@ -154,6 +158,13 @@ async fn console_screenshots(pool: PgPool) {
     )
     .await;
     shot(&c, "scenario-form").await;
+    c.execute(
+        "document.querySelector('fieldset#during_call_filter').scrollIntoView({block: 'start'})",
+        vec![],
+    )
+    .await
+    .unwrap();
+    shot(&c, "scenario-rules").await;
     click(&c, "button.test-send[data-kind=during_call]").await;
     c.wait()
         .at_most(Duration::from_secs(15))
@@ -182,7 +193,7 @@ async fn console_screenshots(pool: PgPool) {
             .await
             .unwrap();
     }
-    click(&c, "form#settings button[type=submit]").await;
+    click(&c, "form#settings button#save").await;
     c.wait()
         .at_most(Duration::from_secs(15))
         .for_element(Locator::Css("#form-errors"))

@@ -5,7 +5,7 @@ use scraper::{Html, Selector};
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{attr, client, select, set_cookie, sign_in, Operator};
+use super::{attr, client, form_as_shown, select, set_cookie, sign_in, Operator};
 use crate::helpers::*;
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
@@ -319,24 +319,6 @@ async fn the_preview_follows_the_form_as_it_is_typed_and_saves_nothing(pool: PgP
         .await
         .unwrap();
     assert_eq!(saved, 0, "a preview saves nothing");
-}
-
-/// Every named input and textarea of the settings form, as a browser would
-/// send it unchanged.
-fn form_as_shown(html: &Html) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for e in html.select(
-        &Selector::parse("form#settings input[name], form#settings textarea[name]").unwrap(),
-    ) {
-        let name = e.value().attr("name").unwrap().to_owned();
-        let value = if e.value().name() == "textarea" {
-            e.text().collect::<String>()
-        } else {
-            e.value().attr("value").unwrap_or("").to_owned()
-        };
-        out.push((name, value));
-    }
-    out
 }
 
 /// Custom fields that `name=value` lines cannot hold exactly (the API takes

@@ -13,6 +13,7 @@ mod errors;
 mod form;
 mod log;
 mod parity;
+mod rules;
 mod timeline;
 
 pub(super) fn client() -> reqwest::Client {
@@ -46,6 +47,42 @@ pub(super) fn attr(html: &Html, css: &str, name: &str) -> String {
         .attr(name)
         .unwrap()
         .to_owned()
+}
+
+/// Every named input, textarea and picker of the settings form, as a
+/// browser would send it unchanged (a checkbox only when checked, a picker's
+/// chosen option, else its first; no button).
+pub(super) fn form_as_shown(html: &Html) -> Vec<(String, String)> {
+    let css = "form#settings input[name], form#settings textarea[name], form#settings select[name]";
+    let mut out = Vec::new();
+    for e in html.select(&Selector::parse(css).unwrap()) {
+        let name = e.value().attr("name").unwrap().to_owned();
+        let value = match e.value().name() {
+            "textarea" => e.text().collect::<String>(),
+            "select" => {
+                let options: Vec<_> = e.select(&Selector::parse("option").unwrap()).collect();
+                let Some(o) = options
+                    .iter()
+                    .find(|o| o.value().attr("selected").is_some())
+                    .or(options.first())
+                else {
+                    continue;
+                };
+                o.value()
+                    .attr("value")
+                    .map_or_else(|| o.text().collect(), str::to_owned)
+            }
+            _ if e.value().attr("type") == Some("checkbox") => {
+                if e.value().attr("checked").is_none() {
+                    continue;
+                }
+                e.value().attr("value").unwrap_or("on").to_owned()
+            }
+            _ => e.value().attr("value").unwrap_or("").to_owned(),
+        };
+        out.push((name, value));
+    }
+    out
 }
 
 /// Signs in with `token`; the session cookie (`name=value`).

@@ -57,6 +57,10 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route("/console/scenarios/preview", post(scenario_form::preview))
         .route(
+            "/console/scenarios/{id}/filter-preview",
+            post(scenario_form::dry_run_fragment),
+        )
+        .route(
             "/console/scenarios/new",
             get(scenario_form::new_page).post(scenario_form::create),
         )

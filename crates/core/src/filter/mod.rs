@@ -31,6 +31,16 @@ pub const MAX_TEXT: usize = 1024;
 /// scenario.
 pub const FIRST_CALL: &str = "first_call";
 
+/// The fields a condition of the webhook of `kind` may name, in the
+/// payload's order: the payload's (the placeholder vocabulary; for the
+/// during-call webhook only those known at the call's start), then
+/// `first_call`.
+pub fn fields(kind: EndpointKind) -> impl Iterator<Item = &'static str> + Clone {
+    crate::payload::placeholder_fields()
+        .filter(move |f| kind == EndpointKind::AfterCall || !AFTER_CALL_EXTRA_FIELDS.contains(f))
+        .chain([FIRST_CALL])
+}
+
 text_enum! {
     /// A condition's operator.
     pub enum Op ("op", "invalid_op") {
@@ -69,7 +79,7 @@ impl Kind {
         match field {
             FIRST_CALL => Some(Self::Truth),
             "order_id" | "duration" => Some(Self::Number),
-            f if crate::payload::placeholder_fields().any(|p| p == f) => Some(Self::Text),
+            f if fields(EndpointKind::AfterCall).any(|p| p == f) => Some(Self::Text),
             _ => None,
         }
     }
@@ -150,9 +160,9 @@ fn check(c: &Condition, kind: EndpointKind, at: &str) -> Result<(), FieldError> 
             format!("{at}.field"),
             "unknown_field",
             format!(
-                "{:?} is not a payload field; use one of {}, or {FIRST_CALL}",
+                "{:?} is not a payload field; use one of {}",
                 c.field,
-                crate::payload::placeholder_fields()
+                fields(EndpointKind::AfterCall)
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -247,6 +257,8 @@ fn holds(c: &Condition, call: &Call, tz: Timezone, first_call: bool) -> bool {
         (Op::Eq | Op::In | Op::Prefix | Op::Gte | Op::Lte, _) => false,
     }
 }
+
+mod text;
 
 #[cfg(test)]
 mod tests;

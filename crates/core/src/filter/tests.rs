@@ -167,3 +167,31 @@ fn bad_conditions_are_refused_naming_the_part() {
     );
     assert_eq!(e.code, "too_long");
 }
+
+#[test]
+fn the_fields_a_condition_may_name_are_the_payloads_and_first_call() {
+    let after: Vec<&str> = fields(EndpointKind::AfterCall).collect();
+    let during: Vec<&str> = fields(EndpointKind::DuringCall).collect();
+    for f in ["caller", "utm_source", "status", "duration", FIRST_CALL] {
+        assert!(after.contains(&f), "{f}");
+    }
+    assert!(!after.contains(&"custom_fields"));
+    assert!(during.contains(&"marker") && during.contains(&FIRST_CALL));
+    for f in AFTER_CALL_EXTRA_FIELDS {
+        assert!(!during.contains(f), "{f} is not known at the start");
+    }
+    // Every field offered passes the check.
+    for (kind, list) in [
+        (EndpointKind::AfterCall, &after),
+        (EndpointKind::DuringCall, &during),
+    ] {
+        for f in list {
+            let c = Condition {
+                field: (*f).into(),
+                op: "present".into(),
+                value: Value::Null,
+            };
+            assert!(Filter::parse(vec![c], kind).is_ok(), "{f}");
+        }
+    }
+}

@@ -232,6 +232,15 @@ impl ShownError {
         self.field.as_deref().is_some_and(|f| f.starts_with(field))
     }
 
+    /// Whether it is about the item `at` (`after_call_filter[1]`) or a
+    /// part of it, not another item whose number starts alike.
+    pub(crate) fn is_at_item(&self, at: &str) -> bool {
+        self.field.as_deref().is_some_and(|f| {
+            f.strip_prefix(at)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        })
+    }
+
     /// The input's JSON name, or "".
     pub(crate) fn field_or_empty(&self) -> &str {
         self.field.as_deref().unwrap_or("")

@@ -7,6 +7,7 @@
 
 use std::borrow::Borrow;
 
+use callhook_core::filter::Op;
 use callhook_core::{DeliveryKind, DeliveryState, EndpointKind, EndpointState};
 
 use super::errors::FieldName;
@@ -134,6 +135,35 @@ pub(crate) struct Labels {
     pub(crate) custom_fields_short: &'static str,
     pub(crate) static_numbers_short: &'static str,
     pub(crate) item: &'static str,
+    pub(crate) every_call: &'static str,
+    pub(crate) no_headers: &'static str,
+    pub(crate) add_condition: &'static str,
+    pub(crate) add_header: &'static str,
+    pub(crate) remove_row: &'static str,
+    pub(crate) condition_field: &'static str,
+    pub(crate) operator: &'static str,
+    pub(crate) value: &'static str,
+    pub(crate) value_hint: &'static str,
+    pub(crate) header_name: &'static str,
+    pub(crate) secret: &'static str,
+    pub(crate) secret_set: &'static str,
+    pub(crate) conditions_json: &'static str,
+    pub(crate) dry_run: &'static str,
+    pub(crate) dry_run_calls: &'static str,
+    pub(crate) dry_run_ended: &'static str,
+    pub(crate) dry_run_new: &'static str,
+    pub(crate) try_conditions: &'static str,
+    pub(crate) would_send: &'static str,
+    pub(crate) would_filter: &'static str,
+    pub(crate) op_eq: &'static str,
+    pub(crate) op_ne: &'static str,
+    pub(crate) op_in: &'static str,
+    pub(crate) op_not_in: &'static str,
+    pub(crate) op_prefix: &'static str,
+    pub(crate) op_gte: &'static str,
+    pub(crate) op_lte: &'static str,
+    pub(crate) op_present: &'static str,
+    pub(crate) op_absent: &'static str,
 }
 
 impl Labels {
@@ -212,6 +242,21 @@ impl Labels {
             ScenarioField::Numbers => self.numbers,
             ScenarioField::StaticNumbers => self.static_numbers,
             ScenarioField::Timezone => self.timezone,
+        }
+    }
+
+    /// A condition's operator, as its picker shows it.
+    pub(crate) fn op(&self, op: impl Borrow<Op>) -> &'static str {
+        match *op.borrow() {
+            Op::Eq => self.op_eq,
+            Op::Ne => self.op_ne,
+            Op::In => self.op_in,
+            Op::NotIn => self.op_not_in,
+            Op::Prefix => self.op_prefix,
+            Op::Gte => self.op_gte,
+            Op::Lte => self.op_lte,
+            Op::Present => self.op_present,
+            Op::Absent => self.op_absent,
         }
     }
 

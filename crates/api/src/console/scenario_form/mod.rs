@@ -1,11 +1,13 @@
 //! The scenario form: create, edit, preview, rotate the secret, delete. It
 //! goes through the same input checks as `PUT /api/v1/scenarios/{id}`
-//! (`ScenarioInput`), so an error names the same field.
+//! (`ScenarioInput`), so an error names the same field. The delivery rules
+//! are rows ([`rows`]), their dry run [`dry_run`]'s.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use callhook_core::filter::{self, Op};
 use callhook_core::{
     build_payload, CustomFields, DeliveryKind, EndpointKind, FieldError, Timezone,
 };
@@ -22,9 +24,14 @@ use super::{
 use crate::ops::{self, scenario_error};
 use crate::{ApiError, AppState};
 
+mod dry_run;
+mod rows;
 mod test_send;
 mod text;
 
+pub(super) use dry_run::dry_run_fragment;
+use dry_run::DryRun;
+use rows::RowEdit;
 pub(super) use test_send::test_send;
 use test_send::Tested;
 pub(crate) use text::ScenarioField;
@@ -50,6 +57,35 @@ struct ScenarioPage<'a> {
     saved: bool,
     /// The test send's buttons.
     test_kinds: [EndpointKind; 2],
+    /// The conditions' dry run over the scenario's last calls.
+    dry_run: DryRun,
+}
+
+impl ScenarioPage<'_> {
+    /// The fields a condition of the webhook of `kind` may name.
+    fn condition_fields(&self, kind: &EndpointKind) -> Vec<&'static str> {
+        filter::fields(*kind).collect()
+    }
+
+    /// Whether a condition row's field is one the picker offers (else it
+    /// is added to the picker, as typed, for the check to refuse).
+    fn offered(&self, kind: &EndpointKind, field: &str) -> bool {
+        filter::fields(*kind).any(|f| f == field)
+    }
+
+    fn ops(&self) -> &'static [Op] {
+        Op::ALL
+    }
+
+    /// The errors about a list of rows that no row shows (the list's own:
+    /// too many; its JSON).
+    fn list_errors(&self, field: &ScenarioField) -> Vec<&ShownError> {
+        let at = self.form.rules.row_names(*field);
+        self.errors
+            .iter()
+            .filter(|e| e.is_at(field.name()) && !at.iter().any(|a| e.is_at_item(a)))
+            .collect()
+    }
 }
 
 /// The exact bodies each webhook carries with these custom fields in this
@@ -120,6 +156,8 @@ struct Shown<'a> {
     tested: Option<Tested>,
     /// The page follows a save.
     saved: bool,
+    /// The conditions' dry run (a new scenario: none).
+    dry_run: DryRun,
 }
 
 /// The scenario page: the form (`id` none: a new scenario) and what
@@ -152,6 +190,7 @@ fn form_page(
         placeholders: callhook_core::payload::placeholder_fields().collect(),
         saved: shown.saved,
         test_kinds: EndpointKind::ALL,
+        dry_run: shown.dry_run,
     })
 }
 
@@ -163,7 +202,11 @@ pub(super) async fn new_page(
         timezone: "Europe/Moscow".into(),
         ..ScenarioFormData::default()
     };
-    let html = form_page(&state, lang, &s, None, &form, Shown::default())?;
+    let shown = Shown {
+        dry_run: DryRun::New,
+        ..Shown::default()
+    };
+    let html = form_page(&state, lang, &s, None, &form, shown)?;
     Ok(page(html, vec![s.renewed]))
 }
 
@@ -187,20 +230,51 @@ pub(super) async fn edit_page(
     let shown = Shown {
         scenario: Some(&scenario),
         saved: q.saved.as_deref() == Some("1"),
+        dry_run: dry_run::run(&state, lang, Some(id), &form).await?,
         ..Shown::default()
     };
     let html = form_page(&state, lang, &s, Some(id), &form, shown)?;
     Ok(page(html, vec![s.renewed]))
 }
 
+/// The form again after a row button (`edit`): a row added or removed,
+/// or the dry run asked for. Nothing is saved.
+async fn edited(
+    state: &AppState,
+    id: Option<Uuid>,
+    SignedForm { lang, s, mut form }: SignedForm<ScenarioFormData>,
+    edit: RowEdit,
+) -> Result<Response, ConsoleError> {
+    form.rules.edit(edit);
+    let current = match id {
+        Some(id) => Some(
+            scenarios::get(&state.pool, id)
+                .await
+                .map_err(scenario_error(id))?,
+        ),
+        None => None,
+    };
+    let shown = Shown {
+        scenario: current.as_ref(),
+        dry_run: dry_run::run(state, lang, id, &form).await?,
+        ..Shown::default()
+    };
+    let html = form_page(state, lang, &s, id, &form, shown)?;
+    Ok(page(html, vec![s.renewed]))
+}
+
 /// Creates (`id` none) or saves a scenario from the form
 /// (`ops::scenarios`); the form again, with the error at its field, when
-/// the input is refused.
+/// the input is refused; the form again, edited, for a row button.
 async fn submit(
     state: AppState,
     id: Option<Uuid>,
-    SignedForm { lang, s, form }: SignedForm<ScenarioFormData>,
+    signed: SignedForm<ScenarioFormData>,
 ) -> Result<Response, ConsoleError> {
+    if let Some(edit) = RowEdit::parse(&signed.form.edit) {
+        return edited(&state, id, signed, edit).await;
+    }
+    let SignedForm { lang, s, form } = signed;
     let done = match (form.input(), id) {
         // Text the form cannot read, with every other field's error.
         ((input, unread), _) if !unread.is_empty() => {
@@ -242,9 +316,10 @@ async fn submit(
                     .chain(e.more)
                     .collect();
             all.sort_by_key(|e| form.position(&e.field));
-            all.iter().map(|e| lang.field_error(e)).collect()
+            all.iter().map(|e| form.shown_error(lang, e)).collect()
         },
         scenario: current.as_ref(),
+        dry_run: dry_run::run(&state, lang, id, &form).await?,
         ..Shown::default()
     };
     let mut r = page(

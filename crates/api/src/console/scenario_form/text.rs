@@ -1,15 +1,18 @@
 //! The scenario form's fields as text, to and from the API's input
-//! (`ScenarioInput`): textareas hold one item a line.
+//! (`ScenarioInput`): textareas hold one item a line; the delivery rules
+//! are rows ([`super::rows`]).
 //!
 //! Custom fields are `name=value` lines. Fields that such lines cannot hold
 //! exactly (a name with `=` or a line break, a value with a line break,
 //! spaces around either: the API accepts them) are never rewritten: the
 //! form shows them as read-only JSON and sends them back as they are.
 
-use callhook_core::{Condition, CustomField, FieldError, Header};
+use callhook_core::{CustomField, EndpointKind, FieldError};
 use callhook_store::scenarios::{Scenario, StaticNumber};
 use serde::Deserialize;
 
+use super::rows::Rules;
+use crate::console::i18n::{Lang, ShownError};
 use crate::ops::scenarios::{duration_text, ScenarioInput, StaticNumberView};
 
 /// A field of the scenario form, by its name (the API's input's).
@@ -71,14 +74,40 @@ impl ScenarioField {
     pub(crate) fn is_textarea(self) -> bool {
         matches!(
             self,
-            Self::CustomFields
-                | Self::DuringCallFilter
-                | Self::AfterCallFilter
-                | Self::DuringCallHeaders
-                | Self::AfterCallHeaders
-                | Self::Numbers
-                | Self::StaticNumbers
+            Self::CustomFields | Self::Numbers | Self::StaticNumbers
         )
+    }
+
+    /// The webhook whose conditions it holds (a row per condition).
+    pub(crate) fn conditions_of(self) -> Option<EndpointKind> {
+        match self {
+            Self::DuringCallFilter => Some(EndpointKind::DuringCall),
+            Self::AfterCallFilter => Some(EndpointKind::AfterCall),
+            _ => None,
+        }
+    }
+
+    /// The webhook whose headers it holds (a row per header).
+    pub(crate) fn headers_of(self) -> Option<EndpointKind> {
+        match self {
+            Self::DuringCallHeaders => Some(EndpointKind::DuringCall),
+            Self::AfterCallHeaders => Some(EndpointKind::AfterCall),
+            _ => None,
+        }
+    }
+
+    /// The field of the conditions of the webhook of `kind`.
+    pub(crate) fn conditions(kind: EndpointKind) -> Self {
+        match kind {
+            EndpointKind::DuringCall => Self::DuringCallFilter,
+            EndpointKind::AfterCall => Self::AfterCallFilter,
+        }
+    }
+
+    /// The dry run of the conditions is shown after it (the last list of
+    /// conditions).
+    pub(crate) fn ends_conditions(self) -> bool {
+        self == Self::AfterCallFilter
     }
 
     pub(crate) fn is_custom_fields(self) -> bool {
@@ -86,7 +115,8 @@ impl ScenarioField {
     }
 }
 
-/// The form's fields as text (textareas hold one item a line).
+/// The form's fields as text (textareas hold one item a line) and the
+/// rules' rows.
 #[derive(Debug, Default, Deserialize)]
 pub(in crate::console) struct ScenarioFormData {
     #[serde(default)]
@@ -102,17 +132,14 @@ pub(in crate::console) struct ScenarioFormData {
     /// `json`: `custom_fields` holds the stored fields as JSON, read-only.
     #[serde(default)]
     pub(super) custom_fields_format: String,
-    /// Each webhook's conditions as a JSON list (blank: every call).
+    /// Each webhook's conditions and headers: the inputs the fields here
+    /// do not name.
+    #[serde(flatten)]
+    pub(super) rules: Rules,
+    /// A row button (`add:…`, `remove:…[i]`, `try`): the form comes back
+    /// edited, nothing is saved.
     #[serde(default)]
-    pub(super) during_call_filter: String,
-    #[serde(default)]
-    pub(super) after_call_filter: String,
-    /// Each webhook's headers as a JSON list (a secret one's value null:
-    /// kept as stored; blank: none).
-    #[serde(default)]
-    pub(super) during_call_headers: String,
-    #[serde(default)]
-    pub(super) after_call_headers: String,
+    pub(super) edit: String,
     /// The scenario's own during-call grace (`45s`; blank: the default).
     #[serde(default)]
     pub(super) during_call_grace: String,
@@ -137,22 +164,23 @@ impl ScenarioFormData {
     /// Each field with its value, in the form's order.
     pub(super) fn fields(&self) -> [(ScenarioField, &str); 13] {
         ScenarioField::ALL.map(|f| {
-            let value = match f {
+            let value: &str = match f {
                 ScenarioField::Name => &self.name,
                 ScenarioField::DuringCallUrl => &self.during_call_url,
                 ScenarioField::AfterCallUrl => &self.after_call_url,
                 ScenarioField::CustomFields => &self.custom_fields,
-                ScenarioField::DuringCallFilter => &self.during_call_filter,
-                ScenarioField::AfterCallFilter => &self.after_call_filter,
-                ScenarioField::DuringCallHeaders => &self.during_call_headers,
-                ScenarioField::AfterCallHeaders => &self.after_call_headers,
+                // Rows: shown from `rules`.
+                ScenarioField::DuringCallFilter
+                | ScenarioField::AfterCallFilter
+                | ScenarioField::DuringCallHeaders
+                | ScenarioField::AfterCallHeaders => "",
                 ScenarioField::DuringCallGrace => &self.during_call_grace,
                 ScenarioField::RecordingWait => &self.recording_wait,
                 ScenarioField::Numbers => &self.numbers,
                 ScenarioField::StaticNumbers => &self.static_numbers,
                 ScenarioField::Timezone => &self.timezone,
             };
-            (f, value.as_str())
+            (f, value)
         })
     }
 
@@ -177,10 +205,13 @@ impl ScenarioFormData {
             } else {
                 JSON.to_owned()
             },
-            during_call_filter: conditions_text(&s.during_call_filter.0),
-            after_call_filter: conditions_text(&s.after_call_filter.0),
-            during_call_headers: headers_text(&s.during_call_headers.0),
-            after_call_headers: headers_text(&s.after_call_headers.0),
+            rules: Rules::stored(
+                &s.during_call_filter.0,
+                &s.after_call_filter.0,
+                &s.during_call_headers.0,
+                &s.after_call_headers.0,
+            ),
+            edit: String::new(),
             during_call_grace: duration_text(s.during_call_grace_secs).unwrap_or_default(),
             recording_wait: duration_text(s.recording_wait_secs).unwrap_or_default(),
             numbers: s.numbers.join("\n"),
@@ -250,28 +281,22 @@ impl ScenarioFormData {
         (fields, None)
     }
 
-    /// The API's input, from the text: the same checks follow. What the
-    /// text cannot be read as (a custom field line, a condition list that
-    /// is not JSON) comes back beside it.
+    /// The API's input, from the text and the rows: the same checks
+    /// follow. What the form cannot read (a custom field line, conditions'
+    /// JSON that is not the form's) comes back beside it.
     pub(super) fn input(&self) -> (ScenarioInput, Vec<FieldError>) {
         let (custom_fields, bad_line) = self.custom_fields();
         let mut unread: Vec<FieldError> = bad_line.into_iter().collect();
-        let mut conditions = |text: &str, field: &str| {
-            read_conditions(text, field).unwrap_or_else(|e| {
+        let mut conditions = |kind| {
+            self.rules.conditions(kind).unwrap_or_else(|e| {
                 unread.push(e);
                 Vec::new()
             })
         };
-        let during_call_filter = conditions(&self.during_call_filter, "during_call_filter");
-        let after_call_filter = conditions(&self.after_call_filter, "after_call_filter");
-        let mut headers = |text: &str, field: &str| {
-            read_json_list::<Header>(text, field, HEADERS_EXAMPLE).unwrap_or_else(|e| {
-                unread.push(e);
-                Vec::new()
-            })
-        };
-        let during_call_headers = headers(&self.during_call_headers, "during_call_headers");
-        let after_call_headers = headers(&self.after_call_headers, "after_call_headers");
+        let during_call_filter = conditions(EndpointKind::DuringCall);
+        let after_call_filter = conditions(EndpointKind::AfterCall);
+        let during_call_headers = self.rules.headers(EndpointKind::DuringCall);
+        let after_call_headers = self.rules.headers(EndpointKind::AfterCall);
         let lines = |t: &str| -> Vec<String> {
             t.lines()
                 .map(str::trim)
@@ -319,6 +344,14 @@ impl ScenarioFormData {
 }
 
 impl ScenarioFormData {
+    /// A field's error in `lang`, at the row the form shows it beside.
+    pub(super) fn shown_error(&self, lang: Lang, e: &FieldError) -> ShownError {
+        lang.field_error(&FieldError {
+            field: self.rules.shown_field(&e.field),
+            ..e.clone()
+        })
+    }
+
     /// Where `field` (or a part of it, `numbers[2]`) stands on the form.
     pub(super) fn position(&self, field: &str) -> usize {
         self.fields()
@@ -326,50 +359,6 @@ impl ScenarioFormData {
             .position(|(f, _)| field.starts_with(f.name()))
             .unwrap_or(usize::MAX)
     }
-}
-
-/// Conditions as the form shows them: a JSON list, blank when none.
-fn conditions_text(conditions: &[Condition]) -> String {
-    if conditions.is_empty() {
-        return String::new();
-    }
-    serde_json::to_string_pretty(conditions).unwrap_or_default()
-}
-
-/// Headers as the form shows them: a JSON list, a secret one's value null;
-/// blank when none.
-fn headers_text(headers: &[Header]) -> String {
-    if headers.is_empty() {
-        return String::new();
-    }
-    let shown: Vec<Header> = headers.iter().map(Header::shown).collect();
-    serde_json::to_string_pretty(&shown).unwrap_or_default()
-}
-
-const CONDITIONS_EXAMPLE: &str = r#"[{"field": "duration", "op": "gte", "value": 10}]"#;
-const HEADERS_EXAMPLE: &str = r#"[{"name": "Authorization", "value": "Bearer …", "secret": true}]"#;
-
-/// The conditions a form's text holds (blank: none).
-fn read_conditions(text: &str, field: &str) -> Result<Vec<Condition>, FieldError> {
-    read_json_list(text, field, CONDITIONS_EXAMPLE)
-}
-
-/// A JSON list a form's textarea holds (blank: none).
-fn read_json_list<T: serde::de::DeserializeOwned>(
-    text: &str,
-    field: &str,
-    example: &str,
-) -> Result<Vec<T>, FieldError> {
-    if text.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    serde_json::from_str(text).map_err(|e| {
-        FieldError::new(
-            field,
-            "invalid_json",
-            format!("{field} must be a JSON list such as {example} ({e})"),
-        )
-    })
 }
 
 /// `custom_fields_format` when the fields are shown as JSON.
