@@ -269,7 +269,7 @@ pub async fn rebuild_for_resend(
     if cancelled == Some(CancelReason::PayloadTooLarge) {
         return Err(IngestError::Field(callhook_core::FieldError::new(
             "rebuild",
-            "payload_too_large",
+            "rebuilt_too_large",
             "the webhook built again would pass CALLHOOK_MAX_PAYLOAD_BYTES; send it again as it was",
         )));
     }

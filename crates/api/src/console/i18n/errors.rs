@@ -80,6 +80,8 @@ error_codes! {
     UnknownNumber = "unknown_number",
     EmptyPool = "empty_pool",
     FilterRequired = "filter_required",
+    NotAfterCall = "not_after_call",
+    RebuiltTooLarge = "rebuilt_too_large",
     NotFound = "not_found",
     CallNotFound = "call_not_found",
     Conflict = "conflict",
@@ -135,9 +137,11 @@ impl ErrorCode {
             | Self::InvalidHeader
             | Self::ReservedHeader
             | Self::InvalidJson
-            | Self::BodyUnreadable => true,
-            Self::Required
+            | Self::BodyUnreadable
             | Self::InvalidDuration
+            | Self::RebuiltTooLarge => true,
+            Self::Required
+            | Self::NotAfterCall
             | Self::InvalidCharacters
             | Self::InvalidUrl
             | Self::NoUrl
