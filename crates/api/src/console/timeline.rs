@@ -98,10 +98,17 @@ pub(super) fn timeline(
             .join(": ");
         out.push((at, t.recording.to_owned(), detail));
     }
+    let ended_at = moment(call, "ended_at");
     for d in rows {
         let kind = l.delivery_kind(d.kind);
+        // The end creates the after-call delivery: its row's clock (the
+        // transaction's start) may read a moment before the end's own.
+        let created = match (d.kind, ended_at) {
+            (DeliveryKind::AfterCall, Some(end)) => d.created_at.max(end),
+            _ => d.created_at,
+        };
         out.push((
-            d.created_at,
+            created,
             format!("{kind}: {}", t.created),
             holds(d, zone, lang),
         ));
@@ -136,6 +143,8 @@ pub(super) fn timeline(
         if let Some(at) = final_at.filter(|at| *at > a.created_at && a.blocked_by.is_none()) {
             if first_attempt(a).is_none_or(|first| first >= at) {
                 let kind = l.delivery_kind(DeliveryKind::AfterCall);
+                // Shown after the delivery's creation (see `created` above).
+                let at = ended_at.map_or(at, |end| at.max(end));
                 out.push((at, kind.to_owned(), t.waited_for_during_call.to_owned()));
             }
         }
