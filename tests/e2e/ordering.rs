@@ -440,3 +440,97 @@ async fn a_parked_during_call_webhook_expires_too_and_releases_its_after_call(po
         ("cancelled", Some("call_ended"))
     );
 }
+
+/// A receiver that answers nothing until the test opens its gate: each
+/// request is reported at once, and answered `200` once the gate is open.
+struct Gated {
+    addr: std::net::SocketAddr,
+    arrived: tokio::sync::mpsc::UnboundedReceiver<()>,
+    gate: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gated {
+    async fn start() -> Self {
+        let (tx, arrived) = tokio::sync::mpsc::unbounded_channel();
+        let (gate, open) = tokio::sync::watch::channel(false);
+        let app = axum::Router::new().fallback(move || {
+            let tx = tx.clone();
+            let mut open = open.clone();
+            async move {
+                let _ = tx.send(());
+                let _ = open.wait_for(|o| *o).await;
+                "ok"
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            addr,
+            arrived,
+            gate,
+        }
+    }
+}
+
+/// A during-call webhook in flight when its grace runs out is not cut
+/// short: its answer is awaited and recorded, and its after-call webhook is
+/// sent only after it (the receiver here answers when the test lets it,
+/// after the expiry has passed in Postgres).
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn an_after_call_webhook_waits_for_a_during_call_attempt_in_flight_past_its_expiry(
+    pool: PgPool,
+) {
+    let mut during = Gated::start().await;
+    let mut crm = Receiver::ok().await;
+    let app = spawn_app_with(pool.clone(), |c| {
+        c.during_call_grace = Duration::from_secs(1);
+        c.request_timeout = Duration::from_secs(60);
+        c.lease = Duration::from_secs(120);
+    })
+    .await;
+    app.create_scenario(json!({
+        "name": "CRM", "numbers": ["78005552233"],
+        "during_call_url": format!("http://{}/during", during.addr),
+        "after_call_url": crm.url("/after"),
+    }))
+    .await;
+    let during_id = start_call(&app, "w1").await;
+    tokio::time::timeout(WAIT, during.arrived.recv())
+        .await
+        .expect("the during-call webhook is sent")
+        .unwrap();
+    let (status, body) = app
+        .ingest_post(
+            "/api/v1/calls/w1/end",
+            &json!({"status": "ANSWER", "duration": 42}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 202, "{body}");
+    // Its grace has run out while its attempt is still in flight.
+    eventually(
+        WAIT,
+        "the during-call delivery's expiry to pass",
+        || async {
+            let (expired, leased): (bool, bool) = sqlx::query_as(
+                "select expires_at < now(), lease_token is not null from deliveries where id = $1",
+            )
+            .bind(during_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            assert!(leased, "still in flight");
+            expired.then_some(())
+        },
+    )
+    .await;
+    let answered = Instant::now();
+    during.gate.send(true).unwrap();
+
+    let after = crm.next(WAIT).await;
+    assert!(
+        after.at > answered,
+        "the after-call webhook came after the during-call answer"
+    );
+    wait_state(&pool, during_id, "delivered", WAIT).await;
+}
