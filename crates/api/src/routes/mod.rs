@@ -80,8 +80,14 @@ pub fn router(state: AppState) -> Router {
             require_bearer,
         ));
 
-    /// Batch requests handled at once (the others wait their turn).
-    const BATCHES_AT_ONCE: usize = 4;
+    /// Batch requests handled at once (the others wait their turn). Two,
+    /// not four: a batch of a thousand calls is ~120 ms of Postgres CPU, and
+    /// four at once took both cores of the measured machine, so one
+    /// customer's flood delayed every other customer's single calls (the
+    /// quiet scenario's p99 beside a 30,000-call flood: 45-46 ms with four,
+    /// 21-22 ms with two; the batch's delivered rate did not fall:
+    /// docs/performance.md, "Two batches at once").
+    const BATCHES_AT_ONCE: usize = 2;
 
     // A burst beyond capacity is answered `503 overloaded` at once (one
     // semaphore shared by the ingest routes) instead of queueing until the
