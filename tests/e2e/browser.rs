@@ -90,6 +90,33 @@ pub(crate) async fn open_browser(width: u32, height: u32) -> Option<(fantoccini:
     Some((c, driver))
 }
 
+/// The element `css`, once the page has it: a click that submits a form
+/// returns before the next page is in.
+async fn element(c: &fantoccini::Client, css: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} on the page: {e}"))
+}
+
+/// Signs in with the admin token, as a person would, and waits for the
+/// scenarios page.
+async fn sign_in(c: &fantoccini::Client, app: &TestApp) {
+    c.goto(&app.url("/console/login?lang=en")).await.unwrap();
+    element(c, "input[name=token]")
+        .await
+        .send_keys(ADMIN)
+        .await
+        .unwrap();
+    element(c, "form button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    element(c, "a#add").await;
+}
+
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn a_person_signs_in_creates_a_scenario_and_resends_a_call_in_a_real_browser(pool: PgPool) {
     let Some((c, _driver)) = open_browser(1280, 900).await else {
@@ -99,15 +126,9 @@ async fn a_person_signs_in_creates_a_scenario_and_resends_a_call_in_a_real_brows
     let app = spawn_app(pool.clone()).await;
     // A click that submits a form returns before the next page is in:
     // wait for what the next page holds, and for its address.
-    let find = |s: &'static str| {
+    let find = |css: &'static str| {
         let c = c.clone();
-        async move {
-            c.wait()
-                .at_most(Duration::from_secs(15))
-                .for_element(Locator::Css(s))
-                .await
-                .unwrap_or_else(|e| panic!("{s} on the page: {e}"))
-        }
+        async move { element(&c, css).await }
     };
     let at = |prefix: &'static str| {
         let c = c.clone();
@@ -256,26 +277,9 @@ async fn the_support_ticket_is_solved_with_one_send_now_in_a_real_browser(pool: 
     // The operator signs in, opens the health page and clicks Send now.
     let find = |css: String| {
         let c = c.clone();
-        async move {
-            c.wait()
-                .at_most(Duration::from_secs(15))
-                .for_element(Locator::Css(&css))
-                .await
-                .unwrap_or_else(|e| panic!("{css} on the page: {e}"))
-        }
+        async move { element(&c, &css).await }
     };
-    c.goto(&app.url("/console/login?lang=en")).await.unwrap();
-    find("input[name=token]".into())
-        .await
-        .send_keys(ADMIN)
-        .await
-        .unwrap();
-    find("form button[type=submit]".into())
-        .await
-        .click()
-        .await
-        .unwrap();
-    find("a#add".into()).await;
+    sign_in(&c, &app).await;
     c.goto(&app.url("/console/health?lang=en")).await.unwrap();
     find(format!(
         "tr[data-scenario='{s}'][data-kind=during_call] form.send-now button"
@@ -307,26 +311,9 @@ async fn a_condition_row_is_added_tried_live_and_saved_in_a_real_browser(pool: P
     crate::rules::call(&app, "b2", "79990000002", Some(("ANSWER", 5))).await;
     let find = |css: &'static str| {
         let c = c.clone();
-        async move {
-            c.wait()
-                .at_most(Duration::from_secs(15))
-                .for_element(Locator::Css(css))
-                .await
-                .unwrap_or_else(|e| panic!("{css} on the page: {e}"))
-        }
+        async move { element(&c, css).await }
     };
-    c.goto(&app.url("/console/login?lang=en")).await.unwrap();
-    find("input[name=token]")
-        .await
-        .send_keys(ADMIN)
-        .await
-        .unwrap();
-    find("form button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
-    find("a#add").await;
+    sign_in(&c, &app).await;
     c.goto(&app.url(&format!("/console/scenarios/{id}?lang=en")))
         .await
         .unwrap();

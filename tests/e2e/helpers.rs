@@ -502,6 +502,11 @@ pub(crate) async fn start_and_end(app: &TestApp, id: &str) {
     call["callee"] = serde_json::json!("78005552233");
     let (status, body) = app.ingest_post("/api/v1/calls", &call).await;
     assert_eq!(status.as_u16(), 202, "{body}");
+    end_call(app, id).await;
+}
+
+/// Ends call `id` as answered, 42 s (expecting `202`).
+pub(crate) async fn end_call(app: &TestApp, id: &str) {
     let (status, body) = app
         .ingest_post(
             &format!("/api/v1/calls/{id}/end"),

@@ -261,6 +261,29 @@ async fn removing_a_url_cancels_its_pending_deliveries_by_the_time_the_save_answ
     }
 }
 
+/// A scenario whose during-call receiver answers 500 forever (its retries
+/// minutes apart) and whose after-call receiver works, on an app whose
+/// during-call grace is 1 s (then `adjust`ed): the receivers and the app.
+async fn failing_during_call_url(
+    pool: &PgPool,
+    adjust: impl FnOnce(&mut callhook::ServeConfig),
+) -> (Receiver, Receiver, TestApp) {
+    let down = Receiver::scripted(vec![], Reply::Status(500)).await;
+    let crm = Receiver::ok().await;
+    let app = spawn_app_with(pool.clone(), |c| {
+        c.retry_schedule = "5m,30m,2h".parse().unwrap();
+        c.during_call_grace = Duration::from_secs(1);
+        adjust(c);
+    })
+    .await;
+    app.create_scenario(json!({
+        "name": "CRM", "numbers": ["78005552233"],
+        "during_call_url": down.url("/during"), "after_call_url": crm.url("/after"),
+    }))
+    .await;
+    (down, crm, app)
+}
+
 /// A during-call webhook exists for the time the phone rings. One still
 /// failing when its call ends gets `CALLHOOK_DURING_CALL_GRACE` more (1 s
 /// here), then is cancelled `call_ended`, and its after-call webhook goes;
@@ -269,31 +292,14 @@ async fn removing_a_url_cancels_its_pending_deliveries_by_the_time_the_save_answ
 async fn a_during_call_webhook_still_failing_when_its_call_ends_expires_and_the_after_call_goes(
     pool: PgPool,
 ) {
-    let mut down = Receiver::scripted(vec![], Reply::Status(500)).await;
-    let mut crm = Receiver::ok().await;
-    let app = spawn_app_with(pool.clone(), |c| {
-        c.retry_schedule = "5m,30m,2h".parse().unwrap();
-        c.during_call_grace = Duration::from_secs(1);
-    })
-    .await;
-    app.create_scenario(json!({
-        "name": "CRM", "numbers": ["78005552233"],
-        "during_call_url": down.url("/during"), "after_call_url": crm.url("/after"),
-    }))
-    .await;
+    let (mut down, mut crm, app) = failing_during_call_url(&pool, |_| {}).await;
     let mut call = page_call("x1");
     call["callee"] = json!("78005552233");
     let (status, body) = app.ingest_post("/api/v1/calls", &call).await;
     assert_eq!(status.as_u16(), 202, "{body}");
     assert_eq!(down.next(WAIT).await.path, "/during");
     during_calls_waiting_a_retry(&pool, 1).await;
-    let (status, body) = app
-        .ingest_post(
-            "/api/v1/calls/x1/end",
-            &json!({"status": "ANSWER", "duration": 42}),
-        )
-        .await;
-    assert_eq!(status.as_u16(), 202, "{body}");
+    end_call(&app, "x1").await;
 
     // The after-call webhook goes once the during-call one has expired.
     let after = crm.next(WAIT).await;
@@ -325,19 +331,8 @@ async fn a_during_call_webhook_still_failing_when_its_call_ends_expires_and_the_
 /// receiver holds the after-call webhook only that long.
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
 async fn a_late_starts_during_call_webhook_expires_like_any_other(pool: PgPool) {
-    let mut down = Receiver::scripted(vec![], Reply::Status(500)).await;
-    let mut crm = Receiver::ok().await;
-    let app = spawn_app_with(pool.clone(), |c| {
-        c.retry_schedule = "5m,30m,2h".parse().unwrap();
-        c.during_call_grace = Duration::from_secs(1);
-        c.start_grace = Duration::from_secs(3600);
-    })
-    .await;
-    app.create_scenario(json!({
-        "name": "CRM", "numbers": ["78005552233"],
-        "during_call_url": down.url("/during"), "after_call_url": crm.url("/after"),
-    }))
-    .await;
+    let (mut down, mut crm, app) =
+        failing_during_call_url(&pool, |c| c.start_grace = Duration::from_secs(3600)).await;
     let (status, body) = app
         .ingest_post(
             "/api/v1/calls/z1/end",
@@ -500,13 +495,7 @@ async fn an_after_call_webhook_waits_for_a_during_call_attempt_in_flight_past_it
         .await
         .expect("the during-call webhook is sent")
         .unwrap();
-    let (status, body) = app
-        .ingest_post(
-            "/api/v1/calls/w1/end",
-            &json!({"status": "ANSWER", "duration": 42}),
-        )
-        .await;
-    assert_eq!(status.as_u16(), 202, "{body}");
+    end_call(&app, "w1").await;
     // Its grace has run out while its attempt is still in flight.
     eventually(
         WAIT,

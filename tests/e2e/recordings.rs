@@ -236,13 +236,7 @@ async fn a_recording_is_stored_once_and_another_one_is_a_conflict(pool: PgPool) 
         "{body}"
     );
     // The end carries a recording the call has: the same is fine.
-    let (status, body) = app
-        .ingest_post(
-            "/api/v1/calls/313/end",
-            &json!({"status": "ANSWER", "duration": 42}),
-        )
-        .await;
-    assert_eq!(status.as_u16(), 202, "{body}");
+    end_call(&app, "313").await;
     let link: Option<String> = sqlx::query_scalar("select link from calls where id = '313'")
         .fetch_one(&pool)
         .await

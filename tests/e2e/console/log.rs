@@ -521,13 +521,7 @@ async fn the_log_shows_the_scenario_the_next_attempt_and_what_a_delivery_waits_f
     }))
     .await;
     call_to(&app, "w1", "78005552233").await;
-    let (status, body) = app
-        .ingest_post(
-            "/api/v1/calls/w1/end",
-            &json!({"status": "ANSWER", "duration": 42}),
-        )
-        .await;
-    assert_eq!(status.as_u16(), 202, "{body}");
+    end_call(&app, "w1").await;
     assert_eq!(
         rx.next(std::time::Duration::from_secs(20)).await.path,
         "/during"

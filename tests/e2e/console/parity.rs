@@ -207,6 +207,11 @@ async fn snapshot(pool: &PgPool, side: &Side) -> Value {
 /// every moment, so that only what the operation did remains.
 fn normalise(v: Value, side: &Side) -> Value {
     match v {
+        // Another UUID is whole before any replacing: a side's call id
+        // (`c-1`) may stand inside one (`…840c-162d…`).
+        Value::String(s) if s != side.id && uuid::Uuid::parse_str(&s).is_ok() => {
+            Value::String("<uuid>".into())
+        }
         Value::String(s) => {
             let s = s
                 .replace(&side.id, "<scenario>")

@@ -5,20 +5,20 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::errors::ErrorCode;
-use super::{Labels, Lang};
+use super::{Labels, Lang, TimelineLabels};
 
 /// Every label (naming every field: a new label is added here too).
 /// Destructures a `Labels` naming every field (a label left out fails to
 /// compile) and lists the values in that order.
 macro_rules! every_label {
-    ($labels:expr; $($field:ident),+ $(,)?) => {{
-        let Labels { $($field),+ } = $labels;
+    ($catalogue:ident, $labels:expr; $($field:ident),+ $(,)?) => {{
+        let $catalogue { $($field),+ } = $labels;
         vec![$(*$field),+]
     }};
 }
 
 fn all(labels: &Labels) -> Vec<&'static str> {
-    every_label!(labels;
+    every_label!(Labels, labels;
         title,
         login,
         token,
@@ -384,4 +384,37 @@ fn every_code_the_source_produces_is_listed_and_no_other() {
         stale.is_empty(),
         "codes listed that the source no longer makes: {stale:?}"
     );
+}
+
+/// The call page's timeline, every label named (one left out fails to
+/// compile).
+fn timeline(labels: &TimelineLabels) -> Vec<&'static str> {
+    every_label!(TimelineLabels, labels;
+        heading,
+        started,
+        stored_from_end,
+        ended,
+        recording,
+        recording_joined,
+        recording_late,
+        created,
+        attempt,
+        delivered,
+        not_sent,
+        waits_for_during_call,
+        waited_for_during_call,
+        held_for_recording,
+        expires,
+        parked,
+        resend_with_recording,
+    )
+}
+
+#[test]
+fn every_timeline_label_is_written_in_both_languages() {
+    let (ru, en) = (timeline(Lang::Ru.timeline()), timeline(Lang::En.timeline()));
+    for (r, e) in ru.iter().zip(&en) {
+        assert!(!r.trim().is_empty() && !e.trim().is_empty());
+        assert_ne!(r, e, "a Russian label left in English");
+    }
 }
