@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use callhook_core::{CustomFields, PhoneNumber, Timezone, Visit};
+use callhook_core::{PhoneNumber, Visit};
 use callhook_store::{pool, scenarios};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPoolOptions;
@@ -84,21 +84,7 @@ async fn run(url: &str, concurrency: usize) -> Result<(), Box<dyn std::error::Er
     let scenario = scenarios::create(
         &db,
         id,
-        &scenarios::ScenarioSettings {
-            name: "bench".into(),
-            during_call_url: None,
-            after_call_url: None,
-            custom_fields: CustomFields::parse(vec![])?,
-            during_call_filter: Default::default(),
-            after_call_filter: Default::default(),
-            during_call_headers: Vec::new(),
-            after_call_headers: Vec::new(),
-            during_call_grace: None,
-            recording_wait: None,
-            numbers,
-            static_numbers: vec![],
-            timezone: Timezone::default(),
-        },
+        &scenarios::ScenarioSettings::named("bench", numbers),
         &callhook_core::Sealer::plain().seal(&callhook_core::SigningSecret::generate(), id),
     )
     .await?

@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use callhook_core::{
-    CustomFields, FieldError, PhoneNumber, StoredSecret, Timezone, Visit, WebhookUrl,
-};
+use callhook_core::{FieldError, PhoneNumber, StoredSecret, Visit, WebhookUrl};
 use callhook_ingest::{Ingest, IngestConfig};
 use callhook_store::calls::{DeliveryRef, IngestError, Ingested, StartCall};
 use callhook_store::scenarios::{self, ScenarioSettings};
@@ -24,21 +22,10 @@ fn phone(digits: &str) -> PhoneNumber {
 /// A scenario with a during-call webhook and [`NUMBER`].
 async fn scenario(pool: &PgPool) {
     let settings = ScenarioSettings {
-        name: "Ingest".into(),
         during_call_url: Some(WebhookUrl::from_trusted(
             "https://receiver.test/during".into(),
         )),
-        after_call_url: None,
-        custom_fields: CustomFields::from_trusted(Vec::new()),
-        during_call_filter: Default::default(),
-        after_call_filter: Default::default(),
-        during_call_headers: Vec::new(),
-        after_call_headers: Vec::new(),
-        during_call_grace: None,
-        recording_wait: None,
-        numbers: vec![phone(NUMBER)],
-        static_numbers: Vec::new(),
-        timezone: Timezone::default(),
+        ..ScenarioSettings::named("Ingest", vec![phone(NUMBER)])
     };
     scenarios::create(
         pool,

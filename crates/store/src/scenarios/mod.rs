@@ -117,6 +117,27 @@ pub struct ScenarioSettings {
 }
 
 impl ScenarioSettings {
+    /// A scenario called `name` holding `numbers`, with nothing else set:
+    /// no URLs, custom fields, conditions, headers or waits; the default
+    /// zone. Set what differs with struct update syntax.
+    pub fn named(name: &str, numbers: Vec<PhoneNumber>) -> Self {
+        Self {
+            name: name.to_owned(),
+            during_call_url: None,
+            after_call_url: None,
+            custom_fields: CustomFields::from_trusted(Vec::new()),
+            during_call_filter: Filter::default(),
+            after_call_filter: Filter::default(),
+            during_call_headers: Vec::new(),
+            after_call_headers: Vec::new(),
+            during_call_grace: None,
+            recording_wait: None,
+            numbers,
+            static_numbers: Vec::new(),
+            timezone: Timezone::default(),
+        }
+    }
+
     /// The grace as stored (whole seconds).
     fn grace_secs(&self) -> Option<i32> {
         self.during_call_grace.map(secs)

@@ -6,8 +6,7 @@
 use std::time::{Duration, Instant};
 
 use callhook_core::{
-    CallStatus, CustomFields, DeliveryKind, HealthPolicy, Observed, PhoneNumber, StoredSecret,
-    Timezone, Visit, WebhookUrl,
+    CallStatus, DeliveryKind, HealthPolicy, Observed, PhoneNumber, StoredSecret, Visit, WebhookUrl,
 };
 use callhook_store::calls::{self, DeliveryRef, EndCall, IngestError, Ingested, StartCall};
 use callhook_store::health::HealthSettings;
@@ -67,23 +66,13 @@ pub(crate) fn phone(digits: &str) -> PhoneNumber {
 /// A scenario's settings: both webhooks on, `numbers` its pool.
 pub(crate) fn settings(numbers: &[&str]) -> ScenarioSettings {
     ScenarioSettings {
-        name: "Rules".into(),
         during_call_url: Some(WebhookUrl::from_trusted(
             "https://receiver.test/during".into(),
         )),
         after_call_url: Some(WebhookUrl::from_trusted(
             "https://receiver.test/after".into(),
         )),
-        custom_fields: CustomFields::from_trusted(Vec::new()),
-        during_call_filter: Default::default(),
-        after_call_filter: Default::default(),
-        during_call_headers: Vec::new(),
-        after_call_headers: Vec::new(),
-        during_call_grace: None,
-        recording_wait: None,
-        numbers: numbers.iter().map(|n| phone(n)).collect(),
-        static_numbers: Vec::new(),
-        timezone: Timezone::default(),
+        ..ScenarioSettings::named("Rules", numbers.iter().map(|n| phone(n)).collect())
     }
 }
 
