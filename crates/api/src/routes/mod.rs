@@ -17,6 +17,7 @@ use crate::{ApiError, AppState};
 pub(crate) mod audit;
 pub(crate) mod calls;
 pub(crate) mod deliveries;
+pub(crate) mod delivery_views;
 pub(crate) mod endpoints;
 pub(crate) mod gauges;
 pub(crate) mod recordings;
