@@ -284,6 +284,21 @@ async fn failing_during_call_url(
     (down, crm, app)
 }
 
+/// The test's one during-call delivery, which must have expired
+/// (`cancelled` / `call_ended`): its id.
+async fn during_call_expired(pool: &PgPool) -> uuid::Uuid {
+    let (state, error, id): (String, Option<String>, uuid::Uuid) =
+        sqlx::query_as("select state, last_error, id from deliveries where kind = 'during_call'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (state.as_str(), error.as_deref()),
+        ("cancelled", Some("call_ended"))
+    );
+    id
+}
+
 /// A during-call webhook exists for the time the phone rings. One still
 /// failing when its call ends gets `CALLHOOK_DURING_CALL_GRACE` more (1 s
 /// here), then is cancelled `call_ended`, and its after-call webhook goes;
@@ -307,15 +322,7 @@ async fn a_during_call_webhook_still_failing_when_its_call_ends_expires_and_the_
         (after.path.as_str(), after.json()["id"].as_str()),
         ("/after", Some("x1"))
     );
-    let (state, error, during_id): (String, Option<String>, uuid::Uuid) =
-        sqlx::query_as("select state, last_error, id from deliveries where kind = 'during_call'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!(
-        (state.as_str(), error.as_deref()),
-        ("cancelled", Some("call_ended"))
-    );
+    let during_id = during_call_expired(&pool).await;
 
     // An operator may still send it.
     let (status, body) = app
@@ -349,15 +356,7 @@ async fn a_late_starts_during_call_webhook_expires_like_any_other(pool: PgPool) 
 
     let after = crm.next(WAIT).await;
     assert_eq!(after.json()["id"], "z1");
-    let (state, error): (String, Option<String>) =
-        sqlx::query_as("select state, last_error from deliveries where kind = 'during_call'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!(
-        (state.as_str(), error.as_deref()),
-        ("cancelled", Some("call_ended"))
-    );
+    during_call_expired(&pool).await;
 }
 
 /// A scenario's own grace overrides the default, within an hour.
@@ -425,15 +424,7 @@ async fn a_parked_during_call_webhook_expires_too_and_releases_its_after_call(po
         (got.path.as_str(), got.json()["id"].as_str()),
         ("/after", Some("y1"))
     );
-    let (state, error): (String, Option<String>) =
-        sqlx::query_as("select state, last_error from deliveries where kind = 'during_call'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!(
-        (state.as_str(), error.as_deref()),
-        ("cancelled", Some("call_ended"))
-    );
+    during_call_expired(&pool).await;
 }
 
 /// A receiver that answers nothing until the test opens its gate: each

@@ -5,7 +5,9 @@ use scraper::{Html, Selector};
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{attr, client, form_as_shown, select, set_cookie, sign_in, Operator};
+use super::{
+    attr, client, form_as_shown, saved_scenario_id, select, set_cookie, sign_in, Operator,
+};
 use crate::helpers::*;
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
@@ -84,12 +86,7 @@ async fn the_scenario_form_shows_errors_at_their_field_saves_previews_rotates_an
     .await;
     assert_eq!(good.status(), 303);
     let location = good.headers()["location"].to_str().unwrap().to_owned();
-    let id = location
-        .trim_start_matches("/console/scenarios/")
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = saved_scenario_id(&good);
     let (_, api) = app.admin_get(&format!("/api/v1/scenarios/{id}")).await;
     assert_eq!(api["numbers"], json!(["78005552233"]));
     assert_eq!(

@@ -113,6 +113,18 @@ pub(super) async fn sign_in(
         .unwrap()
 }
 
+/// The scenario a saved form redirected to (`/console/scenarios/{id}?…`).
+pub(super) fn saved_scenario_id(saved: &reqwest::Response) -> String {
+    saved.headers()["location"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/console/scenarios/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// A signed-in operator's browser, as far as the tests need one: a client
 /// that follows no redirect and the session cookie.
 pub(super) struct Operator {
@@ -146,6 +158,24 @@ impl Operator {
         let (status, html) = self.get(app, path).await;
         assert_eq!(status, 200, "{path}");
         html
+    }
+
+    /// Posts `form` to `path` as htmx does (`hx-request`): the answer is
+    /// the fragment it swaps in.
+    pub(super) async fn htmx_post(
+        &self,
+        app: &TestApp,
+        path: &str,
+        form: &[(String, String)],
+    ) -> reqwest::Response {
+        self.http
+            .post(app.url(path))
+            .header("cookie", &self.session)
+            .header("hx-request", "true")
+            .form(form)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Posts `form` to `path`, as the browser would.

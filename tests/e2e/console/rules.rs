@@ -7,7 +7,7 @@ use scraper::{Html, Selector};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use super::{attr, form_as_shown, select, Operator};
+use super::{attr, form_as_shown, saved_scenario_id, select, Operator};
 use crate::helpers::*;
 use crate::rules::call;
 
@@ -112,12 +112,7 @@ async fn conditions_and_a_secret_header_saved_through_the_form_rows_read_back_th
     let saved = op.post(&app, new, &form).await;
     assert_eq!(saved.status(), 303);
     let to = saved.headers()["location"].to_str().unwrap().to_owned();
-    let id = to
-        .trim_start_matches("/console/scenarios/")
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = saved_scenario_id(&saved);
     let (_, api) = app.admin_get(&format!("/api/v1/scenarios/{id}")).await;
     assert_eq!(
         api["after_call_filter"],
@@ -373,16 +368,9 @@ async fn the_forms_dry_run_counts_what_the_rest_preview_counts(pool: PgPool) {
     assert_eq!(expected["after_call"]["sent"], 2);
     assert_eq!(expected["during_call"]["filtered"], 1);
 
+    let preview = format!("/console/scenarios/{id}/filter-preview?lang=en");
     // Live (htmx posts the form as a condition changes): the fragment.
-    let live = op
-        .http
-        .post(app.url(&format!("/console/scenarios/{id}/filter-preview?lang=en")))
-        .header("cookie", &op.session)
-        .header("hx-request", "true")
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let live = op.htmx_post(&app, &preview, &form).await;
     let (status, html) = parsed(live).await;
     assert_eq!(status, 200);
     assert_eq!(dry_run_of(&html), expected, "the REST API's counts");
@@ -401,15 +389,7 @@ async fn the_forms_dry_run_counts_what_the_rest_preview_counts(pool: PgPool) {
 
     // A condition the check refuses: named, as the REST API names it.
     set(&mut form, "after_call_filter[1].value", "ten");
-    let live = op
-        .http
-        .post(app.url(&format!("/console/scenarios/{id}/filter-preview?lang=en")))
-        .header("cookie", &op.session)
-        .header("hx-request", "true")
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let live = op.htmx_post(&app, &preview, &form).await;
     let (_, html) = parsed(live).await;
     assert_eq!(
         attr(&html, "#filter-preview p.dry-run-error", "data-field"),
