@@ -94,10 +94,9 @@ pub(crate) struct IngestScenario {
     /// (`during_call_released` in SQL).
     pub during_releases_after_call: bool,
     /// The during-call endpoint's in-flight cap in force (`None`: the
-    /// dispatcher's default) and what it has in flight now: ingest hands
-    /// over no more than the claims would take.
+    /// dispatcher's default): ingest hands over no more than the claims
+    /// would take (`start::handoff_room`).
     pub during_cap: Option<i32>,
-    pub during_in_flight: i64,
 }
 
 impl IngestScenario {
@@ -167,11 +166,7 @@ async fn fetch(
                              where e.scenario_id = s.id and e.kind = 'during_call'),
                            false) as "during_releases_after_call!",
                   (select coalesce(e.cap, e.max_in_flight) from endpoints e
-                    where e.scenario_id = s.id and e.kind = 'during_call') as "during_cap?",
-                  (select count(*) from deliveries d
-                    where delivery_endpoint(d.scenario_id) = s.id and d.kind = 'during_call'
-                      and d.state = 'pending' and d.lease_token is not null and d.next_attempt_at > now())
-                    as "during_in_flight!"
+                    where e.scenario_id = s.id and e.kind = 'during_call') as "during_cap?"
              from unnest($1::uuid[], $2::text[]) with ordinality as t(scenario_id, callee, ord)
              join scenarios s
                on s.id = coalesce(t.scenario_id,
@@ -200,7 +195,6 @@ async fn fetch(
             after_state: r.after_state,
             during_releases_after_call: r.during_releases_after_call,
             during_cap: r.during_cap,
-            during_in_flight: r.during_in_flight,
         };
         check_zone(&scenario)?;
         let index = usize::try_from(r.ord - 1).expect("ordinality starts at 1");

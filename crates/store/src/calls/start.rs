@@ -112,9 +112,11 @@ pub async fn start_batch(
     let token = Uuid::now_v7();
     let mut leases_left = lease.map_or(0, |l| l.budget);
     let lease_secs = lease.map_or(0.0, |l| l.lease.as_secs_f64());
-    let endpoint_cap = lease.map_or(0, |l| l.endpoint_cap);
     // What each during-call endpoint may still take in flight.
-    let mut room: HashMap<Uuid, i64> = HashMap::new();
+    let mut room = match lease {
+        Some(plan) if plan.budget > 0 => handoff_room(&mut tx, &checked, plan.endpoint_cap).await?,
+        _ => HashMap::new(),
+    };
     let mut seen = HashSet::new();
     let mut rows = Vec::with_capacity(checked.len());
     let mut inserted = HashMap::new();
@@ -146,9 +148,7 @@ pub async fn start_batch(
             None => (None, None, None),
         };
         let parked = c.scenario.during_state.holds_deliveries() && cancelled.is_none();
-        let room = room.entry(c.scenario.id).or_insert_with(|| {
-            i64::from(c.scenario.during_cap.unwrap_or(endpoint_cap)) - c.scenario.during_in_flight
-        });
+        let room = room.entry(c.scenario.id).or_default();
         let sendable = payload.is_some() && cancelled.is_none() && !parked;
         let lease = (sendable && leases_left > 0 && *room > 0).then(|| {
             leases_left -= 1;
@@ -269,4 +269,38 @@ async fn stored_before(
         ))),
         None => super::late_start::join_start(tx, c, row, work).await,
     }
+}
+
+/// What each during-call endpoint of the group may still take in flight
+/// (its cap, the scenario's or `endpoint_cap`, less what is leased and not
+/// yet recorded), counted under a lock held to the commit, so groups that
+/// lease at once (two committers, two processes) take turns and never pass
+/// the cap together (`lock_during_call_room`).
+async fn handoff_room(
+    tx: &mut PgConnection,
+    checked: &[Checked],
+    endpoint_cap: i32,
+) -> Result<HashMap<Uuid, i64>, StoreError> {
+    let mut caps: HashMap<Uuid, i32> = HashMap::new();
+    for c in checked
+        .iter()
+        .filter(|c| c.scenario.during_call_url.is_some())
+    {
+        caps.insert(c.scenario.id, c.scenario.during_cap.unwrap_or(endpoint_cap));
+    }
+    if caps.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<Uuid> = caps.keys().copied().collect();
+    let counted = sqlx::query!(
+        r#"select scenario_id as "scenario_id!", in_flight as "in_flight!"
+             from lock_during_call_room($1::uuid[])"#,
+        &ids
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(counted
+        .into_iter()
+        .map(|r| (r.scenario_id, i64::from(caps[&r.scenario_id]) - r.in_flight))
+        .collect())
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use callhook_core::DeliveryKind;
+use callhook_store::calls;
 use callhook_store::health::{self, EndpointLimits};
 use callhook_store::queue::{self, ClaimLimits};
 use sqlx::PgPool;
@@ -269,4 +270,76 @@ async fn two_claims_at_once_take_different_endpoints(pool: PgPool) {
     let n = by_scenario(&got);
     assert_eq!((n.get(&busy), n.get(&other)), (None, Some(&1)), "{n:?}");
     holder.rollback().await.unwrap();
+}
+
+/// A hand-off plan (ingest leasing to its own dispatcher) with room for
+/// everything but the endpoint's cap.
+fn hand_off(endpoint_cap: i32) -> Option<calls::LeasePlan> {
+    Some(calls::LeasePlan {
+        budget: 1000,
+        lease: LEASE,
+        endpoint_cap,
+    })
+}
+
+fn starts(prefix: &str, n: usize) -> Vec<calls::StartCall> {
+    (0..n).map(|i| start(&format!("{prefix}{i}"))).collect()
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_start_group_hands_off_no_more_than_its_endpoints_cap_less_what_it_has_in_flight(
+    pool: PgPool,
+) {
+    scenario(&pool).await;
+    let first = calls::start_batch(&pool, &starts("a", 3), hand_off(5), RULES)
+        .await
+        .unwrap();
+    assert_eq!(first.work.leased.len(), 3);
+    let second = calls::start_batch(&pool, &starts("b", 4), hand_off(5), RULES)
+        .await
+        .unwrap();
+    assert_eq!(
+        second.work.leased.len(),
+        2,
+        "three of five in flight already"
+    );
+    assert_eq!(
+        second.work.queued, 2,
+        "the others wait for a claim, due now"
+    );
+    let leased = "select count(*) from deliveries where lease_token is not null";
+    assert_eq!(count(&pool, leased).await, 5);
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn two_start_groups_at_once_hand_off_no_more_than_the_cap_together(pool: PgPool) {
+    let id = scenario(&pool).await;
+    // The first group stops at its insert's foreign-key check, its room
+    // counted and its leases written, not committed…
+    let holder = lock_scenario_row(&pool, id).await;
+    let group = |prefix: &'static str| {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            calls::start_batch(&pool, &starts(prefix, 4), hand_off(5), RULES)
+                .await
+                .unwrap()
+                .work
+                .leased
+                .len()
+        })
+    };
+    let a = group("a");
+    until_waiting(&pool, 1, &[a.abort_handle()]).await;
+    // …while the second counts its room: it waits for the first's commit.
+    let b = group("b");
+    until_waiting(&pool, 2, &[a.abort_handle(), b.abort_handle()]).await;
+    holder.rollback().await.unwrap();
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert_eq!(
+        (a, a + b),
+        (4, 5),
+        "the second leased only what the first left"
+    );
+    let leased = "select count(*) from deliveries where lease_token is not null";
+    assert_eq!(count(&pool, leased).await, 5);
 }
