@@ -9,6 +9,14 @@ use std::fmt;
 
 use crate::FieldError;
 
+/// An endpoint's in-flight cap when it sets none
+/// (`CALLHOOK_ENDPOINT_MAX_IN_FLIGHT`): deliveries claimed and not yet
+/// recorded, on every dispatcher together. Half of one dispatcher's places
+/// for deliveries sent and awaiting their recording (four per seat, 64
+/// seats): a lone busy endpoint fills a dispatcher's pipeline, and a slow
+/// one leaves the other half to everyone else (docs/scheduling.md).
+pub const DEFAULT_ENDPOINT_MAX_IN_FLIGHT: i32 = 128;
+
 /// A delivery's priority class in the claim (`delivery_class` in SQL, the
 /// number its index stores): fresh during-call webhooks first, then fresh
 /// after-call ones, then retries, then operators' requeues. A lower class

@@ -31,7 +31,7 @@ pub use call::{Call, CallEnd, CallStatus, Visit};
 pub use custom_fields::{CustomField, CustomFields};
 pub use delivery::{
     AttemptError, CancelReason, DeliveryKind, DeliveryState, EndpointKind, HeldReason, LastError,
-    PriorityClass,
+    PriorityClass, DEFAULT_ENDPOINT_MAX_IN_FLIGHT,
 };
 pub use error::FieldError;
 pub use filter::{Condition, Filter};

@@ -89,7 +89,7 @@ impl Default for DispatchConfig {
         Self {
             concurrency: 64,
             per_host: 16,
-            endpoint_cap: 64,
+            endpoint_cap: callhook_core::DEFAULT_ENDPOINT_MAX_IN_FLIGHT,
             lease: Duration::from_secs(60),
             handoff_wait: Duration::from_secs(1),
             poll_interval: Duration::from_secs(1),

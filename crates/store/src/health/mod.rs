@@ -52,7 +52,7 @@ impl Default for HealthSettings {
             policy: HealthPolicy::default(),
             operator_events: false,
             drain_per_second: 50,
-            endpoint_cap: 64,
+            endpoint_cap: callhook_core::DEFAULT_ENDPOINT_MAX_IN_FLIGHT,
         }
     }
 }
