@@ -14,6 +14,7 @@
 //! the commit-rate probe. It is not a test and not part of `make test`.
 
 mod driver;
+mod measure;
 mod neighbours;
 mod pg;
 mod procfs;
@@ -29,7 +30,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
-use crate::driver::{Bench, Measured};
+use crate::driver::Bench;
+use crate::measure::Measured;
 use crate::report::{print_phase, Report};
 use crate::watch::{PgWatch, ServerProc};
 

@@ -155,6 +155,8 @@ impl Report {
             "arrived_before_ack": m.map(|m| m.before_ack),
             "send_p50_ms": m.and_then(|m| m.send_latency).map(|l| round2(l.p50)),
             "send_p99_ms": m.and_then(|m| m.send_latency).map(|l| round2(l.p99)),
+            "ack_p50_ms": m.and_then(|m| m.ack_latency).map(|l| round2(l.p50)),
+            "ack_p99_ms": m.and_then(|m| m.ack_latency).map(|l| round2(l.p99)),
             "backlog_rows": self.backlog_rows,
             "empty_deliveries_per_s": self.empty.as_ref().map(|e| round2(e.deliveries_per_s)),
             "backlog_ratio": self.ratio().map(round2),
@@ -184,6 +186,12 @@ pub(crate) fn print_phase(name: &str, m: &Measured) {
         "calls", m.calls, m.acked, m.ingest_errors
     );
     println!("  {:<34} {:.0} calls/s", "ingest", m.ingest_per_s);
+    if let Some(l) = m.ack_latency {
+        println!(
+            "  {:<34} p50 {:.2} / p95 {:.2} / p99 {:.2} / max {:.2} ms",
+            "request sent → acknowledged", l.p50, l.p95, l.p99, l.max
+        );
+    }
     println!(
         "  {:<34} {:.0} /s",
         "end-to-end deliveries", m.deliveries_per_s
