@@ -22,6 +22,14 @@ impl ServeConfig {
         }
     }
 
+    /// An endpoint's in-flight cap when it sets none:
+    /// `CALLHOOK_ENDPOINT_MAX_IN_FLIGHT`, else half of this dispatcher's
+    /// places among the unrecorded (`callhook_dispatch::default_endpoint_cap`).
+    pub fn endpoint_cap(&self) -> i32 {
+        self.endpoint_max_in_flight
+            .unwrap_or_else(|| callhook_dispatch::default_endpoint_cap(self.concurrency))
+    }
+
     /// Checks what clap cannot: one line saying what to set.
     pub fn validate(&self) -> Result<(), String> {
         if self.db.database_url.is_none() {
@@ -241,5 +249,15 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(same.contains("also an ingest token"), "{same}");
+    }
+
+    #[test]
+    fn the_endpoint_cap_unset_is_twice_the_concurrency_and_set_is_what_it_says() {
+        let mut c = ServeConfig::for_tests("admin-token-long-enough", "ingest-token-long-enough");
+        assert_eq!(c.endpoint_cap(), 128, "the default 64 seats");
+        c.concurrency = 16;
+        assert_eq!(c.endpoint_cap(), 32, "half of 16 × 4 places");
+        c.endpoint_max_in_flight = Some(5);
+        assert_eq!(c.endpoint_cap(), 5);
     }
 }

@@ -160,9 +160,11 @@ pub struct ServeConfig {
     pub per_host_concurrency: usize,
     /// Webhooks claimed and not yet recorded for one endpoint (a scenario's
     /// during-call or after-call URL), across every dispatcher process; an
-    /// endpoint may set its own (`PUT .../endpoints/{kind}/limits`).
-    #[arg(long, env = "CALLHOOK_ENDPOINT_MAX_IN_FLIGHT", default_value_t = callhook_core::DEFAULT_ENDPOINT_MAX_IN_FLIGHT, value_parser = clap::value_parser!(i32).range(1..=1000))]
-    pub endpoint_max_in_flight: i32,
+    /// endpoint may set its own (`PUT .../endpoints/{kind}/limits`). Unset:
+    /// twice `CALLHOOK_CONCURRENCY` (half the places among the unrecorded;
+    /// see [`ServeConfig::endpoint_cap`]).
+    #[arg(long, env = "CALLHOOK_ENDPOINT_MAX_IN_FLIGHT", value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub endpoint_max_in_flight: Option<i32>,
     /// Allow webhooks to loopback, private and other internal addresses.
     #[arg(long, env = "CALLHOOK_ALLOW_PRIVATE_DESTINATIONS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_private_destinations: bool,

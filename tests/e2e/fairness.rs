@@ -130,7 +130,7 @@ async fn a_flood_behind_a_held_receiver_delays_no_other_scenarios_during_call_we
     let dispatcher = spawn_app_with(pool.clone(), |c| {
         c.role = Role::Dispatcher;
         c.concurrency = SEATS;
-        c.endpoint_max_in_flight = 100;
+        c.endpoint_max_in_flight = Some(100);
     })
     .await;
     // Every seat is held by the flood, and the dispatcher has claimed as many
@@ -359,7 +359,7 @@ async fn a_receiver_answering_429_gets_a_lower_cap_that_recovers_when_it_answers
     .await;
     let app = spawn_app_with(pool.clone(), |c| {
         c.retry_schedule = "200ms,200ms,200ms,200ms".parse().unwrap();
-        c.endpoint_max_in_flight = 8;
+        c.endpoint_max_in_flight = Some(8);
     })
     .await;
     let id = scenario(&app, "busy", FLOOD, &rx.url("/busy"), "").await;

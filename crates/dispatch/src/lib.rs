@@ -16,6 +16,6 @@ pub mod worker;
 
 pub use callhook_core::AttemptError;
 pub use handoff::{handoff, Handoff, HandoffInbox};
-pub use seats::{Seat, Seats};
+pub use seats::{default_endpoint_cap, Seat, Seats};
 pub use sender::{AttemptResult, Sender, SenderConfig, Webhook};
 pub use worker::{run, DispatchConfig, OperatorWebhook};

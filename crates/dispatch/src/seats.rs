@@ -20,6 +20,18 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// 4 keeps most of the gain and a crash's duplicates within 4 × the slots.
 pub const UNRECORDED_PER_SLOT: usize = 4;
 
+/// An endpoint's in-flight cap when neither it nor the operator sets one:
+/// half of a dispatcher's places among the unrecorded, so a lone busy
+/// endpoint fills the pipeline and a slow one, its rows waiting for their
+/// host, leaves the other half to everyone else (docs/scheduling.md; above
+/// half, the quiet scenario waited for a slow receiver's answers:
+/// docs/performance.md). 128 at the default 64 seats
+/// (`callhook_core::DEFAULT_ENDPOINT_MAX_IN_FLIGHT`).
+pub fn default_endpoint_cap(concurrency: usize) -> i32 {
+    let half = concurrency.max(1) * UNRECORDED_PER_SLOT / 2;
+    i32::try_from(half).unwrap_or(i32::MAX).clamp(1, 1000)
+}
+
 /// The seats of one dispatcher.
 #[derive(Clone, Debug)]
 pub struct Seats {
@@ -141,6 +153,17 @@ impl Seats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_cap_is_half_the_places_and_128_at_the_default_seats() {
+        assert_eq!(
+            default_endpoint_cap(64),
+            callhook_core::DEFAULT_ENDPOINT_MAX_IN_FLIGHT
+        );
+        assert_eq!(default_endpoint_cap(16), 32);
+        assert_eq!(default_endpoint_cap(1), 2);
+        assert_eq!(default_endpoint_cap(10_000), 1000, "the flag's range");
+    }
 
     #[tokio::test]
     async fn a_sent_request_frees_its_slot_but_not_its_place_among_the_unrecorded() {
