@@ -94,6 +94,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
+    // Before any task records a metric (a metric recorded earlier is lost).
+    callhook_api::install_metrics();
     let operator = config.operator_webhook().map_err(anyhow::Error::msg)?;
     let sealer = config.keys.sealer().map_err(anyhow::Error::msg)?;
     if !sealer.seals() {

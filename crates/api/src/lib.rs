@@ -21,4 +21,4 @@ mod throttle;
 pub use auth::{Actor, NamedToken};
 pub use error::ApiError;
 pub use routes::{router, service_router};
-pub use state::{ApiSettings, AppState, IngestSettings, Tokens};
+pub use state::{install_metrics, ApiSettings, AppState, IngestSettings, Tokens};

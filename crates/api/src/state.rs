@@ -151,6 +151,14 @@ impl AppState {
     }
 }
 
+/// Installs the process-wide Prometheus recorder now (it is otherwise
+/// installed with the first [`AppState`]). A process calls this before it
+/// starts its tasks: a metric recorded before the recorder exists is lost
+/// (the upkeep leader's gauge, set once when it wins the lock, stayed 0).
+pub fn install_metrics() {
+    metrics_handle();
+}
+
 /// The process-wide Prometheus recorder, installed on first use.
 pub(crate) fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
