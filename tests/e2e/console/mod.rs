@@ -168,11 +168,8 @@ impl Operator {
         path: &str,
         form: &[(String, String)],
     ) -> reqwest::Response {
-        self.http
-            .post(app.url(path))
-            .header("cookie", &self.session)
+        self.form_post(app, path, form)
             .header("hx-request", "true")
-            .form(form)
             .send()
             .await
             .unwrap()
@@ -185,13 +182,20 @@ impl Operator {
         path: &str,
         form: &[(String, String)],
     ) -> reqwest::Response {
+        self.form_post(app, path, form).send().await.unwrap()
+    }
+
+    /// A form post to `path` in this session.
+    fn form_post(
+        &self,
+        app: &TestApp,
+        path: &str,
+        form: &[(String, String)],
+    ) -> reqwest::RequestBuilder {
         self.http
             .post(app.url(path))
             .header("cookie", &self.session)
             .form(form)
-            .send()
-            .await
-            .unwrap()
     }
 }
 
