@@ -101,11 +101,12 @@ pub async fn run(
     if !sealer.seals() {
         tracing::warn!("CALLHOOK_SECRET_KEY is not set: signing secrets are stored in plain text; anyone who reads the scenarios table can forge webhooks");
     }
+    let endpoint_cap = config.endpoint_cap();
     let health = HealthSettings {
         policy: config.health_policy(),
         operator_events: operator.is_some(),
         drain_per_second: config.drain_rate,
-        endpoint_cap: config.endpoint_cap(),
+        endpoint_cap,
     };
     let sender = Sender::new(&SenderConfig {
         connect_timeout: config.connect_timeout,
@@ -122,15 +123,14 @@ pub async fn run(
     // use too).
     let mut handoff = None;
     let dispatcher = config.role.dispatches().then(|| {
-        let door =
-            callhook_dispatch::handoff(config.concurrency, config.lease, config.endpoint_cap());
+        let door = callhook_dispatch::handoff(config.concurrency, config.lease, endpoint_cap);
         if config.role.serves_api() {
             handoff = Some(door.0.clone());
         }
         let dispatch = DispatchConfig {
             concurrency: config.concurrency,
             per_host: config.per_host_concurrency,
-            endpoint_cap: config.endpoint_cap(),
+            endpoint_cap,
             lease: config.lease,
             // A handed-off delivery's lease started at insert: waiting for
             // a worker must leave room for the request itself.

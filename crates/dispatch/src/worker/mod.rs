@@ -86,10 +86,11 @@ pub struct DispatchConfig {
 
 impl Default for DispatchConfig {
     fn default() -> Self {
+        let concurrency = 64;
         Self {
-            concurrency: 64,
+            concurrency,
             per_host: 16,
-            endpoint_cap: callhook_core::DEFAULT_ENDPOINT_MAX_IN_FLIGHT,
+            endpoint_cap: crate::seats::default_endpoint_cap(concurrency),
             lease: Duration::from_secs(60),
             handoff_wait: Duration::from_secs(1),
             poll_interval: Duration::from_secs(1),
