@@ -132,10 +132,7 @@ pub async fn run(
             per_host: config.per_host_concurrency,
             endpoint_cap,
             lease: config.lease,
-            // A handed-off delivery's lease started at insert: waiting for
-            // a worker must leave room for the request itself.
-            handoff_wait: Duration::from_secs(1)
-                .min(config.lease.saturating_sub(config.request_timeout) / 2),
+            seat_wait: config.seat_wait(),
             poll_interval: config.poll_interval,
             schedule: config.retry_schedule.clone(),
             shutdown_grace: config.shutdown_grace,

@@ -23,11 +23,20 @@ impl ServeConfig {
     }
 
     /// An endpoint's in-flight cap when it sets none:
-    /// `CALLHOOK_ENDPOINT_MAX_IN_FLIGHT`, else half of this dispatcher's
-    /// places among the unrecorded (`callhook_dispatch::default_endpoint_cap`).
+    /// `CALLHOOK_ENDPOINT_MAX_IN_FLIGHT`, else this dispatcher's places
+    /// among the unrecorded (`callhook_dispatch::default_endpoint_cap`).
     pub fn endpoint_cap(&self) -> i32 {
         self.endpoint_max_in_flight
             .unwrap_or_else(|| callhook_dispatch::default_endpoint_cap(self.concurrency))
+    }
+
+    /// How long a delivery may wait for a worker or its host's turn: a
+    /// second, less if the lease leaves less room beside the request (a
+    /// handed-off delivery's lease started at insert).
+    pub fn seat_wait(&self) -> Duration {
+        self.seat_wait.unwrap_or_else(|| {
+            Duration::from_secs(1).min(self.lease.saturating_sub(self.request_timeout) / 2)
+        })
     }
 
     /// Checks what clap cannot: one line saying what to set.
@@ -252,11 +261,11 @@ mod tests {
     }
 
     #[test]
-    fn the_endpoint_cap_unset_is_twice_the_concurrency_and_set_is_what_it_says() {
+    fn the_endpoint_cap_unset_is_four_times_the_concurrency_and_set_is_what_it_says() {
         let mut c = ServeConfig::for_tests("admin-token-long-enough", "ingest-token-long-enough");
-        assert_eq!(c.endpoint_cap(), 128, "the default 64 seats");
+        assert_eq!(c.endpoint_cap(), 256, "the default 64 seats");
         c.concurrency = 16;
-        assert_eq!(c.endpoint_cap(), 32, "half of 16 × 4 places");
+        assert_eq!(c.endpoint_cap(), 64, "16 × 4 places");
         c.endpoint_max_in_flight = Some(5);
         assert_eq!(c.endpoint_cap(), 5);
     }

@@ -161,7 +161,7 @@ pub struct ServeConfig {
     /// Webhooks claimed and not yet recorded for one endpoint (a scenario's
     /// during-call or after-call URL), across every dispatcher process; an
     /// endpoint may set its own (`PUT .../endpoints/{kind}/limits`). Unset:
-    /// twice `CALLHOOK_CONCURRENCY` (half the places among the unrecorded;
+    /// four times `CALLHOOK_CONCURRENCY` (the places among the unrecorded;
     /// see [`ServeConfig::endpoint_cap`]).
     #[arg(long, env = "CALLHOOK_ENDPOINT_MAX_IN_FLIGHT", value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub endpoint_max_in_flight: Option<i32>,
@@ -172,6 +172,12 @@ pub struct ServeConfig {
     /// over; must exceed the request timeout.
     #[arg(long, env = "CALLHOOK_LEASE", default_value = "60s", value_parser = humantime::parse_duration)]
     pub lease: Duration,
+    /// How long a delivery may wait for a worker (handed off by ingest) or
+    /// for its receiver host's turn before it goes back to the queue. Not a
+    /// setting: derived from the lease (`ServeConfig::seat_wait`); a test
+    /// holds it longer to make a wait certain.
+    #[arg(skip)]
+    pub seat_wait: Option<Duration>,
     /// Longest a dispatcher sleeps without a notification.
     #[arg(long, env = "CALLHOOK_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,

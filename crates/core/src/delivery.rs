@@ -11,11 +11,12 @@ use crate::FieldError;
 
 /// An endpoint's in-flight cap when it sets none
 /// (`CALLHOOK_ENDPOINT_MAX_IN_FLIGHT`): deliveries claimed and not yet
-/// recorded, on every dispatcher together. Half of one dispatcher's places
-/// for deliveries sent and awaiting their recording (four per seat, 64
-/// seats): a lone busy endpoint fills a dispatcher's pipeline, and a slow
-/// one leaves the other half to everyone else (docs/scheduling.md).
-pub const DEFAULT_ENDPOINT_MAX_IN_FLIGHT: i32 = 128;
+/// recorded, on every dispatcher together. One dispatcher's places for
+/// deliveries sent and awaiting their recording (four per seat, 64 seats):
+/// a lone busy endpoint fills a dispatcher's pipeline, and a slow one's rows
+/// wait for their host in the waiting room, holding no place anyone else
+/// needs (docs/scheduling.md).
+pub const DEFAULT_ENDPOINT_MAX_IN_FLIGHT: i32 = 256;
 
 /// A delivery's priority class in the claim (`delivery_class` in SQL, the
 /// number its index stores): fresh during-call webhooks first, then fresh

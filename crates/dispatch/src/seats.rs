@@ -8,6 +8,13 @@
 //! recorded in batches, each waiting for its commit's WAL flush; with the
 //! two apart, the next requests go out while the last results wait for that
 //! flush, instead of every worker waiting for it.
+//!
+//! A delivery waiting for its receiver host's turn (a slow receiver at its
+//! per-host limit) has not been sent: it holds neither, only a place in the
+//! waiting room (as many as there are places among the unrecorded). So a
+//! slow receiver's queued rows cannot fill the places every other endpoint's
+//! webhooks need; with the waiting room full, a waiting delivery keeps its
+//! place as before.
 
 use std::sync::Arc;
 
@@ -21,15 +28,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub const UNRECORDED_PER_SLOT: usize = 4;
 
 /// An endpoint's in-flight cap when neither it nor the operator sets one:
-/// half of a dispatcher's places among the unrecorded, so a lone busy
-/// endpoint fills the pipeline and a slow one, its rows waiting for their
-/// host, leaves the other half to everyone else (docs/scheduling.md; above
-/// half, the quiet scenario waited for a slow receiver's answers:
-/// docs/performance.md). 128 at the default 64 seats
+/// a dispatcher's places among the unrecorded, so a lone busy endpoint fills
+/// the pipeline, while a slow one's rows, waiting for their host, sit in the
+/// waiting room (as large) and hold no place (docs/scheduling.md; with no
+/// waiting room, above half the places the quiet scenario waited for a slow
+/// receiver's answers: docs/performance.md). 256 at the default 64 seats
 /// (`callhook_core::DEFAULT_ENDPOINT_MAX_IN_FLIGHT`).
 pub fn default_endpoint_cap(concurrency: usize) -> i32 {
-    let half = concurrency.max(1) * UNRECORDED_PER_SLOT / 2;
-    i32::try_from(half).unwrap_or(i32::MAX).clamp(1, 1000)
+    let places = concurrency.max(1) * UNRECORDED_PER_SLOT;
+    i32::try_from(places).unwrap_or(i32::MAX).clamp(1, 1000)
 }
 
 /// The seats of one dispatcher.
@@ -37,6 +44,7 @@ pub fn default_endpoint_cap(concurrency: usize) -> i32 {
 pub struct Seats {
     requests: Arc<Semaphore>,
     unrecorded: Arc<Semaphore>,
+    waiting: Arc<Semaphore>,
 }
 
 /// One worker's seat: see [`Seats`].
@@ -44,46 +52,75 @@ pub struct Seats {
 pub struct Seat {
     request: OwnedSemaphorePermit,
     unrecorded: OwnedSemaphorePermit,
-    requests: Arc<Semaphore>,
+    seats: Seats,
 }
 
-/// A seat whose request slot was given back while its delivery waits for
-/// something else (its receiver host's turn): it keeps its place among the
-/// unrecorded, so the wait costs no other delivery a request slot.
+/// A seat given up while its delivery waits for something else (its
+/// receiver host's turn): its request slot is free and, with room in the
+/// waiting room, its place among the unrecorded too, so the wait costs no
+/// other delivery a seat.
 #[derive(Debug)]
 pub struct Aside {
-    unrecorded: OwnedSemaphorePermit,
-    requests: Arc<Semaphore>,
+    /// Its place among the unrecorded, or its place in the waiting room.
+    held: OwnedSemaphorePermit,
+    in_waiting_room: bool,
+    seats: Seats,
 }
 
 impl Aside {
-    /// A request slot again, waiting for one; itself back once the
-    /// dispatcher has stopped.
+    /// A seat again, waiting for one (the place first, as [`Seats::take`]);
+    /// itself back once the dispatcher has stopped.
     pub async fn back(self) -> Result<Seat, Aside> {
-        match self.requests.clone().acquire_owned().await {
+        let unrecorded = if self.in_waiting_room {
+            match self.seats.unrecorded.clone().acquire_owned().await {
+                Ok(place) => place,
+                Err(_) => return Err(self),
+            }
+        } else {
+            self.held
+        };
+        match self.seats.requests.clone().acquire_owned().await {
             Ok(request) => Ok(Seat {
                 request,
-                unrecorded: self.unrecorded,
-                requests: self.requests,
+                unrecorded,
+                seats: self.seats,
             }),
-            Err(_) => Err(self),
+            Err(_) => Err(Aside {
+                held: unrecorded,
+                in_waiting_room: false,
+                seats: self.seats,
+            }),
         }
     }
 
-    /// Gives up the wait: the place among the unrecorded is kept until
-    /// the result is written.
+    /// Gives up the wait: what it holds (its place among the unrecorded, or
+    /// in the waiting room) is kept until its result is written.
     pub fn sent(self) -> OwnedSemaphorePermit {
-        self.unrecorded
+        self.held
+    }
+
+    /// Whether it waits without a place among the unrecorded.
+    pub fn in_waiting_room(&self) -> bool {
+        self.in_waiting_room
     }
 }
 
 impl Seat {
-    /// Gives the request slot back while the delivery waits.
+    /// Gives the request slot back while the delivery waits, and its place
+    /// among the unrecorded too if the waiting room has room.
     pub fn step_aside(self) -> Aside {
         drop(self.request);
-        Aside {
-            unrecorded: self.unrecorded,
-            requests: self.requests,
+        match self.seats.waiting.clone().try_acquire_owned() {
+            Ok(waiting) => Aside {
+                held: waiting,
+                in_waiting_room: true,
+                seats: self.seats,
+            },
+            Err(_) => Aside {
+                held: self.unrecorded,
+                in_waiting_room: false,
+                seats: self.seats,
+            },
         }
     }
 
@@ -98,9 +135,11 @@ impl Seat {
 impl Seats {
     pub fn new(concurrency: usize) -> Self {
         let concurrency = concurrency.max(1);
+        let places = concurrency * UNRECORDED_PER_SLOT;
         Self {
             requests: Arc::new(Semaphore::new(concurrency)),
-            unrecorded: Arc::new(Semaphore::new(concurrency * UNRECORDED_PER_SLOT)),
+            unrecorded: Arc::new(Semaphore::new(places)),
+            waiting: Arc::new(Semaphore::new(places)),
         }
     }
 
@@ -117,7 +156,7 @@ impl Seats {
         Some(Seat {
             request,
             unrecorded,
-            requests: self.requests.clone(),
+            seats: self.clone(),
         })
     }
 
@@ -128,7 +167,7 @@ impl Seats {
         Some(Seat {
             request,
             unrecorded,
-            requests: self.requests.clone(),
+            seats: self.clone(),
         })
     }
 
@@ -143,6 +182,7 @@ impl Seats {
     pub fn close(&self) {
         self.requests.close();
         self.unrecorded.close();
+        self.waiting.close();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -155,13 +195,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_cap_is_half_the_places_and_128_at_the_default_seats() {
+    fn the_default_cap_is_the_places_and_256_at_the_default_seats() {
         assert_eq!(
             default_endpoint_cap(64),
             callhook_core::DEFAULT_ENDPOINT_MAX_IN_FLIGHT
         );
-        assert_eq!(default_endpoint_cap(16), 32);
-        assert_eq!(default_endpoint_cap(1), 2);
+        assert_eq!(default_endpoint_cap(16), 64);
+        assert_eq!(default_endpoint_cap(1), 4);
         assert_eq!(default_endpoint_cap(10_000), 1000, "the flag's range");
     }
 
@@ -187,5 +227,48 @@ mod tests {
         );
         seats.close();
         assert!(seats.take().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_delivery_waiting_for_its_host_holds_no_place_until_the_waiting_room_is_full() {
+        let seats = Seats::new(1);
+        let places = UNRECORDED_PER_SLOT;
+        let mut waiting = Vec::new();
+        for _ in 0..places {
+            let aside = seats.try_take().expect("a seat").step_aside();
+            assert!(aside.in_waiting_room());
+            waiting.push(aside);
+        }
+        let full = seats
+            .try_take()
+            .expect("every place still free")
+            .step_aside();
+        assert!(
+            !full.in_waiting_room(),
+            "the waiting room is full: it keeps its place"
+        );
+        let mut sent = Vec::new();
+        for _ in 1..places {
+            sent.push(seats.try_take().expect("a place").sent());
+        }
+        assert!(
+            seats.try_take().is_none(),
+            "one place kept by the last aside, the rest sent"
+        );
+        let back = waiting.pop().unwrap();
+        let pending = tokio::spawn(back.back());
+        drop(sent.pop());
+        let seat = pending.await.unwrap().expect("a seat once a place is free");
+        assert!(seats.try_take().is_none(), "it took the freed place");
+        let aside = seat.step_aside();
+        assert!(
+            aside.in_waiting_room(),
+            "its waiting-room place was free again"
+        );
+        assert!(
+            seats.try_take().is_some(),
+            "and the place it gave back is free"
+        );
+        drop(full);
     }
 }

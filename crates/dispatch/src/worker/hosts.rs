@@ -9,13 +9,16 @@ use tokio::sync::Semaphore;
 /// Per-host in-flight limits.
 pub(super) struct HostLimits {
     per_host: usize,
+    /// How long a delivery waits for its host's turn.
+    wait: Duration,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl HostLimits {
-    pub(super) fn new(per_host: usize) -> Self {
+    pub(super) fn new(per_host: usize, wait: Duration) -> Self {
         Self {
             per_host: per_host.max(1),
+            wait,
             hosts: Mutex::default(),
         }
     }
@@ -25,14 +28,11 @@ impl HostLimits {
         self.semaphore(url).try_acquire_owned().ok()
     }
 
-    /// A slot for `url`'s host, waiting up to `wait` for one: a fast receiver
-    /// frees slots within milliseconds, a hanging one does not.
-    pub(super) async fn acquire(
-        &self,
-        url: &str,
-        wait: Duration,
-    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        tokio::time::timeout(wait, self.semaphore(url).acquire_owned())
+    /// A slot for `url`'s host, waiting a while for one (the dispatcher's
+    /// `seat_wait`): a fast receiver frees slots within milliseconds, a
+    /// hanging one does not.
+    pub(super) async fn acquire(&self, url: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        tokio::time::timeout(self.wait, self.semaphore(url).acquire_owned())
             .await
             .ok()?
             .ok()

@@ -66,11 +66,12 @@ pub struct DispatchConfig {
     /// its scenario sets no cap of its own (see `callhook_store::queue::claim`).
     pub endpoint_cap: i32,
     /// How long a claim holds a delivery; must exceed the request timeout
-    /// plus `handoff_wait`.
+    /// plus `seat_wait`.
     pub lease: Duration,
-    /// How long a delivery handed over by ingest may wait for a free worker
-    /// before it goes back to the queue.
-    pub handoff_wait: Duration,
+    /// How long a delivery handed over by ingest may wait for a free worker,
+    /// or a claimed one for its receiver host's turn, before it goes back to
+    /// the queue.
+    pub seat_wait: Duration,
     /// Longest sleep without a notification.
     pub poll_interval: Duration,
     pub schedule: RetrySchedule,
@@ -92,7 +93,7 @@ impl Default for DispatchConfig {
             per_host: 16,
             endpoint_cap: crate::seats::default_endpoint_cap(concurrency),
             lease: Duration::from_secs(60),
-            handoff_wait: Duration::from_secs(1),
+            seat_wait: Duration::from_secs(1),
             poll_interval: Duration::from_secs(1),
             schedule: RetrySchedule::default(),
             shutdown_grace: Duration::from_secs(20),
@@ -149,7 +150,7 @@ pub async fn run(
         ctx: Arc::new(Ctx {
             sender,
             schedule: config.schedule.clone(),
-            hosts: HostLimits::new(config.per_host),
+            hosts: HostLimits::new(config.per_host, config.seat_wait),
             done: done_tx,
             operator: config.operator.clone(),
             sealer: config.sealer.clone(),
@@ -168,7 +169,7 @@ pub async fn run(
     let receiving = tokio::spawn(handoffs::receive_handoffs(
         inbox,
         pool.clone(),
-        config.handoff_wait,
+        config.seat_wait,
         crew.clone(),
         wake.clone(),
         shutdown.clone(),

@@ -14,10 +14,6 @@ use super::Ctx;
 use crate::seats::{Aside, Seat};
 use crate::sender::{AttemptResult, Webhook};
 
-/// How long a delivery waits for its receiver host's turn (its request slot
-/// given back meanwhile) before it goes back to the queue.
-const HOST_WAIT: Duration = Duration::from_secs(1);
-
 /// What a worker holds of its seat.
 enum Held {
     Seat(Seat),
@@ -176,9 +172,10 @@ fn destination<'a>(ctx: &'a Ctx, row: &'a Claimed) -> Result<Destination<'a>, He
 
 /// A request slot at `url`'s host. When the host has its share in flight
 /// (a slow receiver, or a busy one) the worker waits for its turn without
-/// its request slot, so other receivers' webhooks are not held up behind
-/// it; `Err(after)` sends the delivery back to the queue, due after that
-/// (stopping meanwhile, or still not its host's turn after `HOST_WAIT`).
+/// its request slot or its place among the unrecorded (`Seat::step_aside`),
+/// so other receivers' webhooks are not held up behind it; `Err(after)` sends the delivery back to the queue, due after that
+/// (stopping meanwhile, or still not its host's turn after the
+/// dispatcher's `seat_wait`).
 async fn host_slot(
     ctx: &Ctx,
     url: &str,
@@ -191,7 +188,7 @@ async fn host_slot(
         unreachable!("a worker is seated until it waits for its host")
     };
     let aside = seat.step_aside();
-    let slot = ctx.hosts.acquire(url, HOST_WAIT).await;
+    let slot = ctx.hosts.acquire(url).await;
     match aside.back().await {
         Ok(seat) => *held = Some(Held::Seat(seat)),
         Err(aside) => {

@@ -1,0 +1,200 @@
+//! In-flight caps: an endpoint at its cap is not claimed, a slow receiver's
+//! rows waiting for their host hold no place anyone else needs, limits are
+//! checked, and a receiver asking for less gets less (docs/scheduling.md,
+//! rules 5 and 6).
+
+use std::time::Duration;
+
+use callhook::Role;
+use serde_json::json;
+use sqlx::PgPool;
+
+use super::{call, flood, leased, scenario, FLOOD, QUIET, WAIT};
+use crate::helpers::*;
+use crate::process::*;
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn an_endpoint_at_its_cap_is_not_claimed(pool: PgPool) {
+    let (flood_url, arrived, gate) = gated_counting_receiver(Duration::ZERO, 0).await;
+    let mut quiet_rx = Receiver::ok().await;
+    let api = spawn_app_with(pool.clone(), |c| c.role = Role::Api).await;
+    let flood_id = scenario(&api, "flood", FLOOD, &flood_url, "").await;
+    scenario(&api, "quiet", QUIET, &quiet_rx.url("/during"), "").await;
+    let (status, view) = api
+        .admin_put(
+            &format!("/api/v1/scenarios/{flood_id}/endpoints/during_call/limits"),
+            &json!({"max_in_flight": 2}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{view}");
+    assert_eq!(view["max_in_flight"], 2);
+    flood(&api, "f", FLOOD, 10).await;
+    let dispatcher = spawn_app_with(pool.clone(), |c| c.role = Role::Dispatcher).await;
+    eventually(WAIT, "two flood webhooks in flight", || async {
+        (arrived.total() == 2).then_some(())
+    })
+    .await;
+    // A claim after that one: the quiet call's webhook is claimed and sent.
+    api.ingest_post("/api/v1/calls", &call("q1", QUIET)).await;
+    quiet_rx.next(WAIT).await;
+    assert_eq!(
+        leased(&pool, &flood_id).await,
+        2,
+        "nothing more claimed for it"
+    );
+    assert_eq!(arrived.total(), 2);
+    let (_, list) = api.admin_get("/api/v1/endpoints").await;
+    let e = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["scenario_id"] == flood_id.as_str() && e["kind"] == "during_call")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&e["deliveries_in_flight"], &e["deliveries_due"], &e["cap"]),
+        (&json!(2), &json!(8), &json!(2)),
+        "{e}"
+    );
+    gate.open();
+    dispatcher.stop().await;
+    api.stop().await;
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_slow_receivers_rows_waiting_for_their_host_hold_no_place_another_webhook_needs(
+    pool: PgPool,
+) {
+    // Two seats: 8 places among the unrecorded (and 8 in the waiting room).
+    // One request at a time to a host, held by the receiver, and waits for a
+    // request or the host's turn longer than the test, so nothing the flood
+    // claimed goes back to the queue to free a place.
+    const PLACES: i64 = 8;
+    const CAP: i64 = 12;
+    let (flood_url, arrived, gate) = gated_counting_receiver(Duration::ZERO, 0).await;
+    let mut quiet_rx = Receiver::ok().await;
+    let api = spawn_app_with(pool.clone(), |c| c.role = Role::Api).await;
+    let flood_id = scenario(&api, "flood", FLOOD, &flood_url, "").await;
+    scenario(&api, "quiet", QUIET, &quiet_rx.url("/during"), "").await;
+    flood(&api, "f", FLOOD, 50).await;
+    let dispatcher = spawn_app_with(pool.clone(), |c| {
+        c.role = Role::Dispatcher;
+        c.concurrency = 2;
+        c.per_host_concurrency = 1;
+        c.endpoint_max_in_flight = Some(CAP as i32);
+        c.request_timeout = Duration::from_secs(600);
+        c.seat_wait = Some(Duration::from_secs(600));
+        c.lease = Duration::from_secs(1800);
+    })
+    .await;
+    // One flood webhook on the wire, held, and more of the flood claimed than
+    // the dispatcher has places (an endpoint at its cap is claimed again once
+    // a quarter of it is free): were the rows waiting for their host holding
+    // their places, claims would have stopped at 8, with no place left for
+    // anyone else.
+    eventually(
+        WAIT,
+        "the flood claimed past the places, one request held",
+        || async {
+            (arrived.total() == 1 && leased(&pool, &flood_id).await >= CAP - CAP / 4).then_some(())
+        },
+    )
+    .await;
+    api.ingest_post("/api/v1/calls", &call("q1", QUIET)).await;
+    assert_eq!(quiet_rx.next(WAIT).await.json()["id"], "q1");
+    assert_eq!(
+        arrived.total(),
+        1,
+        "the flood's receiver still holds its one"
+    );
+    assert!(leased(&pool, &flood_id).await > PLACES);
+    gate.open();
+    dispatcher.stop().await;
+    api.stop().await;
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn endpoint_limits_are_checked_and_name_the_field(pool: PgPool) {
+    let app = spawn_app_with(pool, |c| c.role = Role::Api).await;
+    let id = scenario(&app, "s", FLOOD, "http://127.0.0.1:9/d", "").await;
+    let path = format!("/api/v1/scenarios/{id}/endpoints/during_call/limits");
+    for (body, field) in [
+        (json!({"max_in_flight": 0}), "max_in_flight"),
+        (json!({"max_per_second": -1}), "max_per_second"),
+        (json!({"max_in_flight": 2, "burst": 1}), "burst"),
+    ] {
+        let (status, err) = app.admin_put(&path, &body).await;
+        assert_eq!(status.as_u16(), 422, "{body}: {err}");
+        assert_eq!(err["error"]["field"], field, "{err}");
+    }
+    let (status, err) = app
+        .admin_put(
+            &format!("/api/v1/scenarios/{id}/endpoints/operator_event/limits"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), &err["error"]["field"]),
+        (422, &json!("kind")),
+        "{err}"
+    );
+    let (status, v) = app
+        .admin_put(&path, &json!({"max_in_flight": 3, "max_per_second": 2.5}))
+        .await;
+    assert_eq!(status.as_u16(), 200, "{v}");
+    assert_eq!((&v["cap"], &v["max_per_second"]), (&json!(3), &json!(2.5)));
+    let (_, audit) = app.admin_get("/api/v1/audit-log").await;
+    assert_eq!(audit["items"][0]["action"], "endpoint.limits", "{audit}");
+}
+
+/// The during-call endpoint's cap in force, as the API shows it.
+async fn cap_of(app: &TestApp, scenario_id: &str) -> i64 {
+    let (_, list) = app.admin_get("/api/v1/endpoints").await;
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["scenario_id"] == scenario_id && e["kind"] == "during_call")
+        .unwrap()["cap"]
+        .as_i64()
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_receiver_answering_429_gets_a_lower_cap_that_recovers_when_it_answers_again(
+    pool: PgPool,
+) {
+    let rx = Receiver::scripted(
+        vec![Reply::Status(429), Reply::Status(429), Reply::Status(429)],
+        Reply::Status(200),
+    )
+    .await;
+    let app = spawn_app_with(pool.clone(), |c| {
+        c.retry_schedule = "200ms,200ms,200ms,200ms".parse().unwrap();
+        c.endpoint_max_in_flight = Some(8);
+    })
+    .await;
+    let id = scenario(&app, "busy", FLOOD, &rx.url("/busy"), "").await;
+    for i in 0..3 {
+        app.ingest_post("/api/v1/calls", &call(&format!("c{i}"), FLOOD))
+            .await;
+    }
+    eventually(WAIT, "the cap halved after the 429s", || async {
+        (cap_of(&app, &id).await <= 4).then_some(())
+    })
+    .await;
+    // The receiver answers 200 from now on: each good batch raises the cap
+    // by one until it is back at 8.
+    let mut n = 3;
+    eventually(WAIT, "the cap back at its maximum", || {
+        n += 1;
+        let call_id = format!("c{n}");
+        let (app, scenario) = (&app, &id);
+        async move {
+            app.ingest_post("/api/v1/calls", &call(&call_id, FLOOD))
+                .await;
+            (cap_of(app, scenario).await == 8).then_some(())
+        }
+    })
+    .await;
+    app.stop().await;
+}
