@@ -108,6 +108,20 @@ async fn a_slow_receivers_rows_waiting_for_their_host_hold_no_place_another_webh
         "the flood's receiver still holds its one"
     );
     assert!(leased(&pool, &flood_id).await > PLACES);
+    // The operator sees them wait: once the claims have stopped (the flood
+    // at its cap), every leased row but the one on the wire.
+    eventually(
+        WAIT,
+        "every leased flood row but one waiting for its host",
+        || async {
+            let waiting = sample(
+                &dispatcher.metrics().await,
+                "callhook_deliveries_waiting_for_host",
+            );
+            (waiting == (leased(&pool, &flood_id).await - 1) as f64).then_some(())
+        },
+    )
+    .await;
     gate.open();
     dispatcher.stop().await;
     api.stop().await;

@@ -188,7 +188,12 @@ async fn host_slot(
         unreachable!("a worker is seated until it waits for its host")
     };
     let aside = seat.step_aside();
+    let waiting = metrics::gauge!("callhook_deliveries_waiting_for_host");
+    waiting.increment(1.0);
     let slot = ctx.hosts.acquire(url).await;
+    waiting.decrement(1.0);
+    let result = if slot.is_some() { "sent" } else { "returned" };
+    metrics::counter!("callhook_host_waits_total", "result" => result).increment(1);
     match aside.back().await {
         Ok(seat) => *held = Some(Held::Seat(seat)),
         Err(aside) => {
