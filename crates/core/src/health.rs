@@ -84,16 +84,33 @@ pub enum Observed {
     Success,
     /// Anything else; `gone` for a `410 Gone`.
     Failure { error: String, gone: bool },
+    /// Nothing was sent: its receiver's host had its share of requests in
+    /// flight for the whole wait, and the delivery went back to the queue.
+    /// Not a failure of the endpoint (its health does not change), but its
+    /// cap is more than the receiver keeps up with.
+    Busy,
 }
 
 impl Observed {
-    /// The receiver asks for less: a `429`, a `503` or a timeout. Its
-    /// endpoint's in-flight cap halves (at most once a second) and grows
-    /// back by one at a time while it answers (additive increase,
-    /// multiplicative decrease; `callhook_store::queue::complete`).
+    /// The receiver asks for less: a `429`, a `503`, a timeout, or its
+    /// host was busy for the whole wait. Its endpoint's in-flight cap halves
+    /// (at most once a second) and grows back by one at a time while it
+    /// answers (additive increase, multiplicative decrease;
+    /// `callhook_store::queue::congestion`).
     pub fn asks_to_slow_down(&self) -> bool {
-        matches!(self, Observed::Failure { error, .. }
-            if matches!(error.as_str(), "http_429" | "http_503" | "timeout"))
+        match self {
+            Observed::Busy => true,
+            Observed::Failure { error, .. } => {
+                matches!(error.as_str(), "http_429" | "http_503" | "timeout")
+            }
+            Observed::Success => false,
+        }
+    }
+
+    /// Whether it tells anything about the endpoint's health (an attempt
+    /// was made).
+    pub fn is_attempt(&self) -> bool {
+        !matches!(self, Observed::Busy)
     }
 }
 
@@ -141,6 +158,7 @@ impl Health {
     ) -> Vec<Transition> {
         let mut moves = Vec::new();
         match seen {
+            Observed::Busy => {}
             Observed::Success => {
                 self.consecutive_failures = 0;
                 self.failing_since = None;

@@ -212,3 +212,54 @@ async fn a_receiver_answering_429_gets_a_lower_cap_that_recovers_when_it_answers
     .await;
     app.stop().await;
 }
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_receiver_slower_than_its_cap_gets_a_lower_cap_and_its_health_is_untouched(pool: PgPool) {
+    // One request at a time to the host, held by the receiver (and no
+    // request timeout in the test's time): the rest of the cap waits for the
+    // host's turn, a second at most, then goes back to the queue. Nothing
+    // failed, yet the receiver keeps up with less than its cap.
+    let (slow_url, arrived, gate) = gated_counting_receiver(Duration::ZERO, 0).await;
+    let app = spawn_app_with(pool.clone(), |c| {
+        c.concurrency = 2;
+        c.per_host_concurrency = 1;
+        c.endpoint_max_in_flight = Some(8);
+        c.request_timeout = Duration::from_secs(600);
+        c.seat_wait = Some(Duration::from_secs(1));
+        c.lease = Duration::from_secs(1800);
+    })
+    .await;
+    let id = scenario(&app, "slow", FLOOD, &slow_url, "").await;
+    flood(&app, "s", FLOOD, 20).await;
+    eventually(WAIT, "the cap halved by its busy host", || async {
+        (cap_of(&app, &id).await <= 4).then_some(())
+    })
+    .await;
+    assert_eq!(
+        arrived.total(),
+        1,
+        "one request on the wire, held: no other"
+    );
+    let (_, s) = app.admin_get(&format!("/api/v1/scenarios/{id}")).await;
+    let during = &s["health"]["during_call"];
+    assert_eq!(
+        (&during["state"], &during["consecutive_failures"]),
+        (&json!("healthy"), &json!(0)),
+        "a busy host is no failure: {s}"
+    );
+    // The receiver answers from now on: the cap grows back to its maximum.
+    gate.open();
+    let mut n = 0;
+    eventually(WAIT, "the cap back at its maximum", || {
+        n += 1;
+        let call_id = format!("r{n}");
+        let (app, scenario) = (&app, &id);
+        async move {
+            app.ingest_post("/api/v1/calls", &call(&call_id, FLOOD))
+                .await;
+            (cap_of(app, scenario).await == 8).then_some(())
+        }
+    })
+    .await;
+    app.stop().await;
+}

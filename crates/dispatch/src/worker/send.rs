@@ -14,6 +14,17 @@ use super::Ctx;
 use crate::seats::{Aside, Seat};
 use crate::sender::{AttemptResult, Webhook};
 
+/// When a delivery whose host stayed busy is due again.
+const HOST_BUSY_RETRY: Duration = Duration::from_millis(500);
+
+/// Why a delivery did not get its host's turn.
+enum HostWait {
+    /// The dispatcher is stopping: back to the queue at once.
+    Stopping,
+    /// Still not its host's turn after the dispatcher's `seat_wait`.
+    Busy,
+}
+
 /// What a worker holds of its seat.
 enum Held {
     Seat(Seat),
@@ -83,7 +94,18 @@ async fn attempt(ctx: &Ctx, row: &Claimed, held: &mut Option<Held>) -> Completio
     }
     let _host_slot = match host_slot(ctx, url, held).await {
         Ok(slot) => slot,
-        Err(later) => return completion(Outcome::Deferred(later), None, None),
+        Err(HostWait::Stopping) => {
+            return completion(Outcome::Deferred(Duration::ZERO), None, None)
+        }
+        // Its host was busy the whole wait: its cap is more than the
+        // receiver keeps up with (congestion: the cap halves).
+        Err(HostWait::Busy) => {
+            let busy = row
+                .scenario_id
+                .filter(|_| row.kind != DeliveryKind::OperatorEvent)
+                .map(|scenario_id| (scenario_id, row.kind, Observed::Busy));
+            return completion(Outcome::Deferred(HOST_BUSY_RETRY), None, busy);
+        }
     };
     let id = row.id.to_string();
     let result = ctx
@@ -173,14 +195,14 @@ fn destination<'a>(ctx: &'a Ctx, row: &'a Claimed) -> Result<Destination<'a>, He
 /// A request slot at `url`'s host. When the host has its share in flight
 /// (a slow receiver, or a busy one) the worker waits for its turn without
 /// its request slot or its place among the unrecorded (`Seat::step_aside`),
-/// so other receivers' webhooks are not held up behind it; `Err(after)` sends the delivery back to the queue, due after that
-/// (stopping meanwhile, or still not its host's turn after the
-/// dispatcher's `seat_wait`).
+/// so other receivers' webhooks are not held up behind it. An error sends
+/// the delivery back to the queue: the dispatcher is stopping, or it was
+/// still not its host's turn after the dispatcher's `seat_wait`.
 async fn host_slot(
     ctx: &Ctx,
     url: &str,
     held: &mut Option<Held>,
-) -> Result<OwnedSemaphorePermit, Duration> {
+) -> Result<OwnedSemaphorePermit, HostWait> {
     if let Some(slot) = ctx.hosts.try_acquire(url) {
         return Ok(slot);
     }
@@ -199,12 +221,12 @@ async fn host_slot(
         Err(aside) => {
             // Stopping: back to the queue with the rest.
             *held = Some(Held::Aside(aside));
-            return Err(Duration::ZERO);
+            return Err(HostWait::Stopping);
         }
     }
-    // Still not its host's turn after a while (a hanging receiver): back
-    // to the queue, and serve other hosts.
-    slot.ok_or(Duration::from_millis(500))
+    // Still not its host's turn after a while (a slow or hanging
+    // receiver): back to the queue, and serve other hosts.
+    slot.ok_or(HostWait::Busy)
 }
 
 /// What an attempt tells about its endpoint.

@@ -198,7 +198,14 @@ pub async fn complete(
             })
         })
         .collect();
-    let health = health::observe(&mut tx, &observed, &row.finished, settings).await?;
+    // A delivery whose host was busy made no attempt: it slows its endpoint
+    // down but tells nothing of its health.
+    let attempts: Vec<health::Seen<'_>> = observed
+        .iter()
+        .filter(|s| s.seen.is_attempt())
+        .cloned()
+        .collect();
+    let health = health::observe(&mut tx, &attempts, &row.finished, settings).await?;
     super::congestion::adjust_caps(&mut tx, &observed, settings.endpoint_cap).await?;
     tx.commit().await?;
     Ok(Completed {

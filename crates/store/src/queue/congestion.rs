@@ -1,5 +1,7 @@
-//! Adaptive in-flight caps: a receiver that answers `429`, `503` or times out
-//! gets fewer webhooks at once, and more again as it recovers.
+//! Adaptive in-flight caps: a receiver that answers `429`, `503`, times out
+//! or keeps its host busy longer than a delivery may wait for it
+//! (`Observed::Busy`) gets fewer webhooks at once, and more again as it
+//! recovers.
 //!
 //! Additive increase, multiplicative decrease, per endpoint and across
 //! processes (`endpoints.cap`): a batch of results with a slow-down signal
