@@ -198,19 +198,24 @@ async fn a_receiver_answering_429_gets_a_lower_cap_that_recovers_when_it_answers
     .await;
     // The receiver answers 200 from now on: each good batch raises the cap
     // by one until it is back at 8.
-    let mut n = 3;
+    cap_grows_back_to(&app, &id, 8).await;
+    app.stop().await;
+}
+
+/// Reports calls to `FLOOD` until the during-call endpoint's cap is back at
+/// `max` (each batch of good answers raises it by one).
+async fn cap_grows_back_to(app: &TestApp, scenario_id: &str, max: i64) {
+    let mut n = 0;
     eventually(WAIT, "the cap back at its maximum", || {
         n += 1;
-        let call_id = format!("c{n}");
-        let (app, scenario) = (&app, &id);
+        let call_id = format!("again{n}");
         async move {
             app.ingest_post("/api/v1/calls", &call(&call_id, FLOOD))
                 .await;
-            (cap_of(app, scenario).await == 8).then_some(())
+            (cap_of(app, scenario_id).await == max).then_some(())
         }
     })
     .await;
-    app.stop().await;
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
@@ -249,17 +254,6 @@ async fn a_receiver_slower_than_its_cap_gets_a_lower_cap_and_its_health_is_untou
     );
     // The receiver answers from now on: the cap grows back to its maximum.
     gate.open();
-    let mut n = 0;
-    eventually(WAIT, "the cap back at its maximum", || {
-        n += 1;
-        let call_id = format!("r{n}");
-        let (app, scenario) = (&app, &id);
-        async move {
-            app.ingest_post("/api/v1/calls", &call(&call_id, FLOOD))
-                .await;
-            (cap_of(app, scenario).await == 8).then_some(())
-        }
-    })
-    .await;
+    cap_grows_back_to(&app, &id, 8).await;
     app.stop().await;
 }
