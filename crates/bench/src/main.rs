@@ -132,6 +132,10 @@ struct NeighboursArgs {
     /// How long the slow receiver takes to answer.
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     slow_delay: Duration,
+    /// Slow floods at once, each its own scenario and receiver (host), each
+    /// of --slow-calls calls.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    slow_receivers: u32,
     /// Flood batch requests in flight at once.
     #[arg(long, default_value_t = 4)]
     batches_in_flight: usize,

@@ -52,32 +52,45 @@ impl Bench {
         phases.push(self.phase("quiet alone", alone, None, None).await);
         print_phase(phases.last().expect("pushed"));
 
-        for (name, calls, delay) in [
+        let slow_name = match a.slow_receivers {
+            1 => format!(
+                "flood of {} to a receiver taking {:?}",
+                a.slow_calls, a.slow_delay
+            ),
+            n => format!(
+                "floods of {} to each of {n} receivers taking {:?}",
+                a.slow_calls, a.slow_delay
+            ),
+        };
+        for (name, calls, delay, receivers) in [
             (
                 format!("flood of {} to a fast receiver", a.fast_calls),
                 a.fast_calls,
                 Duration::ZERO,
+                1,
             ),
-            (
-                format!(
-                    "flood of {} to a receiver taking {:?}",
-                    a.slow_calls, a.slow_delay
-                ),
-                a.slow_calls,
-                a.slow_delay,
-            ),
+            (slow_name, a.slow_calls, a.slow_delay, a.slow_receivers),
         ] {
-            let flood = self.flood_scenario(&name, delay).await?;
+            let mut floods = Vec::new();
+            for k in 1..=receivers {
+                floods.push(self.flood_scenario(&name, delay, k).await?);
+            }
             let started = Instant::now();
-            let prefix = format!("bench-{}-flood-{}-", self.run, phases.len());
             let quiet_phase = format!("under-{}", phases.len());
-            let (quiet, ingested) = tokio::join!(
-                self.quiet_for(a, &quiet_phase, a.window),
-                self.flood_batches(&flood, &prefix, calls as usize, a.batches_in_flight),
-            );
-            let ingested = ingested?;
+            let flooding = join_all(floods.iter().enumerate().map(|(k, flood)| {
+                let prefix = format!("bench-{}-flood-{}-{k}-", self.run, phases.len());
+                async move {
+                    self.flood_batches(flood, &prefix, calls as usize, a.batches_in_flight)
+                        .await
+                }
+            }));
+            let (quiet, ingested) =
+                tokio::join!(self.quiet_for(a, &quiet_phase, a.window), flooding);
+            let ingested = ingested
+                .into_iter()
+                .try_fold(Duration::ZERO, |longest, d| anyhow::Ok(longest.max(d?)))?;
             let window = started.elapsed();
-            let delivered = flood.arrivals.total() as usize;
+            let delivered: usize = floods.iter().map(|f| f.arrivals.total() as usize).sum();
             let p = self
                 .phase(
                     &name,
@@ -88,7 +101,9 @@ impl Bench {
                 .await;
             print_phase(&p);
             phases.push(p);
-            self.delete_flood(&flood).await;
+            for flood in &floods {
+                self.delete_flood(flood).await;
+            }
         }
         match database_url {
             Some(url) if a.recover > 0 => {
@@ -106,7 +121,7 @@ impl Bench {
     /// priority class, they must not delay fresh calls.
     async fn recover_phase(&self, a: &NeighboursArgs, url: &str) -> anyhow::Result<Phase> {
         let name = format!("bulk recover of {} failed", a.recover);
-        let flood = self.flood_scenario(&name, Duration::ZERO).await?;
+        let flood = self.flood_scenario(&name, Duration::ZERO, 1).await?;
         let pool = crate::pg::connect(url, 2).await?;
         let id: uuid::Uuid = flood.id.parse().context("the flood's scenario id")?;
         let prefix = format!("bench-{}-recover-", self.run);
@@ -173,17 +188,18 @@ impl Bench {
     }
 
     /// A scenario of its own sending during-call webhooks to a receiver of
-    /// its own that answers after `delay`.
-    async fn flood_scenario(&self, name: &str, delay: Duration) -> anyhow::Result<Flood> {
+    /// its own that answers after `delay`; its number is the bench's with
+    /// `k` (1 to 99) added to the last two digits: unique per run and `k`.
+    async fn flood_scenario(&self, name: &str, delay: Duration, k: u32) -> anyhow::Result<Flood> {
         let (addr, arrivals) = receiver::start_answering_after(delay).await?;
-        // The bench's number with its last digit changed: unique per run.
-        let mut callee = self.callee.clone();
-        let last = callee.pop().context("the bench's number is empty")?;
-        callee.push(if last == '9' {
-            '0'
-        } else {
-            char::from(last as u8 + 1)
-        });
+        let split = self
+            .callee
+            .len()
+            .checked_sub(2)
+            .context("the bench's number is short")?;
+        let (head, tail) = self.callee.split_at(split);
+        let tail: u32 = tail.parse().context("the bench's number ends in digits")?;
+        let callee = format!("{head}{:02}", (tail + k) % 100);
         let answer = self
             .http
             .post(format!("{}/api/v1/scenarios", self.server))

@@ -13,8 +13,9 @@
 //! per-host limit) has not been sent: it holds neither, only a place in the
 //! waiting room (as many as there are places among the unrecorded). So a
 //! slow receiver's queued rows cannot fill the places every other endpoint's
-//! webhooks need; with the waiting room full, a waiting delivery keeps its
-//! place as before.
+//! webhooks need. With the waiting room full, [`Seat::step_aside`] leaves
+//! the delivery its place, and the worker sends it back to the queue rather
+//! than wait in it (`worker/send.rs`).
 
 use std::sync::Arc;
 

@@ -10,6 +10,8 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use super::{call, flood, leased, scenario, FLOOD, QUIET, WAIT};
+
+const OTHER_FLOOD: &str = "78005550003";
 use crate::helpers::*;
 use crate::process::*;
 
@@ -123,6 +125,58 @@ async fn a_slow_receivers_rows_waiting_for_their_host_hold_no_place_another_webh
     )
     .await;
     gate.open();
+    dispatcher.stop().await;
+    api.stop().await;
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn with_the_waiting_room_full_a_waiting_delivery_goes_back_rather_than_hold_a_place(
+    pool: PgPool,
+) {
+    // Three seats: 12 places and 12 in the waiting room. Two slow receivers,
+    // each holding its one request (one at a time to a host), and caps of
+    // 20: their waiting rows fill the room. Were the rest to wait in their
+    // places, claims would stop with every place taken, and nothing else
+    // could go until the receivers answered (the wait for a host outlasts
+    // the test).
+    const ROOM: f64 = 12.0;
+    let (a_url, a_arrived, a_gate) = gated_counting_receiver(Duration::ZERO, 0).await;
+    let (b_url, b_arrived, b_gate) = gated_counting_receiver(Duration::ZERO, 0).await;
+    let mut quiet_rx = Receiver::ok().await;
+    let api = spawn_app_with(pool.clone(), |c| c.role = Role::Api).await;
+    scenario(&api, "slow a", FLOOD, &a_url, "").await;
+    scenario(&api, "slow b", OTHER_FLOOD, &b_url, "").await;
+    scenario(&api, "quiet", QUIET, &quiet_rx.url("/during"), "").await;
+    flood(&api, "a", FLOOD, 50).await;
+    flood(&api, "b", OTHER_FLOOD, 50).await;
+    let dispatcher = spawn_app_with(pool.clone(), |c| {
+        c.role = Role::Dispatcher;
+        c.concurrency = 3;
+        c.per_host_concurrency = 1;
+        c.endpoint_max_in_flight = Some(20);
+        c.request_timeout = Duration::from_secs(600);
+        c.seat_wait = Some(Duration::from_secs(600));
+        c.lease = Duration::from_secs(1800);
+    })
+    .await;
+    eventually(
+        WAIT,
+        "both receivers holding one, the room full",
+        || async {
+            let text = dispatcher.metrics().await;
+            (a_arrived.total() == 1
+                && b_arrived.total() == 1
+                && sample(&text, "callhook_deliveries_waiting_for_host") == ROOM
+                && sample(&text, r#"callhook_host_waits_total{result="room_full"}"#) > 0.0)
+                .then_some(())
+        },
+    )
+    .await;
+    api.ingest_post("/api/v1/calls", &call("q1", QUIET)).await;
+    assert_eq!(quiet_rx.next(WAIT).await.json()["id"], "q1");
+    assert_eq!((a_arrived.total(), b_arrived.total()), (1, 1));
+    a_gate.open();
+    b_gate.open();
     dispatcher.stop().await;
     api.stop().await;
 }

@@ -23,6 +23,8 @@ enum HostWait {
     Stopping,
     /// Still not its host's turn after the dispatcher's `seat_wait`.
     Busy,
+    /// No room to wait: slow receivers' rows fill the waiting room.
+    RoomFull,
 }
 
 /// What a worker holds of its seat.
@@ -96,6 +98,9 @@ async fn attempt(ctx: &Ctx, row: &Claimed, held: &mut Option<Held>) -> Completio
         Ok(slot) => slot,
         Err(HostWait::Stopping) => {
             return completion(Outcome::Deferred(Duration::ZERO), None, None)
+        }
+        Err(HostWait::RoomFull) => {
+            return completion(Outcome::Deferred(HOST_BUSY_RETRY), None, None)
         }
         // Its host was busy the whole wait: its cap is more than the
         // receiver keeps up with (congestion: the cap halves).
@@ -196,8 +201,9 @@ fn destination<'a>(ctx: &'a Ctx, row: &'a Claimed) -> Result<Destination<'a>, He
 /// (a slow receiver, or a busy one) the worker waits for its turn without
 /// its request slot or its place among the unrecorded (`Seat::step_aside`),
 /// so other receivers' webhooks are not held up behind it. An error sends
-/// the delivery back to the queue: the dispatcher is stopping, or it was
-/// still not its host's turn after the dispatcher's `seat_wait`.
+/// the delivery back to the queue: the dispatcher is stopping, the waiting
+/// room is full, or it was still not its host's turn after the
+/// dispatcher's `seat_wait`.
 async fn host_slot(
     ctx: &Ctx,
     url: &str,
@@ -210,6 +216,13 @@ async fn host_slot(
         unreachable!("a worker is seated until it waits for its host")
     };
     let aside = seat.step_aside();
+    if !aside.in_waiting_room() {
+        // Rather than wait in a place another endpoint's webhook needs:
+        // back to the queue (its place is freed once that is recorded).
+        *held = Some(Held::Aside(aside));
+        metrics::counter!("callhook_host_waits_total", "result" => "room_full").increment(1);
+        return Err(HostWait::RoomFull);
+    }
     let waiting = metrics::gauge!("callhook_deliveries_waiting_for_host");
     waiting.increment(1.0);
     let slot = ctx.hosts.acquire(url).await;
