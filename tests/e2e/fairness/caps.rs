@@ -5,13 +5,25 @@
 
 use std::time::Duration;
 
-use callhook::Role;
+use callhook::{Role, ServeConfig};
 use serde_json::json;
 use sqlx::PgPool;
 
 use super::{call, flood, leased, scenario, FLOOD, QUIET, WAIT};
 
 const OTHER_FLOOD: &str = "78005550003";
+
+/// A dispatcher of `seats` seats sending one request at a time to a host,
+/// with `cap` per endpoint and `seat_wait` for a host's turn; no request
+/// times out within a test (a held receiver is slow, never failing).
+fn one_request_per_host(c: &mut ServeConfig, seats: usize, cap: i32, seat_wait: Duration) {
+    c.concurrency = seats;
+    c.per_host_concurrency = 1;
+    c.endpoint_max_in_flight = Some(cap);
+    c.request_timeout = Duration::from_secs(600);
+    c.seat_wait = Some(seat_wait);
+    c.lease = Duration::from_secs(1800);
+}
 use crate::helpers::*;
 use crate::process::*;
 
@@ -81,12 +93,7 @@ async fn a_slow_receivers_rows_waiting_for_their_host_hold_no_place_another_webh
     flood(&api, "f", FLOOD, 50).await;
     let dispatcher = spawn_app_with(pool.clone(), |c| {
         c.role = Role::Dispatcher;
-        c.concurrency = 2;
-        c.per_host_concurrency = 1;
-        c.endpoint_max_in_flight = Some(CAP as i32);
-        c.request_timeout = Duration::from_secs(600);
-        c.seat_wait = Some(Duration::from_secs(600));
-        c.lease = Duration::from_secs(1800);
+        one_request_per_host(c, 2, CAP as i32, Duration::from_secs(600));
     })
     .await;
     // One flood webhook on the wire, held, and more of the flood claimed than
@@ -151,12 +158,7 @@ async fn with_the_waiting_room_full_a_waiting_delivery_goes_back_rather_than_hol
     flood(&api, "b", OTHER_FLOOD, 50).await;
     let dispatcher = spawn_app_with(pool.clone(), |c| {
         c.role = Role::Dispatcher;
-        c.concurrency = 3;
-        c.per_host_concurrency = 1;
-        c.endpoint_max_in_flight = Some(20);
-        c.request_timeout = Duration::from_secs(600);
-        c.seat_wait = Some(Duration::from_secs(600));
-        c.lease = Duration::from_secs(1800);
+        one_request_per_host(c, 3, 20, Duration::from_secs(600));
     })
     .await;
     eventually(
@@ -280,12 +282,7 @@ async fn a_receiver_slower_than_its_cap_gets_a_lower_cap_and_its_health_is_untou
     // failed, yet the receiver keeps up with less than its cap.
     let (slow_url, arrived, gate) = gated_counting_receiver(Duration::ZERO, 0).await;
     let app = spawn_app_with(pool.clone(), |c| {
-        c.concurrency = 2;
-        c.per_host_concurrency = 1;
-        c.endpoint_max_in_flight = Some(8);
-        c.request_timeout = Duration::from_secs(600);
-        c.seat_wait = Some(Duration::from_secs(1));
-        c.lease = Duration::from_secs(1800);
+        one_request_per_host(c, 2, 8, Duration::from_secs(1));
     })
     .await;
     let id = scenario(&app, "slow", FLOOD, &slow_url, "").await;
