@@ -117,8 +117,8 @@ struct HealthPage {
     csrf: String,
     actor: String,
     rows: Vec<EndpointRow>,
-    /// The process's default cap (`CALLHOOK_ENDPOINT_MAX_IN_FLIGHT`, else twice
-    /// `CALLHOOK_CONCURRENCY`), for an endpoint with no cap of its own.
+    /// The process's default cap (`CALLHOOK_ENDPOINT_MAX_IN_FLIGHT`, else four
+    /// times `CALLHOOK_CONCURRENCY`), for an endpoint with no cap of its own.
     default_cap: i32,
 }
 
