@@ -13,9 +13,9 @@
 //! per-host limit) has not been sent: it holds neither, only a place in the
 //! waiting room (as many as there are places among the unrecorded). So a
 //! slow receiver's queued rows cannot fill the places every other endpoint's
-//! webhooks need. With the waiting room full, [`Seat::step_aside`] leaves
-//! the delivery its place, and the worker sends it back to the queue rather
-//! than wait in it (`worker/send.rs`).
+//! webhooks need. With the waiting room full, [`Seat::step_aside`] refuses,
+//! and the worker sends the delivery back to the queue rather than wait in
+//! a place (`worker/send.rs`).
 
 use std::sync::Arc;
 
@@ -57,28 +57,23 @@ pub struct Seat {
 }
 
 /// A seat given up while its delivery waits for something else (its
-/// receiver host's turn): its request slot is free and, with room in the
-/// waiting room, its place among the unrecorded too, so the wait costs no
-/// other delivery a seat.
+/// receiver host's turn): its request slot and its place among the
+/// unrecorded are free, and it holds a place in the waiting room instead, so
+/// the wait costs no other delivery a seat.
 #[derive(Debug)]
 pub struct Aside {
-    /// Its place among the unrecorded, or its place in the waiting room.
-    held: OwnedSemaphorePermit,
-    in_waiting_room: bool,
+    waiting: OwnedSemaphorePermit,
     seats: Seats,
 }
 
 impl Aside {
-    /// A seat again, waiting for one (the place first, as [`Seats::take`]);
-    /// itself back once the dispatcher has stopped.
-    pub async fn back(self) -> Result<Seat, Aside> {
-        let unrecorded = if self.in_waiting_room {
-            match self.seats.unrecorded.clone().acquire_owned().await {
-                Ok(place) => place,
-                Err(_) => return Err(self),
-            }
-        } else {
-            self.held
+    /// A seat again, waiting for one (the place first, as [`Seats::take`]).
+    /// Once the dispatcher has stopped, what it still holds instead, to be
+    /// freed when its result is written.
+    pub async fn back(self) -> Result<Seat, OwnedSemaphorePermit> {
+        let unrecorded = match self.seats.unrecorded.clone().acquire_owned().await {
+            Ok(place) => place,
+            Err(_) => return Err(self.waiting),
         };
         match self.seats.requests.clone().acquire_owned().await {
             Ok(request) => Ok(Seat {
@@ -86,42 +81,24 @@ impl Aside {
                 unrecorded,
                 seats: self.seats,
             }),
-            Err(_) => Err(Aside {
-                held: unrecorded,
-                in_waiting_room: false,
-                seats: self.seats,
-            }),
+            Err(_) => Err(unrecorded),
         }
-    }
-
-    /// Gives up the wait: what it holds (its place among the unrecorded, or
-    /// in the waiting room) is kept until its result is written.
-    pub fn sent(self) -> OwnedSemaphorePermit {
-        self.held
-    }
-
-    /// Whether it waits without a place among the unrecorded.
-    pub fn in_waiting_room(&self) -> bool {
-        self.in_waiting_room
     }
 }
 
 impl Seat {
-    /// Gives the request slot back while the delivery waits, and its place
-    /// among the unrecorded too if the waiting room has room.
-    pub fn step_aside(self) -> Aside {
+    /// Gives the request slot and the place among the unrecorded back while
+    /// the delivery waits in the waiting room. With the waiting room full,
+    /// `Err` with the place, kept until the delivery's result (back to the
+    /// queue) is written: it does not wait in a place another delivery needs.
+    pub fn step_aside(self) -> Result<Aside, OwnedSemaphorePermit> {
         drop(self.request);
         match self.seats.waiting.clone().try_acquire_owned() {
-            Ok(waiting) => Aside {
-                held: waiting,
-                in_waiting_room: true,
+            Ok(waiting) => Ok(Aside {
+                waiting,
                 seats: self.seats,
-            },
-            Err(_) => Aside {
-                held: self.unrecorded,
-                in_waiting_room: false,
-                seats: self.seats,
-            },
+            }),
+            Err(_) => Err(self.unrecorded),
         }
     }
 
@@ -237,24 +214,20 @@ mod tests {
         let mut waiting = Vec::new();
         for _ in 0..places {
             let aside = seats.try_take().expect("a seat").step_aside();
-            assert!(aside.in_waiting_room());
-            waiting.push(aside);
+            waiting.push(aside.expect("room in the waiting room"));
         }
         let full = seats
             .try_take()
             .expect("every place still free")
-            .step_aside();
-        assert!(
-            !full.in_waiting_room(),
-            "the waiting room is full: it keeps its place"
-        );
+            .step_aside()
+            .expect_err("the waiting room is full: it keeps its place");
         let mut sent = Vec::new();
         for _ in 1..places {
             sent.push(seats.try_take().expect("a place").sent());
         }
         assert!(
             seats.try_take().is_none(),
-            "one place kept by the last aside, the rest sent"
+            "one place kept by the refused aside, the rest sent"
         );
         let back = waiting.pop().unwrap();
         let pending = tokio::spawn(back.back());
@@ -262,10 +235,7 @@ mod tests {
         let seat = pending.await.unwrap().expect("a seat once a place is free");
         assert!(seats.try_take().is_none(), "it took the freed place");
         let aside = seat.step_aside();
-        assert!(
-            aside.in_waiting_room(),
-            "its waiting-room place was free again"
-        );
+        assert!(aside.is_ok(), "its waiting-room place was free again");
         assert!(
             seats.try_take().is_some(),
             "and the place it gave back is free"

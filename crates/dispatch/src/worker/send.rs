@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::Ctx;
-use crate::seats::{Aside, Seat};
+use crate::seats::Seat;
 use crate::sender::{AttemptResult, Webhook};
 
 /// When a delivery whose host stayed busy is due again.
@@ -30,16 +30,19 @@ enum HostWait {
 /// What a worker holds of its seat.
 enum Held {
     Seat(Seat),
-    /// Its request slot given back (waiting for its host, or stopping).
-    Aside(Aside),
+    /// Its seat given up on the way back to the queue (the waiting room
+    /// full, or the dispatcher stopping while it waited): only what the
+    /// writer frees once its result is written.
+    Kept(OwnedSemaphorePermit),
 }
 
 impl Held {
-    /// Its place among the unrecorded, for the writer to free.
+    /// Its place among the unrecorded (or in the waiting room), for the
+    /// writer to free.
     fn into_unrecorded(self) -> OwnedSemaphorePermit {
         match self {
             Held::Seat(s) => s.sent(),
-            Held::Aside(a) => a.sent(),
+            Held::Kept(p) => p,
         }
     }
 }
@@ -105,10 +108,7 @@ async fn attempt(ctx: &Ctx, row: &Claimed, held: &mut Option<Held>) -> Completio
         // Its host was busy the whole wait: its cap is more than the
         // receiver keeps up with (congestion: the cap halves).
         Err(HostWait::Busy) => {
-            let busy = row
-                .scenario_id
-                .filter(|_| row.kind != DeliveryKind::OperatorEvent)
-                .map(|scenario_id| (scenario_id, row.kind, Observed::Busy));
+            let busy = told_endpoint(row, Observed::Busy);
             return completion(Outcome::Deferred(HOST_BUSY_RETRY), None, busy);
         }
     };
@@ -130,10 +130,7 @@ async fn attempt(ctx: &Ctx, row: &Claimed, held: &mut Option<Held>) -> Completio
         delivery_id = %row.id, call_id = ?row.call_id, kind = %row.kind, attempt = attempt_no,
         probe = row.probe, status = ?result.status, error = ?result.error_text(), ?outcome, "attempt"
     );
-    let health = row
-        .scenario_id
-        .filter(|_| row.kind != DeliveryKind::OperatorEvent)
-        .map(|scenario_id| (scenario_id, row.kind, observed(&result)));
+    let health = told_endpoint(row, observed(&result));
     completion(outcome, Some(attempt_record(url, &result)), health)
 }
 
@@ -215,14 +212,16 @@ async fn host_slot(
     let Some(Held::Seat(seat)) = held.take() else {
         unreachable!("a worker is seated until it waits for its host")
     };
-    let aside = seat.step_aside();
-    if !aside.in_waiting_room() {
-        // Rather than wait in a place another endpoint's webhook needs:
-        // back to the queue (its place is freed once that is recorded).
-        *held = Some(Held::Aside(aside));
-        metrics::counter!("callhook_host_waits_total", "result" => "room_full").increment(1);
-        return Err(HostWait::RoomFull);
-    }
+    let aside = match seat.step_aside() {
+        Ok(aside) => aside,
+        Err(place) => {
+            // Rather than wait in a place another endpoint's webhook needs:
+            // back to the queue (its place is freed once that is recorded).
+            *held = Some(Held::Kept(place));
+            metrics::counter!("callhook_host_waits_total", "result" => "room_full").increment(1);
+            return Err(HostWait::RoomFull);
+        }
+    };
     let waiting = metrics::gauge!("callhook_deliveries_waiting_for_host");
     waiting.increment(1.0);
     let slot = ctx.hosts.acquire(url).await;
@@ -231,15 +230,23 @@ async fn host_slot(
     metrics::counter!("callhook_host_waits_total", "result" => result).increment(1);
     match aside.back().await {
         Ok(seat) => *held = Some(Held::Seat(seat)),
-        Err(aside) => {
+        Err(kept) => {
             // Stopping: back to the queue with the rest.
-            *held = Some(Held::Aside(aside));
+            *held = Some(Held::Kept(kept));
             return Err(HostWait::Stopping);
         }
     }
     // Still not its host's turn after a while (a slow or hanging
     // receiver): back to the queue, and serve other hosts.
     slot.ok_or(HostWait::Busy)
+}
+
+/// What a delivery tells its endpoint (its health, its cap): nothing for an
+/// operator event, which has no endpoint of a scenario's.
+fn told_endpoint(row: &Claimed, seen: Observed) -> Option<(uuid::Uuid, DeliveryKind, Observed)> {
+    row.scenario_id
+        .filter(|_| row.kind != DeliveryKind::OperatorEvent)
+        .map(|scenario_id| (scenario_id, row.kind, seen))
 }
 
 /// What an attempt tells about its endpoint.
