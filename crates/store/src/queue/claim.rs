@@ -70,8 +70,12 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
     .await?;
     let rows = super::query_claimed!(
         r#"with classes as (
-               -- delivery_class's values (core's PriorityClass)
-               select unnest(array[0, 1, 2, 3]::int2[]) as class
+               -- delivery_class's values (core's PriorityClass), each for
+               -- the unleased rows and the leased ones (`deliveries_queue_idx`
+               -- keys them apart: a leased row is due when its lease ends)
+               select c.class, l.leased
+                 from unnest(array[0, 1, 2, 3]::int2[]) as c(class)
+                 cross join unnest(array[false, true]) as l(leased)
            ), q as (
                select q.scenario_id, q.kind, q.turn_at, q.rate_at,
                       coalesce(e.cap, e.max_in_flight, $4) as cap, e.max_per_second
@@ -117,7 +121,7 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
                        cross join lateral (
                            select d.id, d.next_attempt_at from deliveries d
                             where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
-                              and d.state = 'pending'
+                              and d.state = 'pending' and (d.lease_token is not null) = k.leased
                               and delivery_class(d.kind, d.attempt_count, d.requeued) = k.class
                               and d.next_attempt_at <= now()
                             order by d.next_attempt_at limit b.n
@@ -165,7 +169,7 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
                        cross join lateral (
                            select d.next_attempt_at from deliveries d
                             where delivery_endpoint(d.scenario_id) = b.scenario_id and d.kind = b.kind
-                              and d.state = 'pending'
+                              and d.state = 'pending' and (d.lease_token is not null) = k.leased
                               and delivery_class(d.kind, d.attempt_count, d.requeued) = k.class
                               and d.next_attempt_at is not null
                               and not exists (select 1 from claimed c where c.id = d.id)

@@ -230,10 +230,11 @@ pub async fn oldest_due_by_class(
     let rows = sqlx::query!(
         r#"select c.class as "class!", extract(epoch from now() - min(m.due))::float8 as "age!"
              from (values (0::int2), (1::int2), (2::int2), (3::int2)) as c(class)
+             cross join (values (false), (true)) as l(leased)
              cross join lateral (
                  select (select d.next_attempt_at from deliveries d
                           where delivery_endpoint(d.scenario_id) = q.scenario_id and d.kind = q.kind
-                            and d.state = 'pending'
+                            and d.state = 'pending' and (d.lease_token is not null) = l.leased
                             and delivery_class(d.kind, d.attempt_count, d.requeued) = c.class
                             and d.next_attempt_at <= now()
                           order by d.next_attempt_at limit 1) as due

@@ -1,0 +1,11 @@
+-- no-transaction
+-- Two indexes served only time ranges: `calls_created_at_idx` (retention's
+-- walk of old calls) and `delivery_attempts_started_at_idx` (retention in the
+-- default partition, an operator's "attempts of the last hour"). Both columns
+-- grow with insertion order, so a BRIN index (a summary per range of pages)
+-- answers the same ranges at a fraction of the size, and an insert into the
+-- last, unsummarized range writes nothing to it: two B-tree entries fewer per
+-- delivery (docs/performance.md, "One queue index, and BRIN for time").
+-- Vacuum summarizes full ranges; an unsummarized range is always read, so a
+-- query is never wrong, at worst it reads the newest pages.
+create index concurrently if not exists calls_created_at_brin on calls using brin (created_at);
