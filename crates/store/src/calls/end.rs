@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use callhook_core::{fingerprint, Call, DeliveryKind, DeliveryState, Visit};
+use callhook_core::{fingerprint, same_fingerprint, Call, DeliveryKind, DeliveryState, Visit};
 use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
 
@@ -50,7 +50,7 @@ pub async fn end(
     };
 
     if let Some(h) = &row.end_hash {
-        return if *h == hash {
+        return if same_fingerprint(h, &hash) {
             let deliveries = deliveries_of(&mut *tx, call_id, DeliveryKind::AfterCall).await?;
             Ok((Ingested::Repeated(deliveries), NewWork::default()))
         } else {

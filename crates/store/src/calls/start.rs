@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use callhook_core::{fingerprint, Call, DeliveryKind};
+use callhook_core::{fingerprint, same_fingerprint, Call, DeliveryKind};
 use chrono::{SubsecRound as _, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -261,7 +261,7 @@ async fn stored_before(
     // transaction, had it been in flight).
     let row = lock_call(tx, id).await?.ok_or(StoreError::NotFound)?;
     match &row.start_hash {
-        Some(h) if *h == c.hash => Ok(Ingested::Repeated(
+        Some(h) if same_fingerprint(h, &c.hash) => Ok(Ingested::Repeated(
             deliveries_of(&mut *tx, id, DeliveryKind::DuringCall).await?,
         )),
         Some(_) => Err(IngestError::Conflict(format!(
