@@ -166,7 +166,13 @@ pub async fn complete(
                   (select count(*) from endpoint_queue q
                     where q.due_at <= now()
                       and (q.scenario_id, q.kind) in (select delivery_endpoint(scenario_id), kind from upd))
-                    as "waiting!""#,
+                    as "waiting!",
+                  -- whether any of their endpoints runs below its maximum cap
+                  -- (else only a slow-down signal has a cap to change)
+                  exists (select 1 from endpoints e
+                           where e.cap is not null
+                             and (e.scenario_id, e.kind) in (select scenario_id, kind from upd))
+                    as "capped!""#,
         &ids,
         &tokens,
         &states as _,
@@ -206,7 +212,7 @@ pub async fn complete(
         .cloned()
         .collect();
     let health = health::observe(&mut tx, &attempts, &row.finished, settings).await?;
-    super::congestion::adjust_caps(&mut tx, &observed, settings.endpoint_cap).await?;
+    super::congestion::adjust_caps(&mut tx, &observed, row.capped, settings.endpoint_cap).await?;
     tx.commit().await?;
     Ok(Completed {
         updated: row.updated.len() as u64,

@@ -18,11 +18,13 @@ use uuid::Uuid;
 use crate::health::Seen;
 use crate::StoreError;
 
-/// Applies this batch's signals to its endpoints' caps (one statement, none
-/// when nothing asks for a change).
+/// Applies this batch's signals to its endpoints' caps: one statement, none
+/// when nothing can change (no signal to slow down, and no endpoint of the
+/// batch below its maximum: `any_capped`, read by the completion).
 pub(super) async fn adjust_caps(
     tx: &mut PgConnection,
     seen: &[Seen<'_>],
+    any_capped: bool,
     default_cap: i32,
 ) -> Result<(), StoreError> {
     // Per endpoint: did anything ask to slow down?
@@ -30,7 +32,7 @@ pub(super) async fn adjust_caps(
     for s in seen {
         *slow.entry((s.scenario_id, s.kind.as_str())).or_default() |= s.seen.asks_to_slow_down();
     }
-    if slow.is_empty() {
+    if slow.is_empty() || !(any_capped || slow.values().any(|&s| s)) {
         return Ok(());
     }
     let mut ids = Vec::with_capacity(slow.len());
