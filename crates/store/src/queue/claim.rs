@@ -86,13 +86,16 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
                 limit $1
                   for update of q skip locked
            ), room as (
-               select q.*,
-                      q.cap - (select count(*) from deliveries d
-                                where delivery_endpoint(d.scenario_id) = q.scenario_id
-                                  and d.kind = q.kind and d.state = 'pending'
-                                  and d.lease_token is not null and d.next_attempt_at > now())
-                        as free
+               -- Counted once per endpoint (a lateral, not an expression the
+               -- next step would copy into each of its uses).
+               select q.*, q.cap - f.in_flight as free
                  from q
+                 cross join lateral (
+                     select count(*) as in_flight from deliveries d
+                      where delivery_endpoint(d.scenario_id) = q.scenario_id
+                        and d.kind = q.kind and d.state = 'pending'
+                        and d.lease_token is not null and d.next_attempt_at > now()
+                 ) f
            ), budget as (
                -- An endpoint at its cap waits until a quarter of it is free
                -- again: claims then take a few at a time, not one each.
@@ -134,11 +137,15 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
                select id, rn, turn from cand order by rn, turn limit $1
            ), locked as (
                -- By primary key (an array, so no plan can walk an index of
-               -- every pending row and join it).
+               -- every pending row and join it). The state and the due time
+               -- are checked again on the locked row, but `is true` keeps
+               -- them from selecting an index: with statistics from a quiet
+               -- hour, the planner read `deliveries_queue_idx` (every
+               -- pending row of every endpoint) on every claim instead.
                select d.id
                  from deliveries d
                 where d.id = any(array(select id from picked))
-                  and d.state = 'pending' and d.next_attempt_at <= now()
+                  and (d.state = 'pending') is true and (d.next_attempt_at <= now()) is true
                   for update of d skip locked
            ), claimed as (
                update deliveries d
@@ -172,7 +179,8 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
                               and d.state = 'pending' and (d.lease_token is not null) = k.leased
                               and delivery_class(d.kind, d.attempt_count, d.requeued) = k.class
                               and d.next_attempt_at is not null
-                              and not exists (select 1 from claimed c where c.id = d.id)
+                              -- a hashed set: the walk passes every row just claimed
+                              and d.id not in (select c.id from claimed c)
                             order by d.next_attempt_at limit 1
                        ) f
                  ) m
