@@ -275,7 +275,8 @@ async fn stored_before(
 /// (its cap, the scenario's or `endpoint_cap`, less what is leased and not
 /// yet recorded), counted under a lock held to the commit, so groups that
 /// lease at once (two committers, two processes) take turns and never pass
-/// the cap together (`lock_during_call_room`).
+/// the cap together (`lock_during_call_room`). An endpoint at its cap
+/// already is not locked: the group leases nothing for it.
 async fn handoff_room(
     tx: &mut PgConnection,
     checked: &[Checked],
@@ -291,11 +292,12 @@ async fn handoff_room(
     if caps.is_empty() {
         return Ok(HashMap::new());
     }
-    let ids: Vec<Uuid> = caps.keys().copied().collect();
+    let (ids, limits): (Vec<Uuid>, Vec<i32>) = caps.iter().map(|(id, cap)| (*id, *cap)).unzip();
     let counted = sqlx::query!(
         r#"select scenario_id as "scenario_id!", in_flight as "in_flight!"
-             from lock_during_call_room($1::uuid[])"#,
-        &ids
+             from lock_during_call_room($1::uuid[], $2::int4[])"#,
+        &ids,
+        &limits
     )
     .fetch_all(&mut *tx)
     .await?;

@@ -343,3 +343,32 @@ async fn two_start_groups_at_once_hand_off_no_more_than_the_cap_together(pool: P
     let leased = "select count(*) from deliveries where lease_token is not null";
     assert_eq!(count(&pool, leased).await, 5);
 }
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_start_group_for_an_endpoint_at_its_cap_does_not_wait_for_its_lock(pool: PgPool) {
+    let id = scenario(&pool).await;
+    let full = calls::start_batch(&pool, &starts("a", 3), hand_off(3), RULES)
+        .await
+        .unwrap();
+    assert_eq!(full.work.leased.len(), 3, "the endpoint is at its cap");
+    // Another group holds the endpoint's hand-off lock, not yet committed.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query(
+        "select pg_advisory_xact_lock(hashtextextended('callhook:handoff:' || $1::text, 0))",
+    )
+    .bind(id)
+    .execute(&mut *holder)
+    .await
+    .unwrap();
+    // A group that can lease nothing for it goes on without the lock. (Were it
+    // to wait, it would wait until the holder ends, after this timeout.)
+    let next = tokio::time::timeout(
+        Duration::from_secs(60),
+        calls::start_batch(&pool, &starts("b", 2), hand_off(3), RULES),
+    )
+    .await
+    .expect("a group with no room to lease waited for the endpoint's lock")
+    .unwrap();
+    assert_eq!((next.work.leased.len(), next.work.queued), (0, 2));
+    holder.rollback().await.unwrap();
+}
