@@ -11,8 +11,10 @@
 //! - **What an endpoint may take.** At most its in-flight cap (`cap` in
 //!   force, else `max_in_flight`, else the dispatcher's default) minus what
 //!   it has in flight (leased, lease running), and at most what its
-//!   `max_per_second` allows now. An endpoint at its cap is taken again once
-//!   a quarter of its cap is free: a saturated endpoint costs a claim per few
+//!   `max_per_second` allows now. In flight is `endpoint_in_flight`'s count
+//!   (migrations/20261207000023_in_flight_in_one_place.sql), as for the
+//!   hand-off and `endpoint_health`. An endpoint at its cap is taken again
+//!   once a quarter of its cap is free: a saturated endpoint costs a claim per few
 //!   deliveries, not one per delivery.
 //! - **Which of its deliveries.** Oldest first by `next_attempt_at` plus the
 //!   slack of their class (`delivery_class_slack`: fresh during-call 0,
@@ -87,15 +89,12 @@ pub async fn claim(pool: &PgPool, limits: ClaimLimits) -> Result<Vec<Claimed>, S
                   for update of q skip locked
            ), room as (
                -- Counted once per endpoint (a lateral, not an expression the
-               -- next step would copy into each of its uses).
+               -- next step would copy into each of its uses), by the one
+               -- definition of in flight (inlined: the leased range of
+               -- `deliveries_queue_idx`).
                select q.*, q.cap - f.in_flight as free
                  from q
-                 cross join lateral (
-                     select count(*) as in_flight from deliveries d
-                      where delivery_endpoint(d.scenario_id) = q.scenario_id
-                        and d.kind = q.kind and d.state = 'pending'
-                        and d.lease_token is not null and d.next_attempt_at > now()
-                 ) f
+                 cross join lateral endpoint_in_flight(q.scenario_id, q.kind) f
            ), budget as (
                -- An endpoint at its cap waits until a quarter of it is free
                -- again: claims then take a few at a time, not one each.
