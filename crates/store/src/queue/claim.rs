@@ -14,8 +14,8 @@
 //!   `max_per_second` allows now. In flight is `endpoint_in_flight`'s count
 //!   (migrations/20261207000023_in_flight_in_one_place.sql), as for the
 //!   hand-off and `endpoint_health`. An endpoint at its cap is taken again
-//!   once a quarter of its cap is free: a saturated endpoint costs a claim per few
-//!   deliveries, not one per delivery.
+//!   once a quarter of its cap is free: a saturated endpoint costs a claim
+//!   per few deliveries, not one per delivery.
 //! - **Which of its deliveries.** Oldest first by `next_attempt_at` plus the
 //!   slack of their class (`delivery_class_slack`: fresh during-call 0,
 //!   fresh after-call 100 ms, retries 1 s, operator requeues 2 s).
