@@ -353,13 +353,11 @@ async fn a_start_group_for_an_endpoint_at_its_cap_does_not_wait_for_its_lock(poo
     assert_eq!(full.work.leased.len(), 3, "the endpoint is at its cap");
     // Another group holds the endpoint's hand-off lock, not yet committed.
     let mut holder = pool.begin().await.unwrap();
-    sqlx::query(
-        "select pg_advisory_xact_lock(hashtextextended('callhook:handoff:' || $1::text, 0))",
-    )
-    .bind(id)
-    .execute(&mut *holder)
-    .await
-    .unwrap();
+    sqlx::query("select pg_advisory_xact_lock(handoff_lock_key($1))")
+        .bind(id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
     // A group that can lease nothing for it goes on without the lock. (Were it
     // to wait, it would wait until the holder ends, after this timeout.)
     let next = tokio::time::timeout(
@@ -371,4 +369,48 @@ async fn a_start_group_for_an_endpoint_at_its_cap_does_not_wait_for_its_lock(poo
     .unwrap();
     assert_eq!((next.work.leased.len(), next.work.queued), (0, 2));
     holder.rollback().await.unwrap();
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn a_start_group_for_an_endpoint_with_room_takes_its_lock(pool: PgPool) {
+    let id = scenario(&pool).await;
+    // Another group holds the endpoint's hand-off lock, not yet committed.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("select pg_advisory_xact_lock(handoff_lock_key($1))")
+        .bind(id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    // A group that may lease for it waits for that very lock: Postgres shows
+    // it waiting (the key the test holds is the one the hand-off takes).
+    let group = tokio::spawn({
+        let pool = pool.clone();
+        async move { calls::start_batch(&pool, &starts("a", 2), hand_off(3), RULES).await }
+    });
+    loop {
+        let waiting: bool = sqlx::query_scalar(
+            "select exists (select 1 from pg_locks
+                             where locktype = 'advisory' and not granted
+                               and ((classid::bigint << 32) | objid::bigint) = handoff_lock_key($1))",
+        )
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting {
+            break;
+        }
+        assert!(
+            !group.is_finished(),
+            "the group went on without the endpoint's lock"
+        );
+        tokio::task::yield_now().await;
+    }
+    holder.rollback().await.unwrap();
+    let done = group.await.unwrap().unwrap();
+    assert_eq!(
+        done.work.leased.len(),
+        2,
+        "granted the lock, it leases both"
+    );
 }
