@@ -11,13 +11,16 @@
 //!
 //! Under light load a committer is free when a start arrives and takes it
 //! alone, so nothing waits for a batch to fill. Under load the committers
-//! are busy, starts queue up, and the next free committer takes them all.
+//! are busy, starts queue up, and the next free committer takes them all
+//! when the group before it has run its statements and is committing: one
+//! group runs statements at a time, and its commit overlaps the next
+//! group's statements.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use callhook_store::calls::{IngestError, Ingested, StartCall};
 use callhook_store::StoreError;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::Outlet;
 
@@ -74,8 +77,17 @@ async fn run(
     committers: usize,
 ) {
     let free = Arc::new(Semaphore::new(committers));
+    // The turn to run statements: one group at a time. The next group is cut
+    // when the running one commits, so its statements overlap that commit's
+    // WAL flush, and it takes every start that came meanwhile (two groups
+    // running statements at once would be half the size, and in a flood of
+    // one endpoint the second would only wait for the first's hand-off lock).
+    let statements = Arc::new(Semaphore::new(1));
     loop {
         let Ok(committer) = free.clone().acquire_owned().await else {
+            return;
+        };
+        let Ok(turn) = statements.clone().acquire_owned().await else {
             return;
         };
         let mut group = Vec::new();
@@ -84,7 +96,7 @@ async fn run(
         }
         let outlet = outlet.clone();
         tokio::spawn(async move {
-            commit_group(&outlet, group).await;
+            commit_group(&outlet, group, turn).await;
             drop(committer);
         });
     }
@@ -95,9 +107,13 @@ async fn run(
 /// start's trouble never becomes its neighbours' error; but with the
 /// database unreachable every start is answered at once (a `503`, within
 /// the pool's acquire timeout), not one pool timeout after another.
-async fn commit_group(outlet: &Outlet, group: Vec<(StartCall, Reply)>) {
+async fn commit_group(outlet: &Outlet, group: Vec<(StartCall, Reply)>, turn: OwnedSemaphorePermit) {
     let (inputs, replies): (Vec<StartCall>, Vec<Reply>) = group.into_iter().unzip();
-    match outlet.start_batch(&inputs).await {
+    let turn = Mutex::new(Some(turn));
+    let pass_turn = || drop(turn.lock().expect("never poisoned").take());
+    let stored = outlet.start_batch_then(&inputs, &pass_turn).await;
+    pass_turn(); // had it failed before its commit
+    match stored {
         Ok(results) => {
             metrics::histogram!("callhook_ingest_group_size").record(inputs.len() as f64);
             for (reply, result) in replies.into_iter().zip(results) {

@@ -29,7 +29,9 @@ pub use notifier::Notifier;
 /// overlapping the next group's statements; more only make the groups
 /// smaller. `callhook-bench burst`, alternated: 4 committers 4,381–4,623
 /// deliveries/s at 0.226–0.234 ms of Postgres CPU each, 2 committers
-/// 4,776–5,304/s at 0.164–0.182 ms (`docs/performance.md`).
+/// 4,776–5,304/s at 0.164–0.182 ms (`docs/performance.md`). Only one of
+/// them runs statements at a time: the next group is cut when the running
+/// one commits (`group_commit`).
 const START_COMMITTERS: usize = 2;
 
 /// How often a transaction that lost a deadlock (or a serialization
@@ -147,9 +149,22 @@ impl Outlet {
         &self,
         inputs: &[StartCall],
     ) -> Result<Vec<Result<Ingested, IngestError>>, StoreError> {
+        self.start_batch_then(inputs, &|| {}).await
+    }
+
+    /// [`Self::start_batch`], calling `committing` when the transaction's
+    /// statements are done and it commits (again, should it be run again).
+    pub(crate) async fn start_batch_then(
+        &self,
+        inputs: &[StartCall],
+        committing: &(dyn Fn() + Sync),
+    ) -> Result<Vec<Result<Ingested, IngestError>>, StoreError> {
         let plan = self.handoff.as_ref().map(Handoff::plan);
         let rules = self.rules;
-        let batch = transient_retry(|| calls::start_batch(&self.pool, inputs, plan, rules)).await?;
+        let batch = transient_retry(|| {
+            calls::start_batch_then(&self.pool, inputs, plan, rules, committing)
+        })
+        .await?;
         self.set_off(batch.work).await;
         Ok(batch.results)
     }

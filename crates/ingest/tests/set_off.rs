@@ -1,8 +1,11 @@
 //! What ingest does once a start has committed (crate docs, `Outlet::set_off`,
 //! `Handoff`): a new delivery goes to this process's dispatcher leased
 //! while it has room, back to the queue due now if it can no longer take
-//! it, and each start of a group is answered with its own result.
+//! it, and each start of a group is answered with its own result; and how
+//! the group commit cuts its groups.
 
+use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 
 use callhook_core::{FieldError, PhoneNumber, StoredSecret, Visit, WebhookUrl};
@@ -135,4 +138,81 @@ async fn starts_sent_together_are_each_answered_with_their_own_result(pool: PgPo
         .await
         .unwrap();
     assert_eq!(calls, ["c1", "c3"]);
+}
+
+#[sqlx::test(migrator = "callhook_store::MIGRATOR")]
+async fn the_next_group_is_cut_when_the_running_one_commits_and_takes_every_start_that_waited(
+    pool: PgPool,
+) {
+    scenario(&pool).await;
+    let (handoff, _inbox) = callhook_dispatch::handoff(4, LEASE, 16);
+    let ingest = Ingest::new(pool.clone(), Some(handoff), IngestConfig::default());
+    let scenario_id: Uuid = sqlx::query_scalar("select id from scenarios")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    // The test holds the endpoint's hand-off lock: the first group stops
+    // inside its statements, waiting for it.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("select pg_advisory_xact_lock(handoff_lock_key($1))")
+        .bind(scenario_id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let first = tokio::spawn({
+        let ingest = ingest.clone();
+        async move { ingest.start(start("a", NUMBER)).await }
+    });
+    loop {
+        let waiting: bool = sqlx::query_scalar(
+            "select exists (select 1 from pg_locks
+                             where locktype = 'advisory' and not granted
+                               and ((classid::bigint << 32) | objid::bigint) = handoff_lock_key($1))",
+        )
+        .bind(scenario_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    // Three more starts join the queue (each polled once: it is queued, then
+    // waits for its answer), while the first group runs its statements.
+    let mut later: Vec<_> = ["b", "c", "d"]
+        .into_iter()
+        .map(|id| Box::pin(ingest.start(start(id, NUMBER))))
+        .collect();
+    for s in &mut later {
+        let polled = std::future::poll_fn(|cx| Poll::Ready(s.as_mut().poll(cx))).await;
+        assert!(
+            polled.is_pending(),
+            "answered before the first group committed"
+        );
+    }
+    let queued_by: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("select clock_timestamp()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    holder.rollback().await.unwrap();
+    created_one(first.await.unwrap());
+    for s in later {
+        created_one(s.await);
+    }
+    // They went in one transaction, begun after they were all queued (a
+    // committer free while the first group ran would have taken "b" alone,
+    // or all three to wait for the lock beside it).
+    let rows: Vec<(String, String, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("select id, xmin::text, created_at from calls order by id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let groups: std::collections::HashSet<&str> = rows[1..].iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(groups.len(), 1, "b, c and d in one group: {rows:?}");
+    assert_ne!(rows[0].1, rows[1].1, "a in a group of its own: {rows:?}");
+    assert!(
+        rows[1..].iter().all(|r| r.2 > queued_by),
+        "the second group began after its starts were queued: {rows:?}"
+    );
 }

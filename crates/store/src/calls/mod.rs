@@ -62,7 +62,7 @@ pub(crate) use insert::NewDelivery;
 pub use recent::{recent, RecentCall};
 pub use recording::{rebuild_for_resend, recording, Recording, RecordingOutcome, RecordingStored};
 pub(crate) use scenario::IngestScenario;
-pub use start::{start_batch, StartBatch, StartRules};
+pub use start::{start_batch, start_batch_then, StartBatch, StartRules};
 
 /// Why an ingest event was not stored.
 #[derive(Debug, thiserror::Error)]

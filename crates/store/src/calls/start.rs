@@ -71,6 +71,19 @@ pub async fn start_batch(
     lease: Option<LeasePlan>,
     rules: StartRules,
 ) -> Result<StartBatch, StoreError> {
+    start_batch_then(pool, inputs, lease, rules, &|| {}).await
+}
+
+/// [`start_batch`], calling `committing` once its statements are done, just
+/// before it commits (and waits for the WAL flush): a group commit cuts its
+/// next group then (`ingest::group_commit`).
+pub async fn start_batch_then(
+    pool: &PgPool,
+    inputs: &[StartCall],
+    lease: Option<LeasePlan>,
+    rules: StartRules,
+    committing: &(dyn Fn() + Sync),
+) -> Result<StartBatch, StoreError> {
     let max_payload = rules.max_payload;
     let mut tx = pool.begin().await?;
     let mut results: Vec<Option<Result<Ingested, IngestError>>> =
@@ -206,6 +219,7 @@ pub async fn start_batch(
         };
         results[c.index] = Some(result);
     }
+    committing();
     tx.commit().await?;
     Ok(StartBatch {
         results: results
