@@ -352,12 +352,7 @@ async fn a_start_group_for_an_endpoint_at_its_cap_does_not_wait_for_its_lock(poo
         .unwrap();
     assert_eq!(full.work.leased.len(), 3, "the endpoint is at its cap");
     // Another group holds the endpoint's hand-off lock, not yet committed.
-    let mut holder = pool.begin().await.unwrap();
-    sqlx::query("select pg_advisory_xact_lock(handoff_lock_key($1))")
-        .bind(id)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let holder = hold_handoff_lock(&pool, id).await;
     // A group that can lease nothing for it goes on without the lock. (Were it
     // to wait, it would wait until the holder ends, after this timeout.)
     let next = tokio::time::timeout(
@@ -375,12 +370,7 @@ async fn a_start_group_for_an_endpoint_at_its_cap_does_not_wait_for_its_lock(poo
 async fn a_start_group_for_an_endpoint_with_room_takes_its_lock(pool: PgPool) {
     let id = scenario(&pool).await;
     // Another group holds the endpoint's hand-off lock, not yet committed.
-    let mut holder = pool.begin().await.unwrap();
-    sqlx::query("select pg_advisory_xact_lock(handoff_lock_key($1))")
-        .bind(id)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let holder = hold_handoff_lock(&pool, id).await;
     // A group that may lease for it waits for that very lock: Postgres shows
     // it waiting (the key the test holds is the one the hand-off takes).
     let group = tokio::spawn({
@@ -413,4 +403,19 @@ async fn a_start_group_for_an_endpoint_with_room_takes_its_lock(pool: PgPool) {
         2,
         "granted the lock, it leases both"
     );
+}
+
+/// A transaction holding an endpoint's hand-off lock, as a start group
+/// leasing for it does until its commit.
+async fn hold_handoff_lock(
+    pool: &PgPool,
+    endpoint: Uuid,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("select pg_advisory_xact_lock(handoff_lock_key($1))")
+        .bind(endpoint)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    holder
 }
