@@ -13,8 +13,8 @@
 //! alone, so nothing waits for a batch to fill. Under load the committers
 //! are busy, starts queue up, and the next free committer takes them all
 //! when the group before it has run its statements and is committing: one
-//! group runs statements at a time, and its commit overlaps the next
-//! group's statements.
+//! large group runs statements at a time, and its commit overlaps the next
+//! group's statements. Small groups (light traffic) run side by side.
 
 use std::sync::{Arc, Mutex};
 
@@ -26,6 +26,12 @@ use crate::Outlet;
 
 /// Most starts one transaction takes.
 const MAX_GROUP: usize = 128;
+
+/// A group of at least this many starts keeps the turn to run statements
+/// until it commits (the next group is cut then, whole); a smaller one passes
+/// it at once, so light traffic (a quiet scenario's starts, one to a group)
+/// never waits for another group's statements.
+const PIPELINED_GROUP: usize = 4;
 
 type Reply = oneshot::Sender<Result<Ingested, IngestError>>;
 
@@ -77,11 +83,12 @@ async fn run(
     committers: usize,
 ) {
     let free = Arc::new(Semaphore::new(committers));
-    // The turn to run statements: one group at a time. The next group is cut
-    // when the running one commits, so its statements overlap that commit's
-    // WAL flush, and it takes every start that came meanwhile (two groups
-    // running statements at once would be half the size, and in a flood of
-    // one endpoint the second would only wait for the first's hand-off lock).
+    // The turn to run statements: one group at a time once groups are large
+    // (`PIPELINED_GROUP`). The next group is cut when the running one commits,
+    // so its statements overlap that commit's WAL flush, and it takes every
+    // start that came meanwhile (two groups running statements at once would
+    // be half the size, and in a flood of one endpoint the second would only
+    // wait for the first's hand-off lock).
     let statements = Arc::new(Semaphore::new(1));
     loop {
         let Ok(committer) = free.clone().acquire_owned().await else {
@@ -94,6 +101,7 @@ async fn run(
         if rx.recv_many(&mut group, MAX_GROUP).await == 0 {
             return; // every sender is gone
         }
+        let turn = (group.len() >= PIPELINED_GROUP).then_some(turn);
         let outlet = outlet.clone();
         tokio::spawn(async move {
             commit_group(&outlet, group, turn).await;
@@ -107,9 +115,13 @@ async fn run(
 /// start's trouble never becomes its neighbours' error; but with the
 /// database unreachable every start is answered at once (a `503`, within
 /// the pool's acquire timeout), not one pool timeout after another.
-async fn commit_group(outlet: &Outlet, group: Vec<(StartCall, Reply)>, turn: OwnedSemaphorePermit) {
+async fn commit_group(
+    outlet: &Outlet,
+    group: Vec<(StartCall, Reply)>,
+    turn: Option<OwnedSemaphorePermit>,
+) {
     let (inputs, replies): (Vec<StartCall>, Vec<Reply>) = group.into_iter().unzip();
-    let turn = Mutex::new(Some(turn));
+    let turn = Mutex::new(turn);
     let pass_turn = || drop(turn.lock().expect("never poisoned").take());
     let stored = outlet.start_batch_then(&inputs, &pass_turn).await;
     pass_turn(); // had it failed before its commit

@@ -29,9 +29,9 @@ pub use notifier::Notifier;
 /// overlapping the next group's statements; more only make the groups
 /// smaller. `callhook-bench burst`, alternated: 4 committers 4,381–4,623
 /// deliveries/s at 0.226–0.234 ms of Postgres CPU each, 2 committers
-/// 4,776–5,304/s at 0.164–0.182 ms (`docs/performance.md`). Only one of
-/// them runs statements at a time: the next group is cut when the running
-/// one commits (`group_commit`).
+/// 4,776–5,304/s at 0.164–0.182 ms (`docs/performance.md`). Once groups
+/// are large, only one of them runs statements at a time: the next group is
+/// cut when the running one commits (`group_commit`).
 const START_COMMITTERS: usize = 2;
 
 /// How often a transaction that lost a deadlock (or a serialization

@@ -141,7 +141,7 @@ async fn starts_sent_together_are_each_answered_with_their_own_result(pool: PgPo
 }
 
 #[sqlx::test(migrator = "callhook_store::MIGRATOR")]
-async fn the_next_group_is_cut_when_the_running_one_commits_and_takes_every_start_that_waited(
+async fn after_a_large_group_the_next_is_cut_when_it_commits_and_takes_every_start_that_waited(
     pool: PgPool,
 ) {
     scenario(&pool).await;
@@ -152,17 +152,22 @@ async fn the_next_group_is_cut_when_the_running_one_commits_and_takes_every_star
         .await
         .unwrap();
     // The test holds the endpoint's hand-off lock: the first group stops
-    // inside its statements, waiting for it.
+    // inside its statements, waiting for it. It is large (four starts, queued
+    // before the group commit's task runs: a group of that size keeps its
+    // turn until it commits; a smaller one would let the next run beside it).
     let mut holder = pool.begin().await.unwrap();
     sqlx::query("select pg_advisory_xact_lock(handoff_lock_key($1))")
         .bind(scenario_id)
         .execute(&mut *holder)
         .await
         .unwrap();
-    let first = tokio::spawn({
-        let ingest = ingest.clone();
-        async move { ingest.start(start("a", NUMBER)).await }
-    });
+    let mut first: Vec<_> = ["a1", "a2", "a3", "a4"]
+        .into_iter()
+        .map(|id| Box::pin(ingest.start(start(id, NUMBER))))
+        .collect();
+    for s in &mut first {
+        queue(s.as_mut()).await;
+    }
     loop {
         let waiting: bool = sqlx::query_scalar(
             "select exists (select 1 from pg_locks
@@ -185,19 +190,14 @@ async fn the_next_group_is_cut_when_the_running_one_commits_and_takes_every_star
         .map(|id| Box::pin(ingest.start(start(id, NUMBER))))
         .collect();
     for s in &mut later {
-        let polled = std::future::poll_fn(|cx| Poll::Ready(s.as_mut().poll(cx))).await;
-        assert!(
-            polled.is_pending(),
-            "answered before the first group committed"
-        );
+        queue(s.as_mut()).await;
     }
     let queued_by: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("select clock_timestamp()")
         .fetch_one(&pool)
         .await
         .unwrap();
     holder.rollback().await.unwrap();
-    created_one(first.await.unwrap());
-    for s in later {
+    for s in first.into_iter().chain(later) {
         created_one(s.await);
     }
     // They went in one transaction, begun after they were all queued (a
@@ -208,11 +208,29 @@ async fn the_next_group_is_cut_when_the_running_one_commits_and_takes_every_star
             .fetch_all(&pool)
             .await
             .unwrap();
-    let groups: std::collections::HashSet<&str> = rows[1..].iter().map(|r| r.1.as_str()).collect();
-    assert_eq!(groups.len(), 1, "b, c and d in one group: {rows:?}");
-    assert_ne!(rows[0].1, rows[1].1, "a in a group of its own: {rows:?}");
+    let (a, later) = rows.split_at(4);
+    let xmins = |rows: &[(String, String, _)]| {
+        rows.iter()
+            .map(|r| r.1.clone())
+            .collect::<std::collections::HashSet<_>>()
+    };
+    assert_eq!(xmins(a).len(), 1, "a1 to a4 in one group: {rows:?}");
+    assert_eq!(xmins(later).len(), 1, "b, c and d in one group: {rows:?}");
+    assert_ne!(a[0].1, later[0].1, "two groups: {rows:?}");
     assert!(
-        rows[1..].iter().all(|r| r.2 > queued_by),
+        later.iter().all(|r| r.2 > queued_by),
         "the second group began after its starts were queued: {rows:?}"
+    );
+}
+
+/// Polls a start once: it is queued, and waits for its answer.
+async fn queue(
+    start: std::pin::Pin<&mut (impl Future<Output = Result<Ingested, IngestError>> + ?Sized)>,
+) {
+    let mut start = start;
+    let polled = std::future::poll_fn(|cx| Poll::Ready(start.as_mut().poll(cx))).await;
+    assert!(
+        polled.is_pending(),
+        "answered before the first group committed"
     );
 }
