@@ -160,14 +160,17 @@ pub async fn complete(
                       updated_at = now()
                  from input i
                 where d.id = i.id and d.lease_token = i.lease_token
-            returning d.id, d.attempt_count, d.call_id, d.kind, d.state, d.scenario_id
+            -- the attempt's columns ride along: joining the updated rows
+            -- back to the input compared every pair (no hash joins here)
+            returning d.id, d.attempt_count, d.call_id, d.kind, d.state, d.scenario_id,
+                      i.attempted, i.url, i.started_at, i.duration_ms, i.response_status,
+                      i.response_body, i.error
            ), ins as (
                insert into delivery_attempts
                       (delivery_id, attempt, url, started_at, duration_ms, response_status, response_body, error)
-               select u.id, u.attempt_count, i.url, i.started_at, i.duration_ms, i.response_status,
-                      i.response_body, i.error
-                 from upd u join input i on i.id = u.id
-                where i.attempted
+               select id, attempt_count, url, started_at, duration_ms, response_status, response_body, error
+                 from upd
+                where attempted
            )
            select array(select id from upd) as "updated!",
                   array(select id from upd where kind = 'during_call' and state <> 'pending')

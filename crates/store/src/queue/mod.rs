@@ -35,8 +35,8 @@ pub(crate) use order::{block_behind_during_call, cancel_pending};
 /// fresh start is [`Claimed::handed_off`].
 ///
 /// The statement is `$with`, ending in the `update deliveries d` that leases
-/// the rows (this adds its `returning`), then `$then` (the rest of the
-/// CTEs), then the select of a row from `c`, the leased rows, and `s`, their
+/// the rows (this adds its `returning`), then `$then` (more `returning`
+/// columns if it starts with a comma, the rest of the CTEs), then the select of a row from `c`, the leased rows, and `s`, their
 /// scenario, named by `$from`: `lease_token` is the token's bind (`$n`),
 /// `endpoint_state` and `probe` are SQL for those columns. Pieces are string
 /// literals, as `query_as!` needs; the names in the column overrides
