@@ -143,6 +143,11 @@ struct NeighboursArgs {
     /// beside the quiet one (preloaded by SQL: needs --database-url; 0 skips).
     #[arg(long, default_value_t = 20_000)]
     recover: i64,
+    /// After each flood's phase, how long to wait for the flood's webhooks to
+    /// be delivered before its scenario is deleted: the next phase then starts
+    /// without the last one's backlog (0: delete at once).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    settle: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -30,6 +30,9 @@ pub(crate) struct Phase {
     /// The flood's webhooks that arrived within the phase, per second.
     pub(crate) flood_per_s: Option<f64>,
     pub(crate) flood_ingest_s: Option<f64>,
+    /// From the phase's start until every flood call's webhook arrived, when
+    /// that happened within the phase and `--settle`.
+    pub(crate) flood_drained_s: Option<f64>,
 }
 
 /// A flood scenario: its id, its number and its receiver's arrivals.
@@ -99,6 +102,8 @@ impl Bench {
                     Some(ingested.as_secs_f64()),
                 )
                 .await;
+            let mut p = p;
+            p.flood_drained_s = settle(&floods, calls as usize, started, a.settle).await;
             print_phase(&p);
             phases.push(p);
             for flood in &floods {
@@ -184,6 +189,7 @@ impl Bench {
             quiet: percentiles(&mut latencies),
             flood_per_s,
             flood_ingest_s,
+            flood_drained_s: None,
         }
     }
 
@@ -282,6 +288,39 @@ impl Bench {
     }
 }
 
+/// Waits, up to `limit` past the phase's end, until each flood's `calls`
+/// webhooks arrived (a phase's backlog must not spill into the next one's
+/// figures); how long from `started` that took, or `None` (with a note) if
+/// it did not happen. A flood that at its rate so far would need longer
+/// than `limit` (the slow receiver's) is not waited for.
+async fn settle(floods: &[Flood], calls: usize, started: Instant, limit: Duration) -> Option<f64> {
+    let deadline = Instant::now() + limit;
+    let left = || -> usize {
+        floods
+            .iter()
+            .map(|f| calls.saturating_sub(f.arrivals.distinct()))
+            .sum()
+    };
+    let arrived = floods.len() * calls - left();
+    let needs = started.elapsed().as_secs_f64() * left() as f64 / arrived.max(1) as f64;
+    loop {
+        let left = left();
+        if left == 0 {
+            return Some(started.elapsed().as_secs_f64());
+        }
+        if Instant::now() >= deadline || needs > limit.as_secs_f64() {
+            if !limit.is_zero() {
+                eprintln!(
+                    "note: {left} flood webhooks still due {limit:?} after the phase; \
+                     the flood's scenario is deleted with them"
+                );
+            }
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn print_phase(p: &Phase) {
     println!("{}", p.name);
     match p.quiet {
@@ -296,6 +335,9 @@ fn print_phase(p: &Phase) {
             "  {:<38} {r:.0} /s (ingested in {i:.1} s)",
             "flood: delivered within the phase"
         );
+    }
+    if let Some(d) = p.flood_drained_s {
+        println!("  {:<38} {d:.1} s", "flood: every webhook arrived after");
     }
 }
 
@@ -312,6 +354,7 @@ pub(crate) fn json(phases: &[Phase]) -> Value {
                     "quiet_max_ms": p.quiet.map(|l| round2(l.max)),
                     "quiet_lost": p.quiet_lost,
                     "flood_delivered_per_s": p.flood_per_s.map(|r| r.round()),
+                    "flood_drained_s": p.flood_drained_s.map(round2),
                 })
             })
             .collect(),

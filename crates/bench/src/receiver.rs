@@ -58,6 +58,11 @@ impl Arrivals {
         ids.map(|id| map.get(id).copied()).collect()
     }
 
+    /// How many calls arrived at least once.
+    pub(crate) fn distinct(&self) -> usize {
+        self.by_call.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// How many of the given calls arrived at least once.
     pub(crate) fn count_arrived<'a>(&self, ids: impl Iterator<Item = &'a str>) -> usize {
         let map = self.by_call.lock().unwrap_or_else(|e| e.into_inner());
