@@ -308,7 +308,14 @@ async fn settle(floods: &[Flood], calls: usize, started: Instant, limit: Duratio
         if left == 0 {
             return Some(started.elapsed().as_secs_f64());
         }
-        if Instant::now() >= deadline || needs > limit.as_secs_f64() {
+        if needs > limit.as_secs_f64() && !limit.is_zero() {
+            eprintln!(
+                "note: {left} flood webhooks still due; at the flood's rate they need \
+                 longer than --settle ({limit:?}): its scenario is deleted with them"
+            );
+            return None;
+        }
+        if Instant::now() >= deadline {
             if !limit.is_zero() {
                 eprintln!(
                     "note: {left} flood webhooks still due {limit:?} after the phase; \
