@@ -30,9 +30,11 @@ pub(crate) struct Phase {
     /// The flood's webhooks that arrived within the phase, per second.
     pub(crate) flood_per_s: Option<f64>,
     pub(crate) flood_ingest_s: Option<f64>,
-    /// From the phase's start until every flood call's webhook arrived, when
-    /// that happened within the phase and `--settle`.
+    /// From the phase's start until the last flood call's webhook arrived,
+    /// when every one did within the phase and `--settle`.
     pub(crate) flood_drained_s: Option<f64>,
+    /// The flood's calls, every flood of the phase together.
+    pub(crate) flood_calls: Option<usize>,
 }
 
 /// A flood scenario: its id, its number and its receiver's arrivals.
@@ -104,6 +106,7 @@ impl Bench {
                 .await;
             let mut p = p;
             p.flood_drained_s = settle(&floods, calls as usize, started, a.settle).await;
+            p.flood_calls = Some(floods.len() * calls as usize);
             print_phase(&p);
             phases.push(p);
             for flood in &floods {
@@ -116,6 +119,7 @@ impl Bench {
                 print_phase(&p);
                 phases.push(p);
             }
+            _ if a.recover == 0 => {}
             _ => eprintln!("note: no bulk-recover phase (it needs --database-url)"),
         }
         Ok(phases)
@@ -190,6 +194,7 @@ impl Bench {
             flood_per_s,
             flood_ingest_s,
             flood_drained_s: None,
+            flood_calls: None,
         }
     }
 
@@ -306,7 +311,11 @@ async fn settle(floods: &[Flood], calls: usize, started: Instant, limit: Duratio
     loop {
         let left = left();
         if left == 0 {
-            return Some(started.elapsed().as_secs_f64());
+            let last = floods
+                .iter()
+                .filter_map(|f| f.arrivals.latest_first())
+                .max()?;
+            return Some(last.saturating_duration_since(started).as_secs_f64());
         }
         if needs > limit.as_secs_f64() && !limit.is_zero() {
             eprintln!(
@@ -343,8 +352,12 @@ fn print_phase(p: &Phase) {
             "flood: delivered within the phase"
         );
     }
-    if let Some(d) = p.flood_drained_s {
-        println!("  {:<38} {d:.1} s", "flood: every webhook arrived after");
+    if let (Some(d), Some(n)) = (p.flood_drained_s, p.flood_calls) {
+        println!(
+            "  {:<38} {d:.1} s ({:.0} /s)",
+            "flood: every webhook arrived after",
+            n as f64 / d.max(f64::EPSILON)
+        );
     }
 }
 

@@ -33,6 +33,8 @@ pub(crate) struct Arrivals {
     /// Every request, duplicates and probe traffic included; lets a waiter
     /// notice progress without locking the map.
     total: AtomicU64,
+    /// When the latest call arrived for the first time.
+    latest_first: Mutex<Option<Instant>>,
 }
 
 impl Arrivals {
@@ -42,13 +44,21 @@ impl Arrivals {
 
     fn record(&self, call_id: String, at: Instant) {
         let mut map = self.by_call.lock().unwrap_or_else(|e| e.into_inner());
+        let mut first = false;
         map.entry(call_id)
             .and_modify(|a| a.count += 1)
-            .or_insert(Arrival {
-                first: at,
-                count: 1,
+            .or_insert_with(|| {
+                first = true;
+                Arrival {
+                    first: at,
+                    count: 1,
+                }
             });
         drop(map);
+        if first {
+            let mut latest = self.latest_first.lock().unwrap_or_else(|e| e.into_inner());
+            *latest = latest.max(Some(at));
+        }
         self.total.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -56,6 +66,11 @@ impl Arrivals {
     pub(crate) fn lookup<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Vec<Option<Arrival>> {
         let map = self.by_call.lock().unwrap_or_else(|e| e.into_inner());
         ids.map(|id| map.get(id).copied()).collect()
+    }
+
+    /// When the latest call arrived for the first time.
+    pub(crate) fn latest_first(&self) -> Option<Instant> {
+        *self.latest_first.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// How many calls arrived at least once.
