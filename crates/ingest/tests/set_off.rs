@@ -78,7 +78,7 @@ async fn a_start_is_stored_leased_and_handed_to_a_dispatcher_with_room(pool: PgP
     let d = created_one(ingest.start(start("c1", NUMBER)).await);
 
     // Handed over before the start was answered.
-    let handed = inbox.try_take().expect("handed to the dispatcher");
+    let (handed, _sending) = inbox.try_take().expect("handed to the dispatcher");
     assert!(handed.from_ingest);
     assert_eq!(handed.row.id, d.id);
     let (lease, due) = lease_and_due(&pool, d.id).await;

@@ -14,11 +14,11 @@ use super::{untrack, Crew};
 use crate::handoff::HandoffInbox;
 
 /// Sends what comes through the door until shutdown, each once a worker
-/// seat is free, the endpoints taking turns. A delivery that has waited
-/// `wait` since it was handed over goes back to the queue for claims, with
-/// every other that waited as long (one statement): a wait never eats into
-/// the lease the request needs, however many wait. Returns the inbox, so
-/// what is left in it can be given back.
+/// seat is free, to the endpoint sending the fewest (`handoff/turns.rs`). A
+/// delivery that has waited `wait` since it was handed over goes back to the
+/// queue for claims, with every other that waited as long (one statement): a
+/// wait never eats into the lease the request needs, however many wait.
+/// Returns the inbox, so what is left in it can be given back.
 pub(super) async fn receive_handoffs(
     inbox: HandoffInbox,
     pool: PgPool,
@@ -42,8 +42,9 @@ pub(super) async fn receive_handoffs(
             let Some(seat) = seat else {
                 return inbox;
             };
-            // The seat goes to whichever endpoint's turn it is.
-            let Some(handed) = inbox.try_take() else {
+            // The seat goes to whichever endpoint's turn it is (the fewest
+            // sending).
+            let Some((handed, sending)) = inbox.try_take() else {
                 continue;
             };
             inbox.taken();
@@ -51,7 +52,7 @@ pub(super) async fn receive_handoffs(
             if handed.from_ingest {
                 metrics::counter!("callhook_deliveries_handed_off_total").increment(1);
             }
-            crew.spawn(handed.row, seat);
+            crew.spawn(handed.row, seat, Some(sending));
             continue;
         }
         // Every worker has been busy (slow receivers): let claims take what

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::handoff::{Handoff, HandoffInbox};
+use crate::handoff::{Handoff, HandoffInbox, Sending};
 use crate::seats::{Seat, Seats};
 use crate::sender::Sender;
 use hosts::HostLimits;
@@ -248,12 +248,14 @@ impl Crew {
 
     /// Sends one leased delivery on its own task: its request slot goes
     /// back when the request is done, its place among the unrecorded when
-    /// the writer has recorded the result.
-    fn spawn(&self, row: Claimed, seat: Seat) {
+    /// the writer has recorded the result. A row from the door brings its
+    /// [`Sending`], held until the worker is done with it.
+    fn spawn(&self, row: Claimed, seat: Seat, sending: Option<Sending>) {
         self.track(&row);
         let ctx = self.ctx.clone();
         self.tracker.spawn(async move {
             let (completion, slot) = send::process(&ctx, row, seat).await;
+            drop(sending);
             // The writer only stops after every worker has finished.
             let _ = ctx.done.send(Done { completion, slot }).await;
         });

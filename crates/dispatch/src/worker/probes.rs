@@ -65,7 +65,7 @@ pub(super) async fn take_probes(
                 }
             };
             tracing::info!(delivery_id = %row.id, scenario_id = ?row.scenario_id, kind = %row.kind, "probing a paused endpoint");
-            crew.spawn(row, seat);
+            crew.spawn(row, seat, None);
         }
     }
 }

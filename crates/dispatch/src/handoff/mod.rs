@@ -10,20 +10,21 @@
 //! endpoint's rows in arrival order), so a flood's hundreds of claimed rows
 //! do not queue ahead of a quiet endpoint's one. This module owns that door.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use callhook_core::DeliveryKind;
 use callhook_store::calls::LeasePlan;
 use callhook_store::queue::{self, Claimed};
 use sqlx::PgPool;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::seats::Seats;
+use turns::Behind;
+pub use turns::Sending;
+
+mod turns;
 
 /// Hands deliveries from ingest straight to this process's dispatcher.
 ///
@@ -70,90 +71,17 @@ pub struct HandoffInbox {
     waiting: Arc<AtomicUsize>,
 }
 
-/// An endpoint's key behind the door: its scenario and kind (operator
-/// events, and deliveries whose scenario is gone, share one).
-type Endpoint = (Option<Uuid>, DeliveryKind);
-
-/// The rows behind the door, by endpoint, and the endpoints' turns.
-#[derive(Debug, Default)]
-struct Queues {
-    by_endpoint: HashMap<Endpoint, VecDeque<Handed>>,
-    /// Endpoints with rows waiting, the next to be served first.
-    turns: VecDeque<Endpoint>,
-    /// The dispatcher is gone: nothing more comes in.
-    closed: bool,
-}
-
-impl Queues {
-    fn push(&mut self, h: Handed) {
-        let key = (h.row.scenario_id, h.row.kind);
-        let q = self.by_endpoint.entry(key).or_default();
-        if q.is_empty() {
-            self.turns.push_back(key);
-        }
-        q.push_back(h);
-    }
-
-    /// The next endpoint's oldest row; the endpoint goes to the back of
-    /// the round if it has more.
-    fn pop(&mut self) -> Option<Handed> {
-        let key = self.turns.pop_front()?;
-        let q = self.by_endpoint.get_mut(&key)?;
-        let h = q.pop_front();
-        if q.is_empty() {
-            self.by_endpoint.remove(&key);
-        } else {
-            self.turns.push_back(key);
-        }
-        h
-    }
-
-    /// When the longest-waiting row was handed over.
-    fn oldest(&self) -> Option<Instant> {
-        self.by_endpoint
-            .values()
-            .filter_map(|q| q.front().map(|h| h.at))
-            .min()
-    }
-
-    /// Every row handed over at or before `at`, out of the queues.
-    fn handed_by(&mut self, at: Instant) -> Vec<Handed> {
-        let mut out = Vec::new();
-        for q in self.by_endpoint.values_mut() {
-            while q.front().is_some_and(|h| h.at <= at) {
-                out.extend(q.pop_front());
-            }
-        }
-        self.by_endpoint.retain(|_, q| !q.is_empty());
-        let by_endpoint = &self.by_endpoint;
-        self.turns.retain(|k| by_endpoint.contains_key(k));
-        out
-    }
-}
-
-/// What waits behind the door, shared by its two sides.
-#[derive(Debug, Default)]
-struct Behind {
-    queues: Mutex<Queues>,
-    /// Rung when a row comes in.
-    arrived: Notify,
-}
-
-impl Behind {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
-        self.queues.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 impl HandoffInbox {
     /// A handed-off row has a slot now, or went back to the queue.
     pub fn taken(&self) {
         self.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// The next row to seat, the endpoints taking turns; `None` when none waits.
-    pub fn try_take(&self) -> Option<Handed> {
-        self.behind.lock().pop()
+    /// The next row to seat, whose turn it is (`turns.rs`), counted among
+    /// what its endpoint is sending until its worker drops the [`Sending`];
+    /// `None` when none waits.
+    pub fn try_take(&self) -> Option<(Handed, Sending)> {
+        self.behind.take()
     }
 
     /// Waits until a row is waiting; when the longest-waiting one came in.
@@ -287,77 +215,13 @@ impl Handoff {
 
 #[cfg(test)]
 mod tests {
+    use super::turns::tests::{any_row, handed};
     use super::*;
-
-    fn row(scenario: Uuid, kind: DeliveryKind) -> Claimed {
-        Claimed {
-            id: Uuid::now_v7(),
-            call_id: Some("c".into()),
-            kind,
-            payload: "{}".into(),
-            attempt_count: 0,
-            created_at: chrono::Utc::now(),
-            url: None,
-            signing_secret: None,
-            previous_signing_secret: None,
-            lease_token: Uuid::now_v7(),
-            scenario_id: Some(scenario),
-            endpoint_state: None,
-            probe: false,
-            headers: None,
-            expires_at: None,
-        }
-    }
-
-    fn handed(row: Claimed, at: Instant) -> Handed {
-        Handed {
-            row,
-            at,
-            from_ingest: false,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_quiet_endpoint_waits_one_turn_behind_a_flood_not_the_flood() {
-        let (flood, quiet) = (Uuid::now_v7(), Uuid::now_v7());
-        let mut q = Queues::default();
-        let at = Instant::now();
-        for _ in 0..100 {
-            q.push(handed(row(flood, DeliveryKind::AfterCall), at));
-        }
-        q.push(handed(row(quiet, DeliveryKind::DuringCall), at));
-        let order: Vec<Option<Uuid>> = std::iter::from_fn(|| q.pop())
-            .take(3)
-            .map(|h| h.row.scenario_id)
-            .collect();
-        assert_eq!(order, [Some(flood), Some(quiet), Some(flood)]);
-        assert_eq!(std::iter::from_fn(|| q.pop()).count(), 98, "nothing lost");
-    }
-
-    #[tokio::test]
-    async fn rows_that_waited_their_time_leave_in_one_go_and_the_rest_keep_their_turns() {
-        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let mut q = Queues::default();
-        let early = Instant::now();
-        let late = early + Duration::from_secs(1);
-        q.push(handed(row(a, DeliveryKind::DuringCall), early));
-        q.push(handed(row(a, DeliveryKind::DuringCall), late));
-        q.push(handed(row(b, DeliveryKind::DuringCall), early));
-        assert_eq!(q.oldest(), Some(early));
-        assert_eq!(q.handed_by(early).len(), 2);
-        assert_eq!(q.oldest(), Some(late));
-        let left = q.pop().expect("a's later row");
-        assert_eq!((left.row.scenario_id, left.at), (Some(a), late));
-        assert!(q.pop().is_none() && q.turns.is_empty());
-    }
 
     #[tokio::test]
     async fn a_closed_door_gives_rows_back_and_takes_no_more() {
         let (door, inbox) = handoff(2, Duration::from_secs(5), 16);
-        door.behind.lock().push(handed(
-            row(Uuid::now_v7(), DeliveryKind::DuringCall),
-            Instant::now(),
-        ));
+        door.behind.lock().push(handed(any_row(), Instant::now()));
         assert_eq!(inbox.close().len(), 1);
         assert!(door.behind.lock().closed);
         assert!(inbox.try_take().is_none());
