@@ -5,10 +5,11 @@
 //! inserts a new delivery already leased and, once its transaction has
 //! committed, passes the row over here in memory, so it is sent without a
 //! claim, a `NOTIFY` or a poll. Behind the door each row waits its turn for
-//! a worker seat ([`Seats`]), for a bounded time. The turns go round the
-//! endpoints that have rows waiting, as the claim's do (round robin, each
-//! endpoint's rows in arrival order), so a flood's hundreds of claimed rows
-//! do not queue ahead of a quiet endpoint's one. This module owns that door.
+//! a worker seat ([`Seats`]), for a bounded time. A free seat goes to the
+//! endpoint this door is sending the fewest webhooks to, among equals the
+//! next in the round, each endpoint's rows in arrival order (`turns.rs`):
+//! a flood's hundreds of claimed rows, or a slow receiver's long requests,
+//! do not hold a quiet endpoint's one back. This module owns that door.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -36,9 +37,8 @@ mod turns;
 ///
 /// A handed-off row waits for a worker seat like a claimed one (see
 /// [`Seats`] for what that bounds); up to `concurrency` more may wait for a
-/// seat in memory (not yet sent, so a crash only
-/// delays them by the lease), and one that waits too long goes back to the
-/// queue. Should the process die, a handed-off row becomes due when its
+/// seat in memory (not yet sent, so a crash only delays them by the lease),
+/// and one that waits too long goes back to the queue. Should the process die, a handed-off row becomes due when its
 /// lease runs out, like a claimed one.
 #[derive(Clone, Debug)]
 pub struct Handoff {
