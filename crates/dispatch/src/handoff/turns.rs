@@ -26,6 +26,10 @@ use super::Handed;
 /// events, and deliveries whose scenario is gone, share one).
 type Endpoint = (Option<Uuid>, DeliveryKind);
 
+fn endpoint_of(h: &Handed) -> Endpoint {
+    (h.row.scenario_id, h.row.kind)
+}
+
 /// The rows behind the door, by endpoint, and the endpoints' turns.
 #[derive(Debug, Default)]
 pub(super) struct Queues {
@@ -41,7 +45,7 @@ pub(super) struct Queues {
 
 impl Queues {
     pub(super) fn push(&mut self, h: Handed) {
-        let key = (h.row.scenario_id, h.row.kind);
+        let key = endpoint_of(&h);
         let q = self.by_endpoint.entry(key).or_default();
         if q.is_empty() {
             self.turns.push_back(key);
@@ -119,7 +123,7 @@ impl Behind {
     pub(super) fn take(self: &Arc<Self>) -> Option<(Handed, Sending)> {
         let mut q = self.lock();
         let h = q.pop()?;
-        let endpoint = (h.row.scenario_id, h.row.kind);
+        let endpoint = endpoint_of(&h);
         *q.sending.entry(endpoint).or_default() += 1;
         Some((
             h,
