@@ -96,7 +96,7 @@ impl Bench {
                 .try_fold(Duration::ZERO, |longest, d| anyhow::Ok(longest.max(d?)))?;
             let window = started.elapsed();
             let delivered: usize = floods.iter().map(|f| f.arrivals.total() as usize).sum();
-            let p = self
+            let mut p = self
                 .phase(
                     &name,
                     quiet,
@@ -104,7 +104,6 @@ impl Bench {
                     Some(ingested.as_secs_f64()),
                 )
                 .await;
-            let mut p = p;
             p.flood_drained_s = settle(&floods, calls as usize, started, a.settle).await;
             p.flood_calls = Some(floods.len() * calls as usize);
             print_phase(&p);
@@ -306,8 +305,16 @@ async fn settle(floods: &[Flood], calls: usize, started: Instant, limit: Duratio
             .map(|f| calls.saturating_sub(f.arrivals.distinct()))
             .sum()
     };
-    let arrived = floods.len() * calls - left();
-    let needs = started.elapsed().as_secs_f64() * left() as f64 / arrived.max(1) as f64;
+    let due = left();
+    let needs =
+        started.elapsed().as_secs_f64() * due as f64 / (floods.len() * calls - due).max(1) as f64;
+    if due > 0 && needs > limit.as_secs_f64() && !limit.is_zero() {
+        eprintln!(
+            "note: {due} flood webhooks still due; at the flood's rate they need \
+             longer than --settle ({limit:?}): its scenario is deleted with them"
+        );
+        return None;
+    }
     loop {
         let left = left();
         if left == 0 {
@@ -316,13 +323,6 @@ async fn settle(floods: &[Flood], calls: usize, started: Instant, limit: Duratio
                 .filter_map(|f| f.arrivals.latest_first())
                 .max()?;
             return Some(last.saturating_duration_since(started).as_secs_f64());
-        }
-        if needs > limit.as_secs_f64() && !limit.is_zero() {
-            eprintln!(
-                "note: {left} flood webhooks still due; at the flood's rate they need \
-                 longer than --settle ({limit:?}): its scenario is deleted with them"
-            );
-            return None;
         }
         if Instant::now() >= deadline {
             if !limit.is_zero() {
